@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install the system programs the end-to-end tests drive: sipp (sip-tester), baresip,
+# espeak-ng + sox (prompts), chromium + a CJK font (UI screenshots), kannel (SMS).
+# Idempotent: a no-op (no apt-get update) when every package is already installed.
+set -euo pipefail
+
+PACKAGES=(sip-tester baresip espeak-ng sox chromium fonts-wqy-microhei kannel kannel-extras)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    # dpkg -s exits 0 also for removed-but-configured packages; check the status line.
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$pkg")
+    fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+    echo "install-system: all present: ${PACKAGES[*]}"
+    exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-system: missing ${missing[*]}; run as root" >&2
+    exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+echo "install-system: missing ${missing[*]}"
+echo "install-system: apt-get update"
+apt-get update -q
+echo "install-system: apt-get install ${missing[*]}"
+apt-get install -y -q --no-install-recommends "${missing[@]}"
+echo "install-system: done"

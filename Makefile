@@ -1,0 +1,31 @@
+# The two commands of the README:
+#   make run   — install what is needed, prepare the embedded hotline, and start it
+#   make test  — install what is needed and run the whole test suite
+# CONFIG=path/to/hotline.toml selects a configuration (default: built-in defaults, SQLite under var/).
+
+SHELL := /bin/bash
+VENV := .venv
+HOTLINE := $(VENV)/bin/hotline
+CONFIG ?=
+CONFIG_ARG := $(if $(CONFIG),--config $(CONFIG),)
+
+.PHONY: run test setup system venv prepare
+
+system:
+	bash .ci/install-system.sh
+
+venv:
+	bash .ci/setup-venv.sh
+
+setup: system venv
+
+prepare: setup
+	$(HOTLINE) db upgrade $(CONFIG_ARG)
+	$(HOTLINE) demo seed $(CONFIG_ARG)
+	$(HOTLINE) prompts build $(CONFIG_ARG)
+
+run: prepare
+	$(HOTLINE) serve $(CONFIG_ARG)
+
+test: setup
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)

@@ -1,0 +1,254 @@
+"""Wires the whole hotline into one process: Twisted on the asyncio reactor with aiohttp beside it.
+
+`install_reactor()` must run before anything imports `twisted.internet.reactor`.
+`Hotline.start()` binds SIP, RTP and web; `Hotline.stop()` hangs up calls, flushes recordings
+and closes the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from callcenter.config import Settings
+
+log = logging.getLogger("hotline")
+
+
+class StartupError(RuntimeError):
+    """The hotline cannot start; the message says why and what to do."""
+
+
+def install_reactor() -> asyncio.AbstractEventLoop:
+    """Install Twisted's asyncio reactor on a fresh loop (idempotent)."""
+    if "twisted.internet.reactor" in sys.modules:
+        from twisted.internet import reactor
+
+        return reactor._asyncioEventloop  # type: ignore[attr-defined]
+    from twisted.internet import asyncioreactor
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    asyncioreactor.install(loop)
+    return loop
+
+
+def sqlite_path(url: str) -> Path | None:
+    return Path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else None
+
+
+def load_flows_for(settings: Settings) -> dict[str, object]:
+    from ivr_flows.loader import FlowError, default_flows_dir, load_flows
+
+    directory = settings.path(settings.ivr.flows_dir) if settings.ivr.flows_dir else default_flows_dir()
+    try:
+        flows = load_flows(directory)
+    except FlowError as exc:
+        raise StartupError(f"IVR flow error: {exc}") from None
+    by_did: dict[str, object] = {}
+    for flow in flows.values():
+        did = getattr(flow, "did", None)
+        if did and did in settings.sip.dids:
+            by_did[did] = flow
+    missing = [d for d in settings.sip.dids if d not in by_did]
+    if missing:
+        raise StartupError(
+            f"sip.dids: no IVR flow in {directory} answers {', '.join(missing)} (a flow file needs `did: {missing[0]}`)"
+        )
+    return by_did
+
+
+@dataclass
+class Addresses:
+    sip: str
+    web: str
+
+
+class Hotline:
+    def __init__(self, settings: Settings, reactor):
+        self.settings = settings
+        self.reactor = reactor
+        self.tz = ZoneInfo(settings.ivr.timezone)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recordings")
+        self._web_runner = None
+        self._sip_port = None
+        self.repo = None
+        self.router = None
+        self.rtp = None
+        self.sip = None
+
+    def now_dt(self) -> datetime:
+        return datetime.fromtimestamp(self.reactor.seconds(), self.tz).replace(tzinfo=None)
+
+    def _spawn(self, coro):
+        task = asyncio.ensure_future(coro)
+
+        def done(t: asyncio.Task) -> None:
+            if not t.cancelled() and t.exception() is not None:
+                log.error("background task failed", exc_info=t.exception())
+
+        task.add_done_callback(done)
+        return task
+
+    def _call_variables(self, call) -> dict:
+        from case_core.domain.calendar import WorkCalendar
+
+        now = self.now_dt()
+        open_h, open_m = (int(x) for x in self.settings.ivr.open.split(":"))
+        close_h, close_m = (int(x) for x in self.settings.ivr.close.split(":"))
+        minutes = now.hour * 60 + now.minute
+        workday = WorkCalendar().is_workday(now.date())
+        in_hours = open_h * 60 + open_m <= minutes < close_h * 60 + close_m
+        return {"business_hours": bool(workday and in_hours), "is_holiday": not workday}
+
+    async def start(self) -> Addresses:
+        from aiohttp import web
+
+        from callcenter.calls import CallRouter
+        from callcenter.prompts import PromptLibrary
+        from callcenter.sip.ua import UserAgent
+        from callcenter.twisted_rtp import RtpEngine
+        from callcenter.twisted_sip import SipEndpoint
+        from case_core.adapters import migrate
+        from case_core.adapters.sqlalchemy_repo import SqlRepository, make_engine, sync_url
+        from case_core.service import CaseService
+        from web.app import WebContext, create_app
+        from web.auth import load_or_create_secret
+
+        s = self.settings
+        url = s.database_url()
+        await asyncio.get_running_loop().run_in_executor(None, migrate.upgrade, sync_url(url))
+        self.repo = SqlRepository(make_engine(url))
+
+        flows = load_flows_for(s)
+        prompts = PromptLibrary(
+            s.path(s.prompts.dir), s.path(s.prompts.override_dir) if s.prompts.override_dir else None
+        )
+        needed = set()
+        for flow in flows.values():
+            needed |= set(flow.prompt_names())
+        needed.add("beep")
+        missing = prompts.missing(needed)
+        if missing:
+            raise StartupError(
+                f"prompts missing in {prompts.directory}: {', '.join(missing[:8])}"
+                f"{' …' if len(missing) > 8 else ''}; run `hotline prompts build`"
+            )
+
+        hub_holder: dict = {}
+
+        def on_event(kind: str, data: dict) -> None:
+            hub = hub_holder.get("hub")
+            if hub is not None:
+                hub.publish(kind, data)
+
+        service = CaseService(self.repo, on_event=on_event)
+        public_host = s.sip.public_host or s.sip.host
+        ua = UserAgent(local_host=public_host, local_port=s.sip.port)
+        self.sip = SipEndpoint(ua, self.reactor)
+        self.rtp = RtpEngine(self.reactor, host=s.rtp.host, port_min=s.rtp.port_min, port_max=s.rtp.port_max)
+        storage = s.path(s.storage.dir)
+        storage.mkdir(parents=True, exist_ok=True)
+        self.router = CallRouter(
+            sip=self.sip,
+            rtp=self.rtp,
+            flows_by_did=flows,
+            prompts=prompts,
+            services=service,
+            clock=self.reactor,
+            spawn=self._spawn,
+            sleep=asyncio.sleep,
+            executor=self.executor,
+            storage_dir=storage,
+            rtp_host=s.rtp.host,
+            now_dt=self.now_dt,
+            call_variables=self._call_variables,
+            rtp_timeout_s=s.rtp.timeout_s,
+        )
+        self.sip.listener = self.router
+        from twisted.internet.error import CannotListenError
+
+        try:
+            self._sip_port = self.reactor.listenUDP(s.sip.port, self.sip, interface=s.sip.host)
+        except CannotListenError as exc:
+            raise StartupError(f"sip.port: cannot listen on {s.sip.host}:{s.sip.port} ({exc.socketError})") from None
+        sip_port = self._sip_port.getHost().port
+        ua.local_port = sip_port
+
+        secret = load_or_create_secret(
+            (sqlite_path(url).parent if sqlite_path(url) else s.path("var")) / "web-secret.key"
+        )
+        ctx = WebContext(repo=self.repo, service=service, secret=secret, now=self.reactor.seconds)
+        hub_holder["hub"] = ctx.hub
+        app = create_app(ctx)
+        self._web_runner = web.AppRunner(app, access_log=None)
+        await self._web_runner.setup()
+        site = web.TCPSite(self._web_runner, s.web.host, s.web.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise StartupError(f"web.port: cannot listen on {s.web.host}:{s.web.port} ({exc.strerror})") from None
+        web_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        ctx.sip_address = f"sip:12319@{public_host}:{sip_port}"
+        return Addresses(sip=ctx.sip_address, web=f"http://{s.web.host}:{web_port}/")
+
+    async def stop(self) -> None:
+        if self.router is not None:
+            self.router.stop()
+        if self._sip_port is not None:
+            # Give the BYEs just sent a moment on the wire before the socket closes.
+            await asyncio.sleep(0.1)
+            await self._sip_port.stopListening() if hasattr(self._sip_port, "stopListening") else None
+        if self.sip is not None:
+            self.sip.stop()
+        if self.rtp is not None:
+            self.rtp.stop()
+        # Let pending recording/database tasks finish.
+        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        if pending:
+            await asyncio.wait(pending, timeout=3)
+        self.executor.shutdown(wait=True)
+        if self._web_runner is not None:
+            await self._web_runner.cleanup()
+        if self.repo is not None:
+            await self.repo.close()
+
+
+def serve(settings: Settings) -> int:
+    """Run until SIGINT/SIGTERM. Returns the process exit code."""
+    install_reactor()
+    from twisted.internet import defer, reactor
+
+    hotline = Hotline(settings, reactor)
+    outcome = {"code": 0}
+
+    def started(addresses: Addresses) -> None:
+        print(f"热线已启动 / hotline is up", flush=True)
+        print(f"SIP:  {addresses.sip}", flush=True)
+        print(f"Web:  {addresses.web}", flush=True)
+
+    def failed(failure) -> None:
+        if failure.check(StartupError):
+            print(f"error: {failure.value}", file=sys.stderr, flush=True)
+        else:
+            print(f"error: {failure.getErrorMessage()}", file=sys.stderr, flush=True)
+            log.error("startup failed", exc_info=failure.value)
+        outcome["code"] = 2
+        reactor.stop()
+
+    def go() -> None:
+        d = defer.Deferred.fromFuture(asyncio.ensure_future(hotline.start()))
+        d.addCallbacks(started, failed)
+
+    reactor.callWhenRunning(go)
+    reactor.addSystemEventTrigger(
+        "before", "shutdown", lambda: defer.Deferred.fromFuture(asyncio.ensure_future(hotline.stop()))
+    )
+    reactor.run()
+    return outcome["code"]

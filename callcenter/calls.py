@@ -1,0 +1,509 @@
+"""Call control: one controller per call, joining the SIP dialog, its RTP leg and its IVR flow.
+
+The router receives SIP user-agent events, answers calls on a known DID, and runs the DID's IVR
+flow: it performs the flow's actions (play, record, file a report, look up a case, hang up)
+with the media engine and the case service, and feeds the results back to the pure engine.
+Everything here runs on the event loop; database work is awaited in tasks, file writes go
+to a worker thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Protocol
+
+import numpy as np
+
+from callcenter.media import session as media
+from callcenter.media.wav import WavWriter
+from callcenter.prompts import MissingPrompt, PromptLibrary
+from callcenter.sip import events as sip_events
+from callcenter.sip.sdp import SdpError, negotiate
+from ivr_flows import engine as ivr
+
+log = logging.getLogger(__name__)
+
+# Received audio louder than this RMS counts as speech for "end on silence" (about -36 dBFS).
+SPEECH_RMS = 500.0
+# Flush recordings to disk about once a second so a crash loses at most that much.
+FLUSH_EVERY_FRAMES = 50
+
+
+class CallServices(Protocol):
+    """What call control needs from the rest of the system (implemented by case_core.service)."""
+
+    async def call_started(self, *, call_id: str, direction: str, did: str | None, caller: str | None, now: datetime) -> None: ...
+    async def call_answered(self, call_id: str, now: datetime) -> None: ...
+    async def call_ended(self, call_id: str, now: datetime, reason: str, ivr_path: str) -> None: ...
+    async def recording_started(self, *, call_id: str, kind: str, path: str, channels: int, now: datetime) -> int: ...
+    async def recording_finished(self, recording_id: int, duration_s: float) -> None: ...
+    async def file_report(self, *, channel: str, reporter_phone: str | None, call_id: str, recording_ids: tuple[int, ...], variables: dict, now: datetime) -> str: ...
+    async def lookup_case(self, number: str) -> tuple[bool, str | None]: ...
+
+
+@dataclass
+class _Recording:
+    """A WAV being written; bytes are handed to the writer thread in chunks."""
+
+    recording_id: int | None
+    writer: WavWriter
+    pending: bytearray
+    frames: int = 0
+    ivr_id: str | None = None
+    stop_digits: str = ""
+    silence_s: float | None = None
+    last_voice_at: float = 0.0
+    max_timer: Any = None
+
+
+def _safe_name(call_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", call_id)[:80]
+
+
+class Call:
+    def __init__(self, router: "CallRouter", offered: sip_events.CallOffered, did: str, flow):
+        self.router = router
+        self.call_id = offered.call_id
+        self.caller = offered.from_user
+        self.did = did
+        self.flow = flow
+        self.leg = None
+        self.ivr_state = None
+        self.ended = False
+        self.ivr_path: list[str] = []
+        self.timers: dict[str, Any] = {}
+        self.call_rec: _Recording | None = None
+        self.msg_rec: _Recording | None = None
+        self.ivr_recording_ids: dict[str, int] = {}
+        self.answered_at: float | None = None
+        self._rec_tasks: list[Any] = []
+
+    # -- media events ------------------------------------------------------------------
+    def media_events(self, events) -> None:
+        for ev in events:
+            if isinstance(ev, media.AudioReceived):
+                self._audio(ev.pcm)
+            elif isinstance(ev, media.DtmfReceived):
+                self.digit(ev.digit)
+            elif isinstance(ev, media.PlaybackFinished):
+                self.ivr_event(ivr.PlaybackFinished(ev.play_id))
+
+    def _audio(self, pcm: bytes) -> None:
+        now = self.router.clock.seconds()
+        for rec in (self.call_rec, self.msg_rec):
+            if rec is None:
+                continue
+            rec.pending += pcm
+            rec.frames += 1
+            if rec.frames % FLUSH_EVERY_FRAMES == 0:
+                self.router.flush(rec)
+        msg = self.msg_rec
+        if msg is not None and msg.silence_s:
+            samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
+            if samples.size and float(np.sqrt(np.mean(samples * samples))) >= SPEECH_RMS:
+                msg.last_voice_at = now
+
+    def digit(self, digit: str) -> None:
+        if self.ended:
+            return
+        self.ivr_path.append(digit)
+        msg = self.msg_rec
+        if msg is not None:
+            if digit in msg.stop_digits:
+                self.stop_message("digit")
+            return
+        self.ivr_event(ivr.DigitReceived(digit))
+
+    # -- the IVR ------------------------------------------------------------------------
+    def start_ivr(self) -> None:
+        now = self.router.now_dt()
+        variables = dict(self.router.call_variables(self))
+        self.ivr_state, actions = ivr.start(self.flow, now=now, variables=variables)
+        self.run(actions)
+
+    def ivr_event(self, event) -> None:
+        if self.ivr_state is None:
+            return
+        try:
+            self.ivr_state, actions = ivr.step(self.ivr_state, event, self.router.now_dt())
+        except Exception:
+            log.exception("IVR step failed on %r in call %s; hanging up", event, self.call_id)
+            actions = [] if self.ended else [ivr.Hangup("ivr error")]
+        self.run(actions)
+
+    def run(self, actions) -> None:
+        for action in actions:
+            try:
+                self._perform(action)
+            except MissingPrompt as exc:
+                log.error("call %s: %s", self.call_id, exc)
+            except Exception:
+                log.exception("call %s: action %r failed", self.call_id, action)
+
+    def _perform(self, a) -> None:
+        r = self.router
+        if isinstance(a, ivr.Play):
+            if not self.ended and self.leg is not None:
+                self.leg.session.play(r.prompts.sequence(a.prompts), a.play_id)
+        elif isinstance(a, ivr.StopPlayback):
+            if self.leg is not None:
+                self.leg.session.stop_playback()
+        elif isinstance(a, ivr.StartRecording):
+            self.start_message(a)
+        elif isinstance(a, ivr.StopRecording):
+            self.stop_message("digit")
+        elif isinstance(a, ivr.SetTimer):
+            self._set_timer(a.timer_id, a.at)
+        elif isinstance(a, ivr.CancelTimer):
+            t = self.timers.pop(a.timer_id, None)
+            if t is not None and t.active():
+                t.cancel()
+        elif isinstance(a, ivr.FileReport):
+            ids = tuple(i for i in (self.ivr_recording_ids.get(a.recording_id or ""),) if i)
+            r.spawn(self._file_report(a.channel, ids, dict(a.variables)))
+        elif isinstance(a, ivr.LookupCase):
+            r.spawn(self._lookup(a.case_number))
+        elif isinstance(a, ivr.Enqueue):
+            # No queue/ACD yet: the flow falls back to taking a message.
+            self.ivr_path.append(f"queue:{a.queue}")
+            r.clock.callLater(0, self.ivr_event, ivr.QueueResult("no_agents"))
+        elif isinstance(a, ivr.Hangup):
+            self.hangup(a.reason)
+        elif isinstance(a, ivr.Log):
+            log.info("call %s: %s", self.call_id, a.message)
+        else:
+            log.info("call %s: action %s not supported yet", self.call_id, type(a).__name__)
+
+    def _set_timer(self, timer_id: str, at: datetime) -> None:
+        old = self.timers.pop(timer_id, None)
+        if old is not None and old.active():
+            old.cancel()
+        delay = max(0.0, (at - self.router.now_dt()).total_seconds())
+
+        def fire() -> None:
+            self.timers.pop(timer_id, None)
+            self.ivr_event(ivr.TimerFired(timer_id))
+
+        self.timers[timer_id] = self.router.clock.callLater(delay, fire)
+
+    async def _file_report(self, channel: str, recording_ids: tuple[int, ...], variables: dict) -> None:
+        number = await self.router.services.file_report(
+            channel=channel,
+            reporter_phone=self.caller,
+            call_id=self.call_id,
+            recording_ids=recording_ids,
+            variables=variables,
+            now=self.router.now_dt(),
+        )
+        log.info("call %s: report filed as case %s", self.call_id, number)
+        self.ivr_event(ivr.ReportFiled(number))
+
+    async def _lookup(self, number: str) -> None:
+        found, status = await self.router.services.lookup_case(number)
+        self.ivr_event(ivr.CaseLookedUp(found=found, case_number=number, status=status))
+
+    # -- recordings -----------------------------------------------------------------------
+    def start_message(self, a) -> None:
+        if self.ended or self.msg_rec is not None:
+            return
+        r = self.router
+        if a.beep and self.leg is not None:
+            self.leg.session.play(r.prompts.pcm("beep"), f"beep:{a.recording_id}")
+        path = r.recording_path(self.call_id, f"msg-{_safe_name(a.recording_id)}")
+        rec = _Recording(
+            recording_id=None,
+            writer=WavWriter(path, channels=1),
+            pending=bytearray(),
+            ivr_id=a.recording_id,
+            stop_digits=a.stop_digits or "",
+            silence_s=a.silence_s,
+            last_voice_at=r.clock.seconds(),
+        )
+        self.msg_rec = rec
+        rec.max_timer = r.clock.callLater(a.max_s, self._max_reached, rec)
+        r.spawn(self._register_recording(rec, "message", path))
+
+    def _max_reached(self, rec: _Recording) -> None:
+        rec.max_timer = None
+        if self.msg_rec is rec:
+            self.stop_message("max_length")
+
+    def check_silence(self, now: float) -> None:
+        rec = self.msg_rec
+        if rec is not None and rec.silence_s and now - rec.last_voice_at >= rec.silence_s:
+            self.stop_message("silence")
+
+    async def _register_recording(self, rec: _Recording, kind: str, path: Path) -> None:
+        rec.recording_id = await self.router.services.recording_started(
+            call_id=self.call_id, kind=kind, path=str(path), channels=1, now=self.router.now_dt()
+        )
+        if rec.ivr_id is not None:
+            self.ivr_recording_ids[rec.ivr_id] = rec.recording_id
+
+    def stop_message(self, reason: str) -> None:
+        rec = self.msg_rec
+        if rec is None:
+            return
+        self.msg_rec = None
+        if rec.max_timer is not None and rec.max_timer.active():
+            rec.max_timer.cancel()
+        self.router.spawn(self._finish_message(rec, reason))
+
+    async def _finish_message(self, rec: _Recording, reason: str) -> None:
+        duration = await self.router.close_recording(rec)
+        # The row may still be being inserted if the caller was very quick.
+        for _ in range(100):
+            if rec.recording_id is not None:
+                break
+            await self.router.sleep(0.01)
+        if rec.recording_id is not None:
+            await self.router.services.recording_finished(rec.recording_id, duration)
+        self.ivr_event(ivr.RecordingStopped(recording_id=rec.ivr_id or "", reason=reason, duration_s=duration))
+        if self.ended:
+            self.ivr_event(ivr.CallerHungUp())
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def answered(self) -> None:
+        r = self.router
+        self.answered_at = r.clock.seconds()
+        path = r.recording_path(self.call_id, "call")
+        self.call_rec = _Recording(recording_id=None, writer=WavWriter(path, channels=1), pending=bytearray())
+        r.spawn(self._register_recording(self.call_rec, "call", path))
+        r.spawn(r.services.call_answered(self.call_id, r.now_dt()))
+        self.start_ivr()
+
+    def hangup(self, reason: str) -> None:
+        if self.ended:
+            return
+        self.router.sip.command("hangup", self.call_id)
+        self.finish("local", reason)
+
+    def finish(self, by: str, reason: str) -> None:
+        """The dialog is over (either side): stop media, close recordings, tell the IVR."""
+        if self.ended:
+            return
+        self.ended = True
+        r = self.router
+        for t in self.timers.values():
+            if t.active():
+                t.cancel()
+        self.timers.clear()
+        if self.leg is not None:
+            self.leg.close()
+        r.calls.pop(self.call_id, None)
+        if self.call_rec is not None:
+            r.spawn(self._finish_call_recording(self.call_rec))
+        if self.msg_rec is not None:
+            self.stop_message("hangup")  # CallerHungUp follows once the message is stored
+        elif by != "local":
+            self.ivr_event(ivr.CallerHungUp())
+        r.spawn(r.services.call_ended(self.call_id, r.now_dt(), f"{by}:{reason}", " ".join(self.ivr_path)))
+
+    async def _finish_call_recording(self, rec: _Recording) -> None:
+        duration = await self.router.close_recording(rec)
+        for _ in range(100):
+            if rec.recording_id is not None:
+                break
+            await self.router.sleep(0.01)
+        if rec.recording_id is not None:
+            await self.router.services.recording_finished(rec.recording_id, duration)
+
+
+class CallRouter:
+    """Receives SIP events, owns the live calls, and offers them the shared services."""
+
+    def __init__(
+        self,
+        *,
+        sip,
+        rtp,
+        flows_by_did: dict[str, Any],
+        prompts: PromptLibrary,
+        services: CallServices,
+        clock,
+        spawn: Callable[[Awaitable[Any]], Any],
+        sleep: Callable[[float], Awaitable[None]],
+        executor: Executor,
+        storage_dir: Path,
+        rtp_host: str,
+        now_dt: Callable[[], datetime],
+        call_variables: Callable[["Call"], dict] | None = None,
+        rtp_timeout_s: float = 30.0,
+        rng: random.Random | None = None,
+    ):
+        self.sip = sip
+        self.rtp = rtp
+        self.flows_by_did = flows_by_did
+        self.prompts = prompts
+        self.services = services
+        self.clock = clock
+        self.spawn = spawn
+        self.sleep = sleep
+        self.executor = executor
+        self.storage_dir = Path(storage_dir)
+        self.rtp_host = rtp_host
+        self.now_dt = now_dt
+        self._call_variables = call_variables
+        self.rtp_timeout_s = rtp_timeout_s
+        self.rng = rng or random.SystemRandom()
+        self.calls: dict[str, Call] = {}
+        self.rejected = 0
+        self._watchdog = None
+
+    def call_variables(self, call: Call) -> dict:
+        base = {"caller": call.caller or "", "did": call.did, "agents_ready": 0}
+        if self._call_variables is not None:
+            base.update(self._call_variables(call))
+        return base
+
+    # -- SIP events -----------------------------------------------------------------------
+    def sip_event(self, ev) -> None:
+        if isinstance(ev, sip_events.CallOffered):
+            self._offered(ev)
+            return
+        if isinstance(ev, sip_events.MessageRejected):
+            log.warning("SIP message from %s rejected (%s): %s", ev.source, ev.status, ev.reason)
+            return
+        call = self.calls.get(getattr(ev, "call_id", None))
+        if call is None:
+            return
+        if isinstance(ev, sip_events.CallEnded):
+            call.finish(ev.by, ev.reason)
+        elif isinstance(ev, sip_events.CallCancelled):
+            call.finish("remote", "cancelled")
+        elif isinstance(ev, sip_events.DtmfInfoReceived):
+            call.digit(ev.digit)
+        elif isinstance(ev, sip_events.ReofferReceived):
+            self._reoffer(call, ev)
+
+    def _did_for(self, ev) -> str | None:
+        for user in (ev.to_user, _uri_user(ev.request_uri)):
+            if user and user in self.flows_by_did:
+                return user
+        return None
+
+    def _offered(self, ev) -> None:
+        did = self._did_for(ev)
+        if did is None:
+            self.rejected += 1
+            self.sip.command("reject", ev.call_id, 404)
+            return
+        try:
+            probe = negotiate(ev.sdp, local_host=self.rtp_host, local_port=9, session_id=1)
+        except SdpError as exc:
+            log.info("call %s: no usable SDP (%s): 488", ev.call_id, exc)
+            self.rejected += 1
+            self.sip.command("reject", ev.call_id, 488)
+            return
+        call = Call(self, ev, did, self.flows_by_did[did])
+        session = media.MediaSession(
+            codec=probe.codec,
+            payload_type=probe.payload_type,
+            dtmf_payload_type=probe.dtmf_payload_type,
+            remote=probe.remote,
+            ssrc=self.rng.getrandbits(32),
+            initial_sequence=self.rng.getrandbits(16),
+            initial_timestamp=self.rng.getrandbits(32),
+            inband_dtmf=probe.dtmf_payload_type is None,
+        )
+        try:
+            call.leg = self.rtp.open(session, call.media_events)
+        except Exception as exc:
+            log.error("call %s: cannot open RTP (%s): 503", ev.call_id, exc)
+            self.sip.command("reject", ev.call_id, 503)
+            return
+        answer = negotiate(
+            ev.sdp,
+            local_host=self.rtp_host,
+            local_port=call.leg.port,
+            session_id=self.rng.getrandbits(31),
+        )
+        self.calls[call.call_id] = call
+        self.spawn(
+            self.services.call_started(
+                call_id=call.call_id, direction="inbound", did=did, caller=call.caller, now=self.now_dt()
+            )
+        )
+        self.sip.command("ringing", call.call_id)
+        self.sip.command("answer", call.call_id, answer.answer)
+        if call.call_id in self.calls:
+            call.answered()
+        self._ensure_watchdog()
+
+    def _reoffer(self, call: Call, ev) -> None:
+        try:
+            n = negotiate(ev.sdp, local_host=self.rtp_host, local_port=call.leg.port, session_id=1)
+        except SdpError:
+            self.sip.command("reject_reoffer", call.call_id, 488) if hasattr(self.sip.ua, "reject_reoffer") else None
+            return
+        call.leg.session.set_remote(n.remote)
+        call.leg.session.hold(n.direction in ("recvonly", "inactive"))
+        self.sip.command("answer_reoffer", call.call_id, n.answer)
+
+    # -- watchdog: RTP timeout and end-on-silence -----------------------------------------
+    def _ensure_watchdog(self) -> None:
+        if self._watchdog is None:
+            self._watchdog = self.clock.callLater(0.25, self._watch)
+
+    def _watch(self) -> None:
+        self._watchdog = None
+        now = self.clock.seconds()
+        for call in list(self.calls.values()):
+            call.check_silence(now)
+            last = getattr(call.leg.session, "last_received_at", None) if call.leg else None
+            started = call.answered_at or now
+            if now - (last if last is not None else started) > self.rtp_timeout_s:
+                log.warning("call %s: no RTP for %.0f s, hanging up", call.call_id, self.rtp_timeout_s)
+                call.hangup("rtp timeout")
+        if self.calls:
+            self._ensure_watchdog()
+
+    # -- recordings ------------------------------------------------------------------------
+    def recording_path(self, call_id: str, kind: str) -> Path:
+        day = self.now_dt().strftime("%Y/%m/%d")
+        path = self.storage_dir / day / f"{_safe_name(call_id)}-{kind}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def flush(self, rec: _Recording) -> None:
+        chunk = bytes(rec.pending)
+        rec.pending.clear()
+        writer = rec.writer
+
+        def write() -> None:
+            writer.write(chunk)
+            writer.flush()
+
+        self.executor.submit(write)
+
+    async def close_recording(self, rec: _Recording) -> float:
+        import asyncio
+
+        chunk = bytes(rec.pending)
+        rec.pending.clear()
+        writer = rec.writer
+
+        def close() -> float:
+            writer.write(chunk)
+            writer.flush()
+            return writer.close()
+
+        return await asyncio.wrap_future(self.executor.submit(close))
+
+    def stop(self) -> None:
+        for call in list(self.calls.values()):
+            call.hangup("shutdown")
+        if self._watchdog is not None and self._watchdog.active():
+            self._watchdog.cancel()
+        self._watchdog = None
+
+
+def _uri_user(uri: str) -> str | None:
+    m = re.match(r"^\s*<?sips?:([^@;>]+)@", uri or "")
+    return m.group(1) if m else None

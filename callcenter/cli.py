@@ -1,0 +1,225 @@
+"""The `hotline` command: serve, database, demo data, prompts, tokens, flows.
+
+Every subcommand accepts `--config FILE`. Errors a user can fix (bad config, missing prompts,
+unknown user) are printed as one line starting with `error:` and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from callcenter import config as config_mod
+
+DEMO_PASSWORD = "hotline12319"
+DEMO_USERS = [
+    ("admin", "admin", "系统管理员"),
+    ("agent1", "agent", "受理员一"),
+    ("shiftlead1", "shift_lead", "值班长"),
+    ("dispatcher1", "dispatcher", "派遣员"),
+    ("dept1", "department", "市政养护处"),
+    ("inspector1", "inspector", "监督员一"),
+    ("commander1", "commander", "指挥长"),
+    ("supervisor1", "supervisor", "班长"),
+]
+
+
+class UserError(Exception):
+    pass
+
+
+def _now(settings) -> datetime:
+    return datetime.now(ZoneInfo(settings.ivr.timezone)).replace(tzinfo=None)
+
+
+def _repo(settings):
+    from case_core.adapters.sqlalchemy_repo import SqlRepository, make_engine
+
+    return SqlRepository(make_engine(settings.database_url()))
+
+
+def cmd_serve(settings, args) -> int:
+    from callcenter.bootstrap import serve
+
+    return serve(settings)
+
+
+def cmd_db_upgrade(settings, args) -> int:
+    from case_core.adapters import migrate
+    from case_core.adapters.sqlalchemy_repo import sync_url
+
+    url = sync_url(settings.database_url())
+    migrate.upgrade(url)
+    print(f"database at revision {migrate.current(url)}")
+    return 0
+
+
+def cmd_demo_seed(settings, args) -> int:
+    from case_core.adapters import migrate
+    from case_core.adapters.sqlalchemy_repo import sync_url
+    from case_core.service import CaseService
+
+    migrate.upgrade(sync_url(settings.database_url()))
+
+    async def seed() -> None:
+        repo = _repo(settings)
+        try:
+            now = _now(settings)
+            for username, role, name in DEMO_USERS:
+                await repo.create_user(
+                    username=username, password=DEMO_PASSWORD, role=role, display_name=name, now=now
+                )
+            if await repo.count_cases() == 0:
+                service = CaseService(repo)
+                for phone, text in (
+                    ("13800138001", "人民路与解放路交叉口东北角雨水井盖破损，有行人绊倒风险。"),
+                    ("13900139002", "幸福小区南门外路灯连续三晚不亮。"),
+                ):
+                    await service.file_report(
+                        channel="12319",
+                        reporter_phone=phone,
+                        call_id=None,
+                        recording_ids=(),
+                        variables={},
+                        now=now,
+                        description=text,
+                    )
+        finally:
+            await repo.close()
+
+    asyncio.run(seed())
+    print(f"demo users: {', '.join(u for u, _, _ in DEMO_USERS)} (password: {DEMO_PASSWORD})")
+    return 0
+
+
+def cmd_token_create(settings, args) -> int:
+    from case_core.adapters.sqlalchemy_repo import NotFound
+
+    async def create() -> str:
+        repo = _repo(settings)
+        try:
+            return await repo.create_token(args.user, _now(settings))
+        finally:
+            await repo.close()
+
+    try:
+        print(asyncio.run(create()))
+    except NotFound as exc:
+        raise UserError(f"{exc}; create it with `hotline demo seed` or the admin page") from None
+    return 0
+
+
+def cmd_prompts_build(settings, args) -> int:
+    from ivr_flows.prompts_build import build_prompts, default_manifest_path
+
+    out = settings.path(settings.prompts.dir)
+    override = settings.path(settings.prompts.override_dir) if settings.prompts.override_dir else None
+    started = time.monotonic()
+    built = build_prompts(default_manifest_path(), out, override_dir=override, force=args.force)
+    print(f"{len(built)} prompts in {out} ({time.monotonic() - started:.1f} s)")
+    return 0
+
+
+def _flows_dir(settings):
+    from ivr_flows.loader import default_flows_dir
+
+    return settings.path(settings.ivr.flows_dir) if settings.ivr.flows_dir else default_flows_dir()
+
+
+def cmd_flows_check(settings, args) -> int:
+    from ivr_flows.graph import check_all
+
+    errors = check_all(_flows_dir(settings))
+    for err in errors:
+        print(f"error: {err}", file=sys.stderr)
+    if errors:
+        return 2
+    print(f"flows in {_flows_dir(settings)}: ok")
+    return 0
+
+
+def cmd_flows_show(settings, args) -> int:
+    from ivr_flows.graph import render_graph
+    from ivr_flows.loader import load_flows
+
+    flows = load_flows(_flows_dir(settings))
+    flow = flows.get(args.name) or next((f for f in flows.values() if getattr(f, "did", None) == args.name), None)
+    if flow is None:
+        raise UserError(f"no flow named {args.name!r} (have: {', '.join(sorted(flows))})")
+    print(render_graph(flow))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", help="TOML configuration file (default: built-in defaults)")
+    common.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+
+    parser = argparse.ArgumentParser(prog="hotline", description="12319/96310 城管热线 — hotline and call center")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", parents=[common], help="run the hotline (SIP, media, web)")
+    p.set_defaults(func=cmd_serve)
+
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
+    p = db.add_parser("upgrade", parents=[common], help="migrate the database to the latest schema")
+    p.set_defaults(func=cmd_db_upgrade)
+
+    demo = sub.add_parser("demo", help="demo data").add_subparsers(dest="demo_command", required=True)
+    p = demo.add_parser("seed", parents=[common], help="create demo users (admin…) and sample cases")
+    p.set_defaults(func=cmd_demo_seed)
+
+    prompts = sub.add_parser("prompts", help="IVR prompts").add_subparsers(dest="prompts_command", required=True)
+    p = prompts.add_parser("build", parents=[common], help="generate the Mandarin prompt WAVs")
+    p.add_argument("--force", action="store_true", help="rebuild prompts that are up to date")
+    p.set_defaults(func=cmd_prompts_build)
+
+    token = sub.add_parser("token", help="API tokens").add_subparsers(dest="token_command", required=True)
+    p = token.add_parser("create", parents=[common], help="print a new bearer token for USER")
+    p.add_argument("user")
+    p.set_defaults(func=cmd_token_create)
+
+    flows = sub.add_parser("flows", help="IVR flows").add_subparsers(dest="flows_command", required=True)
+    p = flows.add_parser("check", parents=[common], help="validate every flow file")
+    p.set_defaults(func=cmd_flows_check)
+    p = flows.add_parser("show", parents=[common], help="print a flow's graph")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_flows_show)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        settings = config_mod.load(args.config)
+        return args.func(settings, args) or 0
+    except (config_mod.ConfigError, UserError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a user-facing tool: one clear line, details with -v
+        from callcenter.bootstrap import StartupError
+
+        if isinstance(exc, StartupError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if args.verbose:
+            raise
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""Hotline settings: one TOML file, every key with a default, validated with clear errors.
+
+The schema below is the single source of truth; `sip_config/hotline.example.toml` documents
+the same keys and a unit test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration file is unreadable or a key has a bad value."""
+
+
+@dataclass(frozen=True)
+class SipSettings:
+    host: str = "127.0.0.1"
+    port: int = 5060
+    # Address put into Contact/SDP when the bind address is a wildcard.
+    public_host: str = ""
+    dids: tuple[str, ...] = ("12319", "96310")
+
+
+@dataclass(frozen=True)
+class RtpSettings:
+    host: str = "127.0.0.1"
+    port_min: int = 20000
+    port_max: int = 20999
+    # Hang up a call when no RTP arrived for this many seconds.
+    timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = "sqlite:///var/hotline.db"
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    dir: str = "var/recordings"
+
+
+@dataclass(frozen=True)
+class PromptSettings:
+    dir: str = "var/prompts"
+    # Studio recordings a city drops in; same file names as the generated ones win.
+    override_dir: str = ""
+
+
+@dataclass(frozen=True)
+class IvrSettings:
+    flows_dir: str = ""
+    # Business hours used by the IVR's branch on `business_hours` (local time, HH:MM).
+    open: str = "08:30"
+    close: str = "17:30"
+    timezone: str = "Asia/Shanghai"
+
+
+@dataclass(frozen=True)
+class Settings:
+    sip: SipSettings = field(default_factory=SipSettings)
+    rtp: RtpSettings = field(default_factory=RtpSettings)
+    web: WebSettings = field(default_factory=WebSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    prompts: PromptSettings = field(default_factory=PromptSettings)
+    ivr: IvrSettings = field(default_factory=IvrSettings)
+    # Directory relative paths are resolved against (the config file's folder, or cwd).
+    base_dir: str = "."
+
+    def path(self, value: str) -> Path:
+        p = Path(value)
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+    def database_url(self) -> str:
+        url = self.database.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+            return prefix + str(self.path(url[len(prefix):]).resolve())
+        return url
+
+
+_SECTIONS = {
+    "sip": SipSettings,
+    "rtp": RtpSettings,
+    "web": WebSettings,
+    "database": DatabaseSettings,
+    "storage": StorageSettings,
+    "prompts": PromptSettings,
+    "ivr": IvrSettings,
+}
+
+
+def _coerce(key: str, value: Any, default: Any) -> Any:
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if isinstance(default, tuple):
+        if not isinstance(value, list) or not all(isinstance(v, (str, int)) for v in value):
+            raise ConfigError(f"{key}: expected a list of strings, got {value!r}")
+        return tuple(str(v) for v in value)
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    return value
+
+
+def _check_port(key: str, port: int, *, allow_zero: bool = True) -> None:
+    low = 0 if allow_zero else 1
+    if not low <= port <= 65535:
+        raise ConfigError(f"{key}: port {port} is outside {low}..65535")
+
+
+def _check_host(key: str, host: str) -> None:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not host or any(c.isspace() for c in host):
+            raise ConfigError(f"{key}: {host!r} is not an IP address or host name") from None
+
+
+def _check_hhmm(key: str, value: str) -> None:
+    try:
+        hh, mm = value.split(":")
+        if not (0 <= int(hh) <= 24 and 0 <= int(mm) <= 59):
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"{key}: expected a time as HH:MM, got {value!r}") from None
+
+
+def validate(settings: Settings) -> Settings:
+    _check_host("sip.host", settings.sip.host)
+    _check_port("sip.port", settings.sip.port)
+    _check_host("rtp.host", settings.rtp.host)
+    _check_port("rtp.port_min", settings.rtp.port_min, allow_zero=False)
+    _check_port("rtp.port_max", settings.rtp.port_max, allow_zero=False)
+    if settings.rtp.port_min > settings.rtp.port_max:
+        raise ConfigError(
+            f"rtp.port_min: {settings.rtp.port_min} is greater than rtp.port_max {settings.rtp.port_max}"
+        )
+    if settings.rtp.port_max - settings.rtp.port_min < 1:
+        raise ConfigError("rtp.port_max: the RTP range needs room for at least two ports")
+    if settings.rtp.timeout_s <= 0:
+        raise ConfigError(f"rtp.timeout_s: must be positive, got {settings.rtp.timeout_s}")
+    _check_host("web.host", settings.web.host)
+    _check_port("web.port", settings.web.port)
+    url = settings.database.url
+    if not (url.startswith("sqlite") or url.startswith("postgresql")):
+        raise ConfigError(f"database.url: unsupported database {url!r} (use sqlite:/// or postgresql://)")
+    for did in settings.sip.dids:
+        if not did.isdigit():
+            raise ConfigError(f"sip.dids: {did!r} is not a phone number")
+    _check_hhmm("ivr.open", settings.ivr.open)
+    _check_hhmm("ivr.close", settings.ivr.close)
+    return settings
+
+
+def from_mapping(data: dict[str, Any], *, base_dir: str = ".") -> Settings:
+    """Build settings from a parsed TOML document; unknown keys are errors (typos matter)."""
+    kwargs: dict[str, Any] = {}
+    for section, value in data.items():
+        cls = _SECTIONS.get(section)
+        if cls is None:
+            raise ConfigError(f"{section}: unknown section (known: {', '.join(sorted(_SECTIONS))})")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{section}: expected a table [{section}]")
+        defaults = cls()
+        known = {f.name for f in fields(cls)}
+        values = {}
+        for key, raw in value.items():
+            if key not in known:
+                raise ConfigError(f"{section}.{key}: unknown key (known: {', '.join(sorted(known))})")
+            values[key] = _coerce(f"{section}.{key}", raw, getattr(defaults, key))
+        kwargs[section] = replace(defaults, **values)
+    return validate(Settings(**kwargs, base_dir=base_dir))
+
+
+def load(path: str | Path | None) -> Settings:
+    """Load and validate a config file; None means all defaults relative to the current directory."""
+    if path is None:
+        return validate(Settings())
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config file ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    try:
+        return from_mapping(data, base_dir=str(p.resolve().parent))
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from None

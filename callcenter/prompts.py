@@ -1,0 +1,49 @@
+"""Prompt audio for playback: 8 kHz mono 16-bit PCM loaded once from WAV files and cached.
+
+A city's studio recording in the override directory wins over the generated prompt of the
+same name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from callcenter.media.wav import read_wav, to_8k_mono
+
+
+class MissingPrompt(LookupError):
+    """A flow asked for a prompt that has no WAV file."""
+
+
+class PromptLibrary:
+    def __init__(self, directory: Path, override_dir: Path | None = None):
+        self.directory = Path(directory)
+        self.override_dir = Path(override_dir) if override_dir else None
+        self._cache: dict[str, bytes] = {}
+
+    def path(self, name: str) -> Path | None:
+        for d in (self.override_dir, self.directory):
+            if d is not None:
+                p = d / f"{name}.wav"
+                if p.is_file():
+                    return p
+        return None
+
+    def missing(self, names) -> list[str]:
+        return sorted(n for n in set(names) if self.path(n) is None)
+
+    def pcm(self, name: str) -> bytes:
+        cached = self._cache.get(name)
+        if cached is not None:
+            return cached
+        p = self.path(name)
+        if p is None:
+            raise MissingPrompt(f"prompt {name!r} has no WAV in {self.directory}")
+        channels, rate, pcm = read_wav(p)
+        if channels != 1 or rate != 8000:
+            pcm = to_8k_mono(pcm, channels, rate)
+        self._cache[name] = pcm
+        return pcm
+
+    def sequence(self, names) -> bytes:
+        return b"".join(self.pcm(n) for n in names)

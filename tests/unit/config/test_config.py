@@ -1,0 +1,71 @@
+"""Configuration loading: defaults, example file, and clear errors on bad files."""
+
+import tomllib
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+from callcenter import config
+
+EXAMPLE = Path(__file__).resolve().parents[3] / "sip_config" / "hotline.example.toml"
+
+
+def test_defaults_match_the_issue_contract():
+    """Defaults: SIP on 5060, web on 8080, SQLite under var/."""
+    s = config.load(None)
+    assert s.sip.port == 5060
+    assert s.web.port == 8080
+    assert s.database.url.startswith("sqlite:///var/")
+
+
+def test_example_file_documents_every_key_with_its_default():
+    """The example TOML lists every key of the schema with exactly the default value."""
+    data = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
+    defaults = asdict(config.Settings())
+    for section, values in defaults.items():
+        if section == "base_dir":
+            continue
+        assert section in data, f"[{section}] missing from the example"
+        for key, value in values.items():
+            assert key in data[section], f"{section}.{key} missing from the example"
+            expected = list(value) if isinstance(value, tuple) else value
+            assert data[section][key] == expected, f"{section}.{key} differs from the default"
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("[sip]\nport = 'abc'\n", "sip.port: expected an integer"),
+        ("[sip]\nport = 70000\n", "sip.port: port 70000"),
+        ("[rtp]\nport_min = 30000\nport_max = 20000\n", "rtp.port_min"),
+        ("[web]\nprot = 8080\n", "web.prot: unknown key"),
+        ("[webb]\nport = 8080\n", "webb: unknown section"),
+        ("[database]\nurl = 'mysql://x'\n", "database.url: unsupported"),
+        ("[sip\nport = 1\n", "not valid TOML"),
+        ("[ivr]\nopen = '8 am'\n", "ivr.open: expected a time"),
+    ],
+)
+def test_bad_config_names_the_key_and_the_problem(tmp_path, text, fragment):
+    """A bad file raises ConfigError whose message names the key and what is wrong."""
+    p = tmp_path / "bad.toml"
+    p.write_text(text, encoding="utf-8")
+    with pytest.raises(config.ConfigError) as info:
+        config.load(p)
+    assert fragment in str(info.value)
+    assert str(p) in str(info.value)
+
+
+def test_relative_paths_resolve_against_the_config_folder(tmp_path):
+    """storage.dir and a relative SQLite path are taken relative to the config file's folder."""
+    p = tmp_path / "h.toml"
+    p.write_text("[storage]\ndir = 'recs'\n[database]\nurl = 'sqlite:///db/h.db'\n", encoding="utf-8")
+    s = config.load(p)
+    assert s.path(s.storage.dir) == tmp_path / "recs"
+    assert s.database_url() == f"sqlite:///{tmp_path / 'db' / 'h.db'}"
+
+
+def test_missing_file_is_a_config_error(tmp_path):
+    """A config path that does not exist is reported, not a traceback."""
+    with pytest.raises(config.ConfigError, match="cannot read"):
+        config.load(tmp_path / "nope.toml")

@@ -1,0 +1,328 @@
+"""The web side: aiohttp app factory with the case pages, JSON API, recordings and live events.
+
+Server-rendered with jinja2 (zh-CN). People log in with a session cookie; programs use
+`Authorization: Bearer <token>` (see `hotline token create USER`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import jinja2
+from aiohttp import WSMsgType, web
+
+from case_core.adapters.sqlalchemy_repo import CaseView, NotFound, SqlRepository, UserView
+from case_core.domain.workflow import CHANNEL_LABELS, STATUS_LABELS
+from case_core.service import CaseService
+from web import auth
+
+log = logging.getLogger(__name__)
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+class EventHub:
+    """Fan-out of live events (case created, call state…) to connected WebSocket clients."""
+
+    def __init__(self) -> None:
+        self._clients: weakref.WeakSet = weakref.WeakSet()
+
+    def add(self, ws) -> None:
+        self._clients.add(ws)
+
+    def discard(self, ws) -> None:
+        self._clients.discard(ws)
+
+    def publish(self, kind: str, data: dict[str, Any]) -> None:
+        message = json.dumps({"type": kind, **data}, ensure_ascii=False, default=str)
+        for ws in list(self._clients):
+            if not ws.closed:
+                asyncio.ensure_future(_send(ws, message))
+
+
+async def _send(ws, message: str) -> None:
+    try:
+        await ws.send_str(message)
+    except (ConnectionError, RuntimeError):
+        pass
+
+
+@dataclass
+class WebContext:
+    repo: SqlRepository
+    service: CaseService
+    secret: bytes
+    now: Callable[[], float]
+    hub: EventHub = field(default_factory=EventHub)
+    sip_address: str = ""
+
+
+CTX = web.AppKey("ctx", WebContext)
+JINJA = web.AppKey("jinja", jinja2.Environment)
+
+
+def case_json(case: CaseView) -> dict[str, Any]:
+    return {
+        "id": case.id,
+        "number": case.number,
+        "channel": case.channel,
+        "kind": case.kind,
+        "case_type": case.case_type,
+        "reporter_phone": case.reporter_phone,
+        "status": case.status,
+        "status_label": STATUS_LABELS.get(case.status, case.status),
+        "description": case.description,
+        "address": case.address,
+        "category": (
+            {"kind": case.category_kind, "code": case.category_code} if case.category_code else None
+        ),
+        "created_at": case.created_at.isoformat(),
+        "updated_at": case.updated_at.isoformat(),
+        "version": case.version,
+        "recordings": [
+            {
+                "id": r.id,
+                "kind": r.kind,
+                "url": f"/recordings/{r.id}.wav",
+                "duration_s": round(r.duration_s, 2),
+                "channels": r.channels,
+            }
+            for r in case.recordings
+        ],
+    }
+
+
+def _json_error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status)
+
+
+async def _current_user(request: web.Request) -> UserView | None:
+    ctx = request.app[CTX]
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        return await ctx.repo.user_for_token(header[len("Bearer "):].strip())
+    session = auth.read_session(ctx.secret, request.cookies.get(auth.SESSION_COOKIE), ctx.now())
+    if session is None:
+        return None
+    return await ctx.repo.get_user(session["u"])
+
+
+def _render(request: web.Request, template: str, status: int = 200, **values) -> web.Response:
+    env = request.app[JINJA]
+    html = env.get_template(template).render(
+        request=request, status_labels=STATUS_LABELS, channel_labels=CHANNEL_LABELS, **values
+    )
+    return web.Response(text=html, content_type="text/html", charset="utf-8", status=status)
+
+
+# -- handlers ------------------------------------------------------------------------------
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def index(request: web.Request) -> web.Response:
+    raise web.HTTPFound("/cases")
+
+
+async def login_form(request: web.Request) -> web.Response:
+    return _render(request, "login.html", next=request.query.get("next", "/cases"), error=None)
+
+
+async def login_submit(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    form = await request.post()
+    username = str(form.get("username", "")).strip()
+    password = str(form.get("password", ""))
+    target = str(form.get("next", "/cases"))
+    if not target.startswith("/") or target.startswith("//"):
+        target = "/cases"
+    if not username or not password:
+        return _render(request, "login.html", status=400, next=target, error="请输入用户名和密码。")
+    user = await ctx.repo.check_password(username, password)
+    if user is None:
+        return _render(request, "login.html", status=401, next=target, error="用户名或密码错误。")
+    response = web.HTTPFound(target)
+    response.set_cookie(
+        auth.SESSION_COOKIE,
+        auth.make_session(ctx.secret, user.username, ctx.now()),
+        httponly=True,
+        samesite="Strict",
+        max_age=auth.SESSION_TTL_S,
+    )
+    raise response
+
+
+async def logout(request: web.Request) -> web.Response:
+    response = web.HTTPFound("/login")
+    response.del_cookie(auth.SESSION_COOKIE)
+    raise response
+
+
+def _page_auth(handler):
+    async def wrapped(request: web.Request):
+        user = await _current_user(request)
+        if user is None:
+            raise web.HTTPFound(f"/login?next={request.path_qs}")
+        request["user"] = user
+        return await handler(request)
+
+    return wrapped
+
+
+def _api_auth(handler):
+    async def wrapped(request: web.Request):
+        user = await _current_user(request)
+        if user is None:
+            return _json_error(401, "unauthorized", "missing or invalid bearer token")
+        request["user"] = user
+        return await handler(request)
+
+    return wrapped
+
+
+def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": "bad_parameter", "message": f"{name} must be an integer"}),
+            content_type="application/json",
+        ) from None
+    return max(low, min(high, value))
+
+
+def _filters(request: web.Request) -> dict[str, Any]:
+    return {
+        "limit": _int_param(request, "limit", 50, 1, 500),
+        "offset": _int_param(request, "offset", 0, 0, 10_000_000),
+        "status": request.query.get("status") or None,
+        "reporter_phone": request.query.get("reporter_phone") or None,
+        "channel": request.query.get("channel") or None,
+        "text": request.query.get("q") or None,
+    }
+
+
+@_page_auth
+async def cases_page(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    filters = _filters(request)
+    cases = await ctx.service.list_cases(**filters)
+    return _render(request, "cases.html", cases=cases, user=request["user"], q=filters["text"] or "")
+
+
+@_page_auth
+async def case_page(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    try:
+        case = await ctx.service.get_case(int(request.match_info["case_id"]))
+    except (NotFound, ValueError):
+        return _render(request, "not_found.html", status=404, user=request["user"], what="案卷")
+    return _render(request, "case.html", case=case, user=request["user"])
+
+
+@_api_auth
+async def api_cases(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    cases = await ctx.service.list_cases(**_filters(request))
+    return web.json_response([case_json(c) for c in cases], dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+
+@_api_auth
+async def api_case(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    try:
+        case = await ctx.service.get_case(int(request.match_info["case_id"]))
+    except (NotFound, ValueError):
+        return _json_error(404, "not_found", "no such case")
+    body = case_json(case)
+    body["history"] = [
+        {
+            "seq": h.seq,
+            "action": h.action,
+            "actor": h.actor,
+            "role": h.role,
+            "at": h.at.isoformat(),
+            "comment": h.comment,
+            "before_status": h.before_status,
+            "after_status": h.after_status,
+            "fields": h.fields,
+        }
+        for h in case.history
+    ]
+    return web.json_response(body, dumps=lambda o: json.dumps(o, ensure_ascii=False, default=str))
+
+
+async def recording(request: web.Request) -> web.StreamResponse:
+    user = await _current_user(request)
+    if user is None:
+        return _json_error(401, "unauthorized", "log in or send a bearer token")
+    ctx = request.app[CTX]
+    try:
+        rec = await ctx.repo.get_recording(int(request.match_info["rec_id"]))
+    except (NotFound, ValueError):
+        return _json_error(404, "not_found", "no such recording")
+    path = Path(rec.path)
+    if not path.is_file():
+        return _json_error(404, "not_found", "recording file is missing")
+    return web.FileResponse(path, headers={"Content-Type": "audio/wav"})
+
+
+async def live(request: web.Request) -> web.WebSocketResponse:
+    user = await _current_user(request)
+    if user is None:
+        raise web.HTTPUnauthorized()
+    ws = web.WebSocketResponse(heartbeat=30)
+    await ws.prepare(request)
+    hub = request.app[CTX].hub
+    hub.add(ws)
+    try:
+        async for msg in ws:
+            if msg.type == WSMsgType.ERROR:
+                break
+    finally:
+        hub.discard(ws)
+    return ws
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        if request.path.startswith("/api/"):
+            return _json_error(500, "internal_error", "internal error; see the server log")
+        return web.Response(text="服务器内部错误，请稍后重试。", status=500, content_type="text/plain", charset="utf-8")
+
+
+def create_app(ctx: WebContext) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware], client_max_size=2 * 1024 * 1024)
+    app[CTX] = ctx
+    app[JINJA] = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=jinja2.select_autoescape(["html"])
+    )
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/", index)
+    app.router.add_get("/login", login_form)
+    app.router.add_post("/login", login_submit)
+    app.router.add_get("/logout", logout)
+    app.router.add_get("/cases", cases_page)
+    app.router.add_get("/cases/{case_id}", case_page)
+    app.router.add_get("/api/cases", api_cases)
+    app.router.add_get("/api/cases/{case_id}", api_case)
+    app.router.add_get("/recordings/{rec_id}.wav", recording)
+    app.router.add_get("/ws", live)
+    app.router.add_static("/static", STATIC)
+    return app
