@@ -20,7 +20,8 @@ from typing import Any, Awaitable, Callable, Protocol
 
 import numpy as np
 
-from callcenter.media import session as media
+from callcenter.media import events as media
+from callcenter.media.session import MediaSession
 from callcenter.media.wav import WavWriter
 from callcenter.prompts import MissingPrompt, PromptLibrary
 from callcenter.sip import events as sip_events
@@ -402,7 +403,7 @@ class CallRouter:
             self.sip.command("reject", ev.call_id, 488)
             return
         call = Call(self, ev, did, self.flows_by_did[did])
-        session = media.MediaSession(
+        session = MediaSession(
             codec=probe.codec,
             payload_type=probe.payload_type,
             dtmf_payload_type=probe.dtmf_payload_type,

@@ -572,7 +572,8 @@ def _retry(state: IvrState, node, why: str, now, out: Actions) -> IvrState:
     state = _quiet(state, out)
     retries = state.retries + 1
     if retries > node.max_retries:
-        out.append(Log(f"{node.id}: {why} input {retries} times, going to {node.fallback}"))
+        out.append(Log(f"{node.id}: {retries} failed attempts (last: {why}), "
+                       f"going to {node.fallback}"))
         return _enter(state, node.fallback, now, out)
     extra = node.invalid_prompts if why == "invalid" else node.timeout_prompts
     state = replace(state, retries=retries, digits="")
@@ -593,7 +594,7 @@ def _survey_digit(state, node: SurveyNode, digit, now, out):
     state = _quiet(state, out)
     out.append(RecordSurvey(answer))
     state = _with_vars(state, **{node.variable: answer})
-    return _enter(state, node.on.get(answer, node.next), now, out)
+    return _enter(state, node.on_answer.get(answer, node.next), now, out)
 
 
 def _collect_digit(state, node: CollectNode, digit, now, out):

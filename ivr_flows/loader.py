@@ -302,14 +302,14 @@ class CollectNode(_InputNode):
 
 @dataclass(frozen=True)
 class SurveyNode(_InputNode):
-    """Keys 1/2/3 → satisfied / basically_satisfied / dissatisfied; `on` overrides `next`."""
+    """Keys 1/2/3 → satisfied / basically_satisfied / dissatisfied; `on_answer` overrides `next`."""
 
     next: str = ""
     variable: str = "survey_answer"
-    on: Mapping[str, str] = field(default_factory=dict)
+    on_answer: Mapping[str, str] = field(default_factory=dict)
 
     type: ClassVar[str] = "survey"
-    _target_fields: ClassVar[tuple[str, ...]] = ("next", "on", "fallback")
+    _target_fields: ClassVar[tuple[str, ...]] = ("next", "on_answer", "fallback")
 
 
 @dataclass(frozen=True)
@@ -542,7 +542,7 @@ def _convert(name: str, value: Any, hint: Any) -> Any:
     """Coerce one YAML value to the node field type; ValueError with a reason if wrong."""
     if name in ("prompts", "reprompts", "invalid_prompts", "timeout_prompts", "before", "after"):
         return _as_prompts(value)
-    if name in ("options", "outcomes", "on"):
+    if name in ("options", "outcomes", "on_answer"):
         if not isinstance(value, dict):
             raise ValueError("must be a mapping")
         out = {}
@@ -654,9 +654,9 @@ def _build_node(node_id: str, raw: Any, line: int, problems: _Problems) -> Node 
             problems.add(line, f"node {node_id!r}: menu keys must be single DTMF keys, got {bad}")
             ok = False
     if cls is SurveyNode:
-        bad = [k for k in kwargs.get("on", {}) if k not in SURVEY_ANSWERS.values()]
+        bad = [k for k in kwargs.get("on_answer", {}) if k not in SURVEY_ANSWERS.values()]
         if bad:
-            problems.add(line, f"node {node_id!r}: `on` keys must be survey answers "
+            problems.add(line, f"node {node_id!r}: `on_answer` keys must be survey answers "
                                f"({', '.join(SURVEY_ANSWERS.values())}), got {bad}")
             ok = False
     if cls is CollectNode:

@@ -59,6 +59,8 @@ _SILENT_PCM = bytes(FRAME_BYTES)
 # cannot build up delay for the rest of the call.
 _MAX_BRIDGE_BYTES = 6 * FRAME_BYTES
 _pack_header = HEADER.pack
+# Consecutive in-sequence packets a new source must send before sending follows it.
+RELATCH_AFTER = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +109,9 @@ class MediaSession:
         if not 0 <= ssrc <= 0xFFFFFFFF:
             raise ValueError(f"ssrc {ssrc} is not an unsigned 32-bit value")
         self._remote: tuple[str, int] | None = None
+        self._sdp_remote: tuple[str, int] | None = None
         self._latched = False
+        self._candidate: tuple[tuple[str, int], int, int, int] | None = None
         self.set_remote(remote)
         self.set_codec(codec, payload_type, dtmf_payload_type)
         self.ssrc = ssrc
@@ -155,9 +159,18 @@ class MediaSession:
         return self._codec
 
     def set_remote(self, addr: tuple[str, int] | None) -> None:
-        """Point sending at a new SDP address; the next valid packet may latch again."""
-        self._remote = None if addr is None else (str(addr[0]), int(addr[1]))
+        """Point sending at a new SDP address; the next valid packet may latch again.
+
+        A re-INVITE that repeats the same SDP address keeps the latched
+        source, so a NATed peer does not lose packets to its private address.
+        """
+        new = None if addr is None else (str(addr[0]), int(addr[1]))
+        if self._latched and new == self._sdp_remote:
+            return
+        self._sdp_remote = new
+        self._remote = new
         self._latched = False
+        self._candidate = None
 
     def set_codec(self, codec: str, payload_type: int, dtmf_payload_type: int | None) -> None:
         """Switch the send codec and payload types; queued prompts are re-encoded."""
@@ -339,9 +352,15 @@ class MediaSession:
                 self._remote = source
                 events.append(RemoteLatched(source))
         elif source != self._remote:
-            # After latching, another source is a stray or injected stream.
+            # After latching, another source is a stray or injected stream,
+            # unless it proves itself a steady stream (peer moved, e.g. an SBC
+            # failover without re-INVITE): then follow it, as strict-RTP
+            # learning does in common PBXes.
             self.packets_foreign += 1
-            return []
+            if not self._probation(source, ssrc, sequence):
+                return []
+            self._remote = source
+            events.append(RemoteLatched(source))
 
         self.packets_received += 1
         self.bytes_received += len(data)
@@ -372,6 +391,18 @@ class MediaSession:
             return events
         events.extend(self._deliver((audio,)))
         return events
+
+    def _probation(self, source: tuple[str, int], ssrc: int, sequence: int) -> bool:
+        cand = self._candidate
+        if cand is not None and cand[0] == source and cand[1] == ssrc and (cand[2] + 1) & 0xFFFF == sequence:
+            count = cand[3] + 1
+        else:
+            count = 1
+        if count >= RELATCH_AFTER:
+            self._candidate = None
+            return True
+        self._candidate = (source, ssrc, sequence, count)
+        return False
 
     def _deliver(self, frames) -> list[MediaEvent]:
         out: list[MediaEvent] = []

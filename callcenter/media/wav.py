@@ -26,7 +26,11 @@ class WavFormatError(ValueError):
 
 
 class WavWriter:
-    """Incremental 16-bit PCM WAV writer; ``write`` buffers, ``flush`` hits the disk."""
+    """Incremental 16-bit PCM WAV writer; ``write`` buffers, ``flush`` hits the disk.
+
+    Not thread-safe: call it from one thread at a time (e.g. a single-worker
+    executor), since ``flush`` seeks within the shared file handle.
+    """
 
     def __init__(self, path: str | os.PathLike, channels: int = 1, sample_rate: int = 8000) -> None:
         if channels < 1 or sample_rate < 1:

@@ -575,13 +575,13 @@ def _header_lines(head: str) -> tuple[str, list[tuple[str, str]]]:
     return start, fields
 
 
-def _parse_start_line(start: str) -> SipRequest | SipResponse:
-    if start.startswith("SIP/") or start[:4].upper() == "SIP/":
+def _parse_start_line(start: str, any_version: bool = False) -> SipRequest | SipResponse:
+    if start[:4].upper() == "SIP/":
         parts = start.split(" ", 2)
         if len(parts) < 2:
             raise SipParseError(f"bad status line: {start!r}")
         version, code = parts[0], parts[1]
-        if version.upper() != "SIP/2.0":
+        if version.upper() != "SIP/2.0" and not any_version:
             raise SipParseError(f"unsupported SIP version {version!r}", status=505)
         if not (len(code) == 3 and code.isdigit() and 100 <= int(code) <= 699):
             raise SipParseError(f"bad status code {code!r}")
@@ -594,18 +594,18 @@ def _parse_start_line(start: str) -> SipRequest | SipResponse:
         raise SipParseError(f"bad method {method!r}")
     if not re.match(r"^SIP/\d+\.\d+$", version, re.IGNORECASE):
         raise SipParseError(f"bad SIP version {version!r}")
-    if version.upper() != "SIP/2.0":
+    if version.upper() != "SIP/2.0" and not any_version:
         raise SipParseError(f"unsupported SIP version {version!r}", status=505)
     if not re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*:", uri):
         raise SipParseError(f"bad Request-URI {uri!r}")
     return SipRequest(method, uri, Headers())
 
 
-def parse_head(data: bytes) -> tuple[SipRequest | SipResponse, bytes]:
+def parse_head(data: bytes, *, any_version: bool = False) -> tuple[SipRequest | SipResponse, bytes]:
     """Start line and headers without semantic checks, plus the raw rest of the datagram.
 
-    Used by `parse_message` and by the UA to answer 400 to a request whose other headers
-    are broken but whose Via/From/To/Call-ID/CSeq can still be read.
+    Used by `parse_message` and by the UA to answer 400 (or 505, with `any_version`) to a
+    request whose other headers are broken but whose Via/From/To/Call-ID/CSeq can be read.
     """
     data = data.lstrip(b"\r\n")
     if not data:
@@ -614,7 +614,7 @@ def parse_head(data: bytes) -> tuple[SipRequest | SipResponse, bytes]:
     # surrogateescape keeps non-UTF-8 octets so serialise() can write them back unchanged.
     head = head_bytes.decode("utf-8", errors="surrogateescape")
     start, fields = _header_lines(head)
-    msg = _parse_start_line(start)
+    msg = _parse_start_line(start, any_version)
     for name, value in fields:
         msg.headers.add(name, value)
     return msg, body

@@ -25,6 +25,7 @@ from .message import (
     make_response, parse_cseq, parse_head, parse_message, parse_name_addr, parse_uri,
     parse_via, serialize, split_header_list,
 )
+from .sdp import SdpError, parse_sdp
 from .transaction import IllegalTransition, PassUp, ReportTimeout, Retransmit, SendAck
 from .transaction import SendResponse, Timing, Transaction
 
@@ -258,7 +259,7 @@ class UserAgent:
     def _reject_unparsable(self, data: bytes, addr: tuple[str, int], exc: SipParseError) -> None:
         detail = str(exc)
         try:
-            head, _ = parse_head(data)
+            head, _ = parse_head(data, any_version=True)
         except SipParseError:
             head = None
         if not isinstance(head, SipRequest) or head.method == "ACK":
@@ -684,20 +685,174 @@ class UserAgent:
         if call is not None and call.role == "uac":
             self._uac_event(call, "success", resp, now)
 
+    # ---------------------------------------------------------------- UAC
+    def invite(self, *, target_uri: str, remote: tuple[str, int], from_user: str, sdp: bytes,
+               now: float, credentials: Credentials | None = None) -> str:
+        """Place a call: send an INVITE to `remote`; returns the new call-id."""
+        target = parse_uri(target_uri)
+        call_id = f"{self._token()}@{_format_host(self.local_host)}"
+        local_addr = f"<sip:{from_user}@{_format_host(self.local_host)}>"
+        call = _Call(
+            call_id=call_id, role="uac", state="calling", local_tag=self._token(),
+            local_addr=local_addr, remote_addr=f"<{target}>", remote_tag=None,
+            remote_target=str(target), peer=(remote[0], int(remote[1])), local_cseq=0,
+            credentials=credentials,
+        )
+        self._calls[call_id] = call
+        self._send_invite(call, sdp, now)
+        return call_id
+
+    def _send_invite(self, call: _Call, sdp: bytes, now: float,
+                     auth: tuple[str, str] | None = None) -> None:
+        call.local_cseq += 1
+        h = Headers()
+        h.add("Via", self._new_via())
+        h.add("Max-Forwards", "70")
+        h.add("From", self._local_header(call))
+        h.add("To", call.remote_addr)
+        h.add("Call-ID", call.call_id)
+        h.add("CSeq", f"{call.local_cseq} INVITE")
+        h.add("Contact", self._contact())
+        h.add("Allow", ALLOW)
+        h.add("User-Agent", self.server_name)
+        if auth is not None:
+            h.add(*auth)
+        if sdp:
+            h.add("Content-Type", "application/sdp")
+        req = SipRequest("INVITE", call.remote_target, h, bytes(sdp))
+        call.invite = req
+        call.invite_tx = self._start_client_tx(req, call.peer, now, owner=self._on_uac_invite_tx)
+
+    def _on_uac_invite_tx(self, t: Transaction, what: tuple, resp: SipResponse | None,
+                          now: float) -> None:
+        call = self._calls.get(t.request.call_id)
+        if call is None or call.role != "uac":
+            return
+        if what[0] == "timeout":
+            if call.invite_tx is t:
+                self._uac_event(call, "timeout", None, now)
+            return
+        if resp is None or resp.status == 100:
+            return
+        if resp.status < 200:
+            self._uac_event(call, "provisional", resp, now)
+        elif resp.status < 300:
+            self._uac_event(call, "success", resp, now)
+        elif call.invite_tx is t:
+            if resp.status in (401, 407) and self._retry_with_auth(call, resp, now):
+                return
+            self._uac_event(call, "failure", resp, now)
+
+    def _retry_with_auth(self, call: _Call, resp: SipResponse, now: float) -> bool:
+        """Answer a 401/407 once per challenge (again only if the nonce went stale)."""
+        from .digest import DigestError, build_authorization, parse_challenge
+        creds = call.credentials
+        if creds is None or call.state != "calling":
+            return False
+        header = "WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate"
+        reply = "Authorization" if resp.status == 401 else "Proxy-Authorization"
+        try:
+            challenge = parse_challenge(resp.headers.get(header) or "")
+        except DigestError:
+            return False
+        if creds.realm is not None and creds.realm != challenge.realm:
+            return False
+        if call.auth_attempts >= 1 and not challenge.stale:
+            return False
+        if call.auth_attempts >= 3:
+            return False
+        call.auth_attempts += 1
+        value = build_authorization(
+            challenge, username=creds.username, password=creds.password, method="INVITE",
+            uri=call.remote_target, cnonce=self._token())
+        self._send_invite(call, call.invite.body, now, auth=(reply, value))
+        return True
+
     def _uac_event(self, call: _Call, event: str, resp: SipResponse | None, now: float) -> None:
-        raise NotImplementedError
+        if event == "success" and resp is not None and call.state != "confirmed":
+            self._learn_dialog(call, resp)
+        try:
+            self._call_event(call, event, now, resp=resp)
+        except IllegalTransition:
+            pass
 
+    def _learn_dialog(self, call: _Call, resp: SipResponse) -> None:
+        """§12.1.2: the 2xx fixes remote tag, remote target and (reversed) route set."""
+        to_value = resp.headers.get("To") or call.remote_addr
+        call.remote_addr = to_value
+        call.remote_tag = parse_name_addr(to_value).tag
+        contact = resp.headers.get("Contact")
+        if contact:
+            try:
+                call.remote_target = str(parse_name_addr(contact).uri)
+            except SipParseError:
+                pass
+        call.route_set = resp.headers.get_all("Record-Route")
 
-def _sdp_body(req: SipRequest) -> bytes:
-    ctype = (req.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-    if ctype != "application/sdp" or not req.body.strip():
+    def _do_send_ack(self, call: _Call, now: float, resp: SipResponse | None = None,
+                     **kw) -> None:
+        """ACK a 2xx: a new transaction-less request inside the dialog (§13.2.2.4)."""
+        if resp is None or call.invite is None:
+            return
+        to_value = resp.headers.get("To") or call.remote_addr
+        h = Headers()
+        h.add("Via", self._new_via())
+        h.add("Max-Forwards", "70")
+        for route in reversed(call.route_set):
+            h.add("Route", route)
+        h.add("From", self._local_header(call))
+        h.add("To", to_value)
+        h.add("Call-ID", call.call_id)
+        h.add("CSeq", f"{call.invite.cseq[0]} ACK")
+        h.add("User-Agent", self.server_name)
+        self._out.append((serialize(SipRequest("ACK", call.remote_target, h)), call.peer))
+
+    def _do_report_progressed(self, call: _Call, now: float, resp: SipResponse | None = None,
+                              **kw) -> None:
+        body = _sdp_body(resp) if resp is not None else b""
+        self._events.append(CallProgressed(call.call_id, resp.status if resp else 180,
+                                           body or None))
+
+    def _do_report_answered(self, call: _Call, now: float, resp: SipResponse | None = None,
+                            **kw) -> None:
+        self._events.append(CallAnswered(call.call_id, _sdp_body(resp) if resp else b""))
+
+    def _do_report_failed(self, call: _Call, now: float, resp: SipResponse | None = None,
+                          **kw) -> None:
+        status = resp.status if resp is not None else 500
+        reason = resp.reason if resp is not None else "failed"
+        self._events.append(CallFailed(call.call_id, status, reason))
+
+    def _do_report_failed_timeout(self, call: _Call, now: float, **kw) -> None:
+        self._events.append(CallFailed(call.call_id, 408, "timeout"))
+
+    def _do_send_cancel(self, call: _Call, now: float, **kw) -> None:
+        """§9.1: CANCEL copies the INVITE's Request-URI, Via, Route, From, To, CSeq number."""
+        inv = call.invite
+        if inv is None:
+            return
+        h = Headers()
+        h.add("Via", inv.headers.get("Via") or "")
+        h.add("Max-Forwards", "70")
+        for route in inv.headers.get_all("Route"):
+            h.add("Route", route)
+        h.add("From", inv.headers.get("From") or "")
+        h.add("To", inv.headers.get("To") or "")
+        h.add("Call-ID", call.call_id)
+        h.add("CSeq", f"{inv.cseq[0]} CANCEL")
+        h.add("User-Agent", self.server_name)
+        self._start_client_tx(SipRequest("CANCEL", inv.uri, h), call.peer, now)
+
+def _sdp_body(msg: SipRequest | SipResponse) -> bytes:
+    """The SDP body if there is a readable one, else b"" (the controller decides)."""
+    ctype = (msg.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    if ctype != "application/sdp" or not msg.body.strip():
         return b""
     try:
-        from .sdp import parse_sdp, SdpError
-        parse_sdp(req.body)
+        parse_sdp(msg.body)
     except SdpError:
         return b""
-    return bytes(req.body)
+    return bytes(msg.body)
 
 
 def _parse_dtmf_info(ctype: str, body: bytes) -> tuple[str, int]:

@@ -178,10 +178,12 @@ class RoutingRule:
 
     @property
     def specificity(self) -> tuple[int, int, int, int]:
-        # Category outranks area outranks case type; later lines win exact ties so a
-        # city can append overrides at the end of the file.
-        return (len(self.category_code) + (1 if self.category_kind else 0),
-                len(self.area_code), 1 if self.case_type else 0, self.line)
+        # Case type first: urgent/complex cases run on their own clock, so a generic
+        # "urgent: 4h" rule beats a category rule written for normal cases. Then
+        # category, then area; later lines win exact ties so a city can append overrides.
+        return (1 if self.case_type else 0,
+                len(self.category_code) + (1 if self.category_kind else 0),
+                len(self.area_code), self.line)
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,14 @@ class Route:
     department: str | None
     department_rule_line: int | None
     limits: Mapping[str, TimeLimit]
+
+    def deadline(self, step: str, calendar: _Calendar, start: datetime) -> datetime | None:
+        """Due moment for ``step`` started at ``start``; None when no rule limits it.
+
+        The service passes this as the ``<step>_deadline`` field of the command that
+        starts the step (e.g. ``handle_deadline`` on dispatch)."""
+        limit = self.limits.get(step)
+        return limit.deadline(calendar, start) if limit is not None else None
 
 
 class RoutingTable:

@@ -30,11 +30,14 @@ __all__ = [
     "SCENARIO_DIR",
     "SippResult",
     "run_sipp",
+    "SippUas",
     "pcap_duration",
     "Baresip",
     "BaresipError",
     "PyVoipPhone",
     "kill_group",
+    "pcm16_to_u8",
+    "u8_to_pcm16",
 ]
 
 SCENARIO_DIR = Path(__file__).with_name("sipp")
@@ -75,11 +78,17 @@ class SippResult:
     def ok(self) -> bool:
         return self.returncode == 0
 
-    def messages(self, start_line: str) -> list[str]:
-        """The traced SIP messages whose first line starts with start_line, e.g. "BYE"
-        or "SIP/2.0 200"."""
-        return [m for m in re.split(r"\n(?=-{5,} )", self.log_text)
-                if any(line.startswith(start_line) for line in m.splitlines()[1:3])]
+    def messages(self, start_line: str = "") -> list[str]:
+        """The SIP messages sipp sent or received (from its -trace_msg log) whose first
+        line starts with start_line, e.g. "BYE" or "SIP/2.0 200", in order."""
+        found = []
+        for chunk in re.split(r"^-{5,} .*$", self.log_text, flags=re.M):
+            lines = chunk.strip("\r\n").splitlines()
+            if lines and lines[0].startswith("UDP message"):
+                text = "\n".join(lines[1:]).strip("\r\n")
+                if text.startswith(start_line):
+                    found.append(text)
+        return found
 
 
 def pcap_duration(path) -> float:
@@ -156,6 +165,67 @@ def run_sipp(scenario: str | os.PathLike, *, target: tuple[str, int],
         if "Unable to bind" not in stderr + log or attempt == 2:
             return SippResult(code, stdout, stderr, log)
     raise AssertionError("unreachable")
+
+
+class SippUas:
+    """A sipp UAS scenario (e.g. "uas_sink") listening on a free 127.0.0.1 port for
+    ``calls`` calls; use as a context manager, then wait() for its SippResult.
+
+        with SippUas("uas_sink", keys={"sink_port": 40000}) as uas:
+            run_sipp("call_report", target=("127.0.0.1", uas.port), pcap=...)
+            assert uas.wait(10).ok
+    """
+
+    def __init__(self, scenario: str | os.PathLike, *, keys: dict[str, str] | None = None,
+                 calls: int = 1, timeout: float = 30, extra: Sequence[str] = ()):
+        self.path = _scenario_path(scenario)
+        self.port = free_udp_port()
+        self._tmp = tempfile.TemporaryDirectory(prefix="sipp-uas-")
+        work = Path(self._tmp.name)
+        self._logs = (work / "messages.log", work / "errors.log")
+        cmd = ["sipp", "-sf", str(self.path), "-i", _LOOPBACK, "-mi", _LOOPBACK,
+               "-p", str(self.port), "-mp", str(free_udp_port_block(4)),
+               "-m", str(calls), "-nostdin",
+               "-timeout", f"{max(1, int(timeout))}s", "-timeout_error",
+               "-trace_msg", "-message_file", str(self._logs[0]),
+               "-trace_err", "-error_file", str(self._logs[1])]
+        for name, value in (keys or {}).items():
+            cmd += ["-key", name, str(value)]
+        self._cmd = cmd + list(extra)
+        self._proc: subprocess.Popen | None = None
+        self._result: SippResult | None = None
+
+    def __enter__(self) -> SippUas:
+        self._proc = subprocess.Popen(self._cmd, cwd=self._tmp.name,
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, start_new_session=True,
+                                      text=True, errors="replace")
+        time.sleep(0.3)  # sipp binds its socket within a few ms; no readiness signal
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+        self._tmp.cleanup()
+
+    def wait(self, timeout: float = 10) -> SippResult:
+        """Wait for sipp to finish its calls (killing it after timeout: returncode -9)."""
+        if self._result is None:
+            try:
+                stdout, stderr = self._proc.communicate(timeout=timeout)
+                code = self._proc.returncode
+            except subprocess.TimeoutExpired:
+                kill_group(self._proc, grace=0.5)
+                stdout, stderr = self._proc.communicate()
+                code = -9
+            log = "".join(f.read_text(errors="replace") for f in self._logs if f.exists())
+            self._result = SippResult(code, stdout, stderr, log)
+        return self._result
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            kill_group(self._proc, grace=0.5)
+            if self._result is None:
+                self.wait(1)
 
 
 # ------------------------------------------------------------------------ baresip
@@ -472,3 +542,94 @@ module_app\t\tctrl_tcp.so
         """The WAV of the audio baresip encoded and sent in its last call, or None."""
         files = sorted(self.record_dir.glob("*-enc.wav"), key=lambda p: p.stat().st_mtime)
         return files[-1] if files else None
+
+
+# ------------------------------------------------------------------------- pyVoIP
+
+
+def pcm16_to_u8(pcm: bytes) -> bytes:
+    """16-bit signed little-endian PCM to the 8-bit unsigned audio pyVoIP writes."""
+    import numpy as np
+
+    samples = np.frombuffer(pcm, dtype="<i2").astype(np.int32)
+    return ((samples >> 8) + 128).astype(np.uint8).tobytes()
+
+
+def u8_to_pcm16(data: bytes) -> bytes:
+    """pyVoIP's 8-bit unsigned audio back to 16-bit signed little-endian PCM."""
+    import numpy as np
+
+    samples = np.frombuffer(data, dtype=np.uint8).astype(np.int16)
+    return ((samples - 128) << 8).astype("<i2").tobytes()
+
+
+class PyVoipPhone:
+    """A pyVoIP 1.6.8 softphone whose SIP server (registrar, and where every request
+    goes) is ``server`` = (host, port) on 127.0.0.1.
+
+    pyVoIP always REGISTERs in start() and gives up for good (stops its socket, status
+    FAILED) after three failed attempts in a row, e.g. REGISTER answered 501; with
+    ``register=False`` this helper skips registration so the phone can still call.
+    Outgoing calls offer PCMU (0) and telephone-event (101) only, and pyVoIP needs a 100
+    or 180 before the 200 (else it never learns of the answer). It cannot send DTMF.
+    Incoming calls are answered (after pyVoIP's fixed 1 s) when ``auto_answer`` is set
+    and land in ``incoming``.
+    """
+
+    def __init__(self, *, server: tuple[str, int], user: str = "13700137000",
+                 password: str = "secret", register: bool = True,
+                 auto_answer: bool = False):
+        import pyVoIP.VoIP  # noqa: F401  (must precede pyVoIP.SIP: circular import)
+        from pyVoIP.VoIP import VoIPPhone
+
+        self.server = server
+        self.sip_port = free_udp_port()
+        rtp = free_udp_port_block(20)
+        self.incoming: Queue = Queue()
+        self._auto_answer = auto_answer
+        self.phone = VoIPPhone(server[0], server[1], user, password, myIP=_LOOPBACK,
+                               callCallback=self._on_call, sipPort=self.sip_port,
+                               rtpPortLow=rtp, rtpPortHigh=rtp + 19)
+        if not register:
+            # Instance attribute shadows SIPClient.register, which start() calls.
+            self.phone.sip.register = lambda: True
+
+    def _on_call(self, call) -> None:
+        if self._auto_answer:
+            call.answer()
+        self.incoming.put(call)
+
+    def __enter__(self) -> PyVoipPhone:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.phone.start()
+
+    def stop(self) -> None:
+        """Hang up calls, stop pyVoIP's threads and close its sockets."""
+        try:
+            self.phone.stop()
+        except Exception:  # pyVoIP raises from half-closed sockets; nothing to keep
+            pass
+
+    @property
+    def status(self):
+        """pyVoIP's PhoneStatus (REGISTERING, REGISTERED, FAILED, ...)."""
+        return self.phone.get_status()
+
+    def call(self, number: str, timeout: float = 10.0):
+        """INVITE sip:number@server and wait until answered; returns pyVoIP's VoIPCall
+        (write_audio(u8 bytes), read_audio(), hangup())."""
+        from pyVoIP.VoIP import CallState
+
+        call = self.phone.call(number)
+        deadline = time.monotonic() + timeout
+        while call.state != CallState.ANSWERED:
+            if time.monotonic() > deadline or call.state == CallState.ENDED:
+                raise TimeoutError(f"pyVoIP call to {number} not answered ({call.state})")
+            time.sleep(0.05)
+        return call

@@ -1,0 +1,170 @@
+"""End-to-end fixtures: a real `hotline serve` process on free loopback ports.
+
+Prompts are generated once per test session (espeak-ng + sox) and shared; each server gets
+its own database, recordings folder and ports, and is stopped (SIGTERM, then SIGKILL) after
+the test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.peers.ports import free_tcp_port, free_udp_port, free_udp_port_block
+
+REPO = Path(__file__).resolve().parents[2]
+HOTLINE = [sys.executable, "-m", "callcenter.cli"]
+
+
+def run_hotline(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [*HOTLINE, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"hotline {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def prompts_dir(tmp_path_factory) -> Path:
+    """Mandarin prompts built once for the whole session."""
+    d = tmp_path_factory.mktemp("prompts")
+    cfg = d / "prompts.toml"
+    cfg.write_text(f'[prompts]\ndir = "{d}"\n', encoding="utf-8")
+    run_hotline("prompts", "build", "--config", str(cfg), timeout=300)
+    return d
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen
+    dir: Path
+    config: Path
+    sip_port: int
+    web_url: str
+    token: str
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def sip_target(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.sip_port)
+
+    def api(self, path: str, *, token: str | None = None) -> tuple[int, object]:
+        req = urllib.request.Request(self.web_url.rstrip("/") + path)
+        req.add_header("Authorization", f"Bearer {token if token is not None else self.token}")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                body = resp.read()
+                ctype = resp.headers.get("Content-Type", "")
+                return resp.status, (json.loads(body) if "json" in ctype else body)
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def wait_for_cases(self, count: int = 1, timeout: float = 15.0, **match) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        cases: list = []
+        while time.monotonic() < deadline:
+            status, cases = self.api("/api/cases")
+            if status == 200:
+                hits = [c for c in cases if all(c.get(k) == v for k, v in match.items())]
+                if len(hits) >= count and all(r["duration_s"] > 0 for c in hits for r in c["recordings"]):
+                    return hits
+            time.sleep(0.2)
+        raise AssertionError(f"no {count} case(s) matching {match} within {timeout}s; have {cases}\n{self.log()}")
+
+    def log(self) -> str:
+        return "".join(self.output[-200:])
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+
+def _pump(stream, sink: list[str]) -> None:
+    for line in iter(stream.readline, ""):
+        sink.append(line)
+
+
+def start_server(tmp: Path, prompts: Path, *, db_url: str | None = None, extra: str = "") -> Server:
+    sip_port = free_udp_port()
+    web_port = free_tcp_port()
+    rtp_base = free_udp_port_block(8)
+    cfg = tmp / "hotline.toml"
+    cfg.write_text(
+        f"""
+[sip]
+host = "127.0.0.1"
+port = {sip_port}
+[rtp]
+host = "127.0.0.1"
+port_min = {rtp_base}
+port_max = {rtp_base + 7}
+[web]
+host = "127.0.0.1"
+port = {web_port}
+[database]
+url = "{db_url or f'sqlite:///{tmp / "hotline.db"}'}"
+[storage]
+dir = "{tmp / 'recordings'}"
+[prompts]
+dir = "{prompts}"
+{extra}
+""",
+        encoding="utf-8",
+    )
+    run_hotline("demo", "seed", "--config", str(cfg))
+    token = run_hotline("token", "create", "admin", "--config", str(cfg)).stdout.strip()
+    proc = subprocess.Popen(
+        [*HOTLINE, "serve", "--config", str(cfg)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    server = Server(proc, tmp, cfg, sip_port, f"http://127.0.0.1:{web_port}/", token)
+    threading.Thread(target=_pump, args=(proc.stdout, server.output), daemon=True).start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"hotline serve exited with {proc.returncode}:\n{server.log()}")
+        try:
+            with urllib.request.urlopen(server.web_url + "healthz", timeout=1) as resp:
+                if json.loads(resp.read()) == {"status": "ok"}:
+                    return server
+        except (urllib.error.URLError, ConnectionError, OSError):
+            pass
+        time.sleep(0.2)
+    stop_server(server)
+    raise AssertionError(f"hotline serve did not become healthy:\n{server.log()}")
+
+
+def stop_server(server: Server) -> int | None:
+    if server.proc.poll() is None:
+        os.killpg(server.proc.pid, signal.SIGTERM)
+        try:
+            server.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.proc.pid, signal.SIGKILL)
+            server.proc.wait(timeout=5)
+    return server.proc.returncode
+
+
+@pytest.fixture
+def hotline(tmp_path, prompts_dir):
+    """A running hotline on SQLite."""
+    server = start_server(tmp_path, prompts_dir)
+    try:
+        yield server
+    finally:
+        stop_server(server)

@@ -1,0 +1,56 @@
+"""StereoMixer: caller left, agent right, silence for a missing side, bounded backlog."""
+
+import numpy as np
+
+from callcenter.media.recorder import StereoMixer
+
+
+def _frame(value, samples=160):
+    return np.full(samples, value, "<i2").tobytes()
+
+
+def _lr(stereo):
+    x = np.frombuffer(stereo, "<i2").reshape(-1, 2)
+    return x[:, 0].tolist(), x[:, 1].tolist()
+
+
+def test_pairs_caller_left_agent_right():
+    """One caller frame and one agent frame become one interleaved frame, L=caller R=agent."""
+    m = StereoMixer()
+    m.add_caller(_frame(5))
+    m.add_agent(_frame(-7))
+    left, right = _lr(m.tick())
+    assert left == [5] * 160 and right == [-7] * 160
+
+
+def test_missing_side_is_silence():
+    """With only agent audio this tick, the caller channel is zeros."""
+    m = StereoMixer()
+    m.add_agent(_frame(3))
+    left, right = _lr(m.tick())
+    assert left == [0] * 160 and right == [3] * 160
+    assert _lr(m.tick()) == ([0] * 160, [0] * 160)
+
+
+def test_burst_is_spread_over_ticks_and_partial_waits():
+    """A 30 ms piece gives one frame now; the 10 ms rest waits for more rather than being padded."""
+    m = StereoMixer()
+    m.add_caller(_frame(1, 240))
+    assert _lr(m.tick())[0] == [1] * 160
+    assert _lr(m.tick())[0] == [0] * 160
+    m.add_caller(_frame(2, 80))
+    assert _lr(m.tick())[0] == [1] * 80 + [2] * 80
+
+
+def test_backlog_bounded_and_drain_pads():
+    """More than 10 frames queued on one side drops the oldest; drain flushes the rest padded."""
+    m = StereoMixer()
+    for i in range(12):
+        m.add_caller(_frame(i))
+    assert m.dropped_bytes == 2 * 320
+    assert _lr(m.tick())[0] == [2] * 160
+    m.add_agent(_frame(9, 10))
+    rest = m.drain()
+    left, right = _lr(rest)
+    assert len(left) == 9 * 160
+    assert right[:10] == [9] * 10 and right[10:] == [0] * (len(right) - 10)
