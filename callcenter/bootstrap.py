@@ -82,14 +82,17 @@ class Hotline:
         self.router = None
         self.rtp = None
         self.sip = None
+        self._tasks: set[asyncio.Future] = set()
 
     def now_dt(self) -> datetime:
         return datetime.fromtimestamp(self.reactor.seconds(), self.tz).replace(tzinfo=None)
 
     def _spawn(self, coro):
         task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
 
         def done(t: asyncio.Task) -> None:
+            self._tasks.discard(t)
             if not t.cancelled() and t.exception() is not None:
                 log.error("background task failed", exc_info=t.exception())
 
@@ -204,15 +207,18 @@ class Hotline:
         if self._sip_port is not None:
             # Give the BYEs just sent a moment on the wire before the socket closes.
             await asyncio.sleep(0.1)
-            await self._sip_port.stopListening() if hasattr(self._sip_port, "stopListening") else None
+            stopped = self._sip_port.stopListening()
+            if stopped is not None:
+                await stopped.asFuture(asyncio.get_running_loop())
         if self.sip is not None:
             self.sip.stop()
         if self.rtp is not None:
             self.rtp.stop()
-        # Let pending recording/database tasks finish.
-        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        if pending:
-            await asyncio.wait(pending, timeout=3)
+        # Let pending recording/database work finish (it can spawn more, e.g. a report after a message).
+        for _ in range(5):
+            if not self._tasks:
+                break
+            await asyncio.wait(list(self._tasks), timeout=3)
         self.executor.shutdown(wait=True)
         if self._web_runner is not None:
             await self._web_runner.cleanup()
@@ -223,6 +229,7 @@ class Hotline:
 def serve(settings: Settings) -> int:
     """Run until SIGINT/SIGTERM. Returns the process exit code."""
     install_reactor()
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     from twisted.internet import defer, reactor
 
     hotline = Hotline(settings, reactor)

@@ -65,6 +65,11 @@ class IvrEventError(ValueError):
     """An event or start argument from the controller is malformed."""
 
 
+def _require_str(value: object, what: str) -> None:
+    if not isinstance(value, str) or not value:
+        raise IvrEventError(f"{what} must be a non-empty string, got {value!r}")
+
+
 def _frozen_mapping(values: object, what: str) -> Mapping[str, object]:
     if not isinstance(values, Mapping) or not all(isinstance(k, str) for k in values):
         raise IvrEventError(f"{what} must be a mapping with string keys, got {values!r}")
@@ -82,6 +87,9 @@ class Event:
 @dataclass(frozen=True)
 class PlaybackFinished(Event):
     play_id: str
+
+    def __post_init__(self) -> None:
+        _require_str(self.play_id, "play_id")
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,7 @@ class RecordingStopped(Event):
     duration_s: float
 
     def __post_init__(self) -> None:
+        _require_str(self.recording_id, "recording_id")
         if self.reason not in RECORDING_STOP_REASONS:
             raise IvrEventError(f"recording stop reason must be one of "
                                 f"{RECORDING_STOP_REASONS}, got {self.reason!r}")
@@ -115,6 +124,9 @@ class RecordingStopped(Event):
 class TimerFired(Event):
     timer_id: str
 
+    def __post_init__(self) -> None:
+        _require_str(self.timer_id, "timer_id")
+
 
 @dataclass(frozen=True)
 class CallerHungUp(Event):
@@ -126,8 +138,7 @@ class ReportFiled(Event):
     case_number: str
 
     def __post_init__(self) -> None:
-        if not isinstance(self.case_number, str) or not self.case_number:
-            raise IvrEventError(f"case_number must be a non-empty string, got {self.case_number!r}")
+        _require_str(self.case_number, "case_number")
 
 
 @dataclass(frozen=True)
@@ -139,6 +150,9 @@ class CaseLookedUp(Event):
     def __post_init__(self) -> None:
         if not isinstance(self.found, bool):
             raise IvrEventError(f"found must be a bool, got {self.found!r}")
+        _require_str(self.case_number, "case_number")
+        if self.status is not None and not isinstance(self.status, str):
+            raise IvrEventError(f"status must be a string or None, got {self.status!r}")
 
 
 @dataclass(frozen=True)
@@ -152,6 +166,9 @@ class VariablesChanged(Event):
 @dataclass(frozen=True)
 class QueueResult(Event):
     outcome: str  # "answered" ends the IVR; anything else follows the enqueue node's map
+
+    def __post_init__(self) -> None:
+        _require_str(self.outcome, "outcome")
 
 
 # --- actions (engine → controller) ------------------------------------------------------
@@ -440,7 +457,7 @@ def _goto(state: IvrState, target: str, now: _dt.datetime, out: Actions,
 # Node types that do not need the caller on the line: they still run after a hang-up, so a
 # recorded message gets filed.
 _RUN_AFTER_HANGUP = (BranchNode, SetNode, FileReportNode)
-_MAX_HOPS = 1000  # instant nodes in a row; the loader rejects instant loops, this is a guard
+_MAX_HOPS = 200  # instant nodes in a row; the loader rejects instant loops, this is a guard
 
 
 def _enter(state: IvrState, node_id: str, now: _dt.datetime, out: Actions,
@@ -514,7 +531,7 @@ def _enter_lookup(state, node: LookupCaseNode, now, out, hops=0, **_):
         state = _with_vars(state, case_found=False, case_status=None)
         return _enter(state, node.not_found, now, out, hops=hops + 1)
     out.append(LookupCase(number))
-    return replace(state, phase=AWAITING)
+    return _set_timer(replace(state, phase=AWAITING), node.timeout_s, now, out)
 
 
 def _enter_file_report(state, node: FileReportNode, now, out, **_):
@@ -695,6 +712,15 @@ def _lookup_on_result(state, node: LookupCaseNode, event: CaseLookedUp, now, out
     return _goto(state, node.found if event.found else node.not_found, now, out)
 
 
+def _lookup_on_timer(state, node: LookupCaseNode, event: TimerFired, now, out):
+    if state.phase != AWAITING:
+        return state
+    state = replace(state, timers=tuple(t for t in state.timers if t != event.timer_id))
+    out.append(Log(f"{node.id}: no answer to LookupCase within {node.timeout_s:g}s"))
+    state = _with_vars(state, case_found=False, case_status=None)
+    return _goto(state, node.not_found, now, out)
+
+
 def _file_report_on_filed(state, node: FileReportNode, event: ReportFiled, now, out):
     if state.phase != AWAITING:
         return state
@@ -726,6 +752,7 @@ _ON_EVENT: dict[tuple[type[Node], type[Event]], Callable[..., IvrState]] = {
     (RecordNode, PlaybackFinished): _record_on_played,
     (RecordNode, RecordingStopped): _record_on_stopped,
     (LookupCaseNode, CaseLookedUp): _lookup_on_result,
+    (LookupCaseNode, TimerFired): _lookup_on_timer,
     (FileReportNode, ReportFiled): _file_report_on_filed,
     (EnqueueNode, QueueResult): _enqueue_on_result,
     (HangupNode, PlaybackFinished): _hangup_on_played,

@@ -375,6 +375,7 @@ class LookupCaseNode(Node):
     found: str
     not_found: str
     variable: str = "case_number"
+    timeout_s: float = 10.0  # no answer from the case store: treat as not found, do not stall
 
     type: ClassVar[str] = "lookup_case"
     _target_fields: ClassVar[tuple[str, ...]] = ("found", "not_found")

@@ -262,9 +262,9 @@ def evaluate(cases: Iterable[CaseState], start: datetime, end: datetime, *,
                 results[ind.code] = IndicatorResult(ind.code, ind.name_zh, n, None, float(n),
                                                     ind.formula_zh)
                 continue
-            below = [f for f in facts if ind.denominator(f)]
-            n = sum(1 for f in below if ind.numerator(f))
-            d = len(below)
+            # Numerators are counted over all facts: a rework is not itself a handling.
+            n = sum(1 for f in facts if ind.numerator(f))
+            d = sum(1 for f in facts if ind.denominator(f))
             results[ind.code] = IndicatorResult(ind.code, ind.name_zh, n, d,
                                                 n / d if d else None, ind.formula_zh)
         out[key] = results

@@ -326,6 +326,10 @@ def test_say_digits_date_and_status():
     lambda: e.ReportFiled(""),
     lambda: e.CaseLookedUp("yes", "1", None),
     lambda: e.VariablesChanged(["a"]),
+    lambda: e.PlaybackFinished(None),
+    lambda: e.TimerFired(""),
+    lambda: e.QueueResult(3),
+    lambda: e.CaseLookedUp(True, "1", 5),
 ])
 def test_malformed_events_raise(make):
     """Events with impossible values are refused when built, with IvrEventError."""
@@ -351,3 +355,18 @@ def test_state_and_variables_are_immutable(tmp_path):
         state.node = "bye"  # type: ignore[misc]
     with pytest.raises(TypeError):
         state.variables["caller"] = "x"  # type: ignore[index]
+
+
+def test_lookup_without_answer_times_out_to_not_found(tmp_path):
+    """If the case store never answers, the lookup gives up after timeout_s."""
+    flow = flow_from(tmp_path, """\
+        a: {type: lookup_case, found: x, not_found: y, timeout_s: 3}
+        x: {type: hangup, reason: found}
+        y: {type: hangup, reason: missing}
+        """)
+    state, acts = e.start(flow, now=T0, variables={"case_number": "42"})
+    assert acts == [e.LookupCase("42"), e.SetTimer("timer:a:1", at(3))]
+    state, acts = e.step(state, e.TimerFired("timer:a:1"), at(3))
+    assert isinstance(acts[0], e.Log) and acts[-1] == e.Hangup("missing")
+    late, acts = e.step(state, e.CaseLookedUp(True, "42", "closed"), at(4))
+    assert acts == [] and late.end_reason == "missing"
