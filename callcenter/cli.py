@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import logging
 import sys
@@ -30,8 +31,17 @@ DEMO_USERS = [
 ]
 
 
+# Modules that contribute subcommands (skipped while a feature is not installed).
+COMMAND_MODULES = (
+    "case_core.commands",      # hotline import …, hotline evaluate …
+    "callcenter.stt.commands",  # hotline stt transcribe, hotline extract
+    "callcenter.acd.commands",  # queues and agents
+    "callcenter.notify.commands",  # SMS
+)
+
+
 class UserError(Exception):
-    pass
+    """A problem the user can fix; printed as one `error:` line."""
 
 
 def _now(settings) -> datetime:
@@ -191,6 +201,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = flows.add_parser("show", parents=[common], help="print a flow's graph")
     p.add_argument("name")
     p.set_defaults(func=cmd_flows_show)
+
+    # Feature folders add their own subcommands: each module has register(sub, common).
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not module_name.startswith(exc.name):
+                raise
+            continue
+        module.register(sub, common)
     return parser
 
 

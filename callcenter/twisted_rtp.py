@@ -80,11 +80,14 @@ class RtpEngine:
 
     # -- ports ------------------------------------------------------------------------------
     def open(self, session: MediaSession, listener) -> RtpLeg:
-        """Bind a free port in the range (even ports first, RTP convention) for a new session."""
+        """Bind the next free port of the range for a new session.
+
+        Every port is used, odd ones too: we send no RTCP, so pairing would halve capacity.
+        """
         span = self.port_max - self.port_min + 1
         for _ in range(span):
             port = self._next_port
-            self._next_port = port + 2 if port + 2 <= self.port_max else self.port_min
+            self._next_port = port + 1 if port < self.port_max else self.port_min
             if port in self.legs:
                 continue
             leg = RtpLeg(self, session, port, listener)

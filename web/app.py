@@ -7,6 +7,7 @@ Server-rendered with jinja2 (zh-CN). People log in with a session cookie; progra
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import weakref
@@ -65,6 +66,14 @@ class WebContext:
 
 
 CTX = web.AppKey("ctx", WebContext)
+USER = web.RequestKey("user", UserView)
+
+# Feature modules that add routes: each has setup(app) and reads CTX from the app.
+ROUTE_MODULES = (
+    "web.case_api",  # case actions, search, evaluation
+    "web.open311",  # Open311 GeoReport v2
+    "web.desk",  # agent desk, worklists, wallboard
+)
 JINJA = web.AppKey("jinja", jinja2.Environment)
 
 
@@ -170,7 +179,7 @@ def _page_auth(handler):
         user = await _current_user(request)
         if user is None:
             raise web.HTTPFound(f"/login?next={request.path_qs}")
-        request["user"] = user
+        request[USER] = user
         return await handler(request)
 
     return wrapped
@@ -181,7 +190,7 @@ def _api_auth(handler):
         user = await _current_user(request)
         if user is None:
             return _json_error(401, "unauthorized", "missing or invalid bearer token")
-        request["user"] = user
+        request[USER] = user
         return await handler(request)
 
     return wrapped
@@ -217,7 +226,7 @@ async def cases_page(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     filters = _filters(request)
     cases = await ctx.service.list_cases(**filters)
-    return _render(request, "cases.html", cases=cases, user=request["user"], q=filters["text"] or "")
+    return _render(request, "cases.html", cases=cases, user=request[USER], q=filters["text"] or "")
 
 
 @_page_auth
@@ -226,8 +235,8 @@ async def case_page(request: web.Request) -> web.Response:
     try:
         case = await ctx.service.get_case(int(request.match_info["case_id"]))
     except (NotFound, ValueError):
-        return _render(request, "not_found.html", status=404, user=request["user"], what="案卷")
-    return _render(request, "case.html", case=case, user=request["user"])
+        return _render(request, "not_found.html", status=404, user=request[USER], what="案卷")
+    return _render(request, "case.html", case=case, user=request[USER])
 
 
 @_api_auth
@@ -325,4 +334,12 @@ def create_app(ctx: WebContext) -> web.Application:
     app.router.add_get("/recordings/{rec_id}.wav", recording)
     app.router.add_get("/ws", live)
     app.router.add_static("/static", STATIC)
+    for module_name in ROUTE_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not module_name.startswith(exc.name):
+                raise
+            continue
+        module.setup(app)
     return app

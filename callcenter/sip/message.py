@@ -400,21 +400,23 @@ def parse_uri(s: str) -> SipUri:
         if not number:
             raise SipParseError(f"empty {scheme} URI: {s!r}")
         return SipUri(scheme, number, None, "", None, _split_params(ptext, "URI") if ptext else {})
-    uri_headers: dict[str, str] = {}
-    if "?" in rest:
-        rest, htext = rest.split("?", 1)
-        for pair in htext.split("&"):
-            k, _, v = pair.partition("=")
-            uri_headers[k] = v
     user = password = None
+    # The user part may hold '?', ';' and '/' (RFC 4475 "intmeth") but never a bare '@',
+    # so the first '@' ends it; URI headers are only looked for after the host.
     if "@" in rest:
-        userinfo, rest = rest.rsplit("@", 1)
+        userinfo, rest = rest.split("@", 1)
         if not userinfo:
             raise SipParseError(f"empty user part in URI: {s!r}")
         if ":" in userinfo:
             user, password = userinfo.split(":", 1)
         else:
             user = userinfo
+    uri_headers: dict[str, str] = {}
+    if "?" in rest:
+        rest, htext = rest.split("?", 1)
+        for pair in htext.split("&"):
+            k, _, v = pair.partition("=")
+            uri_headers[k] = v
     hostport, _, ptext = rest.partition(";")
     host, port = _parse_hostport(hostport, "URI")
     params = _split_params(ptext, "URI") if ptext else {}

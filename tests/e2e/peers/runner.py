@@ -496,6 +496,21 @@ module_app\t\tctrl_tcp.so
             if event.get("type") == event_type:
                 return event
 
+    def wait_log(self, pattern: str, timeout: float = 10.0) -> re.Match:
+        """Wait until baresip's log matches the regular expression pattern. Use it for
+        what happens before the control connection is up, e.g. the first REGISTER's
+        outcome (its REGISTER_OK/REGISTER_FAIL event is emitted before we connect):
+        ``wait_log(r"reg: .*: 501")`` or ``wait_log(r"200 OK \\(")``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            match = re.search(pattern, self.log_text())
+            if match:
+                return match
+            if time.monotonic() > deadline or not self.running:
+                raise BaresipError(f"log never matched {pattern!r}:\n"
+                                   + self.log_text()[-4000:])
+            time.sleep(0.1)
+
     def dial(self, uri: str) -> dict:
         """Call uri (e.g. "sip:12319@127.0.0.1:5080")."""
         return self._checked("dial", uri)

@@ -251,6 +251,25 @@ def _fake_registrar(sock: socket.socket, status: str, stop: threading.Event) -> 
                      + "\r\nContent-Length: 0\r\n\r\n").encode(), addr)
 
 
+@needs_baresip
+def test_baresip_agent_registers_and_shows_a_refused_register():
+    """A Baresip agent phone REGISTERs to its registrar; a 501 answer shows in its log."""
+    stop = threading.Event()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(0.1)
+        thread = threading.Thread(target=_fake_registrar,
+                                  args=(sock, "501 Not Implemented", stop), daemon=True)
+        thread.start()
+        try:
+            with Baresip(user="1001", registrar=sock.getsockname(), password="pw",
+                         answer_auto=True) as agent:
+                agent.wait_log(r"reg: sip:1001@127\.0\.0\.1:\d+: 501", timeout=5)
+        finally:
+            stop.set()
+            thread.join(2)
+
+
 def test_pyvoip_gives_up_when_register_is_answered_501():
     """pyVoIP 1.6.8 stops for good (status FAILED) when REGISTER gets 501 three times."""
     from pyVoIP.VoIP import PhoneStatus
