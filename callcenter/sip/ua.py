@@ -82,6 +82,7 @@ class UserAgent:
         self._rng = rng if rng is not None else random.Random()
         self._timing = Timing(t1, t2, t4)
         self._registrar = registrar
+        self._allow = ALLOW + (", REGISTER" if registrar is not None else "")
         self._out: list[tuple[bytes, tuple[str, int]]] = []
         self._events: list[Event] = []
         self._server_tx: dict[tuple, Transaction] = {}
@@ -253,7 +254,7 @@ class UserAgent:
         return t
 
     def _dialog_response_headers(self) -> list[tuple[str, str]]:
-        return [("Contact", self._contact()), ("Allow", ALLOW)]
+        return [("Contact", self._contact()), ("Allow", self._allow)]
 
     # -------------------------------------------------------------- bad input
     def _reject_unparsable(self, data: bytes, addr: tuple[str, int], exc: SipParseError) -> None:
@@ -338,7 +339,7 @@ class UserAgent:
             "INFO": self._on_info, "REGISTER": self._on_register,
         }.get(req.method)
         if handler is None:
-            self._reply(req, dest, 501, now, headers=[("Allow", ALLOW)])
+            self._reply(req, dest, 501, now, headers=[("Allow", self._allow)])
             return
         handler(req, addr, dest, now)
 
@@ -482,7 +483,7 @@ class UserAgent:
         self._call_event(call, "bye_received", now)
 
     def _on_options(self, req: SipRequest, addr, dest, now: float) -> None:
-        headers = [("Allow", ALLOW), ("Accept", "application/sdp"),
+        headers = [("Allow", self._allow), ("Accept", "application/sdp"),
                    ("Accept-Language", "zh-CN, en")]
         call = self._dialog_of(req) if parse_name_addr(req.headers.get("To") or "").tag else None
         self._reply(req, dest, 200, now, headers=headers, call=call)
@@ -513,7 +514,7 @@ class UserAgent:
 
     def _on_register(self, req: SipRequest, addr, dest, now: float) -> None:
         if self._registrar is None:
-            self._reply(req, dest, 501, now, headers=[("Allow", ALLOW)])
+            self._reply(req, dest, 501, now, headers=[("Allow", self._allow)])
             return
         resp = self._registrar.handle_register(req, addr, now)
         resp.headers.add("Server", self.server_name)
@@ -713,7 +714,7 @@ class UserAgent:
         h.add("Call-ID", call.call_id)
         h.add("CSeq", f"{call.local_cseq} INVITE")
         h.add("Contact", self._contact())
-        h.add("Allow", ALLOW)
+        h.add("Allow", self._allow)
         h.add("User-Agent", self.server_name)
         if auth is not None:
             h.add(*auth)

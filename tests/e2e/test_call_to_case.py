@@ -69,3 +69,36 @@ def test_sipp_report_becomes_a_case_with_the_callers_audio(hotline, prompts_dir,
     opener.open(hotline.web_url + "login", data=b"username=admin&password=hotline12319", timeout=10)
     page = opener.open(hotline.web_url + "cases", timeout=10).read().decode()
     assert case["number"] in page and CALLER in page and "<audio" in page and "已受理" in page
+
+
+def test_baresip_report_becomes_a_case_too(hotline, prompts_dir, tmp_path):
+    """The same report from baresip (another SIP stack, RTP events via its own DTMF) makes a case."""
+    import time
+    import wave
+
+    from tests.e2e.peers.runner import Baresip
+
+    speech = speech_pcm(SPEECH)
+    intro = len((prompts_dir / "report_intro.wav").read_bytes()) / 16000 + 0.3
+    lead = 0.5 + intro + 1.5
+    mic = tmp_path / "mic.wav"
+    with wave.open(str(mic), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(8000)
+        w.writeframes(bytes(int(lead * 8000) * 2) + speech + bytes(8000 * 20))
+    caller = "13987654321"
+    with Baresip(audio_wav=mic, user=caller) as phone:
+        phone.dial(f"sip:12319@127.0.0.1:{hotline.sip_port}")
+        phone.wait_event("CALL_ESTABLISHED", timeout=10)
+        time.sleep(0.5)
+        phone.send_dtmf("1")
+        time.sleep(lead - 0.5 + len(speech) / 16000 + 0.5)
+        phone.send_dtmf("#")
+        time.sleep(1.0)
+        phone.hangup()
+    [case] = hotline.wait_for_cases(reporter_phone=caller)
+    assert case["channel"] == "12319" and case["status"] == "accepted"
+    message = next(r for r in case["recordings"] if r["kind"] == "message")
+    status, wav = hotline.api(message["url"])
+    samples, _, _ = wav_pcm(wav)
+    sent = _decode_ulaw(encode_g711(speech, "PCMU"))
+    assert best_correlation(samples, sent[8000: 8000 * 3]) > 0.8
