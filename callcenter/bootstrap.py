@@ -173,6 +173,7 @@ class Hotline:
             now_dt=self.now_dt,
             call_variables=self._call_variables,
             rtp_timeout_s=s.rtp.timeout_s,
+            ring_s=s.sip.ring_s,
         )
         self.sip.listener = self.router
         from twisted.internet.error import CannotListenError

@@ -83,6 +83,7 @@ class Call:
         self.msg_rec: _Recording | None = None
         self.ivr_recording_ids: dict[str, int] = {}
         self.answered_at: float | None = None
+        self.ring_timer: Any = None
         self._rec_tasks: list[Any] = []
 
     # -- media events ------------------------------------------------------------------
@@ -291,8 +292,8 @@ class Call:
             return
         self.ended = True
         r = self.router
-        for t in self.timers.values():
-            if t.active():
+        for t in [*self.timers.values(), self.ring_timer]:
+            if t is not None and t.active():
                 t.cancel()
         self.timers.clear()
         if self.leg is not None:
@@ -336,6 +337,7 @@ class CallRouter:
         now_dt: Callable[[], datetime],
         call_variables: Callable[["Call"], dict] | None = None,
         rtp_timeout_s: float = 30.0,
+        ring_s: float = 0.0,
         rng: random.Random | None = None,
     ):
         self.sip = sip
@@ -352,6 +354,8 @@ class CallRouter:
         self.now_dt = now_dt
         self._call_variables = call_variables
         self.rtp_timeout_s = rtp_timeout_s
+        # Ringing time before answering (a CANCEL in this window gets 487).
+        self.ring_s = ring_s
         self.rng = rng or random.SystemRandom()
         self.calls: dict[str, Call] = {}
         self.rejected = 0
@@ -432,10 +436,20 @@ class CallRouter:
             )
         )
         self.sip.command("ringing", call.call_id)
-        self.sip.command("answer", call.call_id, answer.answer)
-        if call.call_id in self.calls:
-            call.answered()
+        if self.ring_s > 0:
+            call.ring_timer = self.clock.callLater(self.ring_s, self._answer, call, answer.answer)
+        else:
+            self._answer(call, answer.answer)
         self._ensure_watchdog()
+
+    def _answer(self, call: Call, sdp: bytes) -> None:
+        call.ring_timer = None
+        if call.ended or call.call_id not in self.calls:
+            return
+        if self.sip.command("answer", call.call_id, sdp) is False:
+            call.finish("local", "answer refused")
+            return
+        call.answered()
 
     def _reoffer(self, call: Call, ev) -> None:
         try:

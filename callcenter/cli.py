@@ -37,6 +37,7 @@ COMMAND_MODULES = (
     "callcenter.stt.commands",  # hotline stt transcribe, hotline extract
     "callcenter.acd.commands",  # queues and agents
     "callcenter.notify.commands",  # SMS
+    "callcenter.sip_commands",  # SIP accounts for agents' phones, trunks
 )
 
 
@@ -66,7 +67,7 @@ def cmd_db_upgrade(settings, args) -> int:
 
     url = sync_url(settings.database_url())
     migrate.upgrade(url)
-    print(f"database at revision {migrate.current(url)}")
+    print(f"database at revision {', '.join(migrate.current(url))}")
     return 0
 
 

@@ -24,6 +24,8 @@ class SipSettings:
     # Address put into Contact/SDP when the bind address is a wildcard.
     public_host: str = ""
     dids: tuple[str, ...] = ("12319", "96310")
+    # Seconds of ringing (180) before the IVR answers.
+    ring_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,8 @@ def validate(settings: Settings) -> Settings:
         )
     if settings.rtp.port_max - settings.rtp.port_min < 1:
         raise ConfigError("rtp.port_max: the RTP range needs room for at least two ports")
+    if not 0 <= settings.sip.ring_s <= 60:
+        raise ConfigError(f"sip.ring_s: must be between 0 and 60 seconds, got {settings.sip.ring_s}")
     if settings.rtp.timeout_s <= 0:
         raise ConfigError(f"rtp.timeout_s: must be positive, got {settings.rtp.timeout_s}")
     _check_host("web.host", settings.web.host)

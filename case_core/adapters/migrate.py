@@ -17,22 +17,29 @@ def alembic_config(sync_url: str) -> Config:
     return cfg
 
 
-def upgrade(sync_url: str, revision: str = "head") -> None:
+def upgrade(sync_url: str, revision: str = "heads") -> None:
     if sync_url.startswith("sqlite:///"):
         Path(sync_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     command.upgrade(alembic_config(sync_url), revision)
 
 
-def current(sync_url: str) -> str | None:
+def current(sync_url: str) -> tuple[str, ...]:
+    """The revisions the database is at (one per branch head)."""
     from alembic.runtime.migration import MigrationContext
     from sqlalchemy import create_engine
 
     engine = create_engine(sync_url)
     try:
         with engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+            return tuple(sorted(MigrationContext.configure(conn).get_current_heads()))
     finally:
         engine.dispose()
+
+
+def heads() -> tuple[str, ...]:
+    from alembic.script import ScriptDirectory
+
+    return tuple(sorted(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads()))
 
 
 def revision(sync_url: str, message: str) -> None:

@@ -27,7 +27,8 @@ async def test_migration_reaches_head_and_is_idempotent(db_url):
     url = sync_url(db_url)
     migrate.upgrade(url)
     migrate.upgrade(url)
-    assert migrate.current(url) == "0001"
+    assert migrate.current(url) == migrate.heads()
+    assert migrate.heads() != ()
 
 
 async def test_filed_report_is_accepted_with_history_and_recordings(repo):
