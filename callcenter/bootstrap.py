@@ -152,6 +152,10 @@ class Hotline:
                 hub.publish(kind, data)
 
         service = CaseService(self.repo, on_event=on_event)
+        if url.startswith("sqlite"):
+            from case_core.adapters.recovery import recover_interrupted_calls
+
+            await recover_interrupted_calls(self.repo.engine, service, self.now_dt())
         public_host = s.sip.public_host or s.sip.host
         ua = UserAgent(local_host=public_host, local_port=s.sip.port)
         self.sip = SipEndpoint(ua, self.reactor)
@@ -230,7 +234,6 @@ class Hotline:
 def serve(settings: Settings) -> int:
     """Run until SIGINT/SIGTERM. Returns the process exit code."""
     install_reactor()
-    logging.getLogger("alembic").setLevel(logging.WARNING)
     from twisted.internet import defer, reactor
 
     hotline = Hotline(settings, reactor)

@@ -26,6 +26,8 @@ class SipSettings:
     dids: tuple[str, ...] = ("12319", "96310")
     # Seconds of ringing (180) before the IVR answers.
     ring_s: float = 0.0
+    # Digest realm agents' phones register in; SIP account passwords are stored hashed with it.
+    realm: str = "hotline"
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,30 @@ class IvrSettings:
 
 
 @dataclass(frozen=True)
+class TrunkSettings:
+    """One carrier trunk (`[[trunks]]`): where it is, how it authenticates, which DIDs it brings."""
+
+    name: str = ""
+    host: str = ""
+    port: int = 5060
+    username: str = ""
+    password: str = ""
+    # Register to the carrier (needs username and password).
+    register: bool = False
+    # Source addresses (IPs or networks) that may send INVITEs without registering.
+    allow: tuple[str, ...] = ()
+    # Numbers this trunk delivers; each must also be in sip.dids.
+    dids: tuple[str, ...] = ()
+
+    def allows(self, ip: str) -> bool:
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(addr in ipaddress.ip_network(net, strict=False) for net in self.allow)
+
+
+@dataclass(frozen=True)
 class Settings:
     sip: SipSettings = field(default_factory=SipSettings)
     rtp: RtpSettings = field(default_factory=RtpSettings)
@@ -78,6 +104,7 @@ class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     prompts: PromptSettings = field(default_factory=PromptSettings)
     ivr: IvrSettings = field(default_factory=IvrSettings)
+    trunks: tuple[TrunkSettings, ...] = ()
     # Directory relative paths are resolved against (the config file's folder, or cwd).
     base_dir: str = "."
 
@@ -175,16 +202,71 @@ def validate(settings: Settings) -> Settings:
             raise ConfigError(f"sip.dids: {did!r} is not a phone number")
     _check_hhmm("ivr.open", settings.ivr.open)
     _check_hhmm("ivr.close", settings.ivr.close)
+    realm = settings.sip.realm
+    if not realm or any(c in realm for c in '"\\') or any(not c.isprintable() or c.isspace() for c in realm):
+        raise ConfigError(f"sip.realm: {realm!r} must be non-empty, without spaces, quotes or backslashes")
+    seen: set[str] = set()
+    for i, trunk in enumerate(settings.trunks):
+        _check_trunk(f"trunks[{i}]", trunk, settings.sip.dids, seen)
     return settings
+
+
+def _check_trunk(key: str, trunk: TrunkSettings, hotline_dids: tuple[str, ...], seen: set[str]) -> None:
+    if not trunk.name:
+        raise ConfigError(f"{key}.name: every trunk needs a name")
+    key = f"{key} ({trunk.name})"
+    if trunk.name in seen:
+        raise ConfigError(f"{key}.name: another trunk already has the name {trunk.name!r}")
+    seen.add(trunk.name)
+    if trunk.host:
+        _check_host(f"{key}.host", trunk.host)
+    _check_port(f"{key}.port", trunk.port, allow_zero=False)
+    if trunk.register:
+        missing = [k for k in ("host", "username", "password") if not getattr(trunk, k)]
+        if missing:
+            raise ConfigError(f"{key}.register: registering to the carrier needs {' and '.join(missing)}")
+    elif not trunk.allow:
+        raise ConfigError(
+            f"{key}: the trunk can neither register nor send calls; set allow (source IPs) or register = true"
+        )
+    for net in trunk.allow:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ConfigError(f"{key}.allow: {net!r} is not an IP address or network") from None
+    for did in trunk.dids:
+        if not did.isdigit():
+            raise ConfigError(f"{key}.dids: {did!r} is not a phone number")
+        if did not in hotline_dids:
+            raise ConfigError(f"{key}.dids: {did} has no IVR here; add it to sip.dids (now {list(hotline_dids)})")
+
+
+def _trunks_from(value: Any) -> tuple[TrunkSettings, ...]:
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        raise ConfigError("trunks: expected [[trunks]] tables")
+    defaults = TrunkSettings()
+    known = {f.name for f in fields(TrunkSettings)}
+    out = []
+    for i, table in enumerate(value):
+        values = {}
+        for k, raw in table.items():
+            if k not in known:
+                raise ConfigError(f"trunks[{i}].{k}: unknown key (known: {', '.join(sorted(known))})")
+            values[k] = _coerce(f"trunks[{i}].{k}", raw, getattr(defaults, k))
+        out.append(replace(defaults, **values))
+    return tuple(out)
 
 
 def from_mapping(data: dict[str, Any], *, base_dir: str = ".") -> Settings:
     """Build settings from a parsed TOML document; unknown keys are errors (typos matter)."""
     kwargs: dict[str, Any] = {}
     for section, value in data.items():
+        if section == "trunks":
+            kwargs["trunks"] = _trunks_from(value)
+            continue
         cls = _SECTIONS.get(section)
         if cls is None:
-            raise ConfigError(f"{section}: unknown section (known: {', '.join(sorted(_SECTIONS))})")
+            raise ConfigError(f"{section}: unknown section (known: {', '.join(sorted([*_SECTIONS, 'trunks']))})")
         if not isinstance(value, dict):
             raise ConfigError(f"{section}: expected a table [{section}]")
         defaults = cls()

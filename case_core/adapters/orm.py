@@ -7,6 +7,7 @@ these tables. Alembic migrations in `case_core/migrations` create exactly this s
 from __future__ import annotations
 
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -55,6 +56,15 @@ cases = Table(
 Index("ix_cases_created_at", cases.c.created_at)
 Index("ix_cases_status", cases.c.status)
 Index("ix_cases_reporter_phone", cases.c.reporter_phone)
+# Added in 0002 (workflow): who holds the case and when its earliest open step is due.
+cases.append_column(Column("inspector", String(64)))
+cases.append_column(Column("due_at", DateTime(timezone=False)))
+# Worklists: "dispatched, department X, newest first" and "checking, inspector Y".
+Index("ix_cases_status_department_created", cases.c.status, cases.c.department, cases.c.created_at)
+Index("ix_cases_department_created", cases.c.department, cases.c.created_at)
+Index("ix_cases_inspector_status", cases.c.inspector, cases.c.status)
+Index("ix_cases_due_at", cases.c.due_at)
+Index("ix_cases_category", cases.c.category_kind, cases.c.category_code)
 
 case_history = Table(
     "case_history",
@@ -71,6 +81,110 @@ case_history = Table(
     Column("after_status", String(32)),
     Column("fields_json", Text, nullable=False, default="{}"),
     UniqueConstraint("case_id", "seq", name="uq_case_history_case_seq"),
+)
+# Added in 0002: the case version this entry produced and the timed steps it ended.
+case_history.append_column(Column("version", Integer))
+case_history.append_column(Column("ended_json", Text))
+
+# Evaluation facts (one row per countable thing, see case_core.domain.evaluation.Fact),
+# rewritten for a case whenever it changes, so indicators are SQL aggregates.
+# `flipped_at`: when `ok` took its final value (before that it was the opposite).
+case_facts = Table(
+    "case_facts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("case_id", Integer, ForeignKey("cases.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(24), nullable=False),
+    Column("at", DateTime(timezone=False), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("person", String(64), nullable=False, default=""),
+    Column("department", String(64)),
+    Column("grid_cell", String(15)),
+    Column("on_time", Boolean),
+    Column("ok", Boolean),
+    Column("flipped_at", DateTime(timezone=False)),
+    Column("still_open", Boolean, nullable=False, default=False),
+)
+Index("ix_case_facts_case_id", case_facts.c.case_id)
+# Covering index: a period's evaluation by department reads only this index.
+Index(
+    "ix_case_facts_at_cover",
+    case_facts.c.at,
+    case_facts.c.kind,
+    case_facts.c.department,
+    case_facts.c.still_open,
+    case_facts.c.on_time,
+    case_facts.c.ok,
+    case_facts.c.flipped_at,
+)
+
+# -- reference data (imported with `hotline import …`) ---------------------------------
+ref_categories = Table(
+    "ref_categories",
+    metadata,
+    Column("kind", String(16), primary_key=True),
+    Column("code", String(5), primary_key=True),
+    Column("class_code", String(2), nullable=False),
+    Column("class_name", String(128), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("local", Boolean, nullable=False, default=False),
+)
+
+ref_areas = Table(
+    "ref_areas",
+    metadata,
+    Column("code", String(12), primary_key=True),
+    Column("level", String(16), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("parent_code", String(12)),
+)
+
+ref_grid_cells = Table(
+    "ref_grid_cells",
+    metadata,
+    Column("grid_id", String(15), primary_key=True),
+    Column("name", String(128), nullable=False, default=""),
+    Column("inspector", String(64), nullable=False, default=""),
+    Column("x", Float),
+    Column("y", Float),
+)
+
+ref_places = Table(
+    "ref_places",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("grid_id", String(15), nullable=False),
+    Column("aliases", Text, nullable=False, default=""),
+)
+
+ref_departments = Table(
+    "ref_departments",
+    metadata,
+    Column("code", String(40), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("parent_code", String(40)),
+    Column("phone", String(64), nullable=False, default=""),
+)
+
+ref_routing_rules = Table(
+    "ref_routing_rules",
+    metadata,
+    Column("line", Integer, primary_key=True, autoincrement=False),
+    Column("kind", String(16), nullable=False, default=""),
+    Column("code", String(5), nullable=False, default=""),
+    Column("area", String(15), nullable=False, default=""),
+    Column("case_type", String(16), nullable=False, default=""),
+    Column("department", String(40)),
+    Column("limits_json", Text, nullable=False, default="{}"),
+)
+
+ref_holidays = Table(
+    "ref_holidays",
+    metadata,
+    Column("day", String(10), primary_key=True),
+    Column("workday", Boolean, nullable=False),
+    Column("name", String(64), nullable=False, default=""),
 )
 
 case_number_seq = Table(

@@ -5,7 +5,11 @@ from __future__ import annotations
 import io
 import wave
 
+from pathlib import Path
+
 import numpy as np
+
+from tests.e2e.peers.pcap import build_rtp_pcap
 
 
 def wav_pcm(data: bytes) -> tuple[np.ndarray, int, int]:
@@ -28,3 +32,21 @@ def best_correlation(recorded: np.ndarray, sent: np.ndarray) -> float:
     window = csum[len(b):] - csum[: len(a) - len(b) + 1]
     denom = np.sqrt(np.maximum(window, 1e-9) * float(np.sum(b * b)))
     return float(np.max(corr / denom))
+
+
+def decode_ulaw(data: bytes) -> np.ndarray:
+    from callcenter.media.g711 import ulaw_decode
+
+    return np.frombuffer(ulaw_decode(data), dtype="<i2")
+
+
+def report_pcap(tmp: Path, prompts: Path, speech: bytes, *, press_hash: bool = True, tail_s: float = 1.0) -> Path:
+    """Caller audio for "report a problem": digit 1 at 0.5 s (barge-in), speech once the
+    intro and beep are over, then # (or nothing, for a caller who just hangs up)."""
+    intro = len((prompts / "report_intro.wav").read_bytes()) / 16000 + 0.3  # 8 kHz 16-bit + beep
+    speech_at = 0.5 + 0.2 + intro + 1.0
+    pcm = bytes(int(speech_at * 8000) * 2) + speech + bytes(int(tail_s * 8000) * 2)
+    dtmf = [(0.5, "1")] + ([(len(pcm) / 16000 + 0.2, "#")] if press_hash else [])
+    path = tmp / "report.pcap"
+    build_rtp_pcap(path, pcm_8k_mono=pcm, codec="PCMU", payload_type=0, dtmf=dtmf)
+    return path

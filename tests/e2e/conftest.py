@@ -124,6 +124,11 @@ dir = "{prompts}"
     )
     run_hotline("demo", "seed", "--config", str(cfg))
     token = run_hotline("token", "create", "admin", "--config", str(cfg)).stdout.strip()
+    return spawn_server(tmp, cfg, sip_port, web_port, token)
+
+
+def spawn_server(tmp: Path, cfg: Path, sip_port: int, web_port: int, token: str) -> Server:
+    """Start `hotline serve` on an existing config and wait until /healthz answers."""
     proc = subprocess.Popen(
         [*HOTLINE, "serve", "--config", str(cfg)],
         cwd=REPO,
@@ -147,6 +152,12 @@ dir = "{prompts}"
         time.sleep(0.2)
     stop_server(server)
     raise AssertionError(f"hotline serve did not become healthy:\n{server.log()}")
+
+
+def restart_server(server: Server) -> Server:
+    """Start a new process on the same config, database and recordings (after a stop or a crash)."""
+    stop_server(server)
+    return spawn_server(server.dir, server.config, server.sip_port, int(server.web_url.rsplit(":", 1)[1].strip("/")), server.token)
 
 
 def stop_server(server: Server) -> int | None:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import re
 import urllib.request
-from pathlib import Path
 
-import numpy as np
 import pytest
 
-from tests.e2e.audio import best_correlation, wav_pcm
-from tests.e2e.peers.pcap import build_rtp_pcap, encode_g711, speech_pcm
+from tests.e2e.audio import best_correlation, decode_ulaw, report_pcap, wav_pcm
+from tests.e2e.peers.pcap import encode_g711, speech_pcm
 from tests.e2e.peers.runner import run_sipp
 
 pytestmark = pytest.mark.e2e
@@ -19,28 +17,10 @@ SPEECH = "aishell1_BAC009S0002W0122.wav"
 CALLER = "13812345678"
 
 
-def _decode_ulaw(data: bytes) -> np.ndarray:
-    from callcenter.media.g711 import ulaw_decode
-
-    return np.frombuffer(ulaw_decode(data), dtype="<i2")
-
-
-def _report_pcap(tmp: Path, prompts: Path, speech: bytes) -> tuple[Path, float]:
-    """Digit 1 at 0.5 s (barge-in), speech once the intro and beep are over, then #."""
-    intro = len((prompts / "report_intro.wav").read_bytes()) / 16000 + 0.3  # 8 kHz 16-bit + beep
-    speech_at = 0.5 + 0.2 + intro + 1.0
-    silence = bytes(int(speech_at * 8000) * 2)
-    pcm = silence + speech + bytes(8000)
-    hash_at = (len(pcm) / 16000) + 0.2
-    path = tmp / "report.pcap"
-    build_rtp_pcap(path, pcm_8k_mono=pcm, codec="PCMU", payload_type=0, dtmf=[(0.5, "1"), (hash_at, "#")])
-    return path, hash_at
-
-
 def test_sipp_report_becomes_a_case_with_the_callers_audio(hotline, prompts_dir, tmp_path):
     """sipp presses 1, speaks, presses #: an accepted 12319 case with a recording of that speech appears."""
     speech = speech_pcm(SPEECH)
-    pcap, _ = _report_pcap(tmp_path, prompts_dir, speech)
+    pcap = report_pcap(tmp_path, prompts_dir, speech)
     result = run_sipp("call_report", target=hotline.sip_target, caller=CALLER, pcap=pcap, timeout=60)
     assert result.returncode == 0, f"sipp failed:\n{result.stdout[-2000:]}\n{result.log_text[-3000:]}\n{hotline.log()}"
 
@@ -56,10 +36,10 @@ def test_sipp_report_becomes_a_case_with_the_callers_audio(hotline, prompts_dir,
     samples, channels, rate = wav_pcm(wav)
     assert (channels, rate) == (1, 8000)
     # What the caller sent, as it sounds after G.711: the recording must contain it.
-    sent = _decode_ulaw(encode_g711(speech, "PCMU"))
+    sent = decode_ulaw(encode_g711(speech, "PCMU"))
     assert best_correlation(samples, sent[: 8000 * 3]) > 0.9
     # Negative control: another utterance does not match, so the check above can fail.
-    other = _decode_ulaw(encode_g711(speech_pcm("thchs30_D4_750.wav"), "PCMU"))
+    other = decode_ulaw(encode_g711(speech_pcm("thchs30_D4_750.wav"), "PCMU"))
     assert best_correlation(samples, other[: 8000 * 3]) < 0.5
     assert kinds["message"]["duration_s"] >= len(speech) / 16000 - 0.5
 
@@ -100,5 +80,5 @@ def test_baresip_report_becomes_a_case_too(hotline, prompts_dir, tmp_path):
     message = next(r for r in case["recordings"] if r["kind"] == "message")
     status, wav = hotline.api(message["url"])
     samples, _, _ = wav_pcm(wav)
-    sent = _decode_ulaw(encode_g711(speech, "PCMU"))
+    sent = decode_ulaw(encode_g711(speech, "PCMU"))
     assert best_correlation(samples, sent[8000: 8000 * 3]) > 0.8

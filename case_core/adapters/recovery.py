@@ -1,0 +1,76 @@
+"""Start-up recovery after a crash: calls that never ended, and voice messages never filed.
+
+Recordings are flushed to disk about once a second as valid WAV files, so after a crash
+(kill -9, power loss) the audio up to the last flush is there. At start-up this module
+closes the interrupted calls in the CDR, fixes the recordings' durations from the files,
+and files every unfiled voice message as a case, so a citizen's report is never lost.
+
+Only for a single node (SQLite): on a shared PostgreSQL database another live node's calls
+also look unfinished, so the bootstrap does not run this there.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from callcenter.media.wav import WavFormatError, read_wav
+from case_core.adapters import orm
+
+log = logging.getLogger(__name__)
+
+# A message shorter than this after recovery is just the beep and silence.
+MIN_MESSAGE_S = 0.5
+
+
+def _duration(path: str) -> float:
+    try:
+        channels, rate, pcm = read_wav(path)
+    except (OSError, WavFormatError):
+        return 0.0
+    return len(pcm) / (2 * channels * rate)
+
+
+async def recover_interrupted_calls(engine: AsyncEngine, service, now: datetime) -> list[str]:
+    """Close unfinished calls; file their unfiled messages. Returns the new case numbers."""
+    async with engine.connect() as conn:
+        calls = (await conn.execute(select(orm.calls).where(orm.calls.c.ended_at.is_(None)))).all()
+    filed: list[str] = []
+    for call in calls:
+        async with engine.connect() as conn:
+            recs = (
+                await conn.execute(select(orm.recordings).where(orm.recordings.c.call_id == call.call_id))
+            ).all()
+        message_ids = []
+        async with engine.begin() as conn:
+            for rec in recs:
+                seconds = _duration(rec.path) if Path(rec.path).is_file() else 0.0
+                await conn.execute(
+                    update(orm.recordings).where(orm.recordings.c.id == rec.id).values(duration_s=seconds)
+                )
+                if rec.kind == "message" and rec.case_id is None and seconds >= MIN_MESSAGE_S:
+                    message_ids.append(rec.id)
+            await conn.execute(
+                update(orm.calls)
+                .where(orm.calls.c.id == call.id)
+                .values(ended_at=now, end_reason="interrupted")
+            )
+        if message_ids and call.case_id is None:
+            number = await service.file_report(
+                channel=call.did or "12319",
+                reporter_phone=call.caller,
+                call_id=call.call_id,
+                recording_ids=tuple(message_ids),
+                variables={},
+                now=now,
+                description="来电留言（通话中断后恢复，见录音）",
+            )
+            filed.append(number)
+            log.warning("recovered the voice message of interrupted call %s as case %s", call.call_id, number)
+    if calls:
+        log.warning("closed %d call(s) interrupted by a restart", len(calls))
+    return filed
