@@ -16,9 +16,12 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from callcenter.config import Settings
+from callcenter.config import Settings, TrunkSettings
 
 log = logging.getLogger("hotline")
+
+# How often the registrar's credential cache reloads SIP accounts (CLI changes, other nodes).
+ACCOUNTS_REFRESH_S = 3.0
 
 
 class StartupError(RuntimeError):
@@ -64,6 +67,61 @@ def load_flows_for(settings: Settings) -> dict[str, object]:
     return by_did
 
 
+class CallAdmission:
+    """Screens new calls before the call router sees them: once any trunk lists `allow`, an
+    INVITE must come from an allowed source (to one of that trunk's DIDs, if it names any) or
+    from the address of a phone registered here; others get 403 (404 for a DID the trunk
+    does not carry). Without allow lists every call goes through, as before trunks existed."""
+
+    def __init__(self, router, sip, trunks: tuple[TrunkSettings, ...], registrar, clock):
+        self.router = router
+        self.sip = sip
+        self.trunks = tuple(t for t in trunks if t.allow)
+        self.registrar = registrar
+        self.clock = clock
+
+    def sip_event(self, ev) -> None:
+        from callcenter.sip.events import CallOffered, ContactsChanged
+
+        if isinstance(ev, ContactsChanged):
+            log.info("registrations of %s: %s", ev.aor, ", ".join(ev.contacts) or "none")
+        elif isinstance(ev, CallOffered):
+            status = self.refusal(ev)
+            if status is not None:
+                log.warning("call %s from %s:%s to %s refused with %s", ev.call_id, *ev.source, ev.to_user, status)
+                self.sip.command("reject", ev.call_id, status)
+                return
+        self.router.sip_event(ev)
+
+    def refusal(self, ev) -> int | None:
+        if not self.trunks:
+            return None
+        ip = ev.source[0]
+        allowing = [t for t in self.trunks if t.allows(ip)]
+        if allowing:
+            if any(not t.dids for t in allowing):
+                return None
+            from callcenter.calls import _uri_user
+
+            numbers = {ev.to_user, _uri_user(ev.request_uri)}
+            return None if any(n in t.dids for t in allowing for n in numbers) else 404
+        return None if self._registered_from(ev, ip) else 403
+
+    def _registered_from(self, ev, ip: str) -> bool:
+        from callcenter.sip.message import SipParseError, parse_uri
+
+        if self.registrar is None:
+            return False
+        try:
+            uri = parse_uri(ev.from_uri)
+        except SipParseError:
+            return False
+        if not uri.user:
+            return False
+        aor = f"sip:{uri.user}@{uri.host.lower()}"
+        return any(b.source[0] == ip for b in self.registrar.bindings(aor, self.clock.seconds()))
+
+
 @dataclass
 class Addresses:
     sip: str
@@ -83,6 +141,9 @@ class Hotline:
         self.rtp = None
         self.sip = None
         self._tasks: set[asyncio.Future] = set()
+        self.registrar = None
+        self.credentials = None
+        self._accounts_refresher: asyncio.Task | None = None
 
     def now_dt(self) -> datetime:
         return datetime.fromtimestamp(self.reactor.seconds(), self.tz).replace(tzinfo=None)
@@ -115,7 +176,9 @@ class Hotline:
 
         from callcenter.calls import CallRouter
         from callcenter.prompts import PromptLibrary
+        from callcenter.sip.registrar import Registrar
         from callcenter.sip.ua import UserAgent
+        from callcenter.sip_store import CredentialCache, SipAccountStore
         from callcenter.twisted_rtp import RtpEngine
         from callcenter.twisted_sip import SipEndpoint
         from case_core.adapters import migrate
@@ -157,7 +220,15 @@ class Hotline:
 
             await recover_interrupted_calls(self.repo.engine, service, self.now_dt())
         public_host = s.sip.public_host or s.sip.host
-        ua = UserAgent(local_host=public_host, local_port=s.sip.port)
+        self.credentials = CredentialCache(s.sip.realm)
+        accounts = SipAccountStore(self.repo.engine, self.credentials)
+        await accounts.refresh()
+        self.registrar = Registrar(realm=s.sip.realm, lookup=self.credentials.lookup)
+        self._accounts_refresher = asyncio.ensure_future(self._refresh_accounts(accounts))
+        for trunk in s.trunks:
+            if trunk.register:
+                log.warning("trunk %s: register = true is not implemented yet; not registering", trunk.name)
+        ua = UserAgent(local_host=public_host, local_port=s.sip.port, registrar=self.registrar)
         self.sip = SipEndpoint(ua, self.reactor)
         self.rtp = RtpEngine(self.reactor, host=s.rtp.host, port_min=s.rtp.port_min, port_max=s.rtp.port_max)
         storage = s.path(s.storage.dir)
@@ -179,7 +250,7 @@ class Hotline:
             rtp_timeout_s=s.rtp.timeout_s,
             ring_s=s.sip.ring_s,
         )
-        self.sip.listener = self.router
+        self.sip.listener = CallAdmission(self.router, self.sip, s.trunks, self.registrar, self.reactor)
         from twisted.internet.error import CannotListenError
 
         try:
@@ -206,7 +277,21 @@ class Hotline:
         ctx.sip_address = f"sip:12319@{public_host}:{sip_port}"
         return Addresses(sip=ctx.sip_address, web=f"http://{s.web.host}:{web_port}/")
 
+    async def _refresh_accounts(self, accounts) -> None:
+        while True:
+            await asyncio.sleep(ACCOUNTS_REFRESH_S)
+            try:
+                await accounts.refresh()
+            except Exception:  # a database hiccup must not stop future refreshes
+                log.warning("reloading SIP accounts failed; keeping the previous ones", exc_info=True)
+
     async def stop(self) -> None:
+        if self._accounts_refresher is not None:
+            self._accounts_refresher.cancel()
+            try:
+                await self._accounts_refresher
+            except asyncio.CancelledError:
+                pass
         if self.router is not None:
             self.router.stop()
         if self._sip_port is not None:

@@ -21,11 +21,12 @@ from typing import Any, Awaitable, Callable, Protocol
 import numpy as np
 
 from callcenter.media import events as media
+from callcenter.media.recorder import StereoMixer
 from callcenter.media.session import MediaSession
 from callcenter.media.wav import WavWriter
 from callcenter.prompts import MissingPrompt, PromptLibrary
 from callcenter.sip import events as sip_events
-from callcenter.sip.sdp import SdpError, negotiate
+from callcenter.sip.sdp import SdpError, build_offer, negotiate, read_answer
 from ivr_flows import engine as ivr
 
 log = logging.getLogger(__name__)
@@ -84,23 +85,44 @@ class Call:
         self.ivr_recording_ids: dict[str, int] = {}
         self.answered_at: float | None = None
         self.ring_timer: Any = None
+        self.mixer = StereoMixer()
+        self.agent: AgentLeg | None = None
+        # SDP answer kept while the caller waits for an agent to pick up (direct extension calls).
+        self.pending_answer: bytes | None = None
         self._rec_tasks: list[Any] = []
 
     # -- media events ------------------------------------------------------------------
     def media_events(self, events) -> None:
         for ev in events:
-            if isinstance(ev, media.AudioReceived):
+            if isinstance(ev, media.AudioSent):
+                self._sent(ev.pcm)
+            elif isinstance(ev, media.AudioReceived):
                 self._audio(ev.pcm)
             elif isinstance(ev, media.DtmfReceived):
                 self.digit(ev.digit)
             elif isinstance(ev, media.PlaybackFinished):
                 self.ivr_event(ivr.PlaybackFinished(ev.play_id))
 
+    def _sent(self, pcm: bytes) -> None:
+        """Once per tick: what the caller heard (prompts, then the agent) is the right channel."""
+        rec = self.call_rec
+        if rec is None:
+            return
+        self.mixer.add_agent(pcm)
+        rec.pending += self.mixer.tick()
+        rec.frames += 1
+        if rec.frames % FLUSH_EVERY_FRAMES == 0:
+            self.router.flush(rec)
+
     def _audio(self, pcm: bytes) -> None:
         now = self.router.clock.seconds()
-        for rec in (self.call_rec, self.msg_rec):
-            if rec is None:
-                continue
+        if self.call_rec is not None:
+            self.mixer.add_caller(pcm)
+        agent = self.agent
+        if agent is not None and agent.bridged and agent.leg is not None:
+            agent.leg.session.feed_bridge(pcm)
+        rec = self.msg_rec
+        if rec is not None:
             rec.pending += pcm
             rec.frames += 1
             if rec.frames % FLUSH_EVERY_FRAMES == 0:
@@ -241,9 +263,9 @@ class Call:
         if rec is not None and rec.silence_s and now - rec.last_voice_at >= rec.silence_s:
             self.stop_message("silence")
 
-    async def _register_recording(self, rec: _Recording, kind: str, path: Path) -> None:
+    async def _register_recording(self, rec: _Recording, kind: str, path: Path, channels: int = 1) -> None:
         rec.recording_id = await self.router.services.recording_started(
-            call_id=self.call_id, kind=kind, path=str(path), channels=1, now=self.router.now_dt()
+            call_id=self.call_id, kind=kind, path=str(path), channels=channels, now=self.router.now_dt()
         )
         if rec.ivr_id is not None:
             self.ivr_recording_ids[rec.ivr_id] = rec.recording_id
@@ -275,16 +297,60 @@ class Call:
         r = self.router
         self.answered_at = r.clock.seconds()
         path = r.recording_path(self.call_id, "call")
-        self.call_rec = _Recording(recording_id=None, writer=WavWriter(path, channels=1), pending=bytearray())
-        r.spawn(self._register_recording(self.call_rec, "call", path))
+        # Stereo from the answer on: caller left, what the caller heard (IVR, then agent) right.
+        self.call_rec = _Recording(recording_id=None, writer=WavWriter(path, channels=2), pending=bytearray())
+        r.spawn(self._register_recording(self.call_rec, "call", path, channels=2))
         r.spawn(r.services.call_answered(self.call_id, r.now_dt()))
-        self.start_ivr()
+        if self.flow is not None:
+            self.start_ivr()
 
     def hangup(self, reason: str) -> None:
         if self.ended:
             return
         self.router.sip.command("hangup", self.call_id)
         self.finish("local", reason)
+
+    # -- agent legs -------------------------------------------------------------------------
+    def connect_agent(self, extension: str, timeout_s: float = 30.0) -> bool:
+        """Ring an agent's registered phone(s); the caller is bridged when it answers."""
+        r = self.router
+        bindings = r.bindings_for(extension)
+        if not bindings or self.ended:
+            return False
+        binding = bindings[0]
+        agent = AgentLeg(r, self, extension)
+        if not agent.dial(binding.contact, binding.source, timeout_s):
+            return False
+        self.agent = agent
+        self.ivr_path.append(f"agent:{extension}")
+        return True
+
+    def agent_answered(self, agent: "AgentLeg") -> None:
+        if self.ended:
+            agent.hangup("caller left")
+            return
+        if self.pending_answer is not None:
+            sdp, self.pending_answer = self.pending_answer, None
+            self.leg.session.hold(False)
+            self.router._answer(self, sdp)
+        elif self.leg is not None:
+            self.leg.session.stop_playback()
+        log.info("call %s bridged to agent %s", self.call_id, agent.extension)
+
+    def agent_gone(self, agent: "AgentLeg", reason: str, status: int | None, was_bridged: bool) -> None:
+        if self.agent is agent:
+            self.agent = None
+        if self.ended:
+            return
+        if was_bridged:
+            self.hangup(f"agent hung up ({reason})")
+        elif self.pending_answer is not None:
+            # A direct call to an extension that did not answer: pass the outcome on.
+            self.pending_answer = None
+            self.router.sip.command("reject", self.call_id, status if status and 400 <= status < 700 else 480)
+            self.finish("local", f"agent {reason}")
+        else:
+            self.ivr_event(ivr.QueueResult("no_answer"))
 
     def finish(self, by: str, reason: str) -> None:
         """The dialog is over (either side): stop media, close recordings, tell the IVR."""
@@ -299,7 +365,10 @@ class Call:
         if self.leg is not None:
             self.leg.close()
         r.calls.pop(self.call_id, None)
+        if self.agent is not None:
+            self.agent.hangup("caller left")
         if self.call_rec is not None:
+            self.call_rec.pending += self.mixer.drain()
             r.spawn(self._finish_call_recording(self.call_rec))
         if self.msg_rec is not None:
             self.stop_message("hangup")  # CallerHungUp follows once the message is stored
@@ -315,6 +384,119 @@ class Call:
             await self.router.sleep(0.01)
         if rec.recording_id is not None:
             await self.router.services.recording_finished(rec.recording_id, duration)
+
+
+class AgentLeg:
+    """Our call to an agent's phone (we are the UAC), bridged to a caller once answered.
+
+    Audio is bridged frame by frame through each session's `feed_bridge`; both legs keep
+    their own codec, so PCMA on one side and PCMU on the other just works (each session
+    encodes what it sends).
+    """
+
+    def __init__(self, router: "CallRouter", call: Call, extension: str):
+        self.router = router
+        self.call = call
+        self.extension = extension
+        self.call_id: str | None = None
+        self.leg = None
+        self.bridged = False
+        self.ended = False
+        self.ring_timer: Any = None
+
+    def dial(self, contact: str, remote: tuple[str, int], timeout_s: float) -> bool:
+        r = self.router
+        session = MediaSession(
+            codec="PCMA",
+            payload_type=8,
+            dtmf_payload_type=101,
+            remote=None,
+            ssrc=r.rng.getrandbits(32),
+            initial_sequence=r.rng.getrandbits(16),
+            initial_timestamp=r.rng.getrandbits(32),
+        )
+        try:
+            self.leg = r.rtp.open(session, self.media_events)
+        except Exception as exc:
+            log.error("agent leg to %s: cannot open RTP (%s)", self.extension, exc)
+            return False
+        offer = build_offer(local_host=r.rtp_host, local_port=self.leg.port, session_id=r.rng.getrandbits(31))
+        self.call_id = r.sip.command(
+            "invite", target_uri=contact, remote=remote, from_user=self.call.caller or "anonymous", sdp=offer
+        )
+        if not self.call_id:
+            self._close_media()
+            return False
+        r.agent_legs[self.call_id] = self
+        self.ring_timer = r.clock.callLater(timeout_s, self._no_answer)
+        return True
+
+    def media_events(self, events) -> None:
+        for ev in events:
+            if isinstance(ev, media.AudioReceived) and self.bridged:
+                caller_leg = self.call.leg
+                if caller_leg is not None:
+                    caller_leg.session.feed_bridge(ev.pcm)
+
+    def sip_event(self, ev) -> None:
+        if isinstance(ev, sip_events.CallAnswered):
+            self._answered(ev.sdp)
+        elif isinstance(ev, (sip_events.CallFailed, sip_events.CallEnded, sip_events.CallCancelled)):
+            reason = getattr(ev, "reason", "cancelled")
+            status = getattr(ev, "status", None)
+            self._gone(f"{status} {reason}" if status else reason, status)
+
+    def _answered(self, sdp: bytes) -> None:
+        self._cancel_ring()
+        try:
+            n = read_answer(sdp)
+        except SdpError as exc:
+            log.warning("agent %s answered with unusable SDP (%s); hanging up", self.extension, exc)
+            self.hangup("bad sdp")
+            self._gone("bad sdp", None)
+            return
+        session = self.leg.session
+        session.set_codec(n.codec, n.payload_type, n.dtmf_payload_type)
+        session.set_remote(n.remote)
+        self.bridged = True
+        self.call.agent_answered(self)
+
+    def _no_answer(self) -> None:
+        self.ring_timer = None
+        if not self.bridged and not self.ended:
+            self.hangup("no answer")
+            self._gone("no answer", 408)
+
+    def _cancel_ring(self) -> None:
+        if self.ring_timer is not None and self.ring_timer.active():
+            self.ring_timer.cancel()
+        self.ring_timer = None
+
+    def hangup(self, reason: str) -> None:
+        if self.ended:
+            return
+        if self.call_id is not None:
+            self.router.sip.command("hangup", self.call_id)
+        self._finish()
+
+    def _gone(self, reason: str, status: int | None) -> None:
+        was_bridged = self.bridged
+        self._finish()
+        self.call.agent_gone(self, reason, status, was_bridged)
+
+    def _finish(self) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        self.bridged = False
+        self._cancel_ring()
+        self.router.agent_legs.pop(self.call_id, None)
+        self._close_media()
+
+    def _close_media(self) -> None:
+        if self.leg is not None:
+            self.leg.close()
+            self.leg = None
 
 
 class CallRouter:
@@ -358,6 +540,7 @@ class CallRouter:
         self.ring_s = ring_s
         self.rng = rng or random.SystemRandom()
         self.calls: dict[str, Call] = {}
+        self.agent_legs: dict[str, AgentLeg] = {}
         self.rejected = 0
         self._watchdog = None
 
@@ -375,7 +558,12 @@ class CallRouter:
         if isinstance(ev, sip_events.MessageRejected):
             log.warning("SIP message from %s rejected (%s): %s", ev.source, ev.status, ev.reason)
             return
-        call = self.calls.get(getattr(ev, "call_id", None))
+        call_id = getattr(ev, "call_id", None)
+        agent = self.agent_legs.get(call_id)
+        if agent is not None:
+            agent.sip_event(ev)
+            return
+        call = self.calls.get(call_id)
         if call is None:
             return
         if isinstance(ev, sip_events.CallEnded):
@@ -393,9 +581,18 @@ class CallRouter:
                 return user
         return None
 
+    def bindings_for(self, extension: str) -> list:
+        registrar = getattr(self.sip.ua, "registrar", None)
+        if registrar is None:
+            return []
+        return registrar.bindings_for_user(extension, self.clock.seconds())
+
     def _offered(self, ev) -> None:
         did = self._did_for(ev)
-        if did is None:
+        extension = None
+        if did is None and ev.to_user and self.bindings_for(ev.to_user):
+            extension = ev.to_user
+        if did is None and extension is None:
             self.rejected += 1
             self.sip.command("reject", ev.call_id, 404)
             return
@@ -406,7 +603,7 @@ class CallRouter:
             self.rejected += 1
             self.sip.command("reject", ev.call_id, 488)
             return
-        call = Call(self, ev, did, self.flows_by_did[did])
+        call = Call(self, ev, did or extension, self.flows_by_did.get(did))
         session = MediaSession(
             codec=probe.codec,
             payload_type=probe.payload_type,
@@ -416,6 +613,7 @@ class CallRouter:
             initial_sequence=self.rng.getrandbits(16),
             initial_timestamp=self.rng.getrandbits(32),
             inband_dtmf=probe.dtmf_payload_type is None,
+            record_sent=True,
         )
         try:
             call.leg = self.rtp.open(session, call.media_events)
@@ -432,10 +630,19 @@ class CallRouter:
         self.calls[call.call_id] = call
         self.spawn(
             self.services.call_started(
-                call_id=call.call_id, direction="inbound", did=did, caller=call.caller, now=self.now_dt()
+                call_id=call.call_id, direction="inbound", did=did or extension, caller=call.caller, now=self.now_dt()
             )
         )
         self.sip.command("ringing", call.call_id)
+        if extension is not None:
+            # A direct call to an agent's extension: answer only when the agent does.
+            call.pending_answer = answer.answer
+            session.hold(True)  # no media towards the caller before our 200 OK
+            if not call.connect_agent(extension):
+                self.sip.command("reject", call.call_id, 480)
+                call.finish("local", "extension unreachable")
+            self._ensure_watchdog()
+            return
         if self.ring_s > 0:
             call.ring_timer = self.clock.callLater(self.ring_s, self._answer, call, answer.answer)
         else:
@@ -455,7 +662,8 @@ class CallRouter:
         try:
             n = negotiate(ev.sdp, local_host=self.rtp_host, local_port=call.leg.port, session_id=1)
         except SdpError:
-            self.sip.command("reject_reoffer", call.call_id, 488) if hasattr(self.sip.ua, "reject_reoffer") else None
+            # While a re-INVITE is pending, reject answers only it; the call stays up.
+            self.sip.command("reject", call.call_id, 488)
             return
         call.leg.session.set_remote(n.remote)
         call.leg.session.hold(n.direction in ("recvonly", "inactive"))

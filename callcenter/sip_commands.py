@@ -11,10 +11,13 @@ from zoneinfo import ZoneInfo
 
 
 def _store(settings):
+    import logging
+
     from callcenter.sip_store import SipAccountStore
     from case_core.adapters import migrate
     from case_core.adapters.sqlalchemy_repo import make_engine, sync_url
 
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     url = settings.database_url()
     migrate.upgrade(sync_url(url))
     return SipAccountStore(make_engine(url))

@@ -5,12 +5,36 @@ Each handler takes `now` from its caller (time is a parameter) and returns plain
 
 from __future__ import annotations
 
+import json
 import logging
-from datetime import datetime
-from typing import Callable
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Callable, Mapping
 
-from case_core.adapters.sqlalchemy_repo import CaseView, SqlRepository
+from case_core.adapters.sqlalchemy_repo import CaseView, NotFound, SqlRepository
 from case_core.domain import workflow
+from case_core.domain.calendar import HolidayEntry, WorkCalendar
+from case_core.domain.categories import DEFAULT_CATEGORIES_PATH, Category, CategoryDirectory, load_categories
+from case_core.domain.duplicates import DuplicateSuggestion, nearby_by_distance, suggest_duplicates
+from case_core.domain.evaluation import (
+    DEFAULT_WEIGHTS,
+    GROUP_BY,
+    CompositeScore,
+    IndicatorResult,
+    composite_score,
+    evaluate_counts,
+)
+from case_core.domain.reference import (
+    Department,
+    Gazetteer,
+    GridCell,
+    Place,
+    RoutingRule,
+    RoutingTable,
+    parse_time_limit,
+)
+from case_core.domain.workflow import CaseCommand, CaseEvent, CaseState, InvalidField, WorkflowError
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +67,86 @@ def _history_rows(state) -> list[dict]:
     ]
 
 
+@dataclass(frozen=True)
+class ReferenceData:
+    """The city's reference data as the domain uses it (loaded from the ref_* tables)."""
+
+    routing: RoutingTable = field(default_factory=lambda: RoutingTable(()))
+    calendar: WorkCalendar = field(default_factory=WorkCalendar)
+    categories: CategoryDirectory = field(default_factory=lambda: CategoryDirectory(()))
+    gazetteer: Gazetteer = field(default_factory=lambda: Gazetteer(()))
+    grid_cells: Mapping[str, GridCell] = field(default_factory=dict)
+    departments: Mapping[str, Department] = field(default_factory=dict)
+
+
+async def load_reference(repo: SqlRepository) -> ReferenceData:
+    """Read every ref_* table; with no imported categories, the national GB/T 47678.5 table."""
+    cats = [Category(r["kind"], r["code"], r["class_code"], r["class_name"], r["name"])
+            for r in await repo.reference_rows("categories")]
+    if not cats and DEFAULT_CATEGORIES_PATH.is_file():
+        cats, _errors = load_categories(DEFAULT_CATEGORIES_PATH)
+    rules = [
+        RoutingRule(r["line"], r["kind"], r["code"], r["area"], r["case_type"], r["department"],
+                    {step: parse_time_limit(text) for step, text in json.loads(r["limits_json"]).items()})
+        for r in await repo.reference_rows("routing")
+    ]
+    holidays = {
+        date.fromisoformat(r["day"]): HolidayEntry(date.fromisoformat(r["day"]), bool(r["workday"]), r["name"])
+        for r in await repo.reference_rows("holidays")
+    }
+    cells = {r["grid_id"]: GridCell(r["grid_id"], r["name"], r["inspector"], r["x"], r["y"])
+             for r in await repo.reference_rows("grid_cells")}
+    places = [Place(r["name"], r["kind"], r["grid_id"], tuple(a for a in r["aliases"].split("|") if a))
+              for r in await repo.reference_rows("gazetteer")]
+    depts = {r["code"]: Department(r["code"], r["name"], r["parent_code"], r["phone"])
+             for r in await repo.reference_rows("departments")}
+    return ReferenceData(RoutingTable(rules), WorkCalendar(holiday_file=holidays), CategoryDirectory(cats),
+                         Gazetteer(places), cells, depts)
+
+
+@dataclass(frozen=True)
+class EvaluationGroup:
+    key: str | None
+    results: dict[str, IndicatorResult]
+    composite: CompositeScore
+
+
+# Statuses where the case is finished as far as the reporter is concerned (Open311 "closed").
+CLOSED_STATUSES = frozenset({"closed", "followed_up", "evaluated", "declined", "void", "merged", "direct_answered"})
+
+# How long imported reference data may be cached by a running server before re-reading.
+REFERENCE_TTL_S = 30.0
+
+
 class CaseService:
-    def __init__(self, repo: SqlRepository, on_event: Callable[[str, dict], None] | None = None):
+    def __init__(
+        self,
+        repo: SqlRepository,
+        on_event: Callable[[str, dict], None] | None = None,
+        *,
+        spec: workflow.WorkflowSpec | None = None,
+        reference: ReferenceData | None = None,
+    ):
         self.repo = repo
         # Live notifications (web desk, wallboard); must not block.
         self.on_event = on_event or (lambda kind, data: None)
+        self.spec = spec or workflow.load_workflow_spec()
+        # A fixed reference (tests, bench) is never reloaded; otherwise read from the database.
+        self._fixed_reference = reference
+        self._reference: ReferenceData | None = reference
+        self._reference_loaded = 0.0
+
+    async def reference(self) -> ReferenceData:
+        if self._fixed_reference is not None:
+            return self._fixed_reference
+        if self._reference is None or time.monotonic() - self._reference_loaded > REFERENCE_TTL_S:
+            self._reference = await load_reference(self.repo)
+            self._reference_loaded = time.monotonic()
+        return self._reference
+
+    def reload_reference(self) -> None:
+        """Forget cached reference data (after an import in this process)."""
+        self._reference = self._fixed_reference
 
     # -- cases ------------------------------------------------------------------------------
     async def file_report(
@@ -120,3 +219,247 @@ class CaseService:
 
     async def recording_finished(self, recording_id: int, duration_s: float) -> None:
         await self.repo.update_recording(recording_id, duration_s=duration_s)
+
+    # -- workflow -------------------------------------------------------------------------------
+    async def create_case(
+        self,
+        *,
+        channel: str,
+        description: str,
+        actor: str,
+        role: str,
+        now: datetime,
+        kind: str = "report",
+        case_type: str = "normal",
+        reporter_phone: str = "",
+        address: str = "",
+        category: str | None = None,
+        grid_cell: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> CaseView:
+        """Accept a report or consultation from the web, the API or Open311 (受理).
+
+        The grid cell is looked up in the gazetteer from the address when not given;
+        reports that skip verification start their 立案 clock at once.
+        """
+        ref = await self.reference()
+        if category:
+            _check_category(ref, category)
+        if not grid_cell and address:
+            grid_cell = ref.gazetteer.grid_cell_for(address)
+        deadlines = {}
+        if kind == "report" and (channel in workflow.VERIFY_EXEMPT_CHANNELS or case_type == "urgent"):
+            due = _route(ref, category, grid_cell, case_type).deadline("register", ref.calendar, now)
+            if due is not None and due > now:
+                deadlines["register"] = due
+        number = await self.repo.allocate_case_number(now.date())
+        state, _events = workflow.new_case(
+            number=number, channel=channel, reporter_phone=reporter_phone or "", description=description,
+            category=category, address=address or "", now=now, kind=kind, case_type=case_type,
+            grid_cell=grid_cell, actor=actor, role=role, deadlines=deadlines,
+        )
+        case_id = await self.repo.insert_case_state(state, extra=extra)
+        self.on_event("case_created", {"id": case_id, "number": number, "channel": channel})
+        return await self.repo.get_case(case_id)
+
+    async def act(
+        self,
+        case_id: int,
+        action: str,
+        *,
+        actor: str,
+        role: str,
+        fields: Mapping[str, Any] | None = None,
+        expected_version: int | None = None,
+        now: datetime,
+    ) -> tuple[CaseView, list[CaseEvent]]:
+        """Perform one workflow action on a case and store the result.
+
+        Raises NotFound, a WorkflowError (VersionConflict when someone else changed the
+        case since ``expected_version`` or between our read and our write).
+        """
+        fields = dict(fields or {})
+        if action == "absorb":
+            raise InvalidField("absorb happens as part of merge", "请在相似案卷上使用“合并”", "action")
+        if action == "merge":
+            # Both sides of a merge change together: the duplicate and the case it joins.
+            target = fields.get("merged_into")
+            target_id = await self.repo.case_id_for_number(target) if isinstance(target, str) else None
+            if target_id is None:
+                raise InvalidField(f"no case numbered {target!r} to merge into",
+                                   f"找不到要并入的案卷“{target}”", "merged_into")
+            events = await self._merge(case_id, target_id, actor=actor, role=role, now=now,
+                                       comment=str(fields.get("comment") or ""), expected_version=expected_version)
+            return await self.repo.get_case(case_id), events
+        state = await self.repo.load_state(case_id)
+        new, events = await self._apply(state, action, actor, role, dict(fields or {}), expected_version, now)
+        await self.repo.save_states([(case_id, state.version, new)])
+        self._publish(case_id, events)
+        return await self.repo.get_case(case_id), events
+
+    async def _apply(self, state: CaseState, action: str, actor: str, role: str, fields: dict[str, Any],
+                     expected_version: int | None, now: datetime) -> tuple[CaseState, list[CaseEvent]]:
+        fields = _coerce_fields(self.spec, fields)
+        t = self.spec.find(action, state.status)
+        if t is not None and role in t.roles:
+            ref = await self.reference()
+            allowed = set(t.required_fields) | set(t.optional_fields)
+            category = fields.get("category") or state.category
+            grid = fields.get("grid_cell") or state.grid_cell
+            ctype = fields.get("case_type") or state.case_type
+            if category and "category" in fields:
+                _check_category(ref, str(category))
+            route = _route(ref, category, grid, ctype)
+            if action == "dispatch" and not fields.get("department") and route.department:
+                fields["department"] = route.department
+            if action == "send_verify" and not fields.get("inspector") and grid in ref.grid_cells:
+                fields["inspector"] = ref.grid_cells[grid].inspector or None
+            for step in t.starts:
+                key = f"{step}_deadline"
+                if key in allowed and fields.get(key) is None:
+                    due = route.deadline(step, ref.calendar, now)
+                    if due is not None and due > now:
+                        fields[key] = due
+        command = CaseCommand(action, actor, role, fields, expected_version)
+        return workflow.apply(self.spec, state, command, now)
+
+    async def merge_cases(
+        self,
+        case_id: int,
+        into_case_id: int,
+        *,
+        actor: str,
+        role: str,
+        now: datetime,
+        comment: str = "",
+        expected_version: int | None = None,
+    ) -> tuple[CaseView, CaseView]:
+        """Merge a duplicate into an earlier case: ``merge`` on one, ``absorb`` on the other, atomically."""
+        await self._merge(case_id, into_case_id, actor=actor, role=role, now=now, comment=comment,
+                          expected_version=expected_version)
+        return await self.repo.get_case(case_id), await self.repo.get_case(into_case_id)
+
+    async def _merge(self, case_id: int, into_case_id: int, *, actor: str, role: str, now: datetime,
+                     comment: str, expected_version: int | None) -> list[CaseEvent]:
+        if case_id == into_case_id:
+            raise InvalidField("a case cannot be merged into itself", "不能合并到本案卷自身", "merged_into")
+        dup = await self.repo.load_state(case_id)
+        target = await self.repo.load_state(into_case_id)
+        extra = {"comment": comment} if comment else {}
+        new_dup, ev1 = await self._apply(dup, "merge", actor, role, {"merged_into": target.number, **extra},
+                                         expected_version, now)
+        new_target, ev2 = await self._apply(target, "absorb", actor, role, {"merged_case": dup.number, **extra},
+                                            None, now)
+        await self.repo.save_states([(case_id, dup.version, new_dup), (into_case_id, target.version, new_target)])
+        self._publish(case_id, ev1)
+        self._publish(into_case_id, ev2)
+        return ev1
+
+    def _publish(self, case_id: int, events: list[CaseEvent]) -> None:
+        for e in events:
+            self.on_event("case_changed", {"id": case_id, "number": e.case_number, "event": e.name,
+                                           "action": e.action, "status": e.after_status, "version": e.version})
+
+    async def case_state(self, case_id: int) -> CaseState:
+        return await self.repo.load_state(case_id)
+
+    def available_actions(self, state: CaseState, role: str) -> list[str]:
+        return workflow.available_actions(self.spec, state, role)
+
+    async def deadline_report(self, state: CaseState, now: datetime) -> list[dict[str, Any]]:
+        """Each step clock with its due time and status (on_time / yellow / overdue / done / late)."""
+        ref = await self.reference()
+        out = []
+        for step, c in state.deadlines.items():
+            if c.done_at is not None:
+                status = "done" if c.due_at is None or c.done_at <= c.due_at else "late"
+            elif c.due_at is None:
+                status = "no_limit"
+            else:
+                status = ref.calendar.deadline_status(c.due_at, now, started_at=c.started_at)
+            out.append({"step": step, "label": workflow.STEP_LABELS[step], "started_at": c.started_at,
+                        "due_at": c.due_at, "done_at": c.done_at, "status": status})
+        return out
+
+    async def suggested_department(self, state: CaseState) -> str | None:
+        ref = await self.reference()
+        return _route(ref, state.category, state.grid_cell, state.case_type).department
+
+    async def duplicates_for(self, case_id: int, *, window_days: float = 7.0, limit: int = 5
+                             ) -> list[tuple[DuplicateSuggestion, CaseView]]:
+        """Likely duplicates of a case (same category, nearby, similar text), best first."""
+        probe = await self.repo.get_case(case_id)
+        category = f"{probe.category_kind}:{probe.category_code}" if probe.category_kind else None
+        views = await self.repo.duplicate_candidates(category=category, created_at=probe.created_at,
+                                                     window_days=window_days, exclude_id=case_id)
+        ref = await self.reference()
+        nearby = nearby_by_distance(ref.grid_cells.values())
+        by_number = {v.number: v for v in views}
+        found = suggest_duplicates(_DupView.of(probe), [_DupView.of(v) for v in views],
+                                   window=timedelta(days=window_days), nearby=nearby, limit=limit)
+        return [(s, by_number[s.number]) for s in found]
+
+    async def search(self, **filters) -> list[CaseView]:
+        """Cases by status, category, department, inspector, overdue, urgent, text, reporter…"""
+        return await self.repo.search_cases(**filters)
+
+    async def evaluate(self, start: datetime, end: datetime, *, group_by: str | None = None,
+                       area_level: str = "street", weights: Mapping[str, float] = DEFAULT_WEIGHTS,
+                       ) -> list[EvaluationGroup]:
+        """Indicators and composite score per group over ``[start, end)``, aggregated in SQL."""
+        if group_by is not None and group_by not in GROUP_BY:
+            raise ValueError(f"group_by must be one of {', '.join(GROUP_BY)}")
+        if end <= start:
+            raise ValueError("the period must end after it starts")
+        counts = await self.repo.evaluation_counts(start, end, group_by, area_level)
+        results = evaluate_counts(counts)
+        groups = [EvaluationGroup(k, r, composite_score(r, weights)) for k, r in results.items()]
+        groups.sort(key=lambda g: (g.key is None, str(g.key)))
+        return groups
+
+
+@dataclass(frozen=True)
+class _DupView:
+    number: str
+    category: str | None
+    grid_cell: str | None
+    description: str
+    address: str
+    created_at: datetime
+    status: str
+
+    @classmethod
+    def of(cls, v: CaseView) -> "_DupView":
+        cat = f"{v.category_kind}:{v.category_code}" if v.category_kind else v.category_code
+        return cls(v.number, cat, v.grid_cell, v.description, v.address, v.created_at, v.status)
+
+
+def _route(ref: ReferenceData, category: str | None, grid: str | None, case_type: str | None):
+    kind, code = (category.split(":", 1) if category and ":" in category else (None, category))
+    return ref.routing.route(kind, code, grid, case_type)
+
+
+def _check_category(ref: ReferenceData, key: str) -> None:
+    kind, _, code = key.partition(":")
+    if len(ref.categories) and ref.categories.get(kind, code) is None:
+        raise InvalidField(f"unknown category {key!r}", f"未知的案件类别“{key}”", "category")
+
+
+def _coerce_fields(spec: workflow.WorkflowSpec, fields: dict[str, Any]) -> dict[str, Any]:
+    """JSON gives deadlines as ISO text; the domain wants datetimes (naive local time)."""
+    out = dict(fields)
+    for name, value in fields.items():
+        if spec.field_types.get(name) == "datetime" and isinstance(value, str):
+            try:
+                parsed = datetime.fromisoformat(value)
+            except ValueError:
+                raise InvalidField(f"field {name!r} must be an ISO date-time", f"字段“{name}”必须是日期时间",
+                                   name) from None
+            out[name] = parsed.replace(tzinfo=None) if parsed.tzinfo is None else _to_local(parsed)
+    return out
+
+
+def _to_local(value: datetime) -> datetime:
+    from zoneinfo import ZoneInfo
+
+    return value.astimezone(ZoneInfo("Asia/Shanghai")).replace(tzinfo=None)

@@ -60,6 +60,14 @@ class Registrar:
         live = [b for b in self._bindings.get(aor, []) if b.expires_at > now]
         return sorted(live, key=lambda b: -b.q)
 
+    def bindings_for_user(self, user: str, now: float) -> list[Binding]:
+        """Live bindings of a user (extension) under any host part: one realm, one namespace."""
+        prefix = f"sip:{user}@"
+        live = [
+            b for aor, bs in self._bindings.items() if aor.startswith(prefix) for b in bs if b.expires_at > now
+        ]
+        return sorted(live, key=lambda b: -b.q)
+
     def events(self) -> list[ContactsChanged]:
         out, self._events = self._events, []
         return out

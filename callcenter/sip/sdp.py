@@ -233,3 +233,16 @@ def build_offer(*, local_host: str, local_port: int, session_id: int, version: i
     return _render(local_host=local_host, local_port=local_port, session_id=session_id,
                    version=version, payloads=payloads, dtmf_pt=dtmf_payload_type,
                    direction=direction)
+
+
+def read_answer(answer: bytes, *, supported: tuple[str, ...] = ("PCMA", "PCMU")) -> Negotiated:
+    """What the far end chose in its answer to our offer: codec, DTMF, where to send, its direction.
+
+    Same selection rules as `negotiate` (first supported codec in the answer's order); the
+    `answer` field is empty because nothing is sent back.
+    """
+    picked = negotiate(answer, local_host="0.0.0.0", local_port=9, session_id=0, supported=supported)
+    sd = parse_sdp(answer)
+    audio = sd.audio
+    direction = (audio.direction if audio is not None else None) or sd.direction
+    return Negotiated(picked.codec, picked.payload_type, picked.dtmf_payload_type, picked.remote, direction, b"")

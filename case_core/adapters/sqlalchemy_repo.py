@@ -8,16 +8,27 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from typing import Any
+from datetime import date, datetime, timedelta
+from types import MappingProxyType
+from typing import Any, Mapping
 
-from sqlalchemy import event, func, insert, or_, select, update
+from sqlalchemy import case, delete, event, func, insert, literal, not_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from case_core import security
 from case_core.adapters import orm
+from case_core.domain.duplicates import INACTIVE_STATUSES
+from case_core.domain.evaluation import Fact, extract_facts
 from case_core.domain.numbering import format_case_number
+from case_core.domain.reference import AREA_LEVELS
+from case_core.domain.workflow import (
+    Application,
+    CaseState,
+    HistoryEntry,
+    StepClock,
+    VersionConflict,
+)
 
 
 def async_url(url: str) -> str:
@@ -49,6 +60,9 @@ def make_engine(url: str) -> AsyncEngine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=5000")
+            # In WAL mode NORMAL only syncs at checkpoints: a commit survives a process
+            # crash (not a power cut), and a workflow step costs no fsync.
+            cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
 
     return engine
@@ -99,6 +113,10 @@ class CaseView:
     recordings: tuple[RecordingView, ...] = ()
     history: tuple[HistoryView, ...] = ()
     state: dict[str, Any] = field(default_factory=dict)
+    department: str | None = None
+    grid_cell: str | None = None
+    inspector: str | None = None
+    due_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +152,10 @@ def _case_view(row, recordings=(), history=()) -> CaseView:
         recordings=tuple(recordings),
         history=tuple(history),
         state=json.loads(m["state_json"] or "{}"),
+        department=m["department"],
+        grid_cell=m["grid_cell"],
+        inspector=m.get("inspector"),
+        due_at=m.get("due_at"),
     )
 
 
@@ -493,3 +515,428 @@ class SqlRepository:
                 )
             ).first()
         return None if row is None else UserView(row.id, row.username, row.display_name, row.role)
+
+    # -- workflow: domain CaseState in and out ------------------------------------------
+    async def load_state(self, case_id: int) -> CaseState:
+        """The case as the domain sees it, rebuilt from its columns, state_json and history."""
+        async with self.engine.connect() as conn:
+            return await self._load_state(conn, case_id)
+
+    async def _load_state(self, conn: AsyncConnection, case_id: int) -> CaseState:
+        row = (await conn.execute(select(orm.cases).where(orm.cases.c.id == case_id))).first()
+        if row is None:
+            raise NotFound(f"case {case_id} not found")
+        hist = (
+            await conn.execute(
+                select(orm.case_history).where(orm.case_history.c.case_id == case_id).order_by(orm.case_history.c.seq)
+            )
+        ).all()
+        return state_from_rows(row, hist)
+
+    async def case_id_for_number(self, number: str) -> int | None:
+        async with self.engine.connect() as conn:
+            return (
+                await conn.execute(select(orm.cases.c.id).where(orm.cases.c.number == number))
+            ).scalar_one_or_none()
+
+    async def insert_case_state(
+        self,
+        state: CaseState,
+        *,
+        call_id: str | None = None,
+        recording_ids: tuple[int, ...] = (),
+        extra: dict[str, Any] | None = None,
+    ) -> int:
+        """Store a new case (from ``workflow.new_case``) with its history and facts; return its id."""
+        async with self.engine.begin() as conn:
+            values = _case_columns(state, extra or {})
+            case_id = (
+                await conn.execute(
+                    insert(orm.cases)
+                    .values(number=state.number, channel=state.channel, kind=state.kind, call_id=call_id,
+                            created_at=state.created_at, **values)
+                    .returning(orm.cases.c.id)
+                )
+            ).scalar_one()
+            await conn.execute(insert(orm.case_history), [_history_row(case_id, i, h) for i, h in
+                                                          enumerate(state.history, start=1)])
+            await self._write_facts(conn, case_id, state)
+            if recording_ids:
+                await conn.execute(
+                    update(orm.recordings).where(orm.recordings.c.id.in_(recording_ids)).values(case_id=case_id)
+                )
+            if call_id:
+                await conn.execute(update(orm.calls).where(orm.calls.c.call_id == call_id).values(case_id=case_id))
+        return case_id
+
+    async def save_states(self, changes: list[tuple[int, int, CaseState]]) -> None:
+        """Persist new states ``(case_id, version read, new state)`` in one transaction.
+
+        Optimistic locking in SQL: each UPDATE matches only the version that was read;
+        if any case has moved on, nothing is written and VersionConflict is raised.
+        """
+        async with self.engine.begin() as conn:
+            for case_id, old_version, state in changes:
+                extra = json.loads(
+                    (await conn.execute(select(orm.cases.c.state_json).where(orm.cases.c.id == case_id))).scalar_one()
+                    or "{}"
+                )
+                result = await conn.execute(
+                    update(orm.cases)
+                    .where(orm.cases.c.id == case_id, orm.cases.c.version == old_version)
+                    .values(**_case_columns(state, {k: v for k, v in extra.items() if k in EXTRA_KEYS}))
+                )
+                if result.rowcount != 1:
+                    raise VersionConflict(
+                        f"case {state.number} changed since version {old_version}", "案卷已被他人修改，请刷新后重试"
+                    )
+                new_entries = [h for h in state.history if h.version > old_version]
+                first_seq = len(state.history) - len(new_entries) + 1
+                await conn.execute(
+                    insert(orm.case_history),
+                    [_history_row(case_id, seq, h) for seq, h in enumerate(new_entries, start=first_seq)],
+                )
+                await conn.execute(delete(orm.case_facts).where(orm.case_facts.c.case_id == case_id))
+                await self._write_facts(conn, case_id, state)
+
+    async def _write_facts(self, conn: AsyncConnection, case_id: int, state: CaseState) -> None:
+        rows = [
+            {
+                "case_id": case_id,
+                "kind": f.kind,
+                "at": f.at,
+                "role": f.role or "",
+                "person": (f.person or "")[:64],
+                "department": f.department,
+                "grid_cell": f.grid_cell,
+                "on_time": f.on_time,
+                "ok": f.ok,
+                "flipped_at": f.flipped_at,
+                "still_open": f.still_open,
+            }
+            for f in extract_facts(state, until=_FOREVER)
+        ]
+        if rows:
+            await conn.execute(insert(orm.case_facts), rows)
+
+    # -- search and worklists -----------------------------------------------------------
+    async def search_cases(
+        self,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        status: str | tuple[str, ...] | None = None,
+        category: str | None = None,
+        department: str | None = None,
+        inspector: str | None = None,
+        overdue_at: datetime | None = None,
+        urgent: bool | None = None,
+        text: str | None = None,
+        reporter_phone: str | None = None,
+        channel: str | None = None,
+        number: str | None = None,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        case_ids: tuple[int, ...] | None = None,
+        oldest_first: bool = False,
+        with_recordings: bool = True,
+    ) -> list[CaseView]:
+        """Cases matching every given filter, newest first (worklists use the indexes).
+
+        ``category`` is ``kind:code``, a 5-digit code or a 2-digit class; ``overdue_at``
+        keeps cases whose earliest open step was due before that moment.
+        """
+        c = orm.cases.c
+        query = select(orm.cases)
+        if isinstance(status, str):
+            query = query.where(c.status == status)
+        elif status:
+            query = query.where(c.status.in_(status))
+        if category:
+            kind, _, code = category.rpartition(":")
+            if kind:
+                query = query.where(c.category_kind == kind)
+            query = query.where(c.category_code == code if len(code) == 5 else c.category_code.like(f"{code}%"))
+        if department:
+            query = query.where(c.department == department)
+        if inspector:
+            query = query.where(c.inspector == inspector)
+        if overdue_at is not None:
+            query = query.where(c.due_at < overdue_at)
+        if urgent is not None:
+            query = query.where(c.case_type == "urgent" if urgent else c.case_type != "urgent")
+        if reporter_phone:
+            query = query.where(c.reporter_phone == reporter_phone)
+        if channel:
+            query = query.where(c.channel == channel)
+        if number:
+            query = query.where(c.number == number)
+        if created_from is not None:
+            query = query.where(c.created_at >= created_from)
+        if created_to is not None:
+            query = query.where(c.created_at < created_to)
+        if case_ids is not None:
+            query = query.where(c.id.in_(case_ids))
+        if text:
+            like = f"%{text}%"
+            query = query.where(or_(c.number.like(like), c.description.like(like), c.address.like(like)))
+        order = (c.created_at.asc(), c.id.asc()) if oldest_first else (c.created_at.desc(), c.id.desc())
+        query = query.order_by(*order).limit(limit).offset(offset)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+            by_case: dict[int, list[RecordingView]] = {}
+            if with_recordings and rows:
+                recs = (
+                    await conn.execute(
+                        select(orm.recordings)
+                        .where(orm.recordings.c.case_id.in_([r.id for r in rows]))
+                        .order_by(orm.recordings.c.id)
+                    )
+                ).all()
+                for r in recs:
+                    by_case.setdefault(r.case_id, []).append(_recording_view(r))
+        return [_case_view(r, by_case.get(r.id, ())) for r in rows]
+
+    async def duplicate_candidates(
+        self, *, category: str | None, created_at: datetime, window_days: float, exclude_id: int | None, limit: int = 200
+    ) -> list[CaseView]:
+        """Active cases of the same category reported within the window (for ``suggest_duplicates``)."""
+        c = orm.cases.c
+        query = select(orm.cases).where(
+            c.created_at >= created_at - timedelta(days=window_days),
+            c.created_at <= created_at + timedelta(days=window_days),
+            c.status.not_in(tuple(INACTIVE_STATUSES)),
+        )
+        if category and ":" in category:
+            kind, code = category.split(":", 1)
+            query = query.where(or_(c.category_code.is_(None), (c.category_kind == kind) & (c.category_code == code)))
+        if exclude_id is not None:
+            query = query.where(c.id != exclude_id)
+        query = query.order_by(c.created_at.desc()).limit(limit)
+        async with self.engine.connect() as conn:
+            return [_case_view(r) for r in (await conn.execute(query)).all()]
+
+    # -- evaluation -----------------------------------------------------------------------
+    async def evaluation_counts(
+        self, start: datetime, end: datetime, group_by: str | None, area_level: str = "street"
+    ) -> dict[str | None, list[tuple[Fact, int]]]:
+        """Facts in ``[start, end)`` counted per group and judgement, aggregated in SQL."""
+        f = orm.case_facts.c
+        if group_by is None:
+            key = literal("all")
+        elif group_by == "department":
+            key = f.department
+        elif group_by == "role":
+            key = f.role
+        elif group_by == "person":
+            key = func.nullif(f.person, "")
+        elif group_by == "area":
+            key = f.grid_cell if area_level == "grid" else func.substr(f.grid_cell, 1, AREA_LEVELS[area_level])
+        else:
+            raise ValueError(f"group_by must be department, area, role or person, got {group_by!r}")
+        ok_at_end = case(
+            (f.ok.is_(None), None),
+            (or_(f.flipped_at.is_(None), f.flipped_at < end), f.ok),
+            else_=not_(f.ok),
+        )
+        query = (
+            select(key.label("k"), f.kind, f.still_open, f.on_time, ok_at_end.label("ok"), func.count().label("n"))
+            .where(f.at >= start, f.at < end)
+            .group_by(key, f.kind, f.still_open, f.on_time, ok_at_end)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        out: dict[str | None, list[tuple[Fact, int]]] = {}
+        for r in rows:
+            fact = Fact(
+                kind=r.kind, case_number="", at=start, role="", person="", department=None, grid_cell=None,
+                on_time=None if r.on_time is None else bool(r.on_time),
+                ok=None if r.ok is None else bool(r.ok),
+                still_open=bool(r.still_open),
+            )
+            out.setdefault(r.k, []).append((fact, int(r.n)))
+        return out
+
+    # -- reference data ---------------------------------------------------------------------
+    async def replace_reference(self, table: str, rows: list[dict[str, Any]], *, local: bool = False) -> int:
+        """Replace one reference table's contents (local categories: only the local rows), atomically."""
+        t = _REF_TABLES[table]
+        async with self.engine.begin() as conn:
+            stmt = delete(t)
+            if table == "categories":
+                stmt = stmt.where(t.c.local == local)
+            await conn.execute(stmt)
+            if rows:
+                await conn.execute(insert(t), rows)
+        return len(rows)
+
+    async def reference_rows(self, table: str) -> list[dict[str, Any]]:
+        t = _REF_TABLES[table]
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in (await conn.execute(select(t).order_by(*t.primary_key.columns))).all()]
+
+
+_FOREVER = datetime(9999, 1, 1)
+
+_REF_TABLES = {
+    "categories": orm.ref_categories,
+    "areas": orm.ref_areas,
+    "grid_cells": orm.ref_grid_cells,
+    "gazetteer": orm.ref_places,
+    "departments": orm.ref_departments,
+    "routing": orm.ref_routing_rules,
+    "holidays": orm.ref_holidays,
+}
+
+# Keys of state_json that are not workflow state (kept across transitions).
+EXTRA_KEYS = frozenset({"location", "media_url", "reporter_name", "reporter_email", "source"})
+
+
+def _dt(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def _typed_fields(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Undo JSON for workflow fields: datetimes back from ISO text, photo lists to tuples."""
+    out: dict[str, Any] = {}
+    for k, v in raw.items():
+        if k.endswith("_deadline") and isinstance(v, str):
+            try:
+                v = datetime.fromisoformat(v)
+            except ValueError:
+                pass
+        elif isinstance(v, list):
+            v = tuple(v)
+        out[k] = v
+    return out
+
+
+def _case_columns(state: CaseState, extra: dict[str, Any]) -> dict[str, Any]:
+    kind, code = (state.category.split(":", 1) if state.category and ":" in state.category
+                  else (None, state.category))
+    open_dues = [c.due_at for c in state.deadlines.values() if c.done_at is None and c.due_at is not None]
+    workflow_state = {
+        "verify_result": state.verify_result,
+        "check_result": state.check_result,
+        "satisfaction": state.satisfaction,
+        "rework_count": state.rework_count,
+        "urge_count": state.urge_count,
+        "pending": [
+            {"kind": a.kind, "applicant": a.applicant, "role": a.role, "at": _iso(a.at), "reason": a.reason,
+             "fields": _jsonable(dict(a.fields))}
+            for a in state.pending
+        ],
+        "deadlines": {
+            step: {"started_at": _iso(c.started_at), "due_at": _iso(c.due_at), "done_at": _iso(c.done_at)}
+            for step, c in state.deadlines.items()
+        },
+        "resume_status": state.resume_status,
+        "merged_into": state.merged_into,
+        "merged_from": list(state.merged_from),
+    }
+    updated_at = state.history[-1].at if state.history else state.created_at
+    return {
+        "case_type": state.case_type,
+        "status": state.status,
+        "reporter_phone": state.reporter_phone or None,
+        "description": state.description,
+        "address": state.address,
+        "category_kind": kind,
+        "category_code": code,
+        "grid_cell": state.grid_cell,
+        "department": state.department,
+        "inspector": state.inspector,
+        "due_at": min(open_dues) if open_dues else None,
+        "updated_at": updated_at,
+        "version": state.version,
+        "state_json": json.dumps({**extra, **workflow_state}, ensure_ascii=False),
+    }
+
+
+def _history_row(case_id: int, seq: int, h: HistoryEntry) -> dict[str, Any]:
+    return {
+        "case_id": case_id,
+        "seq": seq,
+        "action": h.action,
+        "actor": h.actor[:64],
+        "role": h.role,
+        "at": h.at,
+        "comment": h.comment,
+        "before_status": h.before_status,
+        "after_status": h.after_status,
+        "fields_json": json.dumps(_jsonable(dict(h.fields)), ensure_ascii=False),
+        "version": h.version,
+        "ended_json": json.dumps({k: _iso(v) for k, v in h.ended.items()}),
+    }
+
+
+def state_from_rows(row, history_rows) -> CaseState:
+    """Rebuild the domain ``CaseState`` from a ``cases`` row and its ``case_history`` rows."""
+    m = row._mapping
+    extra = json.loads(m["state_json"] or "{}")
+    history = tuple(
+        HistoryEntry(
+            actor=h.actor,
+            role=h.role,
+            action=h.action,
+            at=h.at,
+            comment=h.comment or "",
+            before_status=h.before_status,
+            after_status=h.after_status,
+            fields=MappingProxyType(_typed_fields(json.loads(h.fields_json or "{}"))),
+            version=h.version if h.version is not None else h.seq,
+            ended=MappingProxyType({k: _dt(v) for k, v in json.loads(h.ended_json or "{}").items()}),
+        )
+        for h in history_rows
+    )
+    clocks = {
+        step: StepClock(step, _dt(c["started_at"]), _dt(c.get("due_at")), _dt(c.get("done_at")))
+        for step, c in (extra.get("deadlines") or {}).items()
+    }
+    pending = tuple(
+        Application(a["kind"], a["applicant"], a["role"], _dt(a["at"]), a.get("reason", ""),
+                    MappingProxyType(_typed_fields(a.get("fields") or {})))
+        for a in extra.get("pending") or ()
+    )
+    category = (f"{m['category_kind']}:{m['category_code']}" if m["category_kind"] else m["category_code"])
+    return CaseState(
+        number=m["number"],
+        kind=m["kind"],
+        channel=m["channel"],
+        reporter_phone=m["reporter_phone"] or "",
+        description=m["description"] or "",
+        category=category,
+        address=m["address"] or "",
+        created_at=m["created_at"],
+        status=m["status"],
+        version=m["version"],
+        case_type=m["case_type"],
+        grid_cell=m["grid_cell"],
+        department=m["department"],
+        inspector=m["inspector"],
+        verify_result=extra.get("verify_result"),
+        check_result=extra.get("check_result"),
+        satisfaction=extra.get("satisfaction"),
+        rework_count=extra.get("rework_count", 0),
+        urge_count=extra.get("urge_count", 0),
+        pending=pending,
+        deadlines=MappingProxyType(clocks),
+        resume_status=extra.get("resume_status"),
+        merged_into=extra.get("merged_into"),
+        merged_from=tuple(extra.get("merged_from") or ()),
+        history=history,
+    )

@@ -18,7 +18,8 @@ from case_core.domain.workflow import CaseState
 
 __all__ = [
     "Fact", "Indicator", "IndicatorResult", "CompositeScore", "INDICATORS",
-    "DEFAULT_WEIGHTS", "GROUP_BY", "extract_facts", "evaluate", "composite_score",
+    "DEFAULT_WEIGHTS", "GROUP_BY", "extract_facts", "evaluate", "evaluate_counts",
+    "composite_score", "effective_ok",
 ]
 
 GROUP_BY = ("department", "area", "role", "person")
@@ -49,6 +50,16 @@ class Fact:
     on_time: bool | None = None
     ok: bool | None = None
     still_open: bool = False
+    # When ``ok`` took this value; before that moment it was the opposite (a dispatch
+    # is accurate until a send-back, a registration unclosed until its close).
+    flipped_at: datetime | None = None
+
+
+def effective_ok(ok: bool | None, flipped_at: datetime | None, until: datetime) -> bool | None:
+    """``ok`` as it stood at ``until`` (the judgement may have flipped later)."""
+    if ok is None or flipped_at is None or flipped_at < until:
+        return ok
+    return not ok
 
 
 def _on_time(at: datetime, due: datetime | None) -> bool:
@@ -63,7 +74,7 @@ def extract_facts(case: CaseState, *, until: datetime) -> list[Fact]:
     last_dispatch: int | None = None   # index into facts
     last_register: int | None = None
     last_handler: tuple[str, str] | None = None
-    closed_registers: set[int] = set()
+    closed_registers: dict[int, datetime] = {}
 
     def add(kind: str, h, person: str, role: str, **kw) -> int:
         facts.append(Fact(kind, case.number, h.at, role, person, department, case.grid_cell, **kw))
@@ -86,15 +97,15 @@ def extract_facts(case: CaseState, *, until: datetime) -> list[Fact]:
         if h.action == "approve_send_back":
             # A send-back proves the last dispatch went to the wrong department.
             if last_dispatch is not None:
-                facts[last_dispatch] = _replace(facts[last_dispatch], ok=False)
+                facts[last_dispatch] = _replace(facts[last_dispatch], ok=False, flipped_at=h.at)
             department = None
         elif h.action == "approve_void" and last_register is not None:
-            facts[last_register] = _replace(facts[last_register], ok=False)
+            facts[last_register] = _replace(facts[last_register], ok=False, flipped_at=h.at)
         elif h.action == "rework":
             person, role = last_handler or (department or "", "department")
             add("rework", h, person, role)
         elif h.action == "close" and last_register is not None:
-            closed_registers.add(last_register)
+            closed_registers.setdefault(last_register, h.at)
         elif h.action == "follow_up":
             satisfaction = h.fields.get("satisfaction")
             answered = next((x for x in reversed(history)
@@ -111,7 +122,8 @@ def extract_facts(case: CaseState, *, until: datetime) -> list[Fact]:
 
     # The 结案率 cohort: each registration in the period, closed by ``until`` or not.
     for i in [i for i, f in enumerate(facts) if f.kind == "register"]:
-        facts.append(_replace(facts[i], kind="register_cohort", ok=i in closed_registers))
+        facts.append(_replace(facts[i], kind="register_cohort", ok=i in closed_registers,
+                              flipped_at=closed_registers.get(i)))
 
     for clock in case.deadlines.values():
         if clock.done_at is None and clock.due_at is not None and clock.due_at < until \
@@ -253,18 +265,31 @@ def evaluate(cases: Iterable[CaseState], start: datetime, end: datetime, *,
         for f in extract_facts(case, until=end):
             if start <= f.at < end:
                 groups.setdefault(_group_key(f, group_by, area_level), []).append(f)
+    return evaluate_counts({k: [(f, 1) for f in fs] for k, fs in groups.items()}, indicators)
+
+
+def evaluate_counts(groups: Mapping[str | None, Iterable[tuple[Fact, int]]],
+                    indicators: Iterable[Indicator] = INDICATORS,
+                    ) -> dict[str | None, dict[str, IndicatorResult]]:
+    """Every indicator per group from facts with multiplicities.
+
+    The database adapter aggregates facts in SQL (count per group, kind and judgement)
+    and hands one representative ``Fact`` per combination here, so the indicator
+    definitions stay in one place. ``ok`` must already be the value at the period end.
+    """
+    indicators = tuple(indicators)
     out: dict[str | None, dict[str, IndicatorResult]] = {}
-    for key, facts in groups.items():
+    for key, weighted in groups.items():
+        weighted = list(weighted)
         results = {}
         for ind in indicators:
+            # Numerators are counted over all facts: a rework is not itself a handling.
+            n = sum(c for f, c in weighted if ind.numerator(f))
             if ind.denominator is None:
-                n = sum(1 for f in facts if ind.numerator(f))
                 results[ind.code] = IndicatorResult(ind.code, ind.name_zh, n, None, float(n),
                                                     ind.formula_zh)
                 continue
-            # Numerators are counted over all facts: a rework is not itself a handling.
-            n = sum(1 for f in facts if ind.numerator(f))
-            d = sum(1 for f in facts if ind.denominator(f))
+            d = sum(c for f, c in weighted if ind.denominator(f))
             results[ind.code] = IndicatorResult(ind.code, ind.name_zh, n, d,
                                                 n / d if d else None, ind.formula_zh)
         out[key] = results

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -95,33 +96,50 @@ def _pump(stream, sink: list[str]) -> None:
         sink.append(line)
 
 
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def _toml(config: dict) -> str:
+    """Write a config of tables and arrays of tables (e.g. [[trunks]]) back as TOML."""
+    out = []
+    for section, values in config.items():
+        tables = values if isinstance(values, list) else [values]
+        header = f"[[{section}]]" if isinstance(values, list) else f"[{section}]"
+        for table in tables:
+            out.append(header)
+            out.extend(f"{key} = {_toml_value(v)}" for key, v in table.items())
+    return "\n".join(out) + "\n"
+
+
 def start_server(tmp: Path, prompts: Path, *, db_url: str | None = None, extra: str = "") -> Server:
     sip_port = free_udp_port()
     web_port = free_tcp_port()
     rtp_base = free_udp_port_block(8)
     cfg = tmp / "hotline.toml"
-    cfg.write_text(
-        f"""
-[sip]
-host = "127.0.0.1"
-port = {sip_port}
-[rtp]
-host = "127.0.0.1"
-port_min = {rtp_base}
-port_max = {rtp_base + 7}
-[web]
-host = "127.0.0.1"
-port = {web_port}
-[database]
-url = "{db_url or f'sqlite:///{tmp / "hotline.db"}'}"
-[storage]
-dir = "{tmp / 'recordings'}"
-[prompts]
-dir = "{prompts}"
-{extra}
-""",
-        encoding="utf-8",
-    )
+    config = {
+        "sip": {"host": "127.0.0.1", "port": sip_port},
+        "rtp": {"host": "127.0.0.1", "port_min": rtp_base, "port_max": rtp_base + 7},
+        "web": {"host": "127.0.0.1", "port": web_port},
+        "database": {"url": db_url or f"sqlite:///{tmp / 'hotline.db'}"},
+        "storage": {"dir": str(tmp / "recordings")},
+        "prompts": {"dir": str(prompts)},
+    }
+    # `extra` may name sections already written above ("[sip]\nring_s = 2"): merge key by key.
+    for section, values in tomllib.loads(extra).items():
+        if isinstance(values, dict):
+            config.setdefault(section, {}).update(values)
+        else:
+            config[section] = values
+    cfg.write_text(_toml(config), encoding="utf-8")
     run_hotline("demo", "seed", "--config", str(cfg))
     token = run_hotline("token", "create", "admin", "--config", str(cfg)).stdout.strip()
     return spawn_server(tmp, cfg, sip_port, web_port, token)

@@ -43,6 +43,16 @@ def test_sipp_report_becomes_a_case_with_the_callers_audio(hotline, prompts_dir,
     assert best_correlation(samples, other[: 8000 * 3]) < 0.5
     assert kinds["message"]["duration_s"] >= len(speech) / 16000 - 0.5
 
+    # The whole call is stereo: the caller on the left, what the caller heard (the IVR) on the right.
+    status, call_wav = hotline.api(kinds["call"]["url"])
+    stereo, channels, _ = wav_pcm(call_wav)
+    assert channels == 2
+    left, right = stereo[0::2], stereo[1::2]
+    assert best_correlation(left, sent[: 8000 * 3]) > 0.9
+    intro = wav_pcm((prompts_dir / "report_intro.wav").read_bytes())[0]
+    assert best_correlation(right[: 8000 * 12], intro[2000:10000]) > 0.9
+    assert best_correlation(left[: 8000 * 12], intro[2000:10000]) < 0.5
+
     # Without a token the API refuses; the web page lists the case for a logged-in user.
     assert hotline.api("/api/cases", token="wrong")[0] == 401
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())

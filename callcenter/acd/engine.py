@@ -1,0 +1,573 @@
+"""The pure ACD: `step(state, event, now) -> (state, actions)` and `next_deadline(state)`.
+
+This module applies events to agents and queue entries through the transition tables in
+`callcenter.acd.tables`, then, after every event, lets callers leave empty queues, offers
+waiting callers to free agents (strategies) and announces positions. Timeouts (ring,
+wrap-up, max wait, callback offer and expiry, announcements) fire only on `Tick`; the
+driver arms one timer at `next_deadline(state)` (which may already be due: tick at once).
+
+Dispatch order: across all queues, callers are served by priority (higher first), then
+join order; each free agent is offered to at most one caller; a caller who asked for a
+callback keeps their place and is dialled when their turn comes (within calling hours),
+with the chosen agent reserved (`dialing`) meanwhile.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import replace
+
+from callcenter.acd import actions as act
+from callcenter.acd import events as ev
+from callcenter.acd.eta import RECENT_HANDLE_SAMPLES, STAFFED, estimate_wait_s
+from callcenter.acd.model import (
+    AcdState,
+    Agent,
+    CallInfo,
+    IllegalEvent,
+    QueueConfig,
+    QueueEntry,
+)
+from callcenter.acd.strategies import choose_agents
+from callcenter.acd.tables import GONE, lookup
+
+__all__ = ["step", "next_deadline", "CALLBACK_RECHECK_S"]
+
+# A callback whose turn came outside calling hours is looked at again this often.
+CALLBACK_RECHECK_S = 60
+
+_FREE_AFTER = ("ready", "paused", "logged_out")
+
+
+def _secs(later: _dt.datetime, earlier: _dt.datetime) -> float:
+    return (later - earlier).total_seconds()
+
+
+class _Run:
+    """One step's working copy: plain dicts in, a new frozen state out."""
+
+    def __init__(self, state: AcdState, now: _dt.datetime):
+        self.cfg = state.config
+        self.agents = dict(state.agents)
+        self.entries = dict(state.entries)
+        self.rr_last = dict(state.rr_last)
+        self.recent = dict(state.recent_handle_s)
+        self.seq = state.seq
+        self.now = now
+        self.actions: list[act.Action] = []
+
+    def freeze(self) -> AcdState:
+        return AcdState(config=self.cfg, agents=self.agents, entries=self.entries,
+                        rr_last=self.rr_last, recent_handle_s=self.recent, seq=self.seq,
+                        now=self.now)
+
+    def emit(self, *actions: act.Action) -> None:
+        self.actions.extend(actions)
+
+    def log(self, kind: str, queue: str, call: str, **fields) -> None:
+        self.emit(act.QueueEventLogged(at=self.now, kind=kind, queue=queue, call=call, **fields))
+
+    # --- lookups that turn bad references into clear errors ---------------------------
+
+    def agent(self, agent_id: str) -> Agent:
+        try:
+            return self.agents[agent_id]
+        except KeyError:
+            raise IllegalEvent(f"unknown agent {agent_id!r}") from None
+
+    def entry(self, call: str) -> QueueEntry:
+        try:
+            return self.entries[call]
+        except KeyError:
+            raise IllegalEvent(f"call {call!r} is not in any queue") from None
+
+    def agent_with_call(self, agent_id: str, call: str) -> Agent:
+        agent = self.agent(agent_id)
+        if agent.call is None or agent.call.call != call:
+            current = agent.call.call if agent.call else None
+            raise IllegalEvent(f"agent {agent_id} is {agent.status} with call {current!r}, "
+                               f"not {call!r}")
+        return agent
+
+    def position(self, entry: QueueEntry) -> int:
+        return 1 + sum(1 for e in self.entries.values()
+                       if e.queue == entry.queue and e.order_key < entry.order_key)
+
+    # --- transitions ---------------------------------------------------------------------
+
+    def move_agent(self, agent_id: str, trigger: str, **changes) -> Agent:
+        agent = self.agents[agent_id]
+        queue = self.cfg.queues[agent.call.queue] if agent.call else None
+        guards = {
+            "wrap_up_s > 0": bool(queue and queue.wrap_up_s > 0),
+            "wrap_up_s = 0": not (queue and queue.wrap_up_s > 0),
+            "pause_on_no_answer": bool(queue and queue.pause_on_no_answer),
+            "not pause_on_no_answer": not (queue and queue.pause_on_no_answer),
+        }
+        row = lookup("agent", agent_id, agent.status, trigger, guards)
+        if row.target in _FREE_AFTER:
+            changes.setdefault("call", None)
+        if row.target != "paused":
+            changes["pause_reason"] = None
+        if row.target != "wrap_up":
+            changes["wrap_up_until"] = None
+        new = replace(agent, status=row.target, since=self.now, **changes)
+        self.agents[agent_id] = new
+        return new
+
+    def move_entry(self, call: str, trigger: str, guards: dict[str, bool] | None = None,
+                   **changes) -> QueueEntry | None:
+        entry = self.entries[call]
+        row = lookup("entry", call, entry.status, trigger, guards)
+        if row.target == GONE:
+            del self.entries[call]
+            return None
+        new = replace(entry, status=row.target, **changes)
+        self.entries[call] = new
+        return new
+
+    def drop_ringing_agent(self, entry: QueueEntry, agent_id: str, trigger: str) -> None:
+        """Take one agent off a ringing caller; the caller waits again if none is left."""
+        left = tuple(a for a in entry.ringing if a != agent_id)
+        guards = {"other agents still ringing": bool(left), "last agent ringing": not left}
+        self.move_entry(entry.call, trigger, guards, ringing=left,
+                        ring_until=entry.ring_until if left else None,
+                        tried=entry.tried + (agent_id,))
+
+    def withdraw_ring(self, entry: QueueEntry, keep: str | None = None) -> None:
+        for agent_id in entry.ringing:
+            if agent_id != keep:
+                self.emit(act.StopRinging(agent_id, entry.call))
+                self.move_agent(agent_id, "ring_withdrawn")
+
+    # --- handling, wrap-up -----------------------------------------------------------------
+
+    def end_talk(self, agent: Agent, trigger: str) -> Agent:
+        """CallEnded or a transfer: the agent goes to wrap-up, or straight to ready."""
+        info = agent.call
+        queue = self.cfg.queues[info.queue]
+        talk_s = _secs(self.now, info.connected_at)
+        info = replace(info, ended_at=self.now, talk_s=talk_s)
+        self.agents[agent.id] = replace(agent, call=info)
+        if queue.wrap_up_s > 0:
+            until = self.now + _dt.timedelta(seconds=queue.wrap_up_s)
+            agent = self.move_agent(agent.id, trigger, call=info, wrap_up_until=until,
+                                    last_call_end=self.now)
+            self.emit(act.StartWrapUp(agent.id, info.call, until))
+            return agent
+        agent = self.move_agent(agent.id, trigger, last_call_end=self.now)
+        self.record_handled(agent.id, info)
+        return agent
+
+    def record_handled(self, agent_id: str, info: CallInfo) -> None:
+        wrap_s = _secs(self.now, info.ended_at)
+        self.log("wrap_up", info.queue, info.call, agent=agent_id, caller=info.caller,
+                 wrap_s=wrap_s)
+        samples = self.recent.get(info.queue, ()) + (info.talk_s + wrap_s,)
+        self.recent[info.queue] = samples[-RECENT_HANDLE_SAMPLES:]
+
+    def leave_wrap_up(self, agent: Agent, trigger: str, **changes) -> None:
+        info = agent.call
+        self.move_agent(agent.id, trigger, **changes)
+        self.emit(act.EndWrapUp(agent.id, info.call))
+        self.record_handled(agent.id, info)
+
+    def cancel_ring(self, agent: Agent) -> None:
+        """The ringing agent paused or logged out: stop, and offer the caller again."""
+        entry = self.entries[agent.call.call]
+        self.emit(act.StopRinging(agent.id, entry.call))
+        self.log("ring_cancelled", entry.queue, entry.call, agent=agent.id, caller=entry.caller)
+        self.drop_ringing_agent(entry, agent.id, "ring_cancelled")
+
+    # --- joining and leaving ---------------------------------------------------------------
+
+    def eligible(self, agent: Agent, queue: QueueConfig, skill: str | None) -> bool:
+        if agent.id not in queue.members:
+            return False
+        if queue.skill is not None and agent.skills.get(queue.skill, 0) < queue.min_skill_level:
+            return False
+        return skill is None or agent.skills.get(skill, 0) >= 1
+
+    def staffed(self, queue: QueueConfig, skill: str | None) -> bool:
+        return any(a.status in STAFFED and self.eligible(a, queue, skill)
+                   for a in self.agents.values())
+
+    def join(self, queue_name: str, call: str, caller: str, priority: int, skill: str | None,
+             detail: str | None = None, visited: tuple[str, ...] = ()) -> None:
+        queue = self.cfg.queues[queue_name]
+        if not queue.join_empty and not self.staffed(queue, skill):
+            self.overflow(queue, call, caller, priority, skill, "join_empty", self.now, visited)
+            return
+        if queue.max_len is not None and \
+                sum(1 for e in self.entries.values() if e.queue == queue_name) >= queue.max_len:
+            self.overflow(queue, call, caller, priority, skill, "max_len", self.now, visited)
+            return
+        self.seq += 1
+        entry = QueueEntry(call=call, queue=queue_name, caller=caller, priority=priority,
+                           skill=skill, joined_at=self.now, seq=self.seq)
+        self.entries[call] = entry
+        self.log("join", queue_name, call, caller=caller, position=self.position(entry),
+                 detail=detail)
+
+    def overflow(self, queue: QueueConfig, call: str, caller: str, priority: int,
+                 skill: str | None, reason: str, joined_at: _dt.datetime,
+                 visited: tuple[str, ...]) -> None:
+        target = queue.overflow
+        visited = visited + (queue.name,)
+        # A chain that comes back to a queue already tried ends in voicemail.
+        looping = target.kind == "queue" and target.name in visited
+        target_text = "voicemail" if looping else str(target)
+        self.log("overflow", queue.name, call, caller=caller, wait_s=_secs(self.now, joined_at),
+                 detail=f"{reason}>{target_text}")
+        self.emit(act.Overflow(call, target_text, reason))
+        if target.kind == "queue" and not looping:
+            self.join(target.name, call, caller, priority, None,
+                      detail=f"overflow from {queue.name}", visited=visited)
+
+    def call_in_progress(self, call: str) -> bool:
+        return call in self.entries or any(
+            a.call is not None and a.call.call == call and a.status in ("ringing", "dialing",
+                                                                         "on_call")
+            for a in self.agents.values())
+
+    # --- after every event ----------------------------------------------------------------
+
+    def leave_empty_queues(self) -> None:
+        for entry in sorted(self.entries.values(), key=lambda e: e.order_key):
+            queue = self.cfg.queues[entry.queue]
+            if (queue.leave_when_empty and entry.status == "waiting"
+                    and entry.pinned_agent is None and not self.staffed(queue, entry.skill)):
+                self.move_entry(entry.call, "leave_empty", {"leave_when_empty": True})
+                self.overflow(queue, entry.call, entry.caller, entry.priority, entry.skill,
+                              "leave_empty", entry.joined_at, ())
+
+    def dispatch(self) -> None:
+        free = {a.id for a in self.agents.values() if a.status == "ready"}
+        pending = sorted((e for e in self.entries.values() if e.status in ("waiting", "callback")),
+                         key=lambda e: e.order_key)
+        open_for_callbacks = None
+        for entry in pending:
+            if not free:
+                return
+            if entry.status == "callback":
+                if open_for_callbacks is None:
+                    open_for_callbacks = bool(self.cfg.calling_hours(self.now))
+                if not open_for_callbacks:
+                    continue
+            queue = self.cfg.queues[entry.queue]
+            if entry.pinned_agent is not None:
+                candidates = [self.agents[entry.pinned_agent]] \
+                    if entry.pinned_agent in free else []
+            else:
+                candidates = [self.agents[a] for a in queue.members
+                              if a in free and self.eligible(self.agents[a], queue, entry.skill)]
+                untried = [a for a in candidates if a.id not in entry.tried]
+                candidates = untried or candidates
+            chosen = choose_agents(queue, candidates, self.rr_last.get(queue.name),
+                                   entry.skill or queue.skill)
+            if entry.pinned_agent is not None:
+                chosen = candidates
+            if not chosen:
+                continue
+            self.rr_last[queue.name] = chosen[-1].id
+            info = CallInfo(call=entry.call, queue=entry.queue, caller=entry.caller,
+                            priority=entry.priority, joined_at=entry.joined_at)
+            if entry.status == "callback":
+                agent = chosen[0]
+                free.discard(agent.id)
+                self.move_agent(agent.id, "callback_assigned", call=info)
+                self.move_entry(entry.call, "callback_assigned", {"within calling hours": True},
+                                ringing=(agent.id,))
+                self.emit(act.PlaceCallback(entry.call, entry.callback_number, agent.id,
+                                            entry.queue))
+                self.log("callback_placed", entry.queue, entry.call, agent=agent.id,
+                         caller=entry.caller, detail=entry.callback_number)
+                continue
+            for agent in chosen:
+                free.discard(agent.id)
+                self.move_agent(agent.id, "call_offered", call=info)
+                self.emit(act.RingAgent(agent.id, entry.call, queue.ring_timeout_s,
+                                        agent.extension, entry.queue, entry.caller))
+                self.log("ring", entry.queue, entry.call, agent=agent.id, caller=entry.caller)
+            self.move_entry(entry.call, "call_offered", ringing=tuple(a.id for a in chosen),
+                            ring_until=self.now + _dt.timedelta(seconds=queue.ring_timeout_s))
+
+    def announce(self) -> None:
+        state = self.freeze()
+        for name, queue in self.cfg.queues.items():
+            if queue.announce_interval_s is None:
+                continue
+            for position, entry in enumerate(state.queue_entries(name), start=1):
+                if entry.status != "waiting":
+                    continue
+                eta = estimate_wait_s(state, name, position)
+                due = entry.announced_at is None or \
+                    _secs(self.now, entry.announced_at) >= queue.announce_interval_s
+                if (position, eta) != entry.announced and due:
+                    self.move_entry(entry.call, "position_changed", {"announce interval passed": True},
+                                    announced=(position, eta), announced_at=self.now)
+                    self.emit(act.AnnouncePosition(entry.call, position, eta))
+
+    # --- timeouts (Tick) -----------------------------------------------------------------
+
+    def fire_timeouts(self) -> None:
+        now = self.now
+        for entry in sorted(self.entries.values(), key=lambda e: e.order_key):
+            if entry.status == "ringing" and entry.ring_until <= now:
+                for agent_id in entry.ringing:
+                    self.emit(act.StopRinging(agent_id, entry.call))
+                    self.log("no_answer", entry.queue, entry.call, agent=agent_id,
+                             caller=entry.caller, detail="timeout")
+                    self.move_agent(agent_id, "ring_timeout", pause_reason="no_answer")
+                    entry = self.entries[entry.call]
+                    self.drop_ringing_agent(entry, agent_id, "no_answer")
+        for agent in sorted(self.agents.values(), key=lambda a: a.id):
+            if agent.status == "wrap_up" and agent.wrap_up_until <= now:
+                self.leave_wrap_up(agent, "wrap_up_expired")
+        for entry in sorted(self.entries.values(), key=lambda e: e.order_key):
+            queue = self.cfg.queues[entry.queue]
+            if entry.status == "callback" and entry.callback_expires_at <= now:
+                self.move_entry(entry.call, "callback_expired")
+                self.log("callback_expired", entry.queue, entry.call, caller=entry.caller,
+                         wait_s=_secs(now, entry.joined_at), detail=entry.callback_number)
+            elif entry.status == "waiting" and queue.max_wait_s is not None \
+                    and _secs(now, entry.joined_at) >= queue.max_wait_s:
+                self.move_entry(entry.call, "max_wait")
+                self.overflow(queue, entry.call, entry.caller, entry.priority, entry.skill,
+                              "max_wait", entry.joined_at, ())
+            elif entry.status == "waiting" and not entry.callback_offered \
+                    and queue.callback_offer_after_s is not None \
+                    and _secs(now, entry.joined_at) >= queue.callback_offer_after_s:
+                self.move_entry(entry.call, "callback_offer_due", callback_offered=True)
+                self.emit(act.OfferCallback(entry.call))
+                self.log("callback_offer", entry.queue, entry.call, caller=entry.caller)
+
+
+# --- event handlers -----------------------------------------------------------------------
+
+
+def _agent_logged_in(run: _Run, e: ev.AgentLoggedIn) -> None:
+    run.agent(e.agent)
+    run.move_agent(e.agent, "AgentLoggedIn")
+
+
+def _agent_left_ready(run: _Run, agent_id: str, trigger: str, **changes) -> None:
+    """AgentReady / AgentPaused / AgentLoggedOut from whatever the agent was doing."""
+    agent = run.agent(agent_id)
+    if agent.status == "ringing":
+        run.cancel_ring(agent)
+        run.move_agent(agent_id, trigger, **changes)
+    elif agent.status == "wrap_up":
+        run.leave_wrap_up(agent, trigger, **changes)
+    else:
+        run.move_agent(agent_id, trigger, **changes)
+
+
+def _agent_logged_out(run: _Run, e: ev.AgentLoggedOut) -> None:
+    _agent_left_ready(run, e.agent, "AgentLoggedOut")
+
+
+def _agent_ready(run: _Run, e: ev.AgentReady) -> None:
+    _agent_left_ready(run, e.agent, "AgentReady")
+
+
+def _agent_paused(run: _Run, e: ev.AgentPaused) -> None:
+    _agent_left_ready(run, e.agent, "AgentPaused", pause_reason=e.reason)
+
+
+def _caller_joined(run: _Run, e: ev.CallerJoined) -> None:
+    if e.queue not in run.cfg.queues:
+        raise IllegalEvent(f"unknown queue {e.queue!r}")
+    if run.call_in_progress(e.call):
+        raise IllegalEvent(f"call {e.call!r} is already queued or connected")
+    run.join(e.queue, e.call, e.caller, e.priority, e.skill)
+
+
+def _caller_gone(run: _Run, call: str, trigger: str, kind: str, detail: str | None) -> None:
+    entry = run.entry(call)
+    position = run.position(entry)
+    run.move_entry(call, trigger)  # checks the entry may leave this way before any action
+    run.withdraw_ring(entry)
+    run.log(kind, entry.queue, call, caller=entry.caller, position=position,
+            wait_s=_secs(run.now, entry.joined_at), detail=detail)
+
+
+def _caller_abandoned(run: _Run, e: ev.CallerAbandoned) -> None:
+    _caller_gone(run, e.call, "CallerAbandoned", "abandon", None)
+
+
+def _caller_left(run: _Run, e: ev.CallerLeft) -> None:
+    _caller_gone(run, e.call, "CallerLeft", "exit", e.reason)
+
+
+def _agent_answered(run: _Run, e: ev.AgentAnswered) -> None:
+    agent = run.agent_with_call(e.agent, e.call)
+    entry = run.entry(e.call)
+    run.move_entry(e.call, "AgentAnswered")
+    run.withdraw_ring(entry, keep=e.agent)
+    run.move_agent(e.agent, "AgentAnswered", call=replace(agent.call, connected_at=run.now),
+                   calls_taken=agent.calls_taken + 1)
+    run.emit(act.Bridge(e.call, e.agent))
+    run.log("connect", entry.queue, e.call, agent=e.agent, caller=entry.caller,
+            wait_s=_secs(run.now, entry.joined_at))
+
+
+def _agent_no_answer(run: _Run, e: ev.AgentNoAnswer) -> None:
+    run.agent_with_call(e.agent, e.call)
+    entry = run.entry(e.call)
+    run.move_agent(e.agent, "AgentNoAnswer", pause_reason="no_answer")
+    run.log("no_answer", entry.queue, e.call, agent=e.agent, caller=entry.caller)
+    run.drop_ringing_agent(entry, e.agent, "no_answer")
+
+
+def _call_ended(run: _Run, e: ev.CallEnded) -> None:
+    agent = run.agent_with_call(e.agent, e.call)
+    if agent.status != "on_call":
+        run.move_agent(e.agent, "CallEnded")  # raises: not allowed in this status
+    info = agent.call
+    run.log("complete", info.queue, e.call, agent=e.agent, caller=info.caller,
+            talk_s=_secs(run.now, info.connected_at), detail=f"{e.hung_up_by}_hung_up")
+    run.end_talk(agent, "CallEnded")
+
+
+def _wrap_up_done(run: _Run, e: ev.WrapUpDone) -> None:
+    agent = run.agent(e.agent)
+    if agent.status != "wrap_up":
+        run.move_agent(e.agent, "WrapUpDone")  # raises
+    run.leave_wrap_up(agent, "WrapUpDone")
+
+
+def _callback_requested(run: _Run, e: ev.CallbackRequested) -> None:
+    entry = run.entry(e.call)
+    queue = run.cfg.queues[entry.queue]
+    run.move_entry(e.call, "CallbackRequested", callback_number=e.number,
+                   callback_requested_at=run.now,
+                   callback_expires_at=run.now + _dt.timedelta(seconds=queue.callback_expiry_s))
+    run.log("callback", entry.queue, e.call, caller=entry.caller, position=run.position(entry),
+            wait_s=_secs(run.now, entry.joined_at), detail=e.number)
+
+
+def _callback_answered(run: _Run, e: ev.CallbackAnswered) -> None:
+    entry = run.entry(e.call)
+    run.move_entry(e.call, "CallbackAnswered")
+    agent = run.agents[entry.ringing[0]]
+    run.move_agent(agent.id, "CallbackAnswered", call=replace(agent.call, connected_at=run.now),
+                   calls_taken=agent.calls_taken + 1)
+    run.emit(act.Bridge(e.call, agent.id))
+    run.log("connect", entry.queue, e.call, agent=agent.id, caller=entry.caller,
+            wait_s=_secs(run.now, entry.joined_at), detail="callback")
+
+
+def _callback_failed(run: _Run, e: ev.CallbackFailed) -> None:
+    entry = run.entry(e.call)
+    run.move_entry(e.call, "CallbackFailed")
+    run.move_agent(entry.ringing[0], "CallbackFailed")
+    run.log("callback_failed", entry.queue, e.call, agent=entry.ringing[0], caller=entry.caller,
+            wait_s=_secs(run.now, entry.joined_at), detail=e.reason)
+
+
+def _transfer_requested(run: _Run, e: ev.TransferRequested) -> None:
+    agent = run.agent_with_call(e.agent, e.call)
+    if agent.status != "on_call":
+        run.move_agent(e.agent, "TransferRequested")  # raises
+    if e.kind == "queue" and e.target not in run.cfg.queues:
+        raise IllegalEvent(f"transfer to unknown queue {e.target!r}")
+    if e.kind == "agent":
+        target = run.agent(e.target)
+        if target.id == e.agent or target.status == "logged_out":
+            raise IllegalEvent(f"cannot transfer to agent {e.target}: "
+                               f"{'the same agent' if target.id == e.agent else 'logged out'}")
+    info = agent.call
+    run.emit(act.Unbridge(e.call, e.agent))
+    run.log("transfer", info.queue, e.call, agent=e.agent, caller=info.caller,
+            talk_s=_secs(run.now, info.connected_at), detail=f"{e.kind}:{e.target}")
+    run.end_talk(agent, "TransferRequested")
+    if e.kind == "number":
+        run.emit(act.TransferToNumber(e.call, e.target))
+    elif e.kind == "queue":
+        run.join(e.target, e.call, info.caller, info.priority, None,
+                 detail=f"transfer from {e.agent}")
+    else:
+        # Straight to one agent: bypasses join rules, waits for that agent only.
+        run.seq += 1
+        entry = QueueEntry(call=e.call, queue=info.queue, caller=info.caller,
+                           priority=info.priority, skill=None, joined_at=run.now, seq=run.seq,
+                           pinned_agent=e.target)
+        run.entries[e.call] = entry
+        run.log("join", info.queue, e.call, caller=info.caller, position=run.position(entry),
+                detail=f"transfer from {e.agent} to {e.target}")
+
+
+def _tick(run: _Run, e: ev.Tick) -> None:
+    run.fire_timeouts()
+
+
+_HANDLERS = {
+    ev.AgentLoggedIn: _agent_logged_in,
+    ev.AgentLoggedOut: _agent_logged_out,
+    ev.AgentReady: _agent_ready,
+    ev.AgentPaused: _agent_paused,
+    ev.CallerJoined: _caller_joined,
+    ev.CallerAbandoned: _caller_abandoned,
+    ev.CallerLeft: _caller_left,
+    ev.AgentAnswered: _agent_answered,
+    ev.AgentNoAnswer: _agent_no_answer,
+    ev.CallEnded: _call_ended,
+    ev.WrapUpDone: _wrap_up_done,
+    ev.CallbackRequested: _callback_requested,
+    ev.CallbackAnswered: _callback_answered,
+    ev.CallbackFailed: _callback_failed,
+    ev.TransferRequested: _transfer_requested,
+    ev.Tick: _tick,
+}
+
+
+def step(state: AcdState, event: ev.Event, now: _dt.datetime) -> tuple[AcdState, list[act.Action]]:
+    """Apply one event at `now`; returns the new state and the actions, in order.
+
+    Raises `IllegalEvent` (and leaves `state` untouched, being immutable) for unknown
+    agents/calls/queues, events not allowed in the current status, or time going back.
+    """
+    handler = _HANDLERS.get(type(event))
+    if handler is None:
+        raise IllegalEvent(f"not an ACD event: {event!r}")
+    if not isinstance(now, _dt.datetime) or now.tzinfo is None:
+        raise IllegalEvent(f"now must be an aware datetime, got {now!r}")
+    if state.now is not None and now < state.now:
+        raise IllegalEvent(f"time went backwards: {now.isoformat()} < {state.now.isoformat()}")
+    run = _Run(state, now)
+    handler(run, event)
+    run.leave_empty_queues()
+    run.dispatch()
+    run.announce()
+    return run.freeze(), run.actions
+
+
+def next_deadline(state: AcdState) -> _dt.datetime | None:
+    """When the driver should send the next `Tick` (None: nothing is timed)."""
+    deadlines: list[_dt.datetime] = []
+    for agent in state.agents.values():
+        if agent.status == "wrap_up":
+            deadlines.append(agent.wrap_up_until)
+    callbacks_blocked = False
+    for name, queue in state.config.queues.items():
+        for position, entry in enumerate(state.queue_entries(name), start=1):
+            if entry.status == "ringing":
+                deadlines.append(entry.ring_until)
+            elif entry.status == "callback":
+                deadlines.append(entry.callback_expires_at)
+                callbacks_blocked = True
+            elif entry.status == "waiting":
+                if queue.max_wait_s is not None:
+                    deadlines.append(entry.joined_at + _dt.timedelta(seconds=queue.max_wait_s))
+                if queue.callback_offer_after_s is not None and not entry.callback_offered:
+                    deadlines.append(entry.joined_at
+                                     + _dt.timedelta(seconds=queue.callback_offer_after_s))
+                if queue.announce_interval_s is not None and entry.announced_at is not None \
+                        and entry.announced != (position, estimate_wait_s(state, name, position)):
+                    deadlines.append(entry.announced_at
+                                     + _dt.timedelta(seconds=queue.announce_interval_s))
+    if callbacks_blocked and state.now is not None and not state.config.calling_hours(state.now) \
+            and any(a.status == "ready" for a in state.agents.values()):
+        deadlines.append(state.now + _dt.timedelta(seconds=CALLBACK_RECHECK_S))
+    return min(deadlines, default=None)

@@ -1,0 +1,413 @@
+"""Understanding a report: from a transcript or an agent's typed text to a case pre-fill.
+
+Owns the offline, deterministic extraction of (1) a suggested GB/T 47678.5 matter category
+with confidence and the next best two, (2) the places named, matched against the gazetteer
+and the area list, (3) phone numbers and other numbers, including digits spoken as Chinese
+numerals (一三八… → 138…, 幺 = 1, 两 = 2), and (4) urgency words. Keyword lexicons live in
+``extraction_data/``; the category names themselves come from the category directory, so
+a city's local codes are suggested without editing the lexicon.
+
+Matter classes 01–05 are problems with a component and reuse its code; for those the
+suggestion also names the component (``component`` kind, same code).
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import yaml
+
+from case_core.domain.categories import Category, CategoryDirectory
+from case_core.domain.reference import Area, Gazetteer
+
+__all__ = [
+    "Lexicon", "CategoryGuess", "PlaceGuess", "Urgency", "Extraction", "Extractor",
+    "load_lexicon", "normalize_numerals", "find_phones", "parse_chinese_number",
+    "LEXICON_DIR",
+]
+
+LEXICON_DIR = Path(__file__).with_name("extraction_data")
+
+# Component-problem classes (matter codes equal to component codes).
+_COMPONENT_CLASSES = ("01", "02", "03", "04", "05")
+
+
+# ------------------------------------------------------------------------ lexicon
+@dataclass(frozen=True)
+class Lexicon:
+    """Keyword tables; ``keywords`` maps a 5-digit matter code to its keyword patterns."""
+
+    keywords: Mapping[str, tuple[str, ...]]
+    component_codes: frozenset[str]
+    anomaly: tuple[str, ...]
+    urgent: tuple[str, ...]
+    high: tuple[str, ...]
+    place_suffixes: tuple[tuple[str, str], ...]  # (suffix, kind), longest first
+    stop_chars: str
+    not_names: frozenset[str]
+
+
+def _read_yaml(path: Path) -> dict:
+    with path.open(encoding="utf-8") as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def _words(value: object, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(w, str) and w for w in value):
+        raise ValueError(f"{where}: expected a list of non-empty strings")
+    return tuple(value)
+
+
+def load_lexicon(directory: str | Path = LEXICON_DIR) -> Lexicon:
+    """Read ``categories.yaml``, ``urgency.yaml`` and ``places.yaml``; ValueError names
+    the file and key of a malformed entry."""
+    directory = Path(directory)
+    cats = _read_yaml(directory / "categories.yaml")
+    keywords: dict[str, tuple[str, ...]] = {}
+    components: set[str] = set()
+    for section in ("components", "matters"):
+        for code, words in (cats.get(section) or {}).items():
+            code = str(code)
+            if not re.fullmatch(r"\d{5}", code):
+                raise ValueError(f"categories.yaml {section}: code {code!r} must be 5 digits")
+            keywords[code] = keywords.get(code, ()) + _words(words, f"categories.yaml {section}.{code}")
+            if section == "components":
+                components.add(code)
+    urgency = _read_yaml(directory / "urgency.yaml")
+    places = _read_yaml(directory / "places.yaml")
+    suffixes = [(s, kind) for kind, words in (places.get("suffixes") or {}).items()
+                for s in _words(words, f"places.yaml suffixes.{kind}")]
+    suffixes.sort(key=lambda sk: len(sk[0]), reverse=True)
+    return Lexicon(
+        keywords=keywords,
+        component_codes=frozenset(components),
+        anomaly=_words(cats.get("anomaly"), "categories.yaml anomaly"),
+        urgent=_words(urgency.get("urgent"), "urgency.yaml urgent"),
+        high=_words(urgency.get("high"), "urgency.yaml high"),
+        place_suffixes=tuple(suffixes),
+        stop_chars=str(places.get("stop_chars") or ""),
+        not_names=frozenset(_words(places.get("not_names"), "places.yaml not_names")),
+    )
+
+
+# ------------------------------------------------------------------------ numbers
+_DIGIT = {"零": 0, "〇": 0, "洞": 0, "一": 1, "幺": 1, "二": 2, "两": 2, "三": 3, "四": 4,
+          "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+_UNIT = {"十": 10, "百": 100, "千": 1000, "万": 10000}
+_NUMERAL_RUN = re.compile(r"[零〇洞一幺二两三四五六七八九十百千万0-9]+")
+# A lone numeral before these is a quantity or an address part worth converting.
+_COUNTERS = "号栋幢楼层单元米路弄室"
+
+
+def parse_chinese_number(text: str) -> int | None:
+    """Positional Chinese numerals (十二, 一百零五, 两千三, 三百五) → int; None if not one."""
+    if not text or any(c not in _DIGIT and c not in _UNIT for c in text):
+        return None
+    total, section, digit = 0, 0, None
+    last_unit = 10000 * 10
+    for c in text:
+        if c in _DIGIT:
+            digit = _DIGIT[c]
+        else:
+            unit = _UNIT[c]
+            if unit == 10000:
+                section = (section + (digit or 0)) * unit
+                total += section
+                section, digit = 0, None
+            else:
+                section += (1 if digit is None else digit) * unit
+                digit = None
+            last_unit = unit
+    if digit is not None:
+        # 三百五 means 350: a trailing digit counts in the unit below the last one.
+        if text[-2:-1] in _UNIT and last_unit >= 100 and text[-2] not in "零〇":
+            digit *= last_unit // 10
+        section += digit
+    return total + section
+
+
+def _convert_run(run: str, after: str) -> str:
+    if run.isdigit() and all(c in "0123456789" for c in run):
+        return run
+    if any(c in _UNIT for c in run):
+        value = parse_chinese_number(run)
+        return str(value) if value is not None else run
+    if len(run) >= 3 or (after and after in _COUNTERS):
+        return "".join(str(_DIGIT[c]) if c in _DIGIT else c for c in run)
+    return run
+
+
+def normalize_numerals(text: str) -> str:
+    """Full-width to half-width (NFKC) and spoken numerals to Arabic digits where they are
+    clearly numbers: digit strings of three or more (一三八 → 138), positional numbers
+    (二十三 → 23), and a numeral before a counter (三号楼 → 3号楼). Short words like 一堆
+    stay as they are."""
+    text = unicodedata.normalize("NFKC", text or "")
+    out: list[str] = []
+    pos = 0
+    for m in _NUMERAL_RUN.finditer(text):
+        out.append(text[pos:m.start()])
+        after = text[m.end():m.end() + 1]
+        out.append(_convert_run(m.group(), after))
+        pos = m.end()
+    out.append(text[pos:])
+    return "".join(out)
+
+
+_MOBILE = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
+_LANDLINE = re.compile(r"(?<!\d)0\d{2,3}-?\d{7,8}(?!\d)")
+_LOCAL = re.compile(r"(?:电话|号码|手机|打|拨|联系)[^\d]{0,4}(?<!\d)([2-9]\d{6,7})(?!\d)")
+_JOIN_DIGITS = re.compile(r"(?<=\d)[\s\-—–~～·.,，、]+(?=\d)")
+
+
+def find_phones(normalized: str) -> list[str]:
+    """Phone numbers in normalised text: mobiles, landlines with area code, and 7–8 digit
+    local numbers introduced by 电话/号码/打…; separators between digit groups ignored."""
+    joined = _JOIN_DIGITS.sub(lambda m: "-" if m.group().strip() == "-" else "", normalized)
+    found: list[str] = []
+    for rx in (_MOBILE, _LANDLINE):
+        for m in rx.finditer(joined):
+            if m.group() not in found:
+                found.append(m.group())
+    for m in _LOCAL.finditer(joined):
+        if not any(m.group(1) in f for f in found):
+            found.append(m.group(1))
+    return found
+
+
+# ------------------------------------------------------------------------ results
+@dataclass(frozen=True)
+class CategoryGuess:
+    """One suggested category; ``component_*`` name the component for classes 01–05."""
+
+    kind: str
+    code: str
+    name: str
+    class_name: str
+    score: float
+    confidence: float
+    matched: tuple[str, ...]
+    component_code: str | None = None
+    component_name: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.code}"
+
+
+@dataclass(frozen=True)
+class PlaceGuess:
+    """A place named in the text: from the gazetteer (road/landmark…), the area list
+    (community/street), or only recognised by its suffix (``source='text'``, no grid)."""
+
+    name: str
+    kind: str
+    source: str
+    grid_id: str | None = None
+    area_code: str | None = None
+
+
+@dataclass(frozen=True)
+class Urgency:
+    """``level`` is urgent, high or normal; urgent suggests case type 突发 (urgent)."""
+
+    level: str
+    words: tuple[str, ...]
+
+    @property
+    def case_type(self) -> str:
+        return "urgent" if self.level == "urgent" else "normal"
+
+
+@dataclass(frozen=True)
+class Extraction:
+    text: str
+    normalized: str
+    category: CategoryGuess | None
+    candidates: tuple[CategoryGuess, ...]
+    places: tuple[PlaceGuess, ...]
+    grid_id: str | None
+    address: str | None
+    phones: tuple[str, ...]
+    numbers: tuple[str, ...]
+    urgency: Urgency
+
+    def to_dict(self) -> dict:
+        """JSON-ready, with category keys (``matter:06010``) spelled out."""
+        data = asdict(self)
+        for guess, raw in zip((self.category, *self.candidates),
+                              (data["category"], *data["candidates"])):
+            if guess is not None and raw is not None:
+                raw["key"] = guess.key
+        data["urgency"]["case_type"] = self.urgency.case_type
+        return data
+
+
+# ------------------------------------------------------------------------ extractor
+_BRACKETS = re.compile(r"[（(][^）)]*[）)]")
+_SPACES = re.compile(r"\s+")
+_NEGATORS = ("没", "无", "未")
+# 路灯, 路面, 路边…: the road suffix is part of another word.
+_NOT_AFTER_ROAD = set("灯面边牙旁沿基况")
+
+
+def _name_keywords(name: str) -> list[str]:
+    base = _BRACKETS.sub("", name)
+    for suffix in ("异常", "问题", "乱象"):
+        if base.endswith(suffix) and len(base) > len(suffix) + 1:
+            base = base[: -len(suffix)]
+    return [w for w in re.split(r"[、，,/]", base) if len(w) >= 2]
+
+
+class Extractor:
+    """Extraction against one category directory, gazetteer and area list."""
+
+    def __init__(self, categories: CategoryDirectory, gazetteer: Gazetteer | None = None,
+                 areas: Iterable[Area] = (), lexicon: Lexicon | None = None,
+                 top_n: int = 3) -> None:
+        self.lexicon = lexicon or load_lexicon()
+        self.gazetteer = gazetteer
+        self.areas = tuple(a for a in areas if a.level in ("community", "street"))
+        self.top_n = top_n
+        components = {c.code: c for c in categories if c.kind == "component"}
+        self._rules: list[tuple[Category, Category | None, tuple[str, ...], bool]] = []
+        for cat in categories:
+            if cat.kind != "matter":
+                continue
+            is_component_problem = cat.class_code in _COMPONENT_CLASSES
+            component = components.get(cat.code) if is_component_problem else None
+            words = list(self.lexicon.keywords.get(cat.code, ()))
+            names = _name_keywords(component.name if component else cat.name)
+            words += [w for w in names if w not in words]
+            self._rules.append((cat, component, tuple(words), is_component_problem))
+
+    # -- category
+    def _score(self, text: str) -> list[tuple[float, Category, Category | None, tuple[str, ...]]]:
+        has_anomaly = any(w in text for w in self.lexicon.anomaly)
+        scored = []
+        for cat, component, words, is_component_problem in self._rules:
+            matched = tuple(w for w in words if all(p in text for p in w.split("&")))
+            if not matched:
+                continue
+            score = float(sum(len(w.replace("&", "")) for w in matched))
+            if is_component_problem:
+                # Naming an object is weak evidence of a problem with it without a
+                # word like 坏/不亮/缺.
+                score *= 1.3 if has_anomaly else 0.6
+            scored.append((score, cat, component, matched))
+        scored.sort(key=lambda s: (-s[0], s[1].code))
+        return scored
+
+    def suggest_categories(self, text: str) -> tuple[CategoryGuess, ...]:
+        """Top categories for ``text`` (already normalised), best first."""
+        scored = self._score(text)[: self.top_n]
+        total = sum(s[0] for s in scored)
+        guesses = []
+        for score, cat, component, matched in scored:
+            # Share of the evidence, damped when the evidence itself is thin.
+            confidence = (score / total) * min(1.0, score / 6.0) if total else 0.0
+            guesses.append(CategoryGuess(
+                kind="matter", code=cat.code, name=cat.name, class_name=cat.class_name,
+                score=round(score, 2), confidence=round(confidence, 3), matched=matched,
+                component_code=component.code if component else None,
+                component_name=component.name if component else None))
+        return tuple(guesses)
+
+    # -- places
+    def find_places(self, text: str) -> tuple[PlaceGuess, ...]:
+        found: list[PlaceGuess] = []
+        masked = text
+        if self.gazetteer is not None:
+            for place in self.gazetteer.lookup(text):
+                found.append(PlaceGuess(place.name, place.kind, "gazetteer", place.grid_id))
+                for n in (place.name, *place.aliases):
+                    masked = masked.replace(n, "\0" * len(n))
+        for area in sorted(self.areas, key=lambda a: len(a.name), reverse=True):
+            if area.name in masked:
+                found.append(PlaceGuess(area.name, area.level, "area", None, area.code))
+                masked = masked.replace(area.name, "\0" * len(area.name))
+        found += self._mentions(masked)
+        return tuple(found)
+
+    def _mentions(self, text: str) -> list[PlaceGuess]:
+        """Names ending in a place suffix, read left to right; each found name is masked
+        so a later suffix cannot reach back into it."""
+        lex = self.lexicon
+        chars = list(text)
+        out: list[PlaceGuess] = []
+        i = 0
+        while i < len(chars):
+            for suffix, kind in lex.place_suffixes:
+                end = i + len(suffix)
+                if "".join(chars[i:end]) != suffix:
+                    continue
+                if kind == "road" and text[end:end + 1] in _NOT_AFTER_ROAD:
+                    continue
+                j = i
+                while (j > 0 and i - j < 6 and chars[j - 1] not in lex.stop_chars
+                       and chars[j - 1] != "\0" and not chars[j - 1].isdigit()):
+                    j -= 1
+                name = "".join(chars[j:end])
+                if i - j >= 2 and name not in lex.not_names:
+                    out.append(PlaceGuess(name, kind, "text"))
+                    chars[j:end] = ["\0"] * (end - j)
+                    i = end - 1
+                    break
+            i += 1
+        return out
+
+    # -- urgency
+    def find_urgency(self, text: str) -> Urgency:
+        def hits(words: Sequence[str]) -> list[str]:
+            out = []
+            for w in words:
+                start = 0
+                while (i := text.find(w, start)) >= 0:
+                    start = i + 1
+                    before = text[max(0, i - 3):i]
+                    if any(n in before for n in _NEGATORS) or text[i - 1:i] == "不":
+                        continue
+                    if not any(w in o for o in out):
+                        out.append(w)
+                    break
+            return out
+
+        urgent, high = hits(self.lexicon.urgent), hits(self.lexicon.high)
+        level = "urgent" if urgent else "high" if high else "normal"
+        return Urgency(level, tuple(urgent + high))
+
+    # -- all together
+    def extract(self, text: str) -> Extraction:
+        normalized = _SPACES.sub("", normalize_numerals(text))
+        candidates = self.suggest_categories(normalized)
+        places = self.find_places(normalized)
+        phones = tuple(find_phones(normalized))
+        numbers = tuple(n for n in re.findall(r"\d+", normalized)
+                        if not any(n in p.replace("-", "") for p in phones))
+        grid = next((p.grid_id for p in places if p.grid_id), None)
+        return Extraction(
+            text=text, normalized=normalized,
+            category=candidates[0] if candidates else None, candidates=candidates,
+            places=places, grid_id=grid, address=self._address(normalized, places),
+            phones=phones, numbers=numbers, urgency=self.find_urgency(normalized))
+
+    @staticmethod
+    def _address(text: str, places: Sequence[PlaceGuess]) -> str | None:
+        """The first place with a house number or crossing right after it, if any."""
+        if not places:
+            return None
+        first = min(places, key=lambda p: (text.find(p.name) if p.name in text else len(text)))
+        i = text.find(first.name)
+        if i < 0:
+            return first.name
+        tail = re.match(r"(\d+号(?:楼|院)?|与\w{2,6}?(?:路|街)交叉口|\w{0,2}交叉口|\w{0,2}路口)?",
+                        text[i + len(first.name):])
+        return first.name + (tail.group(1) or "" if tail else "")

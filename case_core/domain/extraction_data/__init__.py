@@ -1,0 +1,1 @@
+"""Lexicons for `case_core.domain.extraction`; a package only so the YAML files ship with it."""

@@ -1,0 +1,346 @@
+"""JSON API for the case workflow: create, search, detail, actions, duplicates, evaluation, categories.
+
+Bearer token or session (see `web.app._api_auth`); the acting user's role is the
+authenticated user's role. Workflow refusals carry the domain's Chinese message.
+Routes are documented in `case_core/API.md`.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+
+from case_core.adapters.sqlalchemy_repo import CaseView, NotFound
+from case_core.domain import workflow
+from case_core.domain.evaluation import DEFAULT_WEIGHTS, GROUP_BY
+from case_core.domain.reference import AREA_LEVELS
+from case_core.domain.workflow import NotPermitted, VersionConflict, WorkflowError
+from web.app import CTX, USER, _api_auth, _int_param, case_json
+
+# WebContext.now gives epoch seconds; cases are stored in the center's local time.
+TIMEZONE = ZoneInfo("Asia/Shanghai")
+
+
+def local_now(request: web.Request) -> datetime:
+    return datetime.fromtimestamp(request.app[CTX].now(), TIMEZONE).replace(tzinfo=None)
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, default=_default)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, (tuple, set, frozenset)):
+        return list(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.json_response(body, status=status, dumps=_dumps)
+
+
+def _error(status: int, code: str, message: str, **more: Any) -> web.Response:
+    return _json({"error": code, "message": message, **more}, status)
+
+
+def _workflow_error(exc: WorkflowError, **more: Any) -> web.Response:
+    extra = {"field": exc.field} if hasattr(exc, "field") else {}
+    if isinstance(exc, VersionConflict):
+        return _error(409, exc.code, exc.message_zh, detail=exc.message, **more)
+    if isinstance(exc, NotPermitted):
+        return _error(403, exc.code, exc.message_zh, detail=exc.message)
+    return _error(422, exc.code, exc.message_zh, detail=exc.message, **extra)
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        raise web.HTTPBadRequest(text=_dumps({"error": "bad_json", "message": "请求体不是有效的 JSON"}),
+                                 content_type="application/json") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text=_dumps({"error": "bad_json", "message": "请求体必须是 JSON 对象"}),
+                                 content_type="application/json")
+    return body
+
+
+def _bad(message: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=_dumps({"error": "bad_parameter", "message": message}),
+                              content_type="application/json")
+
+
+def _case_id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["case_id"])
+    except ValueError:
+        raise web.HTTPNotFound(text=_dumps({"error": "not_found", "message": "no such case"}),
+                               content_type="application/json") from None
+
+
+def _history_json(case: CaseView) -> list[dict[str, Any]]:
+    return [
+        {"seq": h.seq, "action": h.action, "action_label": workflow.ACTION_LABELS.get(h.action, h.action),
+         "actor": h.actor, "role": h.role, "at": h.at, "comment": h.comment, "before_status": h.before_status,
+         "after_status": h.after_status, "fields": h.fields}
+        for h in case.history
+    ]
+
+
+def _summary_json(case: CaseView) -> dict[str, Any]:
+    body = case_json(case)
+    body.update({
+        "urgent": case.case_type == "urgent",
+        "department": case.department,
+        "grid_cell": case.grid_cell,
+        "inspector": case.inspector,
+        "due_at": case.due_at,
+    })
+    return body
+
+
+async def detail_json(request: web.Request, case_id: int) -> dict[str, Any]:
+    """The case with history, deadlines, pending applications and the caller's actions."""
+    ctx = request.app[CTX]
+    service = ctx.service
+    case = await service.get_case(case_id)
+    state = await service.case_state(case_id)
+    role = request[USER].role
+    now = local_now(request)
+    body = _summary_json(case)
+    body["history"] = _history_json(case)
+    body["deadlines"] = await service.deadline_report(state, now)
+    body["overdue"] = case.due_at is not None and case.due_at < now
+    body["pending_applications"] = [
+        {"kind": a.kind, "applicant": a.applicant, "role": a.role, "at": a.at, "reason": a.reason,
+         "fields": dict(a.fields)}
+        for a in state.pending
+    ]
+    body.update({"rework_count": state.rework_count, "urge_count": state.urge_count,
+                 "merged_into": state.merged_into, "merged_from": list(state.merged_from),
+                 "verify_result": state.verify_result, "check_result": state.check_result,
+                 "satisfaction": state.satisfaction})
+    body["suggested_department"] = await service.suggested_department(state)
+    actions = []
+    for name in service.available_actions(state, role):
+        t = service.spec.find(name, state.status)
+        actions.append({"action": name, "label": workflow.ACTION_LABELS[name],
+                        "required": list(t.required_fields), "optional": list(t.optional_fields),
+                        "url": f"/api/cases/{case_id}/actions/{name}"})
+    body["available_actions"] = actions
+    return body
+
+
+# -- handlers --------------------------------------------------------------------------------
+@_api_auth
+async def case_detail(request: web.Request) -> web.Response:
+    try:
+        return _json(await detail_json(request, _case_id(request)))
+    except NotFound:
+        return _error(404, "not_found", "no such case")
+
+
+def _flag(request: web.Request, name: str) -> bool | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    if raw.lower() in ("1", "true", "yes"):
+        return True
+    if raw.lower() in ("0", "false", "no"):
+        return False
+    raise _bad(f"{name} must be true or false")
+
+
+@_api_auth
+async def case_search(request: web.Request) -> web.Response:
+    q = request.query
+    statuses = tuple(s for s in q.get("status", "").split(",") if s)
+    for s in statuses:
+        if s not in workflow.STATUS_LABELS:
+            raise _bad(f"unknown status {s!r}")
+    now = local_now(request)
+    cases = await request.app[CTX].service.search(
+        limit=_int_param(request, "limit", 50, 1, 500),
+        offset=_int_param(request, "offset", 0, 0, 10_000_000),
+        status=statuses or None,
+        category=q.get("category") or None,
+        department=q.get("department") or None,
+        inspector=q.get("inspector") or None,
+        overdue_at=now if _flag(request, "overdue") else None,
+        urgent=_flag(request, "urgent"),
+        text=q.get("q") or None,
+        reporter_phone=q.get("reporter_phone") or None,
+        channel=q.get("channel") or None,
+        oldest_first=q.get("order") == "oldest",
+    )
+    return _json([_summary_json(c) for c in cases])
+
+
+@web.middleware
+async def _case_routes(request: web.Request, handler):
+    # web.app registers the basic GET /api/cases[/{id}]; these answer them with search
+    # filters and the workflow detail instead.
+    if request.method == "GET" and request.match_info.route.resource is not None:
+        canonical = request.match_info.route.resource.canonical
+        if canonical == "/api/cases/{case_id}":
+            return await case_detail(request)
+        if canonical == "/api/cases":
+            return await case_search(request)
+    return await handler(request)
+
+
+@_api_auth
+async def create_case(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    user = request[USER]
+    text = lambda name: body.get(name) if isinstance(body.get(name), str) else None  # noqa: E731
+    for name in ("description", "channel", "kind", "case_type", "reporter_phone", "address", "category",
+                 "grid_cell"):
+        if name in body and body[name] is not None and not isinstance(body[name], str):
+            raise _bad(f"{name} must be text")
+    service = request.app[CTX].service
+    try:
+        view = await service.create_case(
+            channel=text("channel") or "12319", description=text("description") or "", actor=user.username,
+            role=user.role, now=local_now(request), kind=text("kind") or "report",
+            case_type=text("case_type") or "normal", reporter_phone=text("reporter_phone") or "",
+            address=text("address") or "", category=text("category") or None, grid_cell=text("grid_cell") or None,
+        )
+    except WorkflowError as exc:
+        return _workflow_error(exc)
+    out = await detail_json(request, view.id)
+    out["duplicates"] = await _duplicates(request, view.id)
+    return _json(out, 201)
+
+
+async def _duplicates(request: web.Request, case_id: int) -> list[dict[str, Any]]:
+    found = await request.app[CTX].service.duplicates_for(case_id)
+    return [{"id": v.id, "number": v.number, "status": v.status, "description": v.description,
+             "score": s.score, "location": s.location, "reasons": list(s.reasons)} for s, v in found]
+
+
+@_api_auth
+async def case_duplicates(request: web.Request) -> web.Response:
+    try:
+        return _json(await _duplicates(request, _case_id(request)))
+    except NotFound:
+        return _error(404, "not_found", "no such case")
+
+
+@_api_auth
+async def case_action(request: web.Request) -> web.Response:
+    case_id = _case_id(request)
+    action = request.match_info["action"]
+    body = await _json_body(request)
+    fields = body.get("fields", {})
+    if not isinstance(fields, dict):
+        raise _bad("fields must be a JSON object")
+    if "comment" in body and "comment" not in fields:
+        fields = {**fields, "comment": body["comment"]}
+    expected = body.get("expected_version")
+    if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int)):
+        raise _bad("expected_version must be an integer")
+    user = request[USER]
+    service = request.app[CTX].service
+    try:
+        _view, events = await service.act(case_id, action, actor=user.username, role=user.role, fields=fields,
+                                          expected_version=expected, now=local_now(request))
+    except NotFound:
+        return _error(404, "not_found", "no such case")
+    except VersionConflict as exc:
+        current = (await service.get_case(case_id)).version
+        return _workflow_error(exc, current_version=current)
+    except WorkflowError as exc:
+        return _workflow_error(exc)
+    out = await detail_json(request, case_id)
+    out["events"] = [{"name": e.name, "action": e.action, "at": e.at, "before_status": e.before_status,
+                      "after_status": e.after_status, "version": e.version} for e in events]
+    return _json(out)
+
+
+def _when(request: web.Request, name: str) -> datetime:
+    raw = request.query.get(name)
+    if not raw:
+        raise _bad(f"{name} is required (YYYY-MM-DD or an ISO date-time)")
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise _bad(f"{name} must be YYYY-MM-DD or an ISO date-time") from None
+    return value.astimezone(TIMEZONE).replace(tzinfo=None) if value.tzinfo else value
+
+
+def _weights(raw: str | None) -> dict[str, float]:
+    if not raw:
+        return DEFAULT_WEIGHTS
+    out = {}
+    for part in raw.split(","):
+        code, _, w = part.partition(":")
+        try:
+            out[code.strip()] = float(w)
+        except ValueError:
+            raise _bad("weights must look like on_time_handle_rate:3,satisfaction_rate:2") from None
+    return out
+
+
+def evaluation_json(groups, start: datetime, end: datetime, group_by: str | None) -> dict[str, Any]:
+    """Evaluation groups as JSON (shared with `hotline evaluate`)."""
+    return {
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "group_by": group_by,
+        "groups": [
+            {
+                "key": g.key,
+                "indicators": [
+                    {"code": r.code, "name_zh": r.name_zh, "numerator": r.numerator, "denominator": r.denominator,
+                     "value": r.value, "display": r.display, "formula_zh": r.formula_zh}
+                    for r in g.results.values()
+                ],
+                "composite": {"score": g.composite.score, "formula_zh": g.composite.formula_zh,
+                              "parts": [{"code": c, "weight": w, "points": p} for c, w, p in g.composite.parts],
+                              "missing": list(g.composite.missing)},
+            }
+            for g in groups
+        ],
+    }
+
+
+@_api_auth
+async def evaluation(request: web.Request) -> web.Response:
+    start, end = _when(request, "start"), _when(request, "end")
+    group_by = request.query.get("group_by") or None
+    if group_by is not None and group_by not in GROUP_BY:
+        raise _bad(f"group_by must be one of {', '.join(GROUP_BY)}")
+    area_level = request.query.get("area_level", "street")
+    if area_level != "grid" and area_level not in AREA_LEVELS:
+        raise _bad("area_level must be district, street, community or grid")
+    try:
+        groups = await request.app[CTX].service.evaluate(start, end, group_by=group_by, area_level=area_level,
+                                                         weights=_weights(request.query.get("weights")))
+    except ValueError as exc:
+        raise _bad(str(exc)) from None
+    return _json(evaluation_json(groups, start, end, group_by))
+
+
+@_api_auth
+async def categories(request: web.Request) -> web.Response:
+    ref = await request.app[CTX].service.reference()
+    kind = request.query.get("kind") or None
+    text = request.query.get("q", "")
+    cats = ref.categories.search(text, kind) if text or kind else list(ref.categories)
+    return _json([{"key": c.key, "kind": c.kind, "code": c.code, "class_code": c.class_code,
+                   "class_name": c.class_name, "name": c.name, "label_zh": c.label_zh} for c in cats])
+
+
+def setup(app: web.Application) -> None:
+    app.middlewares.append(_case_routes)
+    app.router.add_post("/api/cases", create_case)
+    app.router.add_get("/api/cases/{case_id}/duplicates", case_duplicates)
+    app.router.add_post("/api/cases/{case_id}/actions/{action}", case_action)
+    app.router.add_get("/api/evaluation", evaluation)
+    app.router.add_get("/api/categories", categories)
