@@ -73,6 +73,7 @@ ROUTE_MODULES = (
     "web.case_api",  # case actions, search, evaluation
     "web.open311",  # Open311 GeoReport v2
     "web.desk",  # agent desk, worklists, wallboard
+    "web.notify_api",  # SMS delivery reports, templates, callbacks
 )
 JINJA = web.AppKey("jinja", jinja2.Environment)
 

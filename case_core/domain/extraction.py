@@ -104,7 +104,7 @@ _DIGIT = {"零": 0, "〇": 0, "洞": 0, "一": 1, "幺": 1, "二": 2, "两": 2, 
 _UNIT = {"十": 10, "百": 100, "千": 1000, "万": 10000}
 _NUMERAL_RUN = re.compile(r"[零〇洞一幺二两三四五六七八九十百千万0-9]+")
 # A lone numeral before these is a quantity or an address part worth converting.
-_COUNTERS = "号栋幢楼层单元米路弄室"
+_COUNTERS = "号栋幢楼层单元米弄室"
 
 
 def parse_chinese_number(text: str) -> int | None:
