@@ -219,7 +219,6 @@ def analyze(path: str, min_packets: int = 50) -> dict:
         gaps.append(g)
         per_stream_p99.append(float(np.percentile(g, 99)))
         streams += 1
-        n = len(idx)
         received += len(np.unique(s))
         expected_seq += int(s.max() - s.min() + 1)
         span = t[-1] - t[0]
@@ -229,7 +228,6 @@ def analyze(path: str, min_packets: int = 50) -> dict:
         dts = (np.diff(ts) + 2**31) % 2**32 - 2**31
         rtp_span += float(dts.sum()) / 8.0  # ms at 8 kHz
         wall_span += span
-        del n
     out = {"streams_sampled": streams, "sample_every": meta["sample"],
            "packets": int(received), "tap_drops": int(meta["tap_drops"])}
     if not streams:

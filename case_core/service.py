@@ -79,12 +79,19 @@ class ReferenceData:
     departments: Mapping[str, Department] = field(default_factory=dict)
 
 
+async def category_list(repo: SqlRepository, *, local: bool = True) -> list[Category]:
+    """Imported national categories (or the default GB/T 47678.5 file) plus local ones."""
+    rows = await repo.reference_rows("categories")
+    make = lambda r: Category(r["kind"], r["code"], r["class_code"], r["class_name"], r["name"])  # noqa: E731
+    national = [make(r) for r in rows if not r["local"]]
+    if not national and DEFAULT_CATEGORIES_PATH.is_file():
+        national, _errors = load_categories(DEFAULT_CATEGORIES_PATH)
+    return national + ([make(r) for r in rows if r["local"]] if local else [])
+
+
 async def load_reference(repo: SqlRepository) -> ReferenceData:
     """Read every ref_* table; with no imported categories, the national GB/T 47678.5 table."""
-    cats = [Category(r["kind"], r["code"], r["class_code"], r["class_name"], r["name"])
-            for r in await repo.reference_rows("categories")]
-    if not cats and DEFAULT_CATEGORIES_PATH.is_file():
-        cats, _errors = load_categories(DEFAULT_CATEGORIES_PATH)
+    cats = await category_list(repo)
     rules = [
         RoutingRule(r["line"], r["kind"], r["code"], r["area"], r["case_type"], r["department"],
                     {step: parse_time_limit(text) for step, text in json.loads(r["limits_json"]).items()})
@@ -416,6 +423,30 @@ class CaseService:
         groups = [EvaluationGroup(k, r, composite_score(r, weights)) for k, r in results.items()]
         groups.sort(key=lambda g: (g.key is None, str(g.key)))
         return groups
+
+
+def evaluation_json(groups, start: datetime, end: datetime, group_by: str | None) -> dict[str, Any]:
+    """Evaluation groups as JSON (the API and `hotline evaluate`)."""
+    return {
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "group_by": group_by,
+        "groups": [
+            {
+                "key": g.key,
+                "indicators": [
+                    {"code": r.code, "name_zh": r.name_zh, "numerator": r.numerator, "denominator": r.denominator,
+                     "value": r.value, "display": r.display, "formula_zh": r.formula_zh}
+                    for r in g.results.values()
+                ],
+                "composite": {"score": g.composite.score, "formula_zh": g.composite.formula_zh,
+                              "parts": [{"code": c, "weight": w, "points": p} for c, w, p in g.composite.parts],
+                              "missing": list(g.composite.missing)},
+            }
+            for g in groups
+        ],
+    }
+
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from case_core.domain import workflow
 from case_core.domain.evaluation import DEFAULT_WEIGHTS, GROUP_BY
 from case_core.domain.reference import AREA_LEVELS
 from case_core.domain.workflow import NotPermitted, VersionConflict, WorkflowError
+from case_core.service import evaluation_json
 from web.app import CTX, USER, _api_auth, _int_param, case_json
 
 # WebContext.now gives epoch seconds; cases are stored in the center's local time.
@@ -285,29 +286,6 @@ def _weights(raw: str | None) -> dict[str, float]:
         except ValueError:
             raise _bad("weights must look like on_time_handle_rate:3,satisfaction_rate:2") from None
     return out
-
-
-def evaluation_json(groups, start: datetime, end: datetime, group_by: str | None) -> dict[str, Any]:
-    """Evaluation groups as JSON (shared with `hotline evaluate`)."""
-    return {
-        "start": start.isoformat(),
-        "end": end.isoformat(),
-        "group_by": group_by,
-        "groups": [
-            {
-                "key": g.key,
-                "indicators": [
-                    {"code": r.code, "name_zh": r.name_zh, "numerator": r.numerator, "denominator": r.denominator,
-                     "value": r.value, "display": r.display, "formula_zh": r.formula_zh}
-                    for r in g.results.values()
-                ],
-                "composite": {"score": g.composite.score, "formula_zh": g.composite.formula_zh,
-                              "parts": [{"code": c, "weight": w, "points": p} for c, w, p in g.composite.parts],
-                              "missing": list(g.composite.missing)},
-            }
-            for g in groups
-        ],
-    }
 
 
 @_api_auth

@@ -263,10 +263,11 @@ class _Run:
                               if a in free and self.eligible(self.agents[a], queue, entry.skill)]
                 untried = [a for a in candidates if a.id not in entry.tried]
                 candidates = untried or candidates
-            chosen = choose_agents(queue, candidates, self.rr_last.get(queue.name),
-                                   entry.skill or queue.skill)
             if entry.pinned_agent is not None:
                 chosen = candidates
+            else:
+                chosen = choose_agents(queue, candidates, self.rr_last.get(queue.name),
+                                       entry.skill or queue.skill)
             if not chosen:
                 continue
             self.rr_last[queue.name] = chosen[-1].id
@@ -304,7 +305,8 @@ class _Run:
                 due = entry.announced_at is None or \
                     _secs(self.now, entry.announced_at) >= queue.announce_interval_s
                 if (position, eta) != entry.announced and due:
-                    self.move_entry(entry.call, "position_changed", {"announce interval passed": True},
+                    self.move_entry(entry.call, "position_changed",
+                                    {"announce interval passed": True},
                                     announced=(position, eta), announced_at=self.now)
                     self.emit(act.AnnouncePosition(entry.call, position, eta))
 

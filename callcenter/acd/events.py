@@ -68,7 +68,8 @@ class CallerJoined(Event):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if isinstance(self.priority, bool) or not isinstance(self.priority, int) or self.priority < 0:
+        p = self.priority
+        if isinstance(p, bool) or not isinstance(p, int) or p < 0:
             raise IllegalEvent(f"CallerJoined.priority must be an int ≥ 0, got {self.priority!r}")
         if self.skill is not None:
             _name(self.skill, "CallerJoined.skill")

@@ -140,8 +140,8 @@ class QueueConfig:
             _check_seconds(getattr(self, name), f"queue {self.name}: {name}")
         for name in ("wrap_up_s", "callback_expiry_s", "default_aht_s"):
             _check_seconds(getattr(self, name), f"queue {self.name}: {name}", optional=False)
-        if isinstance(self.ring_timeout_s, bool) or not isinstance(self.ring_timeout_s, (int, float)) \
-                or self.ring_timeout_s <= 0:
+        ring = self.ring_timeout_s
+        if isinstance(ring, bool) or not isinstance(ring, (int, float)) or ring <= 0:
             raise ConfigError(f"queue {self.name}: ring_timeout_s must be > 0, "
                               f"got {self.ring_timeout_s!r}")
         if not isinstance(self.overflow, OverflowTarget):
@@ -184,7 +184,8 @@ class AcdConfig:
                 if agent not in self.agents:
                     raise ConfigError(f"queue {q.name}: member {agent} is not a configured agent")
             if q.overflow.kind == "queue" and q.overflow.name not in self.queues:
-                raise ConfigError(f"queue {q.name}: overflow queue {q.overflow.name} does not exist")
+                raise ConfigError(f"queue {q.name}: overflow queue {q.overflow.name} "
+                                  "does not exist")
         if not callable(self.calling_hours):
             raise ConfigError("calling_hours must be a predicate taking a datetime")
 

@@ -5,7 +5,10 @@ Loads the Whisper base model (CTranslate2, int8) offline from the directory that
 steady: temperature 0 with no fallback, no conditioning on earlier text (a loop cannot
 feed itself), no initial prompt (Whisper sometimes echoes it back), a cap on new tokens
 per 30-s window, and runaway repetitions collapsed. A stereo recording is transcribed
-per channel (0 = caller, 1 = agent).
+per channel (0 = caller, 1 = agent); the bundled Silero VAD skips each channel's silence
+(the other party talking), which keeps segment times right and stops Whisper inventing
+text in silence. Whisper sometimes answers Mandarin in traditional characters; zh output
+is mapped to simplified, which search and extraction expect.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import numpy as np
 
 from callcenter.stt.models import whisper_base_dir
 from callcenter.stt.port import Segment, SttError, Transcript
+from callcenter.stt.quality import to_simplified
 
 __all__ = ["WhisperRecognizer", "load_recognizer", "collapse_repeats", "resample"]
 
@@ -56,7 +60,7 @@ class WhisperRecognizer:
     def __init__(self, model_dir: str | os.PathLike | None = None, *,
                  cache_dir: str | os.PathLike | None = None, language: str = "zh",
                  beam_size: int = 5, cpu_threads: int = 1,
-                 max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, vad_filter: bool = False) -> None:
+                 max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, vad_filter: bool = True) -> None:
         from faster_whisper import WhisperModel
 
         self.model_dir = Path(model_dir) if model_dir else whisper_base_dir(cache_dir)
@@ -100,6 +104,8 @@ class WhisperRecognizer:
         out = []
         for piece in pieces:
             text = collapse_repeats(piece.text.strip())
+            if self.language == "zh":
+                text = to_simplified(text)
             if text:
                 out.append(Segment(round(piece.start, 3), round(piece.end, 3), text, channel))
         return out

@@ -325,15 +325,18 @@ class Extractor:
     def find_places(self, text: str) -> tuple[PlaceGuess, ...]:
         found: list[PlaceGuess] = []
         masked = text
-        if self.gazetteer is not None:
-            for place in self.gazetteer.lookup(text):
-                found.append(PlaceGuess(place.name, place.kind, "gazetteer", place.grid_id))
-                for n in (place.name, *place.aliases):
-                    masked = masked.replace(n, "\0" * len(n))
+        # Areas first: 梅园社区 must not be read as the gazetteer alias 梅园 plus 社区.
         for area in sorted(self.areas, key=lambda a: len(a.name), reverse=True):
             if area.name in masked:
                 found.append(PlaceGuess(area.name, area.level, "area", None, area.code))
                 masked = masked.replace(area.name, "\0" * len(area.name))
+        if self.gazetteer is not None:
+            for place in self.gazetteer.lookup(masked):
+                found.append(PlaceGuess(place.name, place.kind, "gazetteer", place.grid_id))
+                for n in (place.name, *place.aliases):
+                    masked = masked.replace(n, "\0" * len(n))
+        # Gazetteer places before areas: they carry a grid cell.
+        found.sort(key=lambda p: p.source != "gazetteer")
         found += self._mentions(masked)
         return tuple(found)
 

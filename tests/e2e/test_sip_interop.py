@@ -175,12 +175,20 @@ def test_offer_without_a_common_codec_gets_488(server):
 
 
 def test_server_hangs_up_when_the_ivr_ends(server, tmp_path):
-    """Press 2 (case status) then # without a number: the IVR says goodbye and the hotline sends BYE."""
-    pcap = _silence_pcap(tmp_path, 25.0, dtmf=[(1.0, "2"), (2.0, "#")])
+    """Four invalid menu keys: the IVR says goodbye and the hotline sends BYE (sipp answers 200)."""
+    pcap = _silence_pcap(tmp_path, 20.0, dtmf=[(1.0, "7"), (2.0, "7"), (3.0, "7"), (4.0, "7")])
     result = run_sipp("call_server_bye", target=server.sip_target, pcap=pcap, caller="13800000002", timeout=40)
     assert result.ok, _diagnose(result, server)
     [bye] = result.messages("BYE")
-    assert re.search(r"^From:.*12319", bye, re.M)
+    call_id = re.search(r"^Call-ID:\s*(\S+)", bye, re.M).group(1)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        with sqlite3.connect(f"file:{server.dir / 'hotline.db'}?mode=ro", uri=True) as db:
+            row = db.execute("select end_reason, ivr_path from calls where call_id = ?", (call_id,)).fetchone()
+        if row and row[0]:
+            break
+        time.sleep(0.2)
+    assert row == ("local:no_input", "7 7 7 7"), row
 
 
 def test_retransmitted_invite_is_absorbed(server):
@@ -189,6 +197,7 @@ def test_retransmitted_invite_is_absorbed(server):
     assert result.ok, _diagnose(result, server)
     invite_200s = [m for m in result.messages("SIP/2.0 200") if re.search(r"^CSeq:\s*1 INVITE", m, re.M)]
     assert len(invite_200s) == 1
+    assert len(result.messages("SIP/2.0 180")) == 2  # the copy was answered with the last provisional
     assert not result.messages("SIP/2.0 482")
     call_id = re.search(r"^Call-ID:\s*(\S+)", invite_200s[0], re.M).group(1)
     assert len(_calls_in_db(server, call_id)) == 1

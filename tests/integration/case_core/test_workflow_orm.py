@@ -16,7 +16,14 @@ from case_core.domain import workflow
 from case_core.domain.calendar import WorkCalendar
 from case_core.domain.categories import load_category_directory
 from case_core.domain.evaluation import evaluate
-from case_core.domain.reference import load_routing_rules, RoutingTable
+from case_core.domain.reference import (
+    Gazetteer,
+    RoutingTable,
+    load_departments,
+    load_gazetteer,
+    load_grid_cells,
+    load_routing_rules,
+)
 from case_core.domain.workflow import VersionConflict, WorkflowError, new_case
 from case_core.service import CaseService, ReferenceData
 from tests.unit.case_core.test_traces import TRACES, check_history, replay
@@ -38,7 +45,12 @@ def demo_reference() -> ReferenceData:
     assert not errors
     categories, errors = load_category_directory(local=[DEMO / "local_categories.csv"])
     assert not errors
-    return ReferenceData(routing=RoutingTable(rules), calendar=WorkCalendar(), categories=categories)
+    places, _ = load_gazetteer(DEMO / "gazetteer.csv")
+    cells, _ = load_grid_cells(DEMO / "grid_cells.csv")
+    depts, _ = load_departments(DEMO / "departments.csv")
+    return ReferenceData(routing=RoutingTable(rules), calendar=WorkCalendar(), categories=categories,
+                         gazetteer=Gazetteer(places), grid_cells={c.grid_id: c for c in cells},
+                         departments={d.code: d for d in depts})
 
 
 async def insert_trace_case(repo, c) -> int:

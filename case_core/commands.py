@@ -1,0 +1,159 @@
+"""`hotline import …` (reference data from CSV) and `hotline evaluate` (综合评价 as JSON).
+
+Imports validate every row with the domain loaders, store the good rows in the ref_*
+tables (replacing that table's previous contents in one transaction), print the count
+and each bad row as `FILE:LINE: reason` on stderr, and exit 2 if any row was bad.
+An unreadable file or missing columns writes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from callcenter.cli import UserError
+from case_core.domain import reference
+from case_core.domain.calendar import load_holiday_file
+from case_core.domain.categories import CategoryDirectory, load_categories
+from case_core.domain.evaluation import DEFAULT_WEIGHTS, GROUP_BY
+from case_core.service import category_list
+
+KINDS = ("categories", "areas", "grid_cells", "gazetteer", "departments", "routing", "holidays")
+_NOUNS = {"categories": "categories", "areas": "areas", "grid_cells": "grid cells", "gazetteer": "places",
+          "departments": "departments", "routing": "routing rules", "holidays": "holiday entries"}
+
+
+def _repo(settings):
+    from case_core.adapters import migrate
+    from case_core.adapters.sqlalchemy_repo import SqlRepository, make_engine, sync_url
+
+    migrate.upgrade(sync_url(settings.database_url()))
+    return SqlRepository(make_engine(settings.database_url()))
+
+
+async def _validate(repo, kind: str, path: Path, local: bool) -> tuple[list[dict[str, Any]], list]:
+    """Rows for the ref table and the RowErrors, checked against what is already imported."""
+    if kind == "categories":
+        existing = CategoryDirectory(await category_list(repo, local=False)) if local else None
+        cats, errors = load_categories(path, existing=existing)
+        return [{"kind": c.kind, "code": c.code, "class_code": c.class_code, "class_name": c.class_name,
+                 "name": c.name, "local": local} for c in cats], errors
+    if kind == "areas":
+        areas, errors = reference.load_areas(path)
+        return [{"code": a.code, "level": a.level, "name": a.name, "parent_code": a.parent_code} for a in areas], errors
+    if kind == "grid_cells":
+        communities = [r["code"] for r in await repo.reference_rows("areas") if r["level"] == "community"]
+        cells, errors = reference.load_grid_cells(path, communities or None)
+        return [{"grid_id": c.grid_id, "name": c.name, "inspector": c.inspector, "x": c.x, "y": c.y}
+                for c in cells], errors
+    if kind == "gazetteer":
+        grids = [r["grid_id"] for r in await repo.reference_rows("grid_cells")]
+        places, errors = reference.load_gazetteer(path, grids or None)
+        return [{"name": p.name, "kind": p.kind, "grid_id": p.grid_id, "aliases": "|".join(p.aliases)}
+                for p in places], errors
+    if kind == "departments":
+        depts, errors = reference.load_departments(path)
+        return [{"code": d.code, "name": d.name, "parent_code": d.parent_code, "phone": d.phone} for d in depts], errors
+    if kind == "routing":
+        depts = [r["code"] for r in await repo.reference_rows("departments")]
+        cats = {(c.kind, c.code) for c in await category_list(repo)}
+        rules, errors = reference.load_routing_rules(path, departments=depts or None, categories=cats)
+        return [{"line": r.line, "kind": r.category_kind, "code": r.category_code, "area": r.area_code,
+                 "case_type": r.case_type, "department": r.department,
+                 "limits_json": json.dumps({k: str(v) for k, v in r.limits.items()})} for r in rules], errors
+    entries, errors = load_holiday_file(path)
+    errors = [reference.RowError(e.line, e.reason, str(path)) for e in errors]
+    return [{"day": e.day.isoformat(), "workday": e.workday, "name": e.name} for e in entries.values()], errors
+
+
+def cmd_import(settings, args) -> int:
+    path = Path(args.file)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    if args.local and args.kind != "categories":
+        raise UserError("--local applies to categories only")
+
+    async def run() -> tuple[int, list, bool]:
+        repo = _repo(settings)
+        try:
+            rows, errors = await _validate(repo, args.kind, path, args.local)
+            fatal = not rows and any(e.line <= 1 for e in errors)
+            # A table half-replaced by a file with mistakes would silently lose rules.
+            if fatal or args.check or (errors and not args.skip_bad):
+                return len(rows), errors, fatal
+            return await repo.replace_reference(args.kind, rows, local=args.local), errors, False
+        finally:
+            await repo.close()
+
+    count, errors, fatal = asyncio.run(run())
+    for e in errors:
+        print(f"{path}:{e.line}: {e.reason}", file=sys.stderr)
+    noun = _NOUNS[args.kind]
+    if fatal:
+        print(f"nothing imported: {path} cannot be used", file=sys.stderr)
+    elif args.check:
+        print(f"{count} {noun} valid, {len(errors)} bad rows (checked only, nothing written)")
+    elif errors and not args.skip_bad:
+        print(f"nothing imported: {count} {noun} valid, {len(errors)} bad rows "
+              "(fix them, or import the valid rows with --skip-bad)", file=sys.stderr)
+    else:
+        print(f"imported {count} {noun} from {path}; {len(errors)} bad rows")
+    return 2 if errors else 0
+
+
+def _day(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise UserError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def cmd_evaluate(settings, args) -> int:
+    from case_core.service import CaseService, evaluation_json
+
+    start, end = _day(args.start), _day(args.end)
+    if end <= start:
+        raise UserError("--end must be after --start")
+    weights = dict(DEFAULT_WEIGHTS)
+    for part in args.weight or ():
+        code, _, w = part.partition("=")
+        if code not in DEFAULT_WEIGHTS:
+            raise UserError(f"--weight {part!r}: unknown indicator (have: {', '.join(DEFAULT_WEIGHTS)})")
+        try:
+            weights[code] = float(w)
+        except ValueError:
+            raise UserError(f"--weight {part!r}: expected CODE=NUMBER") from None
+
+    async def run():
+        repo = _repo(settings)
+        try:
+            return await CaseService(repo).evaluate(start, end, group_by=args.group_by, area_level=args.area_level,
+                                                    weights=weights)
+        finally:
+            await repo.close()
+
+    groups = asyncio.run(run())
+    print(json.dumps(evaluation_json(groups, start, end, args.group_by), ensure_ascii=False, indent=2))
+    return 0
+
+
+def register(sub, common) -> None:
+    p = sub.add_parser("import", parents=[common], help="import reference data (categories, areas, routing…) from CSV")
+    p.add_argument("kind", choices=KINDS, help="which table the CSV holds")
+    p.add_argument("file", help="CSV file (UTF-8, header row)")
+    p.add_argument("--local", action="store_true", help="categories: the city's local subclasses, on top of the national table")
+    p.add_argument("--check", action="store_true", help="validate and report only; write nothing")
+    p.add_argument("--skip-bad", action="store_true", help="import the valid rows even if some rows are bad")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("evaluate", parents=[common], help="evaluation indicators (综合评价) for a period, as JSON")
+    p.add_argument("--start", required=True, help="first day, YYYY-MM-DD (inclusive)")
+    p.add_argument("--end", required=True, help="end day, YYYY-MM-DD (exclusive)")
+    p.add_argument("--group-by", choices=GROUP_BY, default=None, help="department, area, role or person")
+    p.add_argument("--area-level", choices=("district", "street", "community", "grid"), default="street")
+    p.add_argument("--weight", action="append", metavar="CODE=W", help="override a composite-score weight")
+    p.set_defaults(func=cmd_evaluate)

@@ -1,0 +1,184 @@
+"""SMS routes: Kannel's delivery reports and replies, the outbox, templates, opt-outs.
+
+- `GET /sms/dlr?id=&t=&status=&smsc_id=` — Kannel's dlr-url (no login; the per-message
+  token `t` proves the report is about a message we sent).
+- `GET /sms/mo?from=&text=&token=` — Kannel sms-service for replies; "退订"/"TD" opts the
+  number out. Disabled unless `[sms] inbound_token` is set.
+- `GET /api/sms/messages?status=&case_number=&to=&limit=` — the outbox, newest first.
+- `GET /api/sms/templates`, `PUT /api/sms/templates/{name}` (admin; the body is the
+  template text) — a broken template is refused with 422 and the error.
+- `POST /api/sms/opt-outs` `{"number": …}` and `DELETE /api/sms/opt-outs/{number}`.
+
+The notify settings come from `app[NOTIFY]` when the process sets it (defaults otherwise).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+
+from aiohttp import web
+
+from callcenter.notify import outbox
+from callcenter.notify.settings import NotifySettings
+from callcenter.notify.templates import TEMPLATE_NAMES, SmsTemplates, TemplateError, check_source
+from web.app import CTX, USER, _api_auth, _int_param
+from web.case_api import local_now
+
+NOTIFY = web.AppKey("notify", NotifySettings)
+
+# A reply that is only one of these words (any case, any spacing) means "no more SMS".
+_OPT_OUT = re.compile(r"^\s*(退订|取消|TD|T|N|STOP)\s*[。.!！]?\s*$", re.IGNORECASE)
+_STAFF_ROLES = ("admin", "agent", "shift_lead", "supervisor")
+
+
+def _settings(request: web.Request) -> NotifySettings:
+    return request.app.get(NOTIFY) or NotifySettings()
+
+
+def _templates(request: web.Request) -> SmsTemplates:
+    s = _settings(request)
+    return SmsTemplates(s.templates_path(), max_parts=s.max_parts)
+
+
+def _json(body, status: int = 200) -> web.Response:
+    return web.json_response(body, status=status, dumps=lambda o: json.dumps(o, ensure_ascii=False, default=str))
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return _json({"error": code, "message": message}, status)
+
+
+def _text(status: int, text: str) -> web.Response:
+    return web.Response(status=status, text=text, content_type="text/plain")
+
+
+async def dlr(request: web.Request) -> web.Response:
+    q = request.query
+    try:
+        msg_id = int(q.get("id", ""))
+        code = int(q.get("status", ""))
+    except ValueError:
+        return _text(400, "id and status must be integers")
+    token = q.get("t", "")
+    engine = request.app[CTX].repo.engine
+    async with engine.begin() as conn:
+        status = await outbox.apply_dlr(conn, msg_id, token, code, now=local_now(request),
+                                        smsc_id=q.get("smsc_id") or None)
+    if status is None:
+        return _text(404, "no such message")
+    return _text(200, status)
+
+
+async def mo(request: web.Request) -> web.Response:
+    expected = _settings(request).inbound_token
+    if not expected or not secrets.compare_digest(request.query.get("token", ""), expected):
+        return _text(403, "replies are not enabled or the token is wrong")
+    sender = request.query.get("from", "")
+    text = request.query.get("text", "")
+    if not _OPT_OUT.match(text):
+        return _text(200, "")
+    engine = request.app[CTX].repo.engine
+    try:
+        async with engine.begin() as conn:
+            await outbox.opt_out(conn, sender, now=local_now(request), source="reply")
+    except ValueError:
+        return _text(400, "from is not a mobile number")
+    # Empty body: with `omit-empty = true` Kannel sends no reply SMS.
+    return _text(200, "")
+
+
+def _staff(handler):
+    @_api_auth
+    async def wrapped(request: web.Request):
+        if request[USER].role not in _STAFF_ROLES:
+            return _error(403, "forbidden", "需要受理员、值班长、班长或管理员权限")
+        return await handler(request)
+
+    return wrapped
+
+
+@_staff
+async def messages(request: web.Request) -> web.Response:
+    q = request.query
+    status = q.get("status") or None
+    if status and status not in outbox.STATUSES:
+        return _error(400, "bad_parameter", f"status must be one of {', '.join(outbox.STATUSES)}")
+    engine = request.app[CTX].repo.engine
+    async with engine.connect() as conn:
+        rows = await outbox.list_messages(
+            conn, status=status, case_number=q.get("case_number") or None, to=q.get("to") or None,
+            limit=_int_param(request, "limit", 50, 1, 500),
+        )
+    return _json([m.as_json() for m in rows])
+
+
+@_staff
+async def templates(request: web.Request) -> web.Response:
+    t = _templates(request)
+    out = []
+    for name in TEMPLATE_NAMES:
+        source = t.source(name)
+        out.append({
+            "name": name,
+            "source": source,
+            "overridden": t.path_of(name).parent == t.override_dir,
+            "problem": check_source(name, source, max_parts=t.max_parts),
+        })
+    return _json(out)
+
+
+@_api_auth
+async def save_template(request: web.Request) -> web.Response:
+    if request[USER].role != "admin":
+        return _error(403, "forbidden", "需要管理员权限")
+    name = request.match_info["name"]
+    if name not in TEMPLATE_NAMES:
+        return _error(404, "not_found", f"unknown template {name!r} (known: {', '.join(TEMPLATE_NAMES)})")
+    t = _templates(request)
+    if t.override_dir is None:
+        return _error(409, "no_templates_dir", "set [sms] templates_dir to edit templates")
+    source = await request.text()
+    try:
+        t.save(name, source)
+    except TemplateError as exc:
+        return _error(422, "bad_template", str(exc))
+    return _json({"name": name, "source": source, "overridden": True, "problem": None})
+
+
+@_staff
+async def add_opt_out(request: web.Request) -> web.Response:
+    try:
+        body = await request.json()
+        number = str(body["number"])
+    except (ValueError, KeyError, TypeError):
+        return _error(400, "bad_request", 'expected JSON {"number": "138…"}')
+    try:
+        async with request.app[CTX].repo.engine.begin() as conn:
+            n = await outbox.opt_out(conn, number, now=local_now(request), source="web")
+    except ValueError as exc:
+        return _error(422, "bad_number", str(exc))
+    return _json({"number": n, "opted_out": True}, 201)
+
+
+@_staff
+async def remove_opt_out(request: web.Request) -> web.Response:
+    try:
+        async with request.app[CTX].repo.engine.begin() as conn:
+            removed = await outbox.opt_in(conn, request.match_info["number"])
+    except ValueError as exc:
+        return _error(422, "bad_number", str(exc))
+    if not removed:
+        return _error(404, "not_found", "number is not opted out")
+    return _json({"number": request.match_info["number"], "opted_out": False})
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/sms/dlr", dlr)
+    app.router.add_get("/sms/mo", mo)
+    app.router.add_get("/api/sms/messages", messages)
+    app.router.add_get("/api/sms/templates", templates)
+    app.router.add_put("/api/sms/templates/{name}", save_template)
+    app.router.add_post("/api/sms/opt-outs", add_opt_out)
+    app.router.add_delete("/api/sms/opt-outs/{number}", remove_opt_out)

@@ -1,0 +1,270 @@
+"""Open311 GeoReport v2 at /open311/v2/: services, service definitions and service requests.
+
+Apps and websites report into the same workflow as the phone: a POSTed request becomes
+a case accepted on the `website` channel through `CaseService.create_case`. Service
+codes are category keys with a dash (`component-01002`); service_request_id is the
+case number. Reads are public and never show the reporter's phone; POST needs an
+api_key (a bearer token from `hotline token create`, as form field or header).
+Spec: https://wiki.open311.org/GeoReport_v2
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+from xml.etree import ElementTree as ET
+
+from aiohttp import web
+
+from case_core.adapters.sqlalchemy_repo import CaseView
+from case_core.domain.categories import KIND_LABELS, Category
+from case_core.domain.workflow import STATUS_LABELS, WorkflowError
+from case_core.service import CLOSED_STATUSES
+from web.app import CTX
+from web.case_api import TIMEZONE, local_now
+
+CHANNEL = "website"
+# GeoReport field names, in the spec's order (used for JSON keys and XML elements alike).
+SERVICE_FIELDS = ("service_code", "service_name", "description", "metadata", "type", "keywords", "group")
+REQUEST_FIELDS = ("service_request_id", "status", "status_notes", "service_name", "service_code", "description",
+                  "agency_responsible", "service_notice", "requested_datetime", "updated_datetime",
+                  "expected_datetime", "address", "address_id", "zipcode", "lat", "long", "media_url")
+POST_RESPONSE_FIELDS = ("service_request_id", "service_notice", "account_id")
+MAX_REQUESTS = 1000
+
+
+class Open311Error(Exception):
+    def __init__(self, status: int, description: str) -> None:
+        super().__init__(description)
+        self.status = status
+        self.description = description
+
+
+def service_code(c: Category) -> str:
+    return f"{c.kind}-{c.code}"
+
+
+def _parse_code(code: str) -> tuple[str, str]:
+    kind, sep, num = code.replace(":", "-").partition("-")
+    return (kind, num) if sep else ("", "")
+
+
+def _w3c(value: datetime | None) -> str | None:
+    return None if value is None else value.replace(tzinfo=TIMEZONE).isoformat(timespec="seconds")
+
+
+def _parse_w3c(name: str, raw: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise Open311Error(400, f"{name} must be a W3C date-time, e.g. 2026-11-23T09:00:00+08:00") from None
+    return value.astimezone(TIMEZONE).replace(tzinfo=None) if value.tzinfo else value
+
+
+def _render(request: web.Request, root: str, item: str, rows: list[dict[str, Any]], status: int = 200):
+    if request.match_info.get("fmt") == "xml":
+        top = ET.Element(root)
+        for row in rows:
+            el = ET.SubElement(top, item)
+            for key, value in row.items():
+                child = ET.SubElement(el, key)
+                if isinstance(value, bool):
+                    child.text = "true" if value else "false"
+                elif isinstance(value, list):
+                    for v in value:
+                        ET.SubElement(child, "attribute").text = str(v)
+                elif value is not None:
+                    child.text = str(value)
+        body = ET.tostring(top, encoding="unicode", xml_declaration=False)
+        return web.Response(text='<?xml version="1.0" encoding="utf-8"?>' + body, status=status,
+                            content_type="text/xml", charset="utf-8")
+    return web.Response(text=json.dumps(rows, ensure_ascii=False), status=status,
+                        content_type="application/json", charset="utf-8")
+
+
+def _errors(request: web.Request, status: int, description: str) -> web.Response:
+    return _render(request, "errors", "error", [{"code": status, "description": description}], status)
+
+
+def _handler(fn):
+    async def wrapped(request: web.Request) -> web.Response:
+        try:
+            return await fn(request)
+        except Open311Error as exc:
+            return _errors(request, exc.status, exc.description)
+
+    return wrapped
+
+
+async def _categories(request: web.Request):
+    return (await request.app[CTX].service.reference()).categories
+
+
+def _service_json(c: Category) -> dict[str, Any]:
+    return {"service_code": service_code(c), "service_name": c.name, "description": c.label_zh, "metadata": False,
+            "type": "realtime", "keywords": c.class_name, "group": f"{KIND_LABELS[c.kind]}/{c.class_name}"}
+
+
+@_handler
+async def services(request: web.Request) -> web.Response:
+    return _render(request, "services", "service", [_service_json(c) for c in await _categories(request)])
+
+
+@_handler
+async def service_definition(request: web.Request) -> web.Response:
+    kind, code = _parse_code(request.match_info["code"])
+    if (await _categories(request)).get(kind, code) is None:
+        raise Open311Error(404, f"service_code {request.match_info['code']} not found")
+    body = {"service_code": f"{kind}-{code}", "attributes": []}
+    if request.match_info.get("fmt") == "xml":
+        return web.Response(
+            text='<?xml version="1.0" encoding="utf-8"?><service_definition>'
+                 f"<service_code>{kind}-{code}</service_code><attributes/></service_definition>",
+            content_type="text/xml", charset="utf-8")
+    return web.Response(text=json.dumps(body), content_type="application/json")
+
+
+async def _request_json(request: web.Request, case: CaseView) -> dict[str, Any]:
+    ref = await request.app[CTX].service.reference()
+    cat = ref.categories.get(case.category_kind or "", case.category_code or "")
+    dept = ref.departments.get(case.department or "")
+    location = case.state.get("location") or {}
+    due = ((case.state.get("deadlines") or {}).get("case") or {}).get("due_at")
+    return {
+        "service_request_id": case.number,
+        "status": "closed" if case.status in CLOSED_STATUSES else "open",
+        "status_notes": STATUS_LABELS.get(case.status, case.status),
+        "service_name": cat.name if cat else None,
+        "service_code": f"{case.category_kind}-{case.category_code}" if case.category_kind else None,
+        "description": case.description,
+        "agency_responsible": dept.name if dept else case.department,
+        "service_notice": None,
+        "requested_datetime": _w3c(case.created_at),
+        "updated_datetime": _w3c(case.updated_at),
+        "expected_datetime": _w3c(datetime.fromisoformat(due)) if due else None,
+        "address": case.address or None,
+        "address_id": None,
+        "zipcode": None,
+        "lat": location.get("lat"),
+        "long": location.get("long"),
+        "media_url": case.state.get("media_url"),
+    }
+
+
+@_handler
+async def get_requests(request: web.Request) -> web.Response:
+    q = request.query
+    service = request.app[CTX].service
+    if q.get("service_request_id"):
+        # The spec: with ids given, every other filter is ignored.
+        cases = []
+        for number in q["service_request_id"].split(",")[:MAX_REQUESTS]:
+            cases += await service.search(number=number.strip(), limit=1, with_recordings=False)
+    else:
+        end = _parse_w3c("end_date", q["end_date"]) if q.get("end_date") else None
+        start = _parse_w3c("start_date", q["start_date"]) if q.get("start_date") else None
+        if start is None and end is None:
+            start = local_now(request) - timedelta(days=90)
+        if start is not None and end is not None and end <= start:
+            raise Open311Error(400, "end_date must be after start_date")
+        statuses: tuple[str, ...] | None = None
+        if q.get("status"):
+            wanted = {s.strip() for s in q["status"].split(",")}
+            if not wanted <= {"open", "closed"}:
+                raise Open311Error(400, "status must be open, closed or both")
+            if wanted == {"open"}:
+                statuses = tuple(s for s in STATUS_LABELS if s not in CLOSED_STATUSES)
+            elif wanted == {"closed"}:
+                statuses = tuple(CLOSED_STATUSES)
+        codes = [c.strip() for c in q.get("service_code", "").split(",") if c.strip()] or [None]
+        cases = []
+        for code in codes:
+            category = None
+            if code is not None:
+                kind, num = _parse_code(code)
+                if not kind or not num:
+                    raise Open311Error(400, f"service_code {code!r} is malformed")
+                category = f"{kind}:{num}"
+            cases += await service.search(status=statuses, category=category, created_from=start,
+                                          created_to=end + timedelta(seconds=1) if end else None,
+                                          limit=MAX_REQUESTS, with_recordings=False)
+        cases.sort(key=lambda c: (c.created_at, c.id), reverse=True)
+        cases = cases[:MAX_REQUESTS]
+    return _render(request, "service_requests", "request", [await _request_json(request, c) for c in cases])
+
+
+@_handler
+async def get_request(request: web.Request) -> web.Response:
+    found = await request.app[CTX].service.search(number=request.match_info["request_id"], limit=1,
+                                                  with_recordings=False)
+    if not found:
+        raise Open311Error(404, f"service request {request.match_info['request_id']} not found")
+    return _render(request, "service_requests", "request", [await _request_json(request, found[0])])
+
+
+def _float(form, name: str) -> float | None:
+    raw = form.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise Open311Error(400, f"{name} must be a number") from None
+
+
+@_handler
+async def post_request(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    form = await request.post()
+    key = str(form.get("api_key") or "")
+    header = request.headers.get("Authorization", "")
+    if not key and header.startswith("Bearer "):
+        key = header[len("Bearer "):].strip()
+    user = await ctx.repo.user_for_token(key) if key else None
+    if user is None:
+        raise Open311Error(403, "api_key is missing or invalid")
+    code = str(form.get("service_code") or "")
+    if not code:
+        raise Open311Error(400, "service_code is required")
+    kind, num = _parse_code(code)
+    if (await _categories(request)).get(kind, num) is None:
+        raise Open311Error(404, f"service_code {code} not found")
+    lat, lon = _float(form, "lat"), _float(form, "long")
+    address = str(form.get("address_string") or "").strip()
+    if (lat is None or lon is None) and not address and not form.get("address_id"):
+        raise Open311Error(400, "a location is required: lat and long, address_string or address_id")
+    if lat is not None and not -90 <= lat <= 90 or lon is not None and not -180 <= lon <= 180:
+        raise Open311Error(400, "lat/long are out of range")
+    description = str(form.get("description") or "").strip()
+    if not description:
+        raise Open311Error(400, "description is required")
+    extra: dict[str, Any] = {"source": "open311"}
+    if lat is not None and lon is not None:
+        extra["location"] = {"lat": lat, "long": lon}
+    if form.get("media_url"):
+        extra["media_url"] = str(form["media_url"])
+    name = " ".join(str(form.get(k) or "").strip() for k in ("last_name", "first_name")).strip()
+    if name:
+        extra["reporter_name"] = name
+    if form.get("email"):
+        extra["reporter_email"] = str(form["email"])
+    try:
+        view = await ctx.service.create_case(
+            channel=CHANNEL, description=description[:4000], actor=user.username, role=user.role,
+            now=local_now(request), reporter_phone=str(form.get("phone") or "")[:64], address=address[:500],
+            category=f"{kind}:{num}", extra=extra,
+        )
+    except WorkflowError as exc:
+        raise Open311Error(400, exc.message_zh) from None
+    row = {"service_request_id": view.number, "service_notice": "已受理，将在规定时限内处理", "account_id": None}
+    return _render(request, "service_requests", "request", [row], status=201)
+
+
+def setup(app: web.Application) -> None:
+    base = "/open311/v2"
+    app.router.add_get(base + "/services.{fmt:json|xml}", services)
+    app.router.add_get(base + "/services/{code}.{fmt:json|xml}", service_definition)
+    app.router.add_get(base + "/requests.{fmt:json|xml}", get_requests)
+    app.router.add_post(base + "/requests.{fmt:json|xml}", post_request)
+    app.router.add_get(base + "/requests/{request_id}.{fmt:json|xml}", get_request)
