@@ -332,7 +332,7 @@ async def measure(url: str, states: list, transitions_cases: int, naive_sample: 
         n2 = 0
         for cid in ids[: max(1, len(ids) // 2)]:
             state = await repo.load_state(cid)
-            new, _ = apply(SPEC, state, CaseCommand("urge", "lead01", "shift_lead", {"reason": "催办"}), t + timedelta(hours=2))
+            new, _ = apply(SPEC, state, CaseCommand("follow_up", "agent02", "agent", {"satisfaction": "satisfied"}), t + timedelta(hours=2))
             await repo.save_states([(cid, state.version, new)])
             n2 += 1
         out["transitions_store_only_per_second"] = round(n2 / (time.perf_counter() - t0), 1)

@@ -141,6 +141,7 @@ class Hotline:
         self.rtp = None
         self.sip = None
         self._tasks: set[asyncio.Future] = set()
+        self.acd = None
         self.registrar = None
         self.credentials = None
         self._accounts_refresher: asyncio.Task | None = None
@@ -167,7 +168,7 @@ class Hotline:
         open_h, open_m = (int(x) for x in self.settings.ivr.open.split(":"))
         close_h, close_m = (int(x) for x in self.settings.ivr.close.split(":"))
         minutes = now.hour * 60 + now.minute
-        workday = WorkCalendar().is_workday(now.date())
+        workday = self.settings.ivr.open_days == "everyday" or WorkCalendar().is_workday(now.date())
         in_hours = open_h * 60 + open_m <= minutes < close_h * 60 + close_m
         return {"business_hours": bool(workday and in_hours), "is_holiday": not workday}
 
@@ -251,6 +252,7 @@ class Hotline:
             ring_s=s.sip.ring_s,
         )
         self.sip.listener = CallAdmission(self.router, self.sip, s.trunks, self.registrar, self.reactor)
+        desk = await self._start_acd(hub_holder)
         from twisted.internet.error import CannotListenError
 
         try:
@@ -265,6 +267,7 @@ class Hotline:
         )
         ctx = WebContext(repo=self.repo, service=service, secret=secret, now=self.reactor.seconds)
         hub_holder["hub"] = ctx.hub
+        ctx.desk = desk
         app = create_app(ctx)
         self._web_runner = web.AppRunner(app, access_log=None)
         await self._web_runner.setup()
@@ -276,6 +279,37 @@ class Hotline:
         web_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         ctx.sip_address = f"sip:12319@{public_host}:{sip_port}"
         return Addresses(sip=ctx.sip_address, web=f"http://{s.web.host}:{web_port}/")
+
+    async def _start_acd(self, hub_holder: dict):
+        """Queues and agents, when any agent has a profile (extension); else the IVR takes messages."""
+        from callcenter.acd_driver import AcdDriver, default_config
+        from callcenter.acd_store import AcdStore
+        from callcenter.desk_service import DeskService
+
+        store = AcdStore(self.repo.engine)
+        profiles = await store.profiles()
+        if not profiles:
+            log.info("no agent profiles: calls go to voice messages (hotline demo seed creates agent1)")
+            return None
+
+        def publish(kind: str, data: dict | None, to_user: str | None = None) -> None:
+            hub = hub_holder.get("hub")
+            if hub is not None:
+                hub.publish(kind, data, to_user=to_user)
+
+        self.acd = AcdDriver(
+            default_config(profiles),
+            clock=self.reactor,
+            tz=self.tz,
+            router=self.router,
+            publish=publish,
+            record=store.log_event,
+            spawn=self._spawn,
+        )
+        desk = DeskService(acd_driver=self.acd, repo=self.repo, router=self.router, now_dt=self.now_dt)
+        self.acd.screen_pop = desk.screen_pop
+        self.router.acd = self.acd
+        return desk
 
     async def _refresh_accounts(self, accounts) -> None:
         while True:
@@ -294,6 +328,8 @@ class Hotline:
                 pass
         if self.router is not None:
             self.router.stop()
+        if self.acd is not None:
+            self.acd.stop()
         if self._sip_port is not None:
             # Give the BYEs just sent a moment on the wire before the socket closes.
             await asyncio.sleep(0.1)

@@ -20,6 +20,7 @@ from typing import Any, Awaitable, Callable, Protocol
 
 import numpy as np
 
+from callcenter import acd
 from callcenter.media import events as media
 from callcenter.media.recorder import StereoMixer
 from callcenter.media.session import MediaSession
@@ -87,6 +88,9 @@ class Call:
         self.ring_timer: Any = None
         self.mixer = StereoMixer()
         self.agent: AgentLeg | None = None
+        self.queue: str | None = None  # waiting in this ACD queue
+        self.bridged_agent: str | None = None  # ACD agent id once connected
+        self.urgent = False
         # SDP answer kept while the caller waits for an agent to pick up (direct extension calls).
         self.pending_answer: bytes | None = None
         self._rec_tasks: list[Any] = []
@@ -194,9 +198,7 @@ class Call:
         elif isinstance(a, ivr.LookupCase):
             r.spawn(self._lookup(a.case_number))
         elif isinstance(a, ivr.Enqueue):
-            # No queue/ACD yet: the flow falls back to taking a message.
-            self.ivr_path.append(f"queue:{a.queue}")
-            r.clock.callLater(0, self.ivr_event, ivr.QueueResult("no_agents"))
+            self.enqueue(a.queue, a.skill)
         elif isinstance(a, ivr.Hangup):
             self.hangup(a.reason)
         elif isinstance(a, ivr.Log):
@@ -311,14 +313,14 @@ class Call:
         self.finish("local", reason)
 
     # -- agent legs -------------------------------------------------------------------------
-    def connect_agent(self, extension: str, timeout_s: float = 30.0) -> bool:
+    def connect_agent(self, extension: str, timeout_s: float = 30.0, acd_agent: str | None = None) -> bool:
         """Ring an agent's registered phone(s); the caller is bridged when it answers."""
         r = self.router
         bindings = r.bindings_for(extension)
         if not bindings or self.ended:
             return False
         binding = bindings[0]
-        agent = AgentLeg(r, self, extension)
+        agent = AgentLeg(r, self, extension, acd_agent=acd_agent)
         if not agent.dial(binding.contact, binding.source, timeout_s):
             return False
         self.agent = agent
@@ -328,6 +330,10 @@ class Call:
     def agent_answered(self, agent: "AgentLeg") -> None:
         if self.ended:
             agent.hangup("caller left")
+            return
+        if agent.acd_agent is not None:
+            # The ACD bridges (its Bridge action calls queue_answered).
+            self.router.acd.handle(acd.AgentAnswered(agent.acd_agent, self.call_id))
             return
         if self.pending_answer is not None:
             sdp, self.pending_answer = self.pending_answer, None
@@ -340,6 +346,14 @@ class Call:
     def agent_gone(self, agent: "AgentLeg", reason: str, status: int | None, was_bridged: bool) -> None:
         if self.agent is agent:
             self.agent = None
+        if agent.acd_agent is not None and self.router.acd is not None:
+            if was_bridged:
+                self.router.acd.handle(acd.CallEnded(agent.acd_agent, self.call_id, hung_up_by="agent"))
+                self.queue = None
+                self.hangup(f"agent hung up ({reason})")
+            elif not self.ended:
+                self.router.acd.handle(acd.AgentNoAnswer(agent.acd_agent, self.call_id))
+            return
         if self.ended:
             return
         if was_bridged:
@@ -351,6 +365,42 @@ class Call:
             self.finish("local", f"agent {reason}")
         else:
             self.ivr_event(ivr.QueueResult("no_answer"))
+
+    # -- queue (ACD) ----------------------------------------------------------------------------
+    def enqueue(self, queue: str, skill: str | None) -> None:
+        r = self.router
+        if r.acd is None or self.ended:
+            r.clock.callLater(0, self.ivr_event, ivr.QueueResult("no_agents"))
+            return
+        self.queue = queue
+        self.ivr_path.append(f"queue:{queue}")
+        if self.leg is not None:
+            self.leg.session.play(r.prompts.sequence(("queue_wait",)), f"queue:{queue}")
+        priority = 1 if self.urgent else 0
+        if not r.acd.handle(acd.CallerJoined(queue, self.call_id, self.caller or "", priority, skill)):
+            self.queue = None
+            r.clock.callLater(0, self.ivr_event, ivr.QueueResult("no_agents"))
+
+    def queue_answered(self, agent_id: str) -> None:
+        if self.leg is not None:
+            self.leg.session.stop_playback()
+        self.bridged_agent = agent_id
+        self.ivr_event(ivr.QueueResult("answered"))
+
+    def announce_position(self, position: int, eta_s: int | None) -> None:
+        if self.leg is None or self.ended:
+            return
+        prompts = ["queue_ahead", *ivr.say_prompts("number", position), "queue_people"]
+        if eta_s:
+            prompts += ["queue_eta", *ivr.say_prompts("number", max(1, round(eta_s / 60))), "unit_minute"]
+        self.leg.session.play(self.router.prompts.sequence(prompts), f"announce:{position}")
+
+    def queue_overflow(self, target: str, reason: str) -> None:
+        self.queue = None
+        if self.leg is not None:
+            self.leg.session.stop_playback()
+        self.ivr_path.append(f"overflow:{reason}")
+        self.ivr_event(ivr.QueueResult(target.split(":", 1)[0]))
 
     def finish(self, by: str, reason: str) -> None:
         """The dialog is over (either side): stop media, close recordings, tell the IVR."""
@@ -365,8 +415,15 @@ class Call:
         if self.leg is not None:
             self.leg.close()
         r.calls.pop(self.call_id, None)
+        if r.acd is not None:
+            if self.bridged_agent is not None:
+                r.acd.handle(acd.CallEnded(self.bridged_agent, self.call_id, hung_up_by="caller"))
+            elif self.queue is not None:
+                r.acd.handle(acd.CallerAbandoned(self.call_id))
+        self.queue = None
         if self.agent is not None:
-            self.agent.hangup("caller left")
+            agent, self.agent = self.agent, None
+            agent.hangup("caller left")
         if self.call_rec is not None:
             self.call_rec.pending += self.mixer.drain()
             r.spawn(self._finish_call_recording(self.call_rec))
@@ -394,10 +451,11 @@ class AgentLeg:
     encodes what it sends).
     """
 
-    def __init__(self, router: "CallRouter", call: Call, extension: str):
+    def __init__(self, router: "CallRouter", call: Call, extension: str, acd_agent: str | None = None):
         self.router = router
         self.call = call
         self.extension = extension
+        self.acd_agent = acd_agent
         self.call_id: str | None = None
         self.leg = None
         self.bridged = False
@@ -541,11 +599,13 @@ class CallRouter:
         self.rng = rng or random.SystemRandom()
         self.calls: dict[str, Call] = {}
         self.agent_legs: dict[str, AgentLeg] = {}
+        self.acd = None  # AcdDriver, set by the bootstrap when queues are configured
         self.rejected = 0
         self._watchdog = None
 
     def call_variables(self, call: Call) -> dict:
-        base = {"caller": call.caller or "", "did": call.did, "agents_ready": 0}
+        ready = self.acd.agents_ready() if self.acd is not None else 0
+        base = {"caller": call.caller or "", "did": call.did, "agents_ready": ready}
         if self._call_variables is not None:
             base.update(self._call_variables(call))
         return base

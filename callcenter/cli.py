@@ -22,6 +22,7 @@ DEMO_PASSWORD = "hotline12319"
 DEMO_USERS = [
     ("admin", "admin", "系统管理员"),
     ("agent1", "agent", "受理员一"),
+    ("agent2", "agent", "受理员二"),
     ("shiftlead1", "shift_lead", "值班长"),
     ("dispatcher1", "dispatcher", "派遣员"),
     ("dept1", "department", "市政养护处"),
@@ -30,6 +31,8 @@ DEMO_USERS = [
     ("supervisor1", "supervisor", "班长"),
 ]
 
+
+DEMO_AGENTS = [("agent1", "1001"), ("agent2", "1002")]
 
 # Modules that contribute subcommands (skipped while a feature is not installed).
 COMMAND_MODULES = (
@@ -86,6 +89,7 @@ def cmd_demo_seed(settings, args) -> int:
                 await repo.create_user(
                     username=username, password=DEMO_PASSWORD, role=role, display_name=name, now=now
                 )
+            await _seed_demo_agents(settings, repo, now)
             if await repo.count_cases() == 0:
                 service = CaseService(repo)
                 for phone, text in (
@@ -106,7 +110,26 @@ def cmd_demo_seed(settings, args) -> int:
 
     asyncio.run(seed())
     print(f"demo users: {', '.join(u for u, _, _ in DEMO_USERS)} (password: {DEMO_PASSWORD})")
+    agents = ", ".join(f"{u} → sip:{ext}@{settings.sip.host}:{settings.sip.port}" for u, ext in DEMO_AGENTS)
+    print(f"demo agent phones (SIP password {DEMO_PASSWORD}): {agents}")
     return 0
+
+
+async def _seed_demo_agents(settings, repo, now) -> None:
+    """Agents with extensions and SIP accounts, so a softphone can register and take queue calls."""
+    from callcenter.acd_store import AcdStore
+    from callcenter.sip_store import AccountError, SipAccountStore
+
+    store = AcdStore(repo.engine)
+    accounts = SipAccountStore(repo.engine)
+    have = {a.extension for a in await accounts.list()}
+    for username, extension in DEMO_AGENTS:
+        await store.set_profile(username, extension, {"report": 2, "consult": 1}, now)
+        if extension not in have:
+            try:
+                await accounts.add(extension, DEMO_PASSWORD, realm=settings.sip.realm, now=now, display_name=username)
+            except AccountError as exc:
+                raise UserError(str(exc)) from None
 
 
 def cmd_token_create(settings, args) -> int:

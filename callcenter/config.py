@@ -11,6 +11,7 @@ import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
 class ConfigError(ValueError):
@@ -68,6 +69,8 @@ class IvrSettings:
     # Business hours used by the IVR's branch on `business_hours` (local time, HH:MM).
     open: str = "08:30"
     close: str = "17:30"
+    # "workdays" (the Chinese calendar's, with make-up days) or "everyday" (a 7-day line).
+    open_days: str = "workdays"
     timezone: str = "Asia/Shanghai"
 
 
@@ -202,6 +205,12 @@ def validate(settings: Settings) -> Settings:
             raise ConfigError(f"sip.dids: {did!r} is not a phone number")
     _check_hhmm("ivr.open", settings.ivr.open)
     _check_hhmm("ivr.close", settings.ivr.close)
+    if settings.ivr.open_days not in ("workdays", "everyday"):
+        raise ConfigError(f"ivr.open_days: expected \"workdays\" or \"everyday\", got {settings.ivr.open_days!r}")
+    try:
+        ZoneInfo(settings.ivr.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"ivr.timezone: unknown time zone {settings.ivr.timezone!r}") from None
     realm = settings.sip.realm
     if not realm or any(c in realm for c in '"\\') or any(not c.isprintable() or c.isspace() for c in realm):
         raise ConfigError(f"sip.realm: {realm!r} must be non-empty, without spaces, quotes or backslashes")

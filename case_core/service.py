@@ -295,21 +295,28 @@ class CaseService:
             if target_id is None:
                 raise InvalidField(f"no case numbered {target!r} to merge into",
                                    f"找不到要并入的案卷“{target}”", "merged_into")
-            events = await self._merge(case_id, target_id, actor=actor, role=role, now=now,
-                                       comment=str(fields.get("comment") or ""), expected_version=expected_version)
-            return await self.repo.get_case(case_id), events
-        state = await self.repo.load_state(case_id)
-        new, events = await self._apply(state, action, actor, role, dict(fields or {}), expected_version, now)
-        await self.repo.save_states([(case_id, state.version, new)])
-        self._publish(case_id, events)
-        return await self.repo.get_case(case_id), events
+            views, events = await self._merge(case_id, target_id, actor=actor, role=role, now=now,
+                                              comment=str(fields.get("comment") or ""),
+                                              expected_version=expected_version)
+            return views[0], events
+        ref = await self.reference()
 
-    async def _apply(self, state: CaseState, action: str, actor: str, role: str, fields: dict[str, Any],
-                     expected_version: int | None, now: datetime) -> tuple[CaseState, list[CaseEvent]]:
+        def mutate(states: list[CaseState]):
+            new, events = self._apply(ref, states[0], action, actor, role, fields, expected_version, now)
+            return [new], events
+
+        events, (view,) = await self.repo.update_states([case_id], mutate)
+        self._publish(case_id, events)
+        return view, events
+
+    def _apply(self, ref: ReferenceData, state: CaseState, action: str, actor: str, role: str,
+               fields: dict[str, Any], expected_version: int | None, now: datetime
+               ) -> tuple[CaseState, list[CaseEvent]]:
+        """The domain step, with what the reference data adds: routed department,
+        the grid's inspector, and a deadline for each step the action starts."""
         fields = _coerce_fields(self.spec, fields)
         t = self.spec.find(action, state.status)
         if t is not None and role in t.roles:
-            ref = await self.reference()
             allowed = set(t.required_fields) | set(t.optional_fields)
             category = fields.get("category") or state.category
             grid = fields.get("grid_cell") or state.grid_cell
@@ -342,25 +349,29 @@ class CaseService:
         expected_version: int | None = None,
     ) -> tuple[CaseView, CaseView]:
         """Merge a duplicate into an earlier case: ``merge`` on one, ``absorb`` on the other, atomically."""
-        await self._merge(case_id, into_case_id, actor=actor, role=role, now=now, comment=comment,
-                          expected_version=expected_version)
-        return await self.repo.get_case(case_id), await self.repo.get_case(into_case_id)
+        views, _events = await self._merge(case_id, into_case_id, actor=actor, role=role, now=now, comment=comment,
+                                           expected_version=expected_version)
+        return views[0], views[1]
 
     async def _merge(self, case_id: int, into_case_id: int, *, actor: str, role: str, now: datetime,
-                     comment: str, expected_version: int | None) -> list[CaseEvent]:
+                     comment: str, expected_version: int | None) -> tuple[list[CaseView], list[CaseEvent]]:
         if case_id == into_case_id:
             raise InvalidField("a case cannot be merged into itself", "不能合并到本案卷自身", "merged_into")
-        dup = await self.repo.load_state(case_id)
-        target = await self.repo.load_state(into_case_id)
+        ref = await self.reference()
         extra = {"comment": comment} if comment else {}
-        new_dup, ev1 = await self._apply(dup, "merge", actor, role, {"merged_into": target.number, **extra},
-                                         expected_version, now)
-        new_target, ev2 = await self._apply(target, "absorb", actor, role, {"merged_case": dup.number, **extra},
-                                            None, now)
-        await self.repo.save_states([(case_id, dup.version, new_dup), (into_case_id, target.version, new_target)])
+
+        def mutate(states: list[CaseState]):
+            dup, target = states
+            new_dup, ev1 = self._apply(ref, dup, "merge", actor, role, {"merged_into": target.number, **extra},
+                                       expected_version, now)
+            new_target, ev2 = self._apply(ref, target, "absorb", actor, role,
+                                          {"merged_case": dup.number, **extra}, None, now)
+            return [new_dup, new_target], (ev1, ev2)
+
+        (ev1, ev2), views = await self.repo.update_states([case_id, into_case_id], mutate)
         self._publish(case_id, ev1)
         self._publish(into_case_id, ev2)
-        return ev1
+        return views, ev1
 
     def _publish(self, case_id: int, events: list[CaseEvent]) -> None:
         for e in events:

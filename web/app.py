@@ -30,22 +30,27 @@ STATIC = Path(__file__).resolve().parent / "static"
 
 
 class EventHub:
-    """Fan-out of live events (case created, call state…) to connected WebSocket clients."""
+    """Fan-out of live events to connected WebSocket clients.
+
+    An event addressed `to_user` (a screen pop, an agent's own state) goes only to that
+    user's connections; others go to everyone.
+    """
 
     def __init__(self) -> None:
-        self._clients: weakref.WeakSet = weakref.WeakSet()
+        self._clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-    def add(self, ws) -> None:
-        self._clients.add(ws)
+    def add(self, ws, username: str | None = None) -> None:
+        self._clients[ws] = username
 
     def discard(self, ws) -> None:
-        self._clients.discard(ws)
+        self._clients.pop(ws, None)
 
-    def publish(self, kind: str, data: dict[str, Any]) -> None:
-        message = json.dumps({"type": kind, **data}, ensure_ascii=False, default=str)
-        for ws in list(self._clients):
-            if not ws.closed:
-                asyncio.ensure_future(_send(ws, message))
+    def publish(self, kind: str, data: dict[str, Any] | None, *, to_user: str | None = None) -> None:
+        message = json.dumps({"type": kind, **(data or {})}, ensure_ascii=False, default=str)
+        for ws, username in list(self._clients.items()):
+            if ws.closed or (to_user is not None and username != to_user):
+                continue
+            asyncio.ensure_future(_send(ws, message))
 
 
 async def _send(ws, message: str) -> None:
@@ -63,6 +68,7 @@ class WebContext:
     now: Callable[[], float]
     hub: EventHub = field(default_factory=EventHub)
     sip_address: str = ""
+    desk: Any = None  # callcenter.desk_service.DeskService when the ACD runs
 
 
 CTX = web.AppKey("ctx", WebContext)
@@ -109,11 +115,11 @@ def case_json(case: CaseView) -> dict[str, Any]:
     }
 
 
-def _json_error(status: int, code: str, message: str) -> web.Response:
+def json_error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": code, "message": message}, status=status)
 
 
-async def _current_user(request: web.Request) -> UserView | None:
+async def current_user(request: web.Request) -> UserView | None:
     ctx = request.app[CTX]
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
@@ -124,7 +130,7 @@ async def _current_user(request: web.Request) -> UserView | None:
     return await ctx.repo.get_user(session["u"])
 
 
-def _render(request: web.Request, template: str, status: int = 200, **values) -> web.Response:
+def render(request: web.Request, template: str, status: int = 200, **values) -> web.Response:
     env = request.app[JINJA]
     html = env.get_template(template).render(
         request=request, status_labels=STATUS_LABELS, channel_labels=CHANNEL_LABELS, **values
@@ -142,7 +148,7 @@ async def index(request: web.Request) -> web.Response:
 
 
 async def login_form(request: web.Request) -> web.Response:
-    return _render(request, "login.html", next=request.query.get("next", "/cases"), error=None)
+    return render(request, "login.html", next=request.query.get("next", "/cases"), error=None)
 
 
 async def login_submit(request: web.Request) -> web.Response:
@@ -154,10 +160,10 @@ async def login_submit(request: web.Request) -> web.Response:
     if not target.startswith("/") or target.startswith("//"):
         target = "/cases"
     if not username or not password:
-        return _render(request, "login.html", status=400, next=target, error="请输入用户名和密码。")
+        return render(request, "login.html", status=400, next=target, error="请输入用户名和密码。")
     user = await ctx.repo.check_password(username, password)
     if user is None:
-        return _render(request, "login.html", status=401, next=target, error="用户名或密码错误。")
+        return render(request, "login.html", status=401, next=target, error="用户名或密码错误。")
     response = web.HTTPFound(target)
     response.set_cookie(
         auth.SESSION_COOKIE,
@@ -175,9 +181,9 @@ async def logout(request: web.Request) -> web.Response:
     raise response
 
 
-def _page_auth(handler):
+def page_auth(handler):
     async def wrapped(request: web.Request):
-        user = await _current_user(request)
+        user = await current_user(request)
         if user is None:
             raise web.HTTPFound(f"/login?next={request.path_qs}")
         request[USER] = user
@@ -186,11 +192,11 @@ def _page_auth(handler):
     return wrapped
 
 
-def _api_auth(handler):
+def api_auth(handler):
     async def wrapped(request: web.Request):
-        user = await _current_user(request)
+        user = await current_user(request)
         if user is None:
-            return _json_error(401, "unauthorized", "missing or invalid bearer token")
+            return json_error(401, "unauthorized", "missing or invalid bearer token")
         request[USER] = user
         return await handler(request)
 
@@ -222,38 +228,38 @@ def _filters(request: web.Request) -> dict[str, Any]:
     }
 
 
-@_page_auth
+@page_auth
 async def cases_page(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     filters = _filters(request)
     cases = await ctx.service.list_cases(**filters)
-    return _render(request, "cases.html", cases=cases, user=request[USER], q=filters["text"] or "")
+    return render(request, "cases.html", cases=cases, user=request[USER], q=filters["text"] or "")
 
 
-@_page_auth
+@page_auth
 async def case_page(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     try:
         case = await ctx.service.get_case(int(request.match_info["case_id"]))
     except (NotFound, ValueError):
-        return _render(request, "not_found.html", status=404, user=request[USER], what="案卷")
-    return _render(request, "case.html", case=case, user=request[USER])
+        return render(request, "not_found.html", status=404, user=request[USER], what="案卷")
+    return render(request, "case.html", case=case, user=request[USER])
 
 
-@_api_auth
+@api_auth
 async def api_cases(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     cases = await ctx.service.list_cases(**_filters(request))
     return web.json_response([case_json(c) for c in cases], dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
 
-@_api_auth
+@api_auth
 async def api_case(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     try:
         case = await ctx.service.get_case(int(request.match_info["case_id"]))
     except (NotFound, ValueError):
-        return _json_error(404, "not_found", "no such case")
+        return json_error(404, "not_found", "no such case")
     body = case_json(case)
     body["history"] = [
         {
@@ -273,28 +279,28 @@ async def api_case(request: web.Request) -> web.Response:
 
 
 async def recording(request: web.Request) -> web.StreamResponse:
-    user = await _current_user(request)
+    user = await current_user(request)
     if user is None:
-        return _json_error(401, "unauthorized", "log in or send a bearer token")
+        return json_error(401, "unauthorized", "log in or send a bearer token")
     ctx = request.app[CTX]
     try:
         rec = await ctx.repo.get_recording(int(request.match_info["rec_id"]))
     except (NotFound, ValueError):
-        return _json_error(404, "not_found", "no such recording")
+        return json_error(404, "not_found", "no such recording")
     path = Path(rec.path)
     if not path.is_file():
-        return _json_error(404, "not_found", "recording file is missing")
+        return json_error(404, "not_found", "recording file is missing")
     return web.FileResponse(path, headers={"Content-Type": "audio/wav"})
 
 
 async def live(request: web.Request) -> web.WebSocketResponse:
-    user = await _current_user(request)
+    user = await current_user(request)
     if user is None:
         raise web.HTTPUnauthorized()
     ws = web.WebSocketResponse(heartbeat=30)
     await ws.prepare(request)
     hub = request.app[CTX].hub
-    hub.add(ws)
+    hub.add(ws, user.username)
     try:
         async for msg in ws:
             if msg.type == WSMsgType.ERROR:
@@ -313,7 +319,7 @@ async def errors_middleware(request: web.Request, handler):
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         if request.path.startswith("/api/"):
-            return _json_error(500, "internal_error", "internal error; see the server log")
+            return json_error(500, "internal_error", "internal error; see the server log")
         return web.Response(text="服务器内部错误，请稍后重试。", status=500, content_type="text/plain", charset="utf-8")
 
 
@@ -344,3 +350,7 @@ def create_app(ctx: WebContext) -> web.Application:
             continue
         module.setup(app)
     return app
+
+
+# Older private names used by feature modules.
+_api_auth, _page_auth, _current_user, _render, _json_error = api_auth, page_auth, current_user, render, json_error

@@ -6,13 +6,14 @@ atomic UPDATE … RETURNING on a per-day counter row, so concurrent nodes never 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
-from sqlalchemy import case, delete, event, func, insert, literal, not_, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, case, create_engine, delete, event, func, insert, literal, not_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -52,18 +53,7 @@ def sync_url(url: str) -> str:
 def make_engine(url: str) -> AsyncEngine:
     engine = create_async_engine(async_url(url))
     if engine.dialect.name == "sqlite":
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
-            cur = dbapi_conn.cursor()
-            # WAL: readers (web pages) never block the writer (the call path).
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=5000")
-            # In WAL mode NORMAL only syncs at checkpoints: a commit survives a process
-            # crash (not a power cut), and a workflow step costs no fsync.
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.close()
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
 
     return engine
 
@@ -173,14 +163,60 @@ def _recording_view(row) -> RecordingView:
     )
 
 
+def _full_view(row, recs, hist) -> CaseView:
+    history = [
+        HistoryView(
+            seq=h.seq,
+            action=h.action,
+            actor=h.actor,
+            role=h.role,
+            at=h.at,
+            comment=h.comment,
+            before_status=h.before_status,
+            after_status=h.after_status,
+            fields=json.loads(h.fields_json or "{}"),
+        )
+        for h in hist
+    ]
+    return _case_view(row, [_recording_view(r) for r in recs], history)
+
+
+def make_sync_engine(url: str) -> Engine:
+    """A blocking engine for work done in a thread (see SqlRepository.update_states)."""
+    engine = create_engine(sync_url(url))
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
+    cur = dbapi_conn.cursor()
+    # WAL: readers (web pages) never block the writer (the call path).
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=5000")
+    # In WAL mode NORMAL only syncs at checkpoints: a commit survives a process
+    # crash (not a power cut), and a workflow step costs no fsync.
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
 class SqlRepository:
     """All persistence the hotline needs, one short transaction per method."""
 
     def __init__(self, engine: AsyncEngine):
         self.engine = engine
+        self._sync: Engine | None = None
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self._sync is not None:
+            self._sync.dispose()
+
+    def _sync_engine(self) -> Engine:
+        if self._sync is None:
+            self._sync = make_sync_engine(self.engine.url.render_as_string(hide_password=False))
+        return self._sync
 
     # -- case numbers ---------------------------------------------------------------
     async def allocate_case_number(self, day: date) -> str:
@@ -293,21 +329,7 @@ class SqlRepository:
                     .order_by(orm.case_history.c.seq)
                 )
             ).all()
-        history = [
-            HistoryView(
-                seq=h.seq,
-                action=h.action,
-                actor=h.actor,
-                role=h.role,
-                at=h.at,
-                comment=h.comment,
-                before_status=h.before_status,
-                after_status=h.after_status,
-                fields=json.loads(h.fields_json or "{}"),
-            )
-            for h in hist
-        ]
-        return _case_view(row, [_recording_view(r) for r in recs], history)
+        return _full_view(row, recs, hist)
 
     async def find_case_by_number(self, number: str) -> CaseView | None:
         async with self.engine.connect() as conn:
@@ -560,7 +582,9 @@ class SqlRepository:
             ).scalar_one()
             await conn.execute(insert(orm.case_history), [_history_row(case_id, i, h) for i, h in
                                                           enumerate(state.history, start=1)])
-            await self._write_facts(conn, case_id, state)
+            rows = _fact_rows(case_id, state)
+            if rows:
+                await conn.execute(insert(orm.case_facts), rows)
             if recording_ids:
                 await conn.execute(
                     update(orm.recordings).where(orm.recordings.c.id.in_(recording_ids)).values(case_id=case_id)
@@ -575,49 +599,34 @@ class SqlRepository:
         Optimistic locking in SQL: each UPDATE matches only the version that was read;
         if any case has moved on, nothing is written and VersionConflict is raised.
         """
-        async with self.engine.begin() as conn:
-            for case_id, old_version, state in changes:
-                extra = json.loads(
-                    (await conn.execute(select(orm.cases.c.state_json).where(orm.cases.c.id == case_id))).scalar_one()
-                    or "{}"
-                )
-                result = await conn.execute(
-                    update(orm.cases)
-                    .where(orm.cases.c.id == case_id, orm.cases.c.version == old_version)
-                    .values(**_case_columns(state, {k: v for k, v in extra.items() if k in EXTRA_KEYS}))
-                )
-                if result.rowcount != 1:
-                    raise VersionConflict(
-                        f"case {state.number} changed since version {old_version}", "案卷已被他人修改，请刷新后重试"
-                    )
-                new_entries = [h for h in state.history if h.version > old_version]
-                first_seq = len(state.history) - len(new_entries) + 1
-                await conn.execute(
-                    insert(orm.case_history),
-                    [_history_row(case_id, seq, h) for seq, h in enumerate(new_entries, start=first_seq)],
-                )
-                await conn.execute(delete(orm.case_facts).where(orm.case_facts.c.case_id == case_id))
-                await self._write_facts(conn, case_id, state)
+        def run() -> None:
+            with self._sync_engine().begin() as conn:
+                for case_id, old_version, state in changes:
+                    extra = json.loads(conn.execute(
+                        select(orm.cases.c.state_json).where(orm.cases.c.id == case_id)).scalar_one() or "{}")
+                    _write_state(conn, case_id, old_version, state, extra)
 
-    async def _write_facts(self, conn: AsyncConnection, case_id: int, state: CaseState) -> None:
-        rows = [
-            {
-                "case_id": case_id,
-                "kind": f.kind,
-                "at": f.at,
-                "role": f.role or "",
-                "person": (f.person or "")[:64],
-                "department": f.department,
-                "grid_cell": f.grid_cell,
-                "on_time": f.on_time,
-                "ok": f.ok,
-                "flipped_at": f.flipped_at,
-                "still_open": f.still_open,
-            }
-            for f in extract_facts(state, until=_FOREVER)
-        ]
-        if rows:
-            await conn.execute(insert(orm.case_facts), rows)
+        await asyncio.to_thread(run)
+
+    async def update_states(
+        self, case_ids: list[int], mutate: Callable[[list[CaseState]], tuple[list[CaseState], R]]
+    ) -> tuple[R, list[CaseView]]:
+        """Read cases, let ``mutate`` (pure, fast) compute their new states, write them.
+
+        One thread hop and one transaction for the whole read-modify-write: with
+        aiosqlite every statement would cost a round trip through its worker thread.
+        The UPDATEs still check the version read (another node may write in between).
+        Returns what ``mutate`` returned besides the states, and the fresh views.
+        """
+        def run() -> tuple[R, list[CaseView]]:
+            with self._sync_engine().begin() as conn:
+                loaded = [_load_state_sync(conn, cid) for cid in case_ids]
+                new_states, result = mutate([state for state, _extra in loaded])
+                for cid, (old, extra), new in zip(case_ids, loaded, new_states):
+                    _write_state(conn, cid, old.version, new, extra)
+                return result, [_get_case_sync(conn, cid) for cid in case_ids]
+
+        return await asyncio.to_thread(run)
 
     # -- search and worklists -----------------------------------------------------------
     async def search_cases(
@@ -777,6 +786,83 @@ class SqlRepository:
 
 
 _FOREVER = datetime(9999, 1, 1)
+
+R = TypeVar("R")
+
+
+def _fact_rows(case_id: int, state: CaseState) -> list[dict[str, Any]]:
+    return [
+        {
+            "case_id": case_id,
+            "kind": f.kind,
+            "at": f.at,
+            "role": f.role or "",
+            "person": (f.person or "")[:64],
+            "department": f.department,
+            "grid_cell": f.grid_cell,
+            "on_time": f.on_time,
+            "ok": f.ok,
+            "flipped_at": f.flipped_at,
+            "still_open": f.still_open,
+        }
+        for f in extract_facts(state, until=_FOREVER)
+    ]
+
+
+# Hot-path statements built once: SQLAlchemy then skips construction and cache-key work.
+_CASE_BY_ID = select(orm.cases).where(orm.cases.c.id == bindparam("cid"))
+_HISTORY_OF = (
+    select(orm.case_history).where(orm.case_history.c.case_id == bindparam("cid")).order_by(orm.case_history.c.seq)
+)
+_RECORDINGS_OF = (
+    select(orm.recordings).where(orm.recordings.c.case_id == bindparam("cid")).order_by(orm.recordings.c.id)
+)
+_DELETE_FACTS = delete(orm.case_facts).where(orm.case_facts.c.case_id == bindparam("cid"))
+_UPDATE_COLUMNS = ("case_type", "status", "reporter_phone", "description", "address", "category_kind",
+                   "category_code", "grid_cell", "department", "inspector", "due_at", "updated_at", "version",
+                   "state_json")
+_UPDATE_CASE = (
+    update(orm.cases)
+    .where(orm.cases.c.id == bindparam("cid"), orm.cases.c.version == bindparam("old_version"))
+    .values({c: bindparam(c) for c in _UPDATE_COLUMNS})
+)
+_INSERT_HISTORY = insert(orm.case_history)
+_INSERT_FACTS = insert(orm.case_facts)
+
+
+def _load_state_sync(conn: Connection, case_id: int) -> tuple[CaseState, dict[str, Any]]:
+    row = conn.execute(_CASE_BY_ID, {"cid": case_id}).first()
+    if row is None:
+        raise NotFound(f"case {case_id} not found")
+    hist = conn.execute(_HISTORY_OF, {"cid": case_id}).all()
+    extra = json.loads(row.state_json or "{}")
+    return state_from_rows(row, hist), {k: v for k, v in extra.items() if k in EXTRA_KEYS}
+
+
+def _get_case_sync(conn: Connection, case_id: int) -> CaseView:
+    row = conn.execute(_CASE_BY_ID, {"cid": case_id}).first()
+    recs = conn.execute(_RECORDINGS_OF, {"cid": case_id}).all()
+    hist = conn.execute(_HISTORY_OF, {"cid": case_id}).all()
+    return _full_view(row, recs, hist)
+
+
+def _write_state(conn: Connection, case_id: int, old_version: int, state: CaseState, extra: dict[str, Any]) -> None:
+    """UPDATE … WHERE version = old_version, then the new history rows and the case's facts."""
+    if state.version == old_version:
+        return
+    values = _case_columns(state, {k: v for k, v in extra.items() if k in EXTRA_KEYS})
+    result = conn.execute(_UPDATE_CASE, {"cid": case_id, "old_version": old_version,
+                                         **{c: values[c] for c in _UPDATE_COLUMNS}})
+    if result.rowcount != 1:
+        raise VersionConflict(f"case {state.number} changed since version {old_version}",
+                              "案卷已被他人修改，请刷新后重试")
+    new_entries = [h for h in state.history if h.version > old_version]
+    first_seq = len(state.history) - len(new_entries) + 1
+    conn.execute(_INSERT_HISTORY, [_history_row(case_id, seq, h) for seq, h in enumerate(new_entries, start=first_seq)])
+    conn.execute(_DELETE_FACTS, {"cid": case_id})
+    rows = _fact_rows(case_id, state)
+    if rows:
+        conn.execute(_INSERT_FACTS, rows)
 
 _REF_TABLES = {
     "categories": orm.ref_categories,

@@ -117,12 +117,20 @@ class WorkCalendar:
             self._city = entries
         self._city_years = {d.year for d in self._city}
         self._warned_years: set[int] = set()
+        # Deadline arithmetic asks about the same few days over and over.
+        self._day_cache: dict[date, bool] = {}
 
     # ------------------------------------------------------------------ days
     def is_workday(self, day: date) -> bool:
         """True if ``day`` is a working day (make-up weekend workdays included)."""
         if isinstance(day, datetime):
             day = day.date()
+        cached = self._day_cache.get(day)
+        if cached is None:
+            cached = self._day_cache[day] = self._is_workday(day)
+        return cached
+
+    def _is_workday(self, day: date) -> bool:
         entry = self._city.get(day)
         if entry is not None:
             return entry.workday

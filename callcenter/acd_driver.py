@@ -1,0 +1,200 @@
+"""Drives the pure ACD core: feeds it events, performs its actions, and arms one timer.
+
+It connects queue decisions to calls (ring an agent's phone, bridge, announce position,
+overflow to a voice message), tells each agent's desk about its own calls (screen pop over
+WebSocket to that agent only), keeps the queue log, and answers the wallboard's questions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import asdict
+from datetime import datetime, timedelta, tzinfo
+from typing import Any, Awaitable, Callable
+
+from callcenter import acd
+
+log = logging.getLogger(__name__)
+
+DEFAULT_QUEUES = ("report", "consult", "general")
+
+
+def default_config(profiles, *, ring_timeout_s: float = 20.0, wrap_up_s: float = 30.0) -> acd.AcdConfig:
+    """Every agent in every queue, longest-idle first; no agent staffed → the IVR takes a message."""
+    agents = [acd.AgentConfig(id=p.username, extension=p.extension, skills=dict(p.skills)) for p in profiles]
+    members = {a.id: 0 for a in agents}
+    queues = [
+        acd.QueueConfig(
+            name=name,
+            strategy="longest_idle",
+            members=members,
+            max_wait_s=300,
+            overflow=acd.OverflowTarget("voicemail"),
+            join_empty=False,
+            leave_when_empty=True,
+            wrap_up_s=wrap_up_s,
+            ring_timeout_s=ring_timeout_s,
+            announce_interval_s=30,
+        )
+        for name in DEFAULT_QUEUES
+    ]
+    return acd.AcdConfig.build(queues, agents)
+
+
+class AcdDriver:
+    def __init__(
+        self,
+        config: acd.AcdConfig,
+        *,
+        clock,
+        tz: tzinfo,
+        router,
+        publish: Callable[..., None],
+        record: Callable[[Any], Awaitable[None]],
+        spawn: Callable[[Awaitable[Any]], Any],
+        screen_pop: Callable[[str, Any], Awaitable[dict]] | None = None,
+    ):
+        self.clock = clock
+        self.tz = tz
+        self.router = router
+        self.publish = publish
+        self.record = record
+        self.spawn = spawn
+        self.screen_pop = screen_pop
+        self.state = acd.new_state(config, self.now())
+        self.log: deque = deque(maxlen=20000)
+        self._timer = None
+        self._timer_at: datetime | None = None
+        self.errors = 0
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock.seconds(), self.tz)
+
+    # -- facts for the IVR and the desk ------------------------------------------------------
+    def agents_ready(self) -> int:
+        return sum(1 for a in self.state.agents.values() if a.status == "ready")
+
+    def agent_status(self, agent_id: str) -> dict | None:
+        agent = self.state.agents.get(agent_id)
+        if agent is None:
+            return None
+        return {
+            "agent": agent.id,
+            "extension": agent.extension,
+            "status": agent.status,
+            "since": agent.since.isoformat() if agent.since else None,
+            "pause_reason": agent.pause_reason,
+            "call": agent.call.call if agent.call else None,
+        }
+
+    def wallboard(self) -> dict:
+        now = self.now()
+        since = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        board = acd.wallboard(self.state, list(self.log), now, since)
+        return _plain(asdict(board))
+
+    # -- events in ---------------------------------------------------------------------------
+    def handle(self, event) -> bool:
+        """Apply one event; False (and a log line) when the ACD refuses it."""
+        before = {a.id: a.status for a in self.state.agents.values()}
+        try:
+            self.state, actions = acd.step(self.state, event, self.now())
+        except acd.AcdError as exc:
+            self.errors += 1
+            log.warning("ACD refused %r: %s", event, exc)
+            return False
+        for action in actions:
+            try:
+                self._perform(action)
+            except Exception:
+                self.errors += 1
+                log.exception("ACD action %r failed", action)
+        for agent in self.state.agents.values():
+            if before.get(agent.id) != agent.status:
+                self.publish("agent_state", self.agent_status(agent.id), to_user=agent.id)
+                self.publish("wallboard", {"changed": "agents"})
+        self._rearm()
+        return True
+
+    def _tick(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.handle(acd.Tick())
+
+    def _rearm(self) -> None:
+        at = acd.next_deadline(self.state)
+        if at == self._timer_at:
+            return
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer, self._timer_at = None, at
+        if at is not None:
+            delay = max(0.0, (at - self.now()).total_seconds())
+            self._timer = self.clock.callLater(delay, self._tick)
+
+    # -- actions out -----------------------------------------------------------------------------
+    def _perform(self, a) -> None:
+        router = self.router
+        if isinstance(a, acd.RingAgent):
+            call = router.calls.get(a.call)
+            # The ACD's own ring timeout decides; the SIP leg's is a safety net behind it.
+            if call is None or not call.connect_agent(a.extension, a.timeout_s + 10, acd_agent=a.agent):
+                self.router.clock.callLater(0, self.handle, acd.AgentNoAnswer(a.agent, a.call))
+                return
+            if self.screen_pop is not None:
+                self.spawn(self._pop(a, call))
+        elif isinstance(a, acd.StopRinging):
+            call = router.calls.get(a.call)
+            if call is not None and call.agent is not None and call.agent.acd_agent == a.agent:
+                call.agent.hangup("stop ringing")
+                call.agent = None
+            self.publish("screen_pop_cancelled", {"call_id": a.call}, to_user=a.agent)
+        elif isinstance(a, acd.Bridge):
+            call = router.calls.get(a.call)
+            if call is not None:
+                call.queue_answered(a.agent)
+        elif isinstance(a, acd.AnnouncePosition):
+            call = router.calls.get(a.call)
+            if call is not None:
+                call.announce_position(a.position, a.eta_s)
+        elif isinstance(a, acd.Overflow):
+            call = router.calls.get(a.call)
+            if call is not None:
+                call.queue_overflow(a.target, a.reason)
+        elif isinstance(a, (acd.StartWrapUp, acd.EndWrapUp)):
+            kind = "wrap_up_started" if isinstance(a, acd.StartWrapUp) else "wrap_up_ended"
+            data = {"call_id": a.call}
+            if isinstance(a, acd.StartWrapUp):
+                data["until"] = a.until.isoformat()
+            self.publish(kind, data, to_user=a.agent)
+        elif isinstance(a, acd.QueueEventLogged):
+            self.log.append(a)
+            self.spawn(self.record(a))
+            self.publish("wallboard", {"changed": a.kind, "queue": a.queue})
+        else:
+            # OfferCallback, PlaceCallback, Unbridge, TransferToNumber: not wired to SIP yet.
+            log.info("ACD action %s is not supported by the call side yet", type(a).__name__)
+
+    async def _pop(self, a: acd.RingAgent, call) -> None:
+        data = await self.screen_pop(a.agent, call)
+        data.update({"queue": a.queue, "agent": a.agent, "extension": a.extension})
+        self.publish("screen_pop", data, to_user=a.agent)
+
+    def stop(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+
+def _plain(value):
+    """asdict output with datetimes and timedeltas as JSON-friendly values."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return value

@@ -1,0 +1,96 @@
+"""Agents' call-center profiles (extension, skills) and the queue event log, in the database.
+
+An agent is a web user (`users.username`) with a SIP extension; the ACD's agent id is the
+username. The queue log (join, ring, connect, abandon, complete…) is the source of the
+wallboard's day figures after a restart and of the CSV export.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Column, DateTime, Float, Index, Integer, String, Table, Text, delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from case_core.adapters.orm import metadata
+
+agent_profiles = Table(
+    "agent_profiles",
+    metadata,
+    Column("username", String(64), primary_key=True),
+    Column("extension", String(32), nullable=False, unique=True),
+    Column("skills_json", Text, nullable=False, default="{}"),
+    Column("created_at", DateTime(timezone=False), nullable=False),
+)
+
+queue_events = Table(
+    "queue_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", DateTime(timezone=False), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("queue", String(64), nullable=False),
+    Column("call_id", String(255), nullable=False),
+    Column("agent", String(64)),
+    Column("caller", String(64)),
+    Column("position", Integer),
+    Column("wait_s", Float),
+    Column("talk_s", Float),
+    Column("wrap_s", Float),
+    Column("detail", Text),
+)
+Index("ix_queue_events_at", queue_events.c.at)
+
+
+@dataclass(frozen=True)
+class AgentProfile:
+    username: str
+    extension: str
+    skills: dict[str, int]
+
+
+class AcdStore:
+    def __init__(self, engine: AsyncEngine):
+        self.engine = engine
+
+    async def set_profile(self, username: str, extension: str, skills: dict[str, int], now: datetime) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(agent_profiles).where(agent_profiles.c.username == username))
+            await conn.execute(
+                insert(agent_profiles).values(
+                    username=username, extension=extension, skills_json=json.dumps(skills), created_at=now
+                )
+            )
+
+    async def profiles(self) -> list[AgentProfile]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(agent_profiles).order_by(agent_profiles.c.username))).all()
+        return [AgentProfile(r.username, r.extension, json.loads(r.skills_json or "{}")) for r in rows]
+
+    async def log_event(self, event) -> None:
+        """Store one `callcenter.acd.QueueEventLogged` (times as naive local time)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                insert(queue_events).values(
+                    at=event.at.replace(tzinfo=None),
+                    kind=event.kind,
+                    queue=event.queue,
+                    call_id=event.call,
+                    agent=event.agent,
+                    caller=event.caller,
+                    position=event.position,
+                    wait_s=event.wait_s,
+                    talk_s=event.talk_s,
+                    wrap_s=event.wrap_s,
+                    detail=event.detail,
+                )
+            )
+
+    async def events_since(self, since: datetime) -> list[dict]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(select(queue_events).where(queue_events.c.at >= since).order_by(queue_events.c.id))
+            ).all()
+        return [dict(r._mapping) for r in rows]

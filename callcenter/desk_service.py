@@ -1,0 +1,106 @@
+"""What the agent desk asks of the call center: availability, screen-pop data, wrap-up.
+
+The web layer (`web/desk.py`) calls this; it talks to the ACD driver and the repository.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Callable
+
+from callcenter import acd
+
+STATES = ("ready", "paused", "logged_out")
+PAUSE_REASONS = {"break": "小休", "meal": "用餐", "meeting": "会议", "training": "培训", "no_answer": "未接听"}
+
+
+class DeskError(ValueError):
+    """A desk request that cannot be done; `message_zh` is shown to the agent."""
+
+    def __init__(self, message: str, message_zh: str):
+        super().__init__(message)
+        self.message_zh = message_zh
+
+
+class DeskService:
+    def __init__(self, *, acd_driver, repo, router, now_dt: Callable[[], datetime]):
+        self.acd = acd_driver
+        self.repo = repo
+        self.router = router
+        self.now_dt = now_dt
+
+    def is_agent(self, username: str) -> bool:
+        return self.acd is not None and username in self.acd.state.agents
+
+    def status(self, username: str) -> dict | None:
+        return self.acd.agent_status(username) if self.acd is not None else None
+
+    def set_state(self, username: str, state: str, reason: str | None = None) -> dict:
+        if not self.is_agent(username):
+            raise DeskError(f"{username} has no agent profile", "您不是受理员，或尚未配置分机。")
+        if state not in STATES:
+            raise DeskError(f"unknown state {state!r}", "未知的状态。")
+        agent = self.acd.state.agents[username]
+        if state == "ready":
+            if agent.status == "logged_out" and not self.acd.handle(acd.AgentLoggedIn(username)):
+                raise DeskError("cannot log in", "当前不能签入。")
+            if agent.status == "wrap_up":
+                ok = self.acd.handle(acd.WrapUpDone(username))
+            else:
+                ok = self.acd.state.agents[username].status == "ready" or self.acd.handle(acd.AgentReady(username))
+        elif state == "paused":
+            if agent.status == "logged_out":
+                self.acd.handle(acd.AgentLoggedIn(username))
+            reason = reason if reason in PAUSE_REASONS else "break"
+            ok = self.acd.handle(acd.AgentPaused(username, reason))
+        else:
+            ok = agent.status == "logged_out" or self.acd.handle(acd.AgentLoggedOut(username))
+        if not ok:
+            current = self.acd.state.agents[username].status
+            raise DeskError(f"cannot go {state} while {current}", "通话中或振铃中不能切换状态，请在通话结束后再试。")
+        return self.status(username)
+
+    def wrap_up_done(self, username: str) -> None:
+        if self.is_agent(username) and self.acd.state.agents[username].status == "wrap_up":
+            self.acd.handle(acd.WrapUpDone(username))
+
+    async def cases_today(self) -> dict[str, int]:
+        """Today's case figures for the wallboard, beside the call figures."""
+        from sqlalchemy import func, select
+
+        from case_core.adapters.orm import cases
+
+        since = self.now_dt().replace(hour=0, minute=0, second=0, microsecond=0)
+        async with self.repo.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(cases.c.status, func.count()).where(cases.c.created_at >= since).group_by(cases.c.status)
+                )
+            ).all()
+        by_status = {status: count for status, count in rows}
+        return {"total": sum(by_status.values()), **by_status}
+
+    async def screen_pop(self, username: str, call) -> dict[str, Any]:
+        """The case form's first content: who calls, what they did in the IVR, their history."""
+        caller = call.caller or ""
+        history_calls = await self.repo.calls_by_caller(caller, limit=10) if caller else []
+        cases = await self.repo.list_cases(reporter_phone=caller, limit=10) if caller else []
+        return {
+            "call_id": call.call_id,
+            "caller": caller,
+            "did": call.did,
+            "ivr_path": list(call.ivr_path),
+            "earlier_calls": [
+                {
+                    "started_at": c["started_at"].isoformat(),
+                    "did": c["did"],
+                    "end_reason": c["end_reason"],
+                }
+                for c in history_calls
+                if c["call_id"] != call.call_id
+            ],
+            "earlier_cases": [
+                {"id": c.id, "number": c.number, "status": c.status, "description": c.description}
+                for c in cases
+            ],
+        }

@@ -1,0 +1,122 @@
+"""A caller reaches an agent: queue, agent's phone rings, screen pop, bridged audio, wrap-up, case."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+
+import aiohttp
+import pytest
+
+from tests.e2e.audio import best_correlation, decode_ulaw, report_pcap, wav_pcm
+from tests.e2e.conftest import start_server, stop_server
+from tests.e2e.peers.pcap import encode_g711, speech_pcm
+from tests.e2e.peers.runner import Baresip, run_sipp
+
+pytestmark = pytest.mark.e2e
+
+ALWAYS_OPEN = '[ivr]\nopen = "00:00"\nclose = "24:00"\nopen_days = "everyday"\n'
+
+
+@pytest.fixture
+def open_hotline(tmp_path, prompts_dir):
+    """A hotline that is always within business hours (so option 1 goes to the queue)."""
+    server = start_server(tmp_path, prompts_dir, extra=ALWAYS_OPEN)
+    try:
+        yield server
+    finally:
+        stop_server(server)
+
+
+class EventListener:
+    """A WebSocket client on /ws as one user, collecting events in a thread."""
+
+    def __init__(self, url: str, token: str):
+        self.url, self.token, self.events = url, token, []
+        self._stop = asyncio.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    async def _run(self) -> None:
+        self._stop = asyncio.Event()
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {self.token}"}) as session:
+            async with session.ws_connect(self.url) as ws:
+                self._ready.set()
+                while not self._stop.is_set():
+                    try:
+                        msg = await ws.receive(timeout=0.2)
+                    except asyncio.TimeoutError:
+                        continue
+                    if msg.type == aiohttp.WSMsgType.TEXT:
+                        self.events.append((time.monotonic(), json.loads(msg.data)))
+                    elif msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                        break
+
+    def __enter__(self):
+        self._thread.start()
+        assert self._ready.wait(10), "WebSocket did not connect"
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def of(self, kind: str) -> list[dict]:
+        return [e for _, e in self.events if e.get("type") == kind]
+
+
+def test_queue_call_rings_the_ready_agent_pops_the_form_and_bridges_audio(open_hotline, prompts_dir, tmp_path):
+    """Caller presses 1 → agent1's baresip rings and answers → screen pop to agent1 only → audio bridged → case saved."""
+    server = open_hotline
+    agent_token, other_token = server.token_for("agent1"), server.token_for("agent2")
+    speech = speech_pcm("aishell1_BAC009S0764W0121.wav")
+    pcap = report_pcap(tmp_path, prompts_dir, speech, press_hash=False, tail_s=2.0)
+    caller = "13612345678"
+    with Baresip(user="1001", registrar=server.sip_target, password="hotline12319", answer_auto=True) as phone:
+        phone.wait_log(r"200 OK|registered", timeout=10)
+        status, body = server.post("/api/desk/state", {"state": "ready"}, token=agent_token)
+        assert status == 200 and body["status"] == "ready", body
+        ws_url = server.web_url.replace("http", "ws") + "ws"
+        with EventListener(ws_url, agent_token) as agent_ws, EventListener(ws_url, other_token) as other_ws:
+            result = run_sipp("call_report", target=server.sip_target, caller=caller, pcap=pcap, timeout=60)
+            assert result.returncode == 0, result.log_text[-2000:] + server.log()
+            time.sleep(1.0)
+        pops = agent_ws.of("screen_pop")
+        assert pops, f"no screen pop; events: {agent_ws.events}\n{server.log()}"
+        assert pops[0]["caller"] == caller and pops[0]["queue"] == "report" and "1" in pops[0]["ivr_path"]
+        assert other_ws.of("screen_pop") == []  # only the agent concerned
+        heard = phone.received_wav()
+        assert heard is not None, phone.log_text()[-2000:]
+    samples, channels, rate = wav_pcm(heard.read_bytes())
+    mono = samples[0::channels] if channels > 1 else samples
+    if rate != 8000:
+        mono = mono[:: rate // 8000]
+    assert best_correlation(mono, decode_ulaw(encode_g711(speech, "PCMU"))[8000: 8000 * 3]) > 0.6
+
+    status, body = server.api("/api/desk/status", token=agent_token)
+    assert body["status"] == "wrap_up"
+    status, saved = server.post(
+        "/api/desk/cases",
+        {"call_id": pops[0]["call_id"], "reporter_phone": caller, "description": "幸福路井盖缺失", "kind": "report"},
+        token=agent_token,
+    )
+    assert status == 201, saved
+    [case] = server.wait_for_cases(reporter_phone=caller)
+    assert case["number"] == saved["number"] and case["description"] == "幸福路井盖缺失"
+    assert any(r["kind"] == "call" and r["channels"] == 2 for r in case["recordings"])
+    assert server.api("/api/desk/status", token=agent_token)[1]["status"] == "ready"
+    board = server.api("/api/wallboard")[1]
+    report = next(q for q in board["queues"] if q["queue"] == "report")
+    assert report["answered"] == 1
+
+
+def test_desk_form_errors_are_clear(open_hotline):
+    """An empty description or a bad phone number gets 422 with a message per field, in Chinese."""
+    token = open_hotline.token_for("agent1")
+    status, body = open_hotline.post("/api/desk/cases", {"description": "", "reporter_phone": "12ab"}, token=token)
+    assert status == 422
+    assert body["fields"]["description"] == "请填写问题描述" and "数字" in body["fields"]["reporter_phone"]
+    status, body = open_hotline.post("/api/desk/state", {"state": "dancing"}, token=token)
+    assert status == 409 and body["message"]
