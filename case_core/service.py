@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Callable, Mapping
 
-from case_core.adapters.sqlalchemy_repo import CaseView, NotFound, SqlRepository
+from case_core.adapters.sqlalchemy_repo import CaseView, SqlRepository
 from case_core.domain import workflow
 from case_core.domain.calendar import HolidayEntry, WorkCalendar
 from case_core.domain.categories import DEFAULT_CATEGORIES_PATH, Category, CategoryDirectory, load_categories
@@ -34,7 +34,7 @@ from case_core.domain.reference import (
     RoutingTable,
     parse_time_limit,
 )
-from case_core.domain.workflow import CaseCommand, CaseEvent, CaseState, InvalidField, WorkflowError
+from case_core.domain.workflow import CaseCommand, CaseEvent, CaseState, InvalidField
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,8 @@ from callcenter.config import ConfigError
 
 __all__ = ["NotifySettings", "DRIVERS", "from_mapping", "load_notify_settings", "parse_hhmm"]
 
-DRIVERS = ("log", "kannel", "smpp")
+# "smpp" (smpplib) is planned; until its driver exists it is refused here rather than at send time.
+DRIVERS = ("log", "kannel")
 
 
 @dataclass(frozen=True)

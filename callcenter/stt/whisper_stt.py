@@ -5,9 +5,9 @@ Loads the Whisper base model (CTranslate2, int8) offline from the directory that
 steady: temperature 0 with no fallback, no conditioning on earlier text (a loop cannot
 feed itself), no initial prompt (Whisper sometimes echoes it back), a cap on new tokens
 per 30-s window, and runaway repetitions collapsed. A stereo recording is transcribed
-per channel (0 = caller, 1 = agent); the bundled Silero VAD skips each channel's silence
-(the other party talking), which keeps segment times right and stops Whisper inventing
-text in silence. Whisper sometimes answers Mandarin in traditional characters; zh output
+per channel (0 = caller, 1 = agent); there the bundled Silero VAD skips each channel's
+silence (the other party talking), which keeps segment times right. Mono files skip the
+VAD by default: on short messages it clipped first syllables and did not lower CER. Whisper sometimes answers Mandarin in traditional characters; zh output
 is mapped to simplified, which search and extraction expect.
 """
 
@@ -60,7 +60,7 @@ class WhisperRecognizer:
     def __init__(self, model_dir: str | os.PathLike | None = None, *,
                  cache_dir: str | os.PathLike | None = None, language: str = "zh",
                  beam_size: int = 5, cpu_threads: int = 1,
-                 max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, vad_filter: bool = True) -> None:
+                 max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, vad_filter: bool | None = None) -> None:
         from faster_whisper import WhisperModel
 
         self.model_dir = Path(model_dir) if model_dir else whisper_base_dir(cache_dir)
@@ -87,19 +87,21 @@ class WhisperRecognizer:
         segments: list[Segment] = []
         for channel in range(channels):
             audio = resample(frames[:, channel], rate)
-            segments += self.transcribe_array(audio, channel=channel)
+            vad = self.vad_filter if self.vad_filter is not None else channels > 1
+            segments += self.transcribe_array(audio, channel=channel, vad_filter=vad)
         return Transcript.from_segments(
             segments, engine=self.engine, language=self.language,
             duration_s=len(frames) / rate, elapsed_s=time.perf_counter() - started)
 
-    def transcribe_array(self, audio: np.ndarray, *, channel: int = 0) -> list[Segment]:
+    def transcribe_array(self, audio: np.ndarray, *, channel: int = 0,
+                         vad_filter: bool = False) -> list[Segment]:
         """Segments of one channel of 16 kHz float32 audio."""
         if len(audio) < _WHISPER_RATE // 10 or not np.any(audio):
             return []
         pieces, _info = self._model.transcribe(
             audio, language=self.language, task="transcribe", beam_size=self.beam_size,
             temperature=0.0, condition_on_previous_text=False, initial_prompt=None,
-            max_new_tokens=self.max_new_tokens, vad_filter=self.vad_filter,
+            max_new_tokens=self.max_new_tokens, vad_filter=vad_filter,
             without_timestamps=False)
         out = []
         for piece in pieces:

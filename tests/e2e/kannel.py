@@ -159,7 +159,7 @@ def start_kannel(directory: Path, *, mo_url: str | None = None, timeout: float =
         spawn("smsbox", [SMSBOX, str(conf)], **quiet)
         # fakesmsc with no messages to generate reads MO lines from stdin and prints MT ones.
         fake = spawn(
-            "fakesmsc", [FAKESMSC, "-H", "127.0.0.1", "-r", str(k.smsc_port), "-m", "0"],
+            "fakesmsc", [FAKESMSC, "-H", "127.0.0.1", "-r", str(k.smsc_port)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         threading.Thread(target=_pump, args=(fake.stdout, k.fakesmsc_lines), daemon=True).start()

@@ -24,7 +24,7 @@ from case_core.domain.reference import (
     load_grid_cells,
     load_routing_rules,
 )
-from case_core.domain.workflow import VersionConflict, WorkflowError, new_case
+from case_core.domain.workflow import VersionConflict, new_case
 from case_core.service import CaseService, ReferenceData
 from tests.unit.case_core.test_traces import TRACES, check_history, replay
 
