@@ -224,7 +224,8 @@ class Hotline:
         self.credentials = CredentialCache(s.sip.realm)
         accounts = SipAccountStore(self.repo.engine, self.credentials)
         await accounts.refresh()
-        self.registrar = Registrar(realm=s.sip.realm, lookup=self.credentials.lookup)
+        self.registrar = Registrar(realm=s.sip.realm, lookup=self.credentials.lookup,
+                                   algorithms=s.sip.digest_algorithms)
         self._accounts_refresher = asyncio.ensure_future(self._refresh_accounts(accounts))
         for trunk in s.trunks:
             if trunk.register:

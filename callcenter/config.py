@@ -29,6 +29,10 @@ class SipSettings:
     ring_s: float = 0.0
     # Digest realm agents' phones register in; SIP account passwords are stored hashed with it.
     realm: str = "hotline"
+    # Digest algorithms offered to registering phones, most preferred first (RFC 8760). MD5
+    # alone by default: libre-based phones (baresip 1.x) and sipp 3.6 give up on any SHA-256
+    # challenge, even next to an MD5 one. Accounts keep both hashes, so switching needs no re-add.
+    digest_algorithms: tuple[str, ...] = ("MD5",)
 
 
 @dataclass(frozen=True)
@@ -214,6 +218,12 @@ def validate(settings: Settings) -> Settings:
     realm = settings.sip.realm
     if not realm or any(c in realm for c in '"\\') or any(not c.isprintable() or c.isspace() for c in realm):
         raise ConfigError(f"sip.realm: {realm!r} must be non-empty, without spaces, quotes or backslashes")
+    algorithms = settings.sip.digest_algorithms
+    bad = [a for a in algorithms if a not in ("MD5", "SHA-256")]
+    if bad or not algorithms or len(set(algorithms)) != len(algorithms):
+        raise ConfigError(
+            f"sip.digest_algorithms: expected one or both of \"SHA-256\" and \"MD5\" (no repeats), got {list(algorithms)}"
+        )
     seen: set[str] = set()
     for i, trunk in enumerate(settings.trunks):
         _check_trunk(f"trunks[{i}]", trunk, settings.sip.dids, seen)

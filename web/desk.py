@@ -30,7 +30,7 @@ async def desk_page(request: web.Request) -> web.Response:
     desk = request.app[CTX].desk
     user = request[USER]
     status = desk.status(user.username) if desk is not None else None
-    return render(request, "desk.html", user=user, status=status, pause_reasons=PAUSE_REASONS)
+    return render(request, "desk.html", user=user, agent=status, pause_reasons=PAUSE_REASONS)
 
 
 @page_auth

@@ -65,6 +65,7 @@ Index("ix_cases_department_created", cases.c.department, cases.c.created_at)
 Index("ix_cases_inspector_status", cases.c.inspector, cases.c.status)
 Index("ix_cases_due_at", cases.c.due_at)
 Index("ix_cases_category", cases.c.category_kind, cases.c.category_code)
+Index("ix_cases_type_status_created", cases.c.case_type, cases.c.status, cases.c.created_at)
 
 case_history = Table(
     "case_history",

@@ -311,15 +311,15 @@ def _wait_for_account(server: Server, extension: str, password: str) -> None:
 
 def test_sipp_registers_with_md5_digest_and_a_wrong_password_gets_403(server):
     """A stored account: sipp's MD5 digest REGISTER gets 200; the same with a wrong password gets 403."""
-    _add_account(server, "1101", "sipp-pass-1101")
-    _wait_for_account(server, "1101", "sipp-pass-1101")
-    result = run_sipp("register_digest", target=server.sip_target, caller="1101", timeout=10,
-                      extra=["-au", "1101", "-ap", "sipp-pass-1101"])
+    _add_account(server, "2101", "sipp-pass-1101")
+    _wait_for_account(server, "2101", "sipp-pass-1101")
+    result = run_sipp("register_digest", target=server.sip_target, caller="2101", timeout=10,
+                      extra=["-au", "2101", "-ap", "sipp-pass-1101"])
     assert result.ok, _diagnose(result, server)
     [second] = [m for m in result.messages("REGISTER") if "Authorization" in m]
     assert re.search(r"algorithm=\"?MD5", second, re.I)
-    wrong = run_sipp("register_digest", target=server.sip_target, caller="1101", timeout=10,
-                     extra=["-au", "1101", "-ap", "not-the-password"])
+    wrong = run_sipp("register_digest", target=server.sip_target, caller="2101", timeout=10,
+                     extra=["-au", "2101", "-ap", "not-the-password"])
     assert not wrong.ok
     assert wrong.messages("SIP/2.0 403")
 
@@ -361,42 +361,72 @@ def test_pyvoip_agent_phone_registers(server):
         bad.stop()
 
 
-def test_sha256_digest_register_from_a_hand_made_client(server):
-    """REGISTER answered with the SHA-256 challenge (RFC 8760) and the right password gets 200."""
+def _register_by_hand(udp: Udp, target, extension: str, password: str, algorithm: str, cseq: int) -> tuple[str, str]:
+    """REGISTER, answer the challenge for `algorithm`; returns (the 401, the final response)."""
     from callcenter.sip.digest import build_authorization, parse_challenge
 
-    _add_account(server, "1201", "sha-pass-1201")
-    target = server.sip_target
+    def register(n: int, auth: str = "") -> str:
+        msg = (f"REGISTER sip:{LOOPBACK}:{target[1]} SIP/2.0\r\n"
+               f"Via: SIP/2.0/UDP {LOOPBACK}:{udp.port};branch=z9hG4bKreg{n}{uuid.uuid4().hex[:6]};rport\r\n"
+               f"From: <sip:{extension}@{LOOPBACK}>;tag=hand\r\nTo: <sip:{extension}@{LOOPBACK}>\r\n"
+               f"Call-ID: hand-{extension}@{LOOPBACK}\r\nCSeq: {n} REGISTER\r\n"
+               f"Contact: <sip:{extension}@{LOOPBACK}:{udp.port}>\r\nExpires: 120\r\n{auth}"
+               "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+        udp.send(msg.encode(), target)
+        [reply] = udp.replies(2.0, until_final=True)
+        return reply
+
+    challenge = register(cseq)
+    offers = re.findall(r"^WWW-Authenticate:\s*(.*?)\s*$", challenge, re.M)
+    chosen = [parse_challenge(o) for o in offers if parse_challenge(o).algorithm == algorithm]
+    if not chosen:
+        return challenge, ""
+    value = build_authorization(chosen[0], username=extension, password=password, method="REGISTER",
+                                uri=f"sip:{LOOPBACK}:{target[1]}", cnonce="e2e")
+    return challenge, register(cseq + 1, f"Authorization: {value}\r\n")
+
+
+def test_sha256_digest_when_configured(tmp_path, prompts_dir):
+    """With digest_algorithms = ["SHA-256", "MD5"], the 401 offers SHA-256 first; a SHA-256 digest
+    REGISTER gets 200 and a wrong password 403; pyVoIP still registers (it answers the MD5 one)."""
+    from pyVoIP.VoIP import PhoneStatus
+
+    s = start_server(tmp_path, prompts_dir, extra='[sip]\ndigest_algorithms = ["SHA-256", "MD5"]\n')
     udp = Udp()
     try:
-        def register(cseq: int, auth: str = "") -> list[str]:
-            msg = (f"REGISTER sip:{LOOPBACK}:{target[1]} SIP/2.0\r\n"
-                   f"Via: SIP/2.0/UDP {LOOPBACK}:{udp.port};branch=z9hG4bKsha{cseq};rport\r\n"
-                   f"From: <sip:1201@{LOOPBACK}>;tag=sha\r\nTo: <sip:1201@{LOOPBACK}>\r\n"
-                   f"Call-ID: sha-reg@{LOOPBACK}\r\nCSeq: {cseq} REGISTER\r\n"
-                   f"Contact: <sip:1201@{LOOPBACK}:{udp.port}>\r\nExpires: 120\r\n{auth}"
-                   "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
-            udp.send(msg.encode(), target)
-            return udp.replies(2.0, until_final=True)
-
-        deadline, cseq = time.monotonic() + 15, 0
-        while True:
-            cseq += 1
-            [challenge] = register(cseq)
-            assert _status(challenge) == 401
-            offers = re.findall(r"^WWW-Authenticate:\s*(.*?)\s*$", challenge, re.M)
-            sha = parse_challenge(next(o for o in offers if "SHA-256" in o))
-            value = build_authorization(sha, username="1201", password="sha-pass-1201", method="REGISTER",
-                                        uri=f"sip:{LOOPBACK}:{target[1]}", cnonce="e2e")
-            cseq += 1
-            [final] = register(cseq, f"Authorization: {value}\r\n")
-            if _status(final) == 200 or time.monotonic() > deadline:
-                break
-            time.sleep(1.0)  # the account may not be loaded yet
-        assert _status(final) == 200, final
-        assert f"sip:1201@{LOOPBACK}:{udp.port}" in final
+        _add_account(s, "2201", "sha-pass-2201")
+        _add_account(s, "2202", "pyvoip-pass-2")
+        time.sleep(4)  # the hotline reloads accounts every 3 s
+        challenge, ok = _register_by_hand(udp, s.sip_target, "2201", "sha-pass-2201", "SHA-256", 1)
+        algorithms = re.findall(r"^WWW-Authenticate:.*algorithm=([\w-]+)", challenge, re.M)
+        assert algorithms == ["SHA-256", "MD5"]
+        assert _status(ok) == 200, ok
+        assert f"<sip:2201@{LOOPBACK}:{udp.port}>;expires=120" in ok
+        _, refused = _register_by_hand(udp, s.sip_target, "2201", "wrong-password", "SHA-256", 3)
+        assert _status(refused) == 403
+        phone = PyVoipPhone(server=s.sip_target, user="2202", password="pyvoip-pass-2")
+        try:
+            phone.start()
+            deadline = time.monotonic() + 10
+            while phone.status != PhoneStatus.REGISTERED and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert phone.status == PhoneStatus.REGISTERED
+        finally:
+            phone.stop()
     finally:
         udp.close()
+        stop_server(s)
+
+
+def test_default_offers_md5_only(server):
+    """The default challenge is MD5 alone (baresip 1.x and sipp 3.6 give up when SHA-256 is offered)."""
+    udp = Udp()
+    try:
+        challenge, final = _register_by_hand(udp, server.sip_target, "2999", "whatever-1", "SHA-256", 1)
+    finally:
+        udp.close()
+    assert re.findall(r"^WWW-Authenticate:.*algorithm=([\w-]+)", challenge, re.M) == ["MD5"]
+    assert final == ""
 
 
 # ------------------------------------------------------------------------ trunks

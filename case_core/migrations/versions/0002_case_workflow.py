@@ -22,6 +22,7 @@ def upgrade() -> None:
         batch_op.create_index("ix_cases_inspector_status", ["inspector", "status"])
         batch_op.create_index("ix_cases_due_at", ["due_at"])
         batch_op.create_index("ix_cases_category", ["category_kind", "category_code"])
+        batch_op.create_index("ix_cases_type_status_created", ["case_type", "status", "created_at"])
     with op.batch_alter_table("case_history", schema=None) as batch_op:
         batch_op.add_column(sa.Column("version", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("ended_json", sa.Text(), nullable=True))
@@ -124,6 +125,7 @@ def downgrade() -> None:
         batch_op.drop_column("ended_json")
         batch_op.drop_column("version")
     with op.batch_alter_table("cases", schema=None) as batch_op:
+        batch_op.drop_index("ix_cases_type_status_created")
         batch_op.drop_index("ix_cases_category")
         batch_op.drop_index("ix_cases_due_at")
         batch_op.drop_index("ix_cases_inspector_status")

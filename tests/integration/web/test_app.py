@@ -87,3 +87,24 @@ async def test_login_refuses_open_redirects(client):
         "/login", data={"username": "admin", "password": "pw-123456", "next": "//evil.example/"}, allow_redirects=False
     )
     assert resp.status == 302 and resp.headers["Location"] == "/cases"
+
+
+async def test_cookie_writes_need_the_csrf_header(aiohttp_client, ctx):
+    """A logged-in browser's POST without X-Requested-With (a cross-site form) is refused with 403."""
+    from aiohttp import web as aioweb
+
+    from web.app import api_auth
+
+    @api_auth
+    async def echo(request):
+        return aioweb.json_response({"ok": True})
+
+    app = create_app(ctx)
+    app.router.add_post("/api/echo", echo)
+    client = await aiohttp_client(app)
+    await client.post("/login", data={"username": "admin", "password": "pw-123456"})
+    assert (await client.post("/api/echo", json={})).status == 403
+    ok = await client.post("/api/echo", json={}, headers={"X-Requested-With": "fetch"})
+    assert ok.status == 200
+    evil = await client.post("/api/echo", json={}, headers={"X-Requested-With": "fetch", "Origin": "http://evil.example"})
+    assert evil.status == 403
