@@ -195,8 +195,10 @@ def analyze(path: str, min_packets: int = 50) -> dict:
 
     jitter_ms: |gap between consecutive packets - 20 ms|, pooled over all streams (p50,
     p99, max); loss_pct: sequence numbers missing between the first and last packet;
-    drift_pct: packets sent vs packets due at 50/s over the stream's span (first to last
-    packet): negative = the sender falls behind real time, positive = sends too many;
+    drift_pct: send rate vs 50 packets/s, from the least-squares slope of send time over
+    sequence number (skipped frames count as late): negative = falls behind real time;
+    count_drift_pct: packets received vs due at 50/s over the span (first to last packet,
+    ±1 packet of edge error, ~0.1 % on a 20 s stream);
     rtp_clock_drift_pct: the RTP timestamp's advance vs the wall clock over the span.
     """
     z = np.load(path)
@@ -204,7 +206,7 @@ def analyze(path: str, min_packets: int = 50) -> dict:
     port, ssrc, seq, t_ns = z["port"], z["ssrc"], z["seq"], z["t_ns"]
     rtp_ts = z["rtp_ts"]
     key = port.astype(np.uint64) << np.uint64(32) | ssrc.astype(np.uint64)
-    gaps, per_stream_p99, spans = [], [], []
+    gaps, per_stream_p99, spans, periods = [], [], [], []
     received = expected_seq = expected_time = 0
     rtp_span = wall_span = 0.0
     streams = 0
@@ -224,6 +226,8 @@ def analyze(path: str, min_packets: int = 50) -> dict:
         span = t[-1] - t[0]
         spans.append(span / 1000)
         expected_time += span / FRAME_MS + 1
+        # send period: least-squares slope of send time over sequence number
+        periods.append((float(np.polyfit(s - s[0], t - t[0], 1)[0]), len(idx)))
         ts = rtp_ts[idx].astype(np.int64)
         dts = (np.diff(ts) + 2**31) % 2**32 - 2**31
         rtp_span += float(dts.sum()) / 8.0  # ms at 8 kHz
@@ -240,7 +244,9 @@ def analyze(path: str, min_packets: int = 50) -> dict:
                       "gaps_over_40ms": int((allg > 20.0).sum()),
                       "worst_stream_p99": round(max(per_stream_p99), 3)},
         "loss_pct": round(100.0 * (expected_seq - received) / expected_seq, 4),
-        "drift_pct": round(100.0 * (received / expected_time - 1.0), 3),
+        "drift_pct": round(100.0 * (FRAME_MS * sum(w for _, w in periods)
+                                    / sum(p * w for p, w in periods) - 1.0), 3),
+        "count_drift_pct": round(100.0 * (received / expected_time - 1.0), 3),
         "rtp_clock_drift_pct": round(100.0 * (rtp_span / wall_span - 1.0), 3) if wall_span else None,
         "stream_span_s": {"min": round(min(spans), 2), "max": round(max(spans), 2)},
     })

@@ -20,7 +20,9 @@ log = logging.getLogger(__name__)
 DEFAULT_QUEUES = ("report", "consult", "general")
 
 
-def default_config(profiles, *, ring_timeout_s: float = 20.0, wrap_up_s: float = 30.0) -> acd.AcdConfig:
+def default_config(
+    profiles, *, ring_timeout_s: float = 20.0, wrap_up_s: float = 30.0, callback_offer_after_s: float | None = 30.0
+) -> acd.AcdConfig:
     """Every agent in every queue, longest-idle first; no agent staffed → the IVR takes a message."""
     agents = [acd.AgentConfig(id=p.username, extension=p.extension, skills=dict(p.skills)) for p in profiles]
     members = {a.id: 0 for a in agents}
@@ -36,6 +38,7 @@ def default_config(profiles, *, ring_timeout_s: float = 20.0, wrap_up_s: float =
             wrap_up_s=wrap_up_s,
             ring_timeout_s=ring_timeout_s,
             announce_interval_s=30,
+            callback_offer_after_s=callback_offer_after_s,
         )
         for name in DEFAULT_QUEUES
     ]
@@ -162,6 +165,18 @@ class AcdDriver:
             call = router.calls.get(a.call)
             if call is not None:
                 call.queue_overflow(a.target, a.reason)
+        elif isinstance(a, acd.OfferCallback):
+            call = router.calls.get(a.call)
+            if call is not None and hasattr(call, "offer_callback"):
+                call.offer_callback()
+        elif isinstance(a, acd.PlaceCallback):
+            agent = self.state.agents[a.agent]
+            queue = self.state.config.queues[a.queue]
+            if not router.place_callback(a.call, a.number, a.agent, agent.extension, a.queue, queue.ring_timeout_s):
+                self.router.clock.callLater(0, self.handle, acd.CallbackFailed(a.call, "agent phone not registered"))
+                return
+            if self.screen_pop is not None:
+                self.spawn(self._pop_callback(a))
         elif isinstance(a, (acd.StartWrapUp, acd.EndWrapUp)):
             kind = "wrap_up_started" if isinstance(a, acd.StartWrapUp) else "wrap_up_ended"
             data = {"call_id": a.call}
@@ -173,12 +188,20 @@ class AcdDriver:
             self.spawn(self.record(a))
             self.publish("wallboard", {"changed": a.kind, "queue": a.queue})
         else:
-            # OfferCallback, PlaceCallback, Unbridge, TransferToNumber: not wired to SIP yet.
+            # Unbridge, TransferToNumber: not wired to SIP yet.
             log.info("ACD action %s is not supported by the call side yet", type(a).__name__)
 
     async def _pop(self, a: acd.RingAgent, call) -> None:
         data = await self.screen_pop(a.agent, call)
         data.update({"queue": a.queue, "agent": a.agent, "extension": a.extension})
+        self.publish("screen_pop", data, to_user=a.agent)
+
+    async def _pop_callback(self, a: acd.PlaceCallback) -> None:
+        call = self.router.calls.get(a.call)
+        if call is None:
+            return
+        data = await self.screen_pop(a.agent, call)
+        data.update({"queue": a.queue, "agent": a.agent, "callback": True})
         self.publish("screen_pop", data, to_user=a.agent)
 
     def stop(self) -> None:

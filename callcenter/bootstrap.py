@@ -101,25 +101,26 @@ class CallAdmission:
         if allowing:
             if any(not t.dids for t in allowing):
                 return None
-            from callcenter.calls import _uri_user
-
-            numbers = {ev.to_user, _uri_user(ev.request_uri)}
+            ruri = _uri(ev.request_uri)
+            numbers = {ev.to_user, ruri.user if ruri else None}
             return None if any(n in t.dids for t in allowing for n in numbers) else 404
         return None if self._registered_from(ev, ip) else 403
 
     def _registered_from(self, ev, ip: str) -> bool:
-        from callcenter.sip.message import SipParseError, parse_uri
-
-        if self.registrar is None:
-            return False
-        try:
-            uri = parse_uri(ev.from_uri)
-        except SipParseError:
-            return False
-        if not uri.user:
+        uri = _uri(ev.from_uri)
+        if self.registrar is None or uri is None or not uri.user:
             return False
         aor = f"sip:{uri.user}@{uri.host.lower()}"
         return any(b.source[0] == ip for b in self.registrar.bindings(aor, self.clock.seconds()))
+
+
+def _uri(text: str):
+    from callcenter.sip.message import SipParseError, parse_uri
+
+    try:
+        return parse_uri(text.strip().strip("<>"))
+    except SipParseError:
+        return None
 
 
 @dataclass
@@ -251,6 +252,8 @@ class Hotline:
             call_variables=self._call_variables,
             rtp_timeout_s=s.rtp.timeout_s,
             ring_s=s.sip.ring_s,
+            trunks=s.trunks,
+            callback_from=s.acd.callback_from,
         )
         self.sip.listener = CallAdmission(self.router, self.sip, s.trunks, self.registrar, self.reactor)
         desk = await self._start_acd(hub_holder)
@@ -299,7 +302,12 @@ class Hotline:
                 hub.publish(kind, data, to_user=to_user)
 
         self.acd = AcdDriver(
-            default_config(profiles),
+            default_config(
+                profiles,
+                ring_timeout_s=self.settings.acd.ring_timeout_s,
+                wrap_up_s=self.settings.acd.wrap_up_s,
+                callback_offer_after_s=self.settings.acd.callback_offer_after_s or None,
+            ),
             clock=self.reactor,
             tz=self.tz,
             router=self.router,

@@ -91,6 +91,8 @@ class Call:
         self.queue: str | None = None  # waiting in this ACD queue
         self.bridged_agent: str | None = None  # ACD agent id once connected
         self.urgent = False
+        self.callback_offered = False
+        self.callback_requested = False
         # SDP answer kept while the caller waits for an agent to pick up (direct extension calls).
         self.pending_answer: bytes | None = None
         self._rec_tasks: list[Any] = []
@@ -105,7 +107,10 @@ class Call:
             elif isinstance(ev, media.DtmfReceived):
                 self.digit(ev.digit)
             elif isinstance(ev, media.PlaybackFinished):
-                self.ivr_event(ivr.PlaybackFinished(ev.play_id))
+                if ev.play_id == "callback_confirm":
+                    self.hangup("callback requested")
+                else:
+                    self.ivr_event(ivr.PlaybackFinished(ev.play_id))
 
     def _sent(self, pcm: bytes) -> None:
         """Once per tick: what the caller heard (prompts, then the agent) is the right channel."""
@@ -139,6 +144,9 @@ class Call:
 
     def digit(self, digit: str) -> None:
         if self.ended:
+            return
+        if self.queue is not None and self.callback_offered and digit == "1" and not self.callback_requested:
+            self.request_callback()
             return
         self.ivr_path.append(digit)
         msg = self.msg_rec
@@ -381,6 +389,23 @@ class Call:
             self.queue = None
             r.clock.callLater(0, self.ivr_event, ivr.QueueResult("no_agents"))
 
+    def offer_callback(self) -> None:
+        if self.leg is None or self.ended or self.queue is None:
+            return
+        self.callback_offered = True
+        self.leg.session.play(self.router.prompts.sequence(("queue_callback_offer",)), "callback_offer")
+
+    def request_callback(self) -> None:
+        """The caller keeps their place and hangs up; the ACD calls them back when it is their turn."""
+        r = self.router
+        if not self.caller or not r.acd.handle(acd.CallbackRequested(self.call_id, self.caller)):
+            return
+        self.callback_requested = True
+        self.ivr_path.append("callback")
+        if self.leg is not None:
+            self.leg.session.stop_playback()
+            self.leg.session.play(r.prompts.sequence(("queue_callback_confirm",)), "callback_confirm")
+
     def queue_answered(self, agent_id: str) -> None:
         if self.leg is not None:
             self.leg.session.stop_playback()
@@ -418,7 +443,7 @@ class Call:
         if r.acd is not None:
             if self.bridged_agent is not None:
                 r.acd.handle(acd.CallEnded(self.bridged_agent, self.call_id, hung_up_by="caller"))
-            elif self.queue is not None:
+            elif self.queue is not None and not self.callback_requested:
                 r.acd.handle(acd.CallerAbandoned(self.call_id))
         self.queue = None
         if self.agent is not None:
@@ -451,18 +476,25 @@ class AgentLeg:
     encodes what it sends).
     """
 
-    def __init__(self, router: "CallRouter", call: Call, extension: str, acd_agent: str | None = None):
+    def __init__(self, router: "CallRouter", call, extension: str, acd_agent: str | None = None, peer=None):
         self.router = router
-        self.call = call
-        self.extension = extension
+        self.call = call  # the owner: an inbound Call, or a CallbackCall
+        self.extension = extension  # an agent's extension, or the citizen's number
         self.acd_agent = acd_agent
+        # The leg our audio goes to; None = the owner's own (inbound) leg.
+        self.peer: AgentLeg | None = peer
         self.call_id: str | None = None
         self.leg = None
         self.bridged = False
         self.ended = False
         self.ring_timer: Any = None
 
-    def dial(self, contact: str, remote: tuple[str, int], timeout_s: float) -> bool:
+    def peer_session(self):
+        leg = self.peer.leg if self.peer is not None else self.call.leg
+        return leg.session if leg is not None else None
+
+    def dial(self, contact: str, remote: tuple[str, int], timeout_s: float, *, from_user: str | None = None,
+             credentials=None, record_sent: bool = False) -> bool:
         r = self.router
         session = MediaSession(
             codec="PCMA",
@@ -472,15 +504,21 @@ class AgentLeg:
             ssrc=r.rng.getrandbits(32),
             initial_sequence=r.rng.getrandbits(16),
             initial_timestamp=r.rng.getrandbits(32),
+            record_sent=record_sent,
         )
         try:
             self.leg = r.rtp.open(session, self.media_events)
         except Exception as exc:
-            log.error("agent leg to %s: cannot open RTP (%s)", self.extension, exc)
+            log.error("outbound leg to %s: cannot open RTP (%s)", self.extension, exc)
             return False
         offer = build_offer(local_host=r.rtp_host, local_port=self.leg.port, session_id=r.rng.getrandbits(31))
         self.call_id = r.sip.command(
-            "invite", target_uri=contact, remote=remote, from_user=self.call.caller or "anonymous", sdp=offer
+            "invite",
+            target_uri=contact,
+            remote=remote,
+            from_user=from_user or self.call.caller or "anonymous",
+            sdp=offer,
+            credentials=credentials,
         )
         if not self.call_id:
             self._close_media()
@@ -490,11 +528,14 @@ class AgentLeg:
         return True
 
     def media_events(self, events) -> None:
+        hook = getattr(self.call, "leg_media", None)
         for ev in events:
             if isinstance(ev, media.AudioReceived) and self.bridged:
-                caller_leg = self.call.leg
-                if caller_leg is not None:
-                    caller_leg.session.feed_bridge(ev.pcm)
+                peer = self.peer_session()
+                if peer is not None:
+                    peer.feed_bridge(ev.pcm)
+        if hook is not None:
+            hook(self, events)
 
     def sip_event(self, ev) -> None:
         if isinstance(ev, sip_events.CallAnswered):
@@ -557,6 +598,128 @@ class AgentLeg:
             self.leg = None
 
 
+class CallbackCall:
+    """A kept-place callback (预约回拨): ring the agent first, so they see the case before the
+    citizen's phone rings (preview), then dial the citizen through the trunk, then bridge.
+
+    It stands in `router.calls` under the original caller's call id, which is the ACD's key.
+    Recorded like an inbound call: the citizen left, what the citizen heard right.
+    """
+
+    def __init__(self, router: "CallRouter", call_id: str, number: str, agent_id: str, queue: str):
+        self.router = router
+        self.call_id = call_id
+        self.caller = number
+        self.did = "callback"
+        self.agent_id = agent_id
+        self.queue = queue
+        self.ivr_path = ["callback"]
+        self.agent_leg: AgentLeg | None = None
+        self.citizen: AgentLeg | None = None
+        self.bridged = False
+        self.ended = False
+        self.mixer = StereoMixer()
+        self.rec: _Recording | None = None
+
+    @property
+    def leg(self):
+        return self.citizen.leg if self.citizen is not None else None
+
+    def start(self, extension: str, ring_timeout_s: float) -> bool:
+        r = self.router
+        bindings = r.bindings_for(extension)
+        if not bindings:
+            return False
+        self.agent_leg = AgentLeg(r, self, extension)
+        b = bindings[0]
+        if not self.agent_leg.dial(b.contact, b.source, ring_timeout_s, from_user=self.caller):
+            return False
+        r.calls[self.call_id] = self
+        return True
+
+    # legs report here (same interface an inbound Call offers its agent leg)
+    def agent_answered(self, leg: AgentLeg) -> None:
+        r = self.router
+        if leg is self.agent_leg:
+            route = r.outbound_route(self.caller)
+            self.citizen = AgentLeg(r, self, self.caller, peer=self.agent_leg)
+            self.agent_leg.peer = self.citizen
+            ok = route is not None and self.citizen.dial(
+                route[0], route[1], 40.0, from_user=r.callback_from, credentials=route[2], record_sent=True
+            )
+            if not ok:
+                self._failed("no route to the citizen" if route is None else "dial failed")
+        elif leg is self.citizen:
+            self.bridged = True
+            self._start_recording()
+            r.acd.handle(acd.CallbackAnswered(self.call_id))
+
+    def agent_gone(self, leg: AgentLeg, reason: str, status: int | None, was_bridged: bool) -> None:
+        if self.ended:
+            return
+        if self.bridged:
+            by = "caller" if leg is self.citizen else "agent"
+            self.router.acd.handle(acd.CallEnded(self.agent_id, self.call_id, hung_up_by=by))
+            self._end(reason)
+        else:
+            self._failed(reason)
+
+    def queue_answered(self, agent_id: str) -> None:
+        """The ACD's Bridge: audio already flows both ways since the citizen answered."""
+
+    def hangup(self, reason: str) -> None:
+        self._end(reason)
+
+    def leg_media(self, leg: AgentLeg, events) -> None:
+        rec = self.rec
+        if leg is not self.citizen or rec is None:
+            return
+        for ev in events:
+            if isinstance(ev, media.AudioReceived):
+                self.mixer.add_caller(ev.pcm)
+            elif isinstance(ev, media.AudioSent):
+                self.mixer.add_agent(ev.pcm)
+                rec.pending += self.mixer.tick()
+                rec.frames += 1
+                if rec.frames % FLUSH_EVERY_FRAMES == 0:
+                    self.router.flush(rec)
+
+    def _start_recording(self) -> None:
+        r = self.router
+        path = r.recording_path(self.call_id, "callback")
+        self.rec = _Recording(recording_id=None, writer=WavWriter(path, channels=2), pending=bytearray())
+        r.spawn(self._register(path))
+
+    async def _register(self, path: Path) -> None:
+        self.rec.recording_id = await self.router.services.recording_started(
+            call_id=self.call_id, kind="call", path=str(path), channels=2, now=self.router.now_dt()
+        )
+
+    def _failed(self, reason: str) -> None:
+        log.info("callback %s to %s failed: %s", self.call_id, self.caller, reason)
+        self.router.acd.handle(acd.CallbackFailed(self.call_id, reason))
+        self._end(reason)
+
+    def _end(self, reason: str) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        for leg in (self.agent_leg, self.citizen):
+            if leg is not None:
+                leg.hangup(reason)
+        if self.router.calls.get(self.call_id) is self:
+            self.router.calls.pop(self.call_id)
+        rec = self.rec
+        if rec is not None:
+            rec.pending += self.mixer.drain()
+            self.router.spawn(self._close(rec))
+
+    async def _close(self, rec: _Recording) -> None:
+        duration = await self.router.close_recording(rec)
+        if rec.recording_id is not None:
+            await self.router.services.recording_finished(rec.recording_id, duration)
+
+
 class CallRouter:
     """Receives SIP events, owns the live calls, and offers them the shared services."""
 
@@ -578,6 +741,8 @@ class CallRouter:
         call_variables: Callable[["Call"], dict] | None = None,
         rtp_timeout_s: float = 30.0,
         ring_s: float = 0.0,
+        trunks: tuple = (),
+        callback_from: str = "12319",
         rng: random.Random | None = None,
     ):
         self.sip = sip
@@ -596,6 +761,9 @@ class CallRouter:
         self.rtp_timeout_s = rtp_timeout_s
         # Ringing time before answering (a CANCEL in this window gets 487).
         self.ring_s = ring_s
+        # Outbound calls (callbacks, follow-ups) leave through the first trunk with a host.
+        self.trunks = trunks
+        self.callback_from = callback_from
         self.rng = rng or random.SystemRandom()
         self.calls: dict[str, Call] = {}
         self.agent_legs: dict[str, AgentLeg] = {}
@@ -640,6 +808,21 @@ class CallRouter:
             if user and user in self.flows_by_did:
                 return user
         return None
+
+    def outbound_route(self, number: str):
+        """(target URI, address, credentials) to call a citizen's number through the first trunk."""
+        from callcenter.sip.ua import Credentials
+
+        for trunk in self.trunks:
+            if trunk.host:
+                creds = Credentials(trunk.username, trunk.password) if trunk.username else None
+                return f"sip:{number}@{trunk.host}:{trunk.port}", (trunk.host, trunk.port), creds
+        return None
+
+    def place_callback(self, call_id: str, number: str, agent_id: str, extension: str, queue: str,
+                       ring_timeout_s: float) -> bool:
+        cb = CallbackCall(self, call_id, number, agent_id, queue)
+        return cb.start(extension, ring_timeout_s)
 
     def bindings_for(self, extension: str) -> list:
         registrar = getattr(self.sip.ua, "registrar", None)
@@ -738,6 +921,8 @@ class CallRouter:
         self._watchdog = None
         now = self.clock.seconds()
         for call in list(self.calls.values()):
+            if not isinstance(call, Call):
+                continue
             call.check_silence(now)
             last = getattr(call.leg.session, "last_received_at", None) if call.leg else None
             started = call.answered_at or now

@@ -103,6 +103,18 @@ class TrunkSettings:
 
 
 @dataclass(frozen=True)
+class AcdSettings:
+    # Seconds an agent's phone rings before the next agent is tried (and this one paused).
+    ring_timeout_s: float = 20.0
+    # After-call work (话后处理) before the agent gets the next call; saving the form ends it.
+    wrap_up_s: float = 30.0
+    # Offer "press 1 to be called back, keeping your place" after this wait (0 = never).
+    callback_offer_after_s: float = 30.0
+    # Number shown to citizens when we call them back.
+    callback_from: str = "12319"
+
+
+@dataclass(frozen=True)
 class Settings:
     sip: SipSettings = field(default_factory=SipSettings)
     rtp: RtpSettings = field(default_factory=RtpSettings)
@@ -111,6 +123,7 @@ class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     prompts: PromptSettings = field(default_factory=PromptSettings)
     ivr: IvrSettings = field(default_factory=IvrSettings)
+    acd: AcdSettings = field(default_factory=AcdSettings)
     trunks: tuple[TrunkSettings, ...] = ()
     # Directory relative paths are resolved against (the config file's folder, or cwd).
     base_dir: str = "."
@@ -135,6 +148,7 @@ _SECTIONS = {
     "storage": StorageSettings,
     "prompts": PromptSettings,
     "ivr": IvrSettings,
+    "acd": AcdSettings,
 }
 
 
@@ -195,6 +209,12 @@ def validate(settings: Settings) -> Settings:
         )
     if settings.rtp.port_max - settings.rtp.port_min < 1:
         raise ConfigError("rtp.port_max: the RTP range needs room for at least two ports")
+    for key in ("ring_timeout_s", "wrap_up_s", "callback_offer_after_s"):
+        value = getattr(settings.acd, key)
+        if not 0 <= value <= 3600:
+            raise ConfigError(f"acd.{key}: must be between 0 and 3600 seconds, got {value}")
+    if settings.acd.ring_timeout_s < 1:
+        raise ConfigError("acd.ring_timeout_s: an agent's phone must ring at least 1 second")
     if not 0 <= settings.sip.ring_s <= 60:
         raise ConfigError(f"sip.ring_s: must be between 0 and 60 seconds, got {settings.sip.ring_s}")
     if settings.rtp.timeout_s <= 0:

@@ -90,6 +90,11 @@ class UserAgent:
         self._calls: dict[str, _Call] = {}
 
     # ------------------------------------------------------------------ driver API
+    @property
+    def registrar(self):
+        """The registrar REGISTERs go to (None: REGISTER is answered 501)."""
+        return self._registrar
+
     def datagrams_to_send(self) -> list[tuple[bytes, tuple[str, int]]]:
         out, self._out = self._out, []
         return out

@@ -84,7 +84,7 @@ def test_queue_call_rings_the_ready_agent_pops_the_form_and_bridges_audio(open_h
             assert result.returncode == 0, result.log_text[-2000:] + server.log()
             time.sleep(1.0)
         pops = agent_ws.of("screen_pop")
-        assert pops, f"no screen pop; events: {agent_ws.events}\n{server.log()}"
+        assert pops, f"no screen pop; events: {agent_ws.events}\n{server.log()}\n{phone.log_text()[-3000:]}"
         assert pops[0]["caller"] == caller and pops[0]["queue"] == "report" and "1" in pops[0]["ivr_path"]
         assert other_ws.of("screen_pop") == []  # only the agent concerned
         heard = phone.received_wav()

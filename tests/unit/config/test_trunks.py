@@ -75,6 +75,15 @@ def test_duplicate_trunk_names_and_a_bad_realm_are_refused():
         config.from_mapping({"trunks": {"name": "a"}})
 
 
+@pytest.mark.parametrize("value", [[], ["SHA-1"], ["MD5", "MD5"], "MD5"])
+def test_digest_algorithms_must_be_md5_and_or_sha256(value):
+    """sip.digest_algorithms takes MD5 and/or SHA-256, each once; anything else names the key."""
+    with pytest.raises(config.ConfigError, match="sip.digest_algorithms"):
+        config.from_mapping({"sip": {"digest_algorithms": value}})
+    assert config.from_mapping({"sip": {"digest_algorithms": ["SHA-256", "MD5"]}}).sip.digest_algorithms == (
+        "SHA-256", "MD5")
+
+
 def _toml_value(v):
     if isinstance(v, bool):
         return "true" if v else "false"
