@@ -78,6 +78,10 @@ class AcdDriver:
     def agents_ready(self) -> int:
         return sum(1 for a in self.state.agents.values() if a.status == "ready")
 
+    def agents_staffed(self) -> int:
+        """Agents at work (logged in, not paused): a caller who queues will be answered."""
+        return sum(1 for a in self.state.agents.values() if a.status not in ("logged_out", "paused"))
+
     def agent_status(self, agent_id: str) -> dict | None:
         agent = self.state.agents.get(agent_id)
         if agent is None:
@@ -140,7 +144,7 @@ class AcdDriver:
     def _perform(self, a) -> None:
         router = self.router
         if isinstance(a, acd.RingAgent):
-            call = router.calls.get(a.call)
+            call = router.find(a.call)
             # The ACD's own ring timeout decides; the SIP leg's is a safety net behind it.
             if call is None or not call.connect_agent(a.extension, a.timeout_s + 10, acd_agent=a.agent):
                 self.router.clock.callLater(0, self.handle, acd.AgentNoAnswer(a.agent, a.call))
@@ -148,25 +152,25 @@ class AcdDriver:
             if self.screen_pop is not None:
                 self.spawn(self._pop(a, call))
         elif isinstance(a, acd.StopRinging):
-            call = router.calls.get(a.call)
+            call = router.find(a.call)
             if call is not None and call.agent is not None and call.agent.acd_agent == a.agent:
                 call.agent.hangup("stop ringing")
                 call.agent = None
             self.publish("screen_pop_cancelled", {"call_id": a.call}, to_user=a.agent)
         elif isinstance(a, acd.Bridge):
-            call = router.calls.get(a.call)
+            call = router.find(a.call)
             if call is not None:
                 call.queue_answered(a.agent)
         elif isinstance(a, acd.AnnouncePosition):
-            call = router.calls.get(a.call)
+            call = router.find(a.call)
             if call is not None:
                 call.announce_position(a.position, a.eta_s)
         elif isinstance(a, acd.Overflow):
-            call = router.calls.get(a.call)
+            call = router.find(a.call)
             if call is not None:
                 call.queue_overflow(a.target, a.reason)
         elif isinstance(a, acd.OfferCallback):
-            call = router.calls.get(a.call)
+            call = router.find(a.call)
             if call is not None and hasattr(call, "offer_callback"):
                 call.offer_callback()
         elif isinstance(a, acd.PlaceCallback):
@@ -184,6 +188,7 @@ class AcdDriver:
                 data["until"] = a.until.isoformat()
             self.publish(kind, data, to_user=a.agent)
         elif isinstance(a, acd.QueueEventLogged):
+            log.info("queue %s: %s call=%s agent=%s %s", a.queue, a.kind, a.call, a.agent or "-", a.detail or "")
             self.log.append(a)
             self.spawn(self.record(a))
             self.publish("wallboard", {"changed": a.kind, "queue": a.queue})
@@ -197,7 +202,7 @@ class AcdDriver:
         self.publish("screen_pop", data, to_user=a.agent)
 
     async def _pop_callback(self, a: acd.PlaceCallback) -> None:
-        call = self.router.calls.get(a.call)
+        call = self.router.find(a.call)
         if call is None:
             return
         data = await self.screen_pop(a.agent, call)

@@ -574,9 +574,11 @@ class AgentLeg:
     def hangup(self, reason: str) -> None:
         if self.ended:
             return
+        # Finish first: the UA reports our own BYE back as CallEnded, which must not count
+        # as the far end hanging up.
+        self._finish()
         if self.call_id is not None:
             self.router.sip.command("hangup", self.call_id)
-        self._finish()
 
     def _gone(self, reason: str, status: int | None) -> None:
         was_bridged = self.bridged
@@ -634,7 +636,7 @@ class CallbackCall:
         b = bindings[0]
         if not self.agent_leg.dial(b.contact, b.source, ring_timeout_s, from_user=self.caller):
             return False
-        r.calls[self.call_id] = self
+        r.callbacks[self.call_id] = self
         return True
 
     # legs report here (same interface an inbound Call offers its agent leg)
@@ -707,8 +709,8 @@ class CallbackCall:
         for leg in (self.agent_leg, self.citizen):
             if leg is not None:
                 leg.hangup(reason)
-        if self.router.calls.get(self.call_id) is self:
-            self.router.calls.pop(self.call_id)
+        if self.router.callbacks.get(self.call_id) is self:
+            self.router.callbacks.pop(self.call_id)
         rec = self.rec
         if rec is not None:
             rec.pending += self.mixer.drain()
@@ -768,12 +770,16 @@ class CallRouter:
         self.calls: dict[str, Call] = {}
         self.agent_legs: dict[str, AgentLeg] = {}
         self.acd = None  # AcdDriver, set by the bootstrap when queues are configured
+        # Kept-place callbacks in progress, under the original caller's call id (the ACD's key).
+        self.callbacks: dict[str, CallbackCall] = {}
         self.rejected = 0
         self._watchdog = None
 
     def call_variables(self, call: Call) -> dict:
-        ready = self.acd.agents_ready() if self.acd is not None else 0
-        base = {"caller": call.caller or "", "did": call.did, "agents_ready": ready}
+        # The flows' `agents_ready` means "someone will answer if I queue": agents at work,
+        # busy ones included (a caller waits in line for them); paused agents do not count.
+        staffed = self.acd.agents_staffed() if self.acd is not None else 0
+        base = {"caller": call.caller or "", "did": call.did, "agents_ready": staffed}
         if self._call_variables is not None:
             base.update(self._call_variables(call))
         return base
@@ -808,6 +814,10 @@ class CallRouter:
             if user and user in self.flows_by_did:
                 return user
         return None
+
+    def find(self, call_id: str):
+        """The live call or callback the ACD means by `call_id`."""
+        return self.calls.get(call_id) or self.callbacks.get(call_id)
 
     def outbound_route(self, number: str):
         """(target URI, address, credentials) to call a citizen's number through the first trunk."""
@@ -921,8 +931,6 @@ class CallRouter:
         self._watchdog = None
         now = self.clock.seconds()
         for call in list(self.calls.values()):
-            if not isinstance(call, Call):
-                continue
             call.check_silence(now)
             last = getattr(call.leg.session, "last_received_at", None) if call.leg else None
             started = call.answered_at or now
@@ -965,7 +973,7 @@ class CallRouter:
         return await asyncio.wrap_future(self.executor.submit(close))
 
     def stop(self) -> None:
-        for call in list(self.calls.values()):
+        for call in [*self.calls.values(), *self.callbacks.values()]:
             call.hangup("shutdown")
         if self._watchdog is not None and self._watchdog.active():
             self._watchdog.cancel()

@@ -120,3 +120,64 @@ def test_desk_form_errors_are_clear(open_hotline):
     assert body["fields"]["description"] == "请填写问题描述" and "数字" in body["fields"]["reporter_phone"]
     status, body = open_hotline.post("/api/desk/state", {"state": "dancing"}, token=token)
     assert status == 409 and body["message"]
+
+
+def _wait_status(server, token: str, wanted: str, timeout: float = 30.0) -> dict:
+    deadline = time.monotonic() + timeout
+    body: dict = {}
+    while time.monotonic() < deadline:
+        status, body = server.api("/api/desk/status", token=token)
+        if status == 200 and body["status"] == wanted:
+            return body
+        time.sleep(0.2)
+    raise AssertionError(f"agent never became {wanted}: {body}\n{server.log()}")
+
+
+def test_second_caller_takes_the_callback_offer_and_is_called_back_when_the_agent_is_free(tmp_path, prompts_dir):
+    """Two callers, one agent: the second keeps its place by pressing 1, hangs up, and is called back via the trunk."""
+    from tests.e2e.peers.pcap import build_rtp_pcap
+    from tests.e2e.peers.ports import free_udp_port
+    from tests.e2e.peers.runner import SippUas
+
+    with SippUas("uas_sink", keys={"sink_port": str(free_udp_port())}, timeout=90) as citizen:
+        extra = ALWAYS_OPEN + (
+            "[acd]\ncallback_offer_after_s = 2.0\nwrap_up_s = 1.0\nring_timeout_s = 10.0\n"
+            f'[[trunks]]\nname = "carrier"\nhost = "127.0.0.1"\nport = {citizen.port}\nallow = ["127.0.0.1"]\n'
+        )
+        server = start_server(tmp_path, prompts_dir, extra=extra)
+        try:
+            token = server.token_for("agent1")
+            silence = bytes(8000 * 2)
+            first = tmp_path / "first.pcap"
+            build_rtp_pcap(first, pcm_8k_mono=silence * 24, dtmf=[(0.5, "1")])
+            second = tmp_path / "second.pcap"
+            build_rtp_pcap(second, pcm_8k_mono=silence * 30, dtmf=[(0.5, "1"), (9.0, "1")])
+            with Baresip(user="1001", registrar=server.sip_target, password="hotline12319", answer_auto=True) as phone:
+                phone.wait_log(r"200 OK|registered", timeout=10)
+                assert server.post("/api/desk/state", {"state": "ready"}, token=token)[0] == 200
+                results = {}
+                a = threading.Thread(target=lambda: results.update(
+                    a=run_sipp("call_report", target=server.sip_target, caller="13600000001", pcap=first, timeout=60)))
+                a.start()
+                _wait_status(server, token, "on_call")
+                b = run_sipp("call_server_bye", target=server.sip_target, caller="13600000002", pcap=second, timeout=40)
+                assert b.returncode == 0, b.log_text[-2000:] + server.log()  # the hotline hung up after the offer
+                board = server.api("/api/wallboard")[1]
+                report = next(q for q in board["queues"] if q["queue"] == "report")
+                assert report["callbacks_waiting"] == 1, f"{board}\n{server.log()}"
+                a.join(timeout=60)
+                assert results["a"].returncode == 0
+                # The agent is free again: the hotline rings the agent, then calls the citizen back.
+                body = _wait_status(server, token, "on_call", timeout=30)
+                assert body["call"]
+                time.sleep(1.0)
+                phone.hangup()
+            result = citizen.wait(20)
+            assert result.ok, result.log_text[-2000:]
+            invite = next(m for m in result.messages("INVITE") if m.startswith("INVITE"))
+            assert "13600000002@" in invite.splitlines()[0] and "12319" in invite
+            board = server.api("/api/wallboard")[1]
+            report = next(q for q in board["queues"] if q["queue"] == "report")
+            assert report["answered"] == 2 and report["callbacks_waiting"] == 0, board
+        finally:
+            stop_server(server)

@@ -93,9 +93,9 @@ def _options(udp: Udp, target, branch: str) -> bytes:
     ).encode()
 
 
-def _invite(udp: Udp, target, number: str, call_id: str, extra: str = "") -> bytes:
+def _invite(udp: Udp, target, number: str, call_id: str, extra: str = "", media_port: int | None = None) -> bytes:
     sdp = (f"v=0\r\no=- 1 1 IN IP4 {LOOPBACK}\r\ns=-\r\nc=IN IP4 {LOOPBACK}\r\nt=0 0\r\n"
-           f"m=audio {udp.port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n"
+           f"m=audio {media_port or udp.port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n"
            "a=rtpmap:101 telephone-event/8000\r\n").encode()
     head = (
         f"INVITE sip:{number}@{LOOPBACK}:{target[1]} SIP/2.0\r\n"
@@ -193,15 +193,39 @@ def test_server_hangs_up_when_the_ivr_ends(server, tmp_path):
 
 
 def test_retransmitted_invite_is_absorbed(server):
-    """The same INVITE sent twice: the copy gets the 180 again, one call, one 200; the Call-ID has one CDR."""
-    result = run_sipp("retransmitted_invite", target=server.sip_target, caller="13800000003", timeout=20)
-    assert result.ok, _diagnose(result, server)
-    invite_200s = [m for m in result.messages("SIP/2.0 200") if re.search(r"^CSeq:\s*1 INVITE", m, re.M)]
-    assert len(invite_200s) == 1
-    assert len(result.messages("SIP/2.0 180")) == 2  # the copy was answered with the last provisional
-    assert not result.messages("SIP/2.0 482")
-    call_id = re.search(r"^Call-ID:\s*(\S+)", invite_200s[0], re.M).group(1)
-    assert len(_calls_in_db(server, call_id)) == 1
+    """The same INVITE twice (same branch) while ringing: the copy gets the 180 again, then one 200;
+    after the ACK nothing more is retransmitted, and BYE ends the one call."""
+    udp, media = Udp(), Udp()  # RTP goes to `media`, so `udp` sees SIP only
+    call_id = f"dup-{uuid.uuid4().hex[:10]}"
+    target = server.sip_target
+    try:
+        invite = _invite(udp, target, "12319", call_id, media_port=media.port)
+        udp.send(invite, target)
+        udp.send(invite, target)
+        replies = udp.replies(5.0, until_final=True)
+        assert [_status(r) for r in replies] == [100, 180, 180, 200], replies
+        ok = replies[-1]
+        to = re.search(r"^To: (.*)$", ok, re.M).group(1).strip()
+        contact = re.search(r"^Contact:\s*<([^>]+)>", ok, re.M).group(1)
+
+        def in_dialog(method: str, cseq: int) -> bytes:
+            return (f"{method} {contact} SIP/2.0\r\n"
+                    f"Via: SIP/2.0/UDP {LOOPBACK}:{udp.port};branch=z9hG4bK{method}{call_id};rport\r\n"
+                    f"From: <sip:13800000000@{LOOPBACK}>;tag=t{call_id}\r\nTo: {to}\r\n"
+                    f"Call-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n"
+                    "Content-Length: 0\r\n\r\n").encode()
+
+        udp.send(in_dialog("ACK", 1), target)
+        assert udp.replies(1.5) == []  # an unACKed 200 would come again after 0.5 s and 1 s
+        udp.send(in_dialog("BYE", 2), target)
+        assert [_status(r) for r in udp.replies(2.0, until_final=True)] == [200]
+    finally:
+        udp.close()
+        media.close()
+    deadline = time.monotonic() + 5
+    while not [r for r in _calls_in_db(server, call_id) if r[1]] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [r[0] for r in _calls_in_db(server, call_id) if r[1]] == [call_id]
 
 
 def test_reinvite_hold_and_unhold(server):
