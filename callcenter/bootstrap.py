@@ -143,6 +143,7 @@ class Hotline:
         self.sip = None
         self._tasks: set[asyncio.Future] = set()
         self.acd = None
+        self.sms_dispatcher = None
         self.registrar = None
         self.credentials = None
         self._accounts_refresher: asyncio.Task | None = None
@@ -217,6 +218,7 @@ class Hotline:
                 hub.publish(kind, data)
 
         service = CaseService(self.repo, on_event=on_event)
+        self._start_sms()
         if url.startswith("sqlite"):
             from case_core.adapters.recovery import recover_interrupted_calls
 
@@ -273,6 +275,9 @@ class Hotline:
         hub_holder["hub"] = ctx.hub
         ctx.desk = desk
         app = create_app(ctx)
+        from web.notify_api import NOTIFY
+
+        app[NOTIFY] = s.sms
         self._web_runner = web.AppRunner(app, access_log=None)
         await self._web_runner.setup()
         site = web.TCPSite(self._web_runner, s.web.host, s.web.port)
@@ -283,6 +288,27 @@ class Hotline:
         web_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         ctx.sip_address = f"sip:12319@{public_host}:{sip_port}"
         return Addresses(sip=ctx.sip_address, web=f"http://{s.web.host}:{web_port}/")
+
+    def _start_sms(self) -> None:
+        """SMS to reporters: queued in the same transaction as the case change, sent by a dispatcher."""
+        from callcenter.notify.dispatcher import Dispatcher, make_driver
+        from callcenter.notify.outbox import enqueue_for_event
+        from callcenter.notify.templates import SmsTemplates
+
+        sms = self.settings.sms
+        if not sms.enabled:
+            return
+        templates = SmsTemplates(sms.templates_path(), max_parts=sms.max_parts)
+
+        async def queue_sms(conn, state, events) -> None:
+            for event in events:
+                await enqueue_for_event(
+                    conn, event, reporter_phone=state.reporter_phone, now=event.at, templates=templates, settings=sms
+                )
+
+        self.repo.change_hook = queue_sms
+        self.sms_dispatcher = Dispatcher(self.repo.engine, make_driver(sms), sms, clock=self.now_dt)
+        self.sms_dispatcher.start()
 
     async def _start_acd(self, hub_holder: dict):
         """Queues and agents, when any agent has a profile (extension); else the IVR takes messages."""
@@ -339,6 +365,8 @@ class Hotline:
             self.router.stop()
         if self.acd is not None:
             self.acd.stop()
+        if self.sms_dispatcher is not None:
+            await self.sms_dispatcher.stop()
         if self._sip_port is not None:
             # Give the BYEs just sent a moment on the wire before the socket closes.
             await asyncio.sleep(0.1)

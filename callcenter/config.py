@@ -125,6 +125,8 @@ class Settings:
     ivr: IvrSettings = field(default_factory=IvrSettings)
     acd: AcdSettings = field(default_factory=AcdSettings)
     trunks: tuple[TrunkSettings, ...] = ()
+    # [sms]: callcenter.notify.settings.NotifySettings (its schema lives with the SMS code).
+    sms: Any = None
     # Directory relative paths are resolved against (the config file's folder, or cwd).
     base_dir: str = "."
 
@@ -303,9 +305,14 @@ def from_mapping(data: dict[str, Any], *, base_dir: str = ".") -> Settings:
         if section == "trunks":
             kwargs["trunks"] = _trunks_from(value)
             continue
+        if section == "sms":
+            from callcenter.notify.settings import from_mapping as sms_from_mapping
+
+            kwargs["sms"] = sms_from_mapping(value, base_dir=base_dir)
+            continue
         cls = _SECTIONS.get(section)
         if cls is None:
-            raise ConfigError(f"{section}: unknown section (known: {', '.join(sorted([*_SECTIONS, 'trunks']))})")
+            raise ConfigError(f"{section}: unknown section (known: {', '.join(sorted([*_SECTIONS, 'trunks', 'sms']))})")
         if not isinstance(value, dict):
             raise ConfigError(f"{section}: expected a table [{section}]")
         defaults = cls()
@@ -316,13 +323,17 @@ def from_mapping(data: dict[str, Any], *, base_dir: str = ".") -> Settings:
                 raise ConfigError(f"{section}.{key}: unknown key (known: {', '.join(sorted(known))})")
             values[key] = _coerce(f"{section}.{key}", raw, getattr(defaults, key))
         kwargs[section] = replace(defaults, **values)
+    if "sms" not in kwargs:
+        from callcenter.notify.settings import from_mapping as sms_from_mapping
+
+        kwargs["sms"] = sms_from_mapping(None, base_dir=base_dir)
     return validate(Settings(**kwargs, base_dir=base_dir))
 
 
 def load(path: str | Path | None) -> Settings:
     """Load and validate a config file; None means all defaults relative to the current directory."""
     if path is None:
-        return validate(Settings())
+        return from_mapping({})
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")

@@ -168,13 +168,14 @@ class CaseService:
         description: str = "",
         kind: str = "report",
     ) -> str:
-        """A report arrives by phone (a voice message): accept it as a new case."""
+        """A report arrives by phone (a voice message) or from the agent's screen pop: accept it."""
         number = await self.repo.allocate_case_number(now.date())
-        state, _events = workflow.new_case(
+        text = description or "来电留言（见录音）"
+        state, events = workflow.new_case(
             number=number,
             channel=channel,
             reporter_phone=reporter_phone or "",
-            description=description or "来电留言（见录音）",
+            description=text,
             category=None,
             address="",
             now=now,
@@ -182,22 +183,13 @@ class CaseService:
             actor=IVR_ACTOR,
             role=IVR_ROLE,
         )
-        view = await self.repo.create_case(
-            number=number,
-            history=_history_rows(state),
-            now=now,
-            channel=channel,
-            status=state.status,
-            kind=kind,
-            reporter_phone=reporter_phone,
-            description=description or "来电留言（见录音）",
-            call_id=call_id,
-            recording_ids=recording_ids,
+        case_id = await self.repo.insert_case_state(
+            state, call_id=call_id, recording_ids=recording_ids, events=events
         )
         if call_id:
-            await self.repo.attach_call_recordings(call_id, view.id)
-        self.on_event("case_created", {"id": view.id, "number": view.number, "channel": channel})
-        return view.number
+            await self.repo.attach_call_recordings(call_id, case_id)
+        self.on_event("case_created", {"id": case_id, "number": number, "channel": channel})
+        return number
 
     async def lookup_case(self, number: str) -> tuple[bool, str | None]:
         view = await self.repo.find_case_by_number(normalize_case_number(number))
@@ -260,12 +252,12 @@ class CaseService:
             if due is not None and due > now:
                 deadlines["register"] = due
         number = await self.repo.allocate_case_number(now.date())
-        state, _events = workflow.new_case(
+        state, events = workflow.new_case(
             number=number, channel=channel, reporter_phone=reporter_phone or "", description=description,
             category=category, address=address or "", now=now, kind=kind, case_type=case_type,
             grid_cell=grid_cell, actor=actor, role=role, deadlines=deadlines,
         )
-        case_id = await self.repo.insert_case_state(state, extra=extra)
+        case_id = await self.repo.insert_case_state(state, extra=extra, events=events)
         self.on_event("case_created", {"id": case_id, "number": number, "channel": channel})
         return await self.repo.get_case(case_id)
 

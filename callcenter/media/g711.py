@@ -136,6 +136,35 @@ def alaw_decode(data: bytes) -> bytes:
     return _ALAW_DEC[np.frombuffer(data, dtype=np.uint8)].tobytes()
 
 
+def _fast_decoders() -> None:
+    """Use the C decoder of the standard library's audioop where it exists (Python < 3.13).
+
+    Its decode tables are the same G.711 values (a test checks all 256 codes), and it
+    is about 10× faster on a 160-byte packet than numpy's per-call overhead allows —
+    every received packet of every call is decoded (recording, bridging).
+    Encoding stays ours: audioop rounds where the ITU reference truncates.
+    """
+    global ulaw_decode, alaw_decode
+    import sys
+    import warnings
+
+    if sys.byteorder != "little":
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            import audioop
+        except ImportError:
+            return
+    probe = bytes(range(256))
+    if audioop.ulaw2lin(probe, 2) == ulaw_decode(probe) and audioop.alaw2lin(probe, 2) == alaw_decode(probe):
+        ulaw_decode = lambda data: audioop.ulaw2lin(data, 2)  # noqa: E731
+        alaw_decode = lambda data: audioop.alaw2lin(data, 2)  # noqa: E731
+
+
+_fast_decoders()
+
+
 _ENCODERS: dict[str, Callable[[bytes], bytes]] = {"PCMU": ulaw_encode, "PCMA": alaw_encode}
 _DECODERS: dict[str, Callable[[bytes], bytes]] = {"PCMU": ulaw_decode, "PCMA": alaw_decode}
 

@@ -51,11 +51,14 @@ def sync_url(url: str) -> str:
 
 
 def make_engine(url: str) -> AsyncEngine:
-    engine = create_async_engine(async_url(url))
-    if engine.dialect.name == "sqlite":
+    if async_url(url).startswith("sqlite"):
+        # One connection for the event loop's work: SQLite has one writer anyway, and
+        # queueing in the pool is orderly where competing connections hit "database is
+        # locked" under load (seen at 200+ concurrent calls).
+        engine = create_async_engine(async_url(url), pool_size=1, max_overflow=0, pool_timeout=60)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-
-    return engine
+        return engine
+    return create_async_engine(async_url(url))
 
 
 @dataclass(frozen=True)
@@ -194,7 +197,8 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
     # WAL: readers (web pages) never block the writer (the call path).
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=5000")
+    # The thread engine's transactions may meet the loop's: wait rather than fail.
+    cur.execute("PRAGMA busy_timeout=30000")
     # In WAL mode NORMAL only syncs at checkpoints: a commit survives a process
     # crash (not a power cut), and a workflow step costs no fsync.
     cur.execute("PRAGMA synchronous=NORMAL")
@@ -207,11 +211,19 @@ class SqlRepository:
     def __init__(self, engine: AsyncEngine):
         self.engine = engine
         self._sync: Engine | None = None
+        # Called inside the transaction that stores a case change, with the new state and
+        # the change's events, so side effects (the SMS outbox) commit or roll back with it:
+        # `async hook(conn, state, events)`; it may only await `conn.execute`.
+        self.change_hook = None
 
     async def close(self) -> None:
         await self.engine.dispose()
         if self._sync is not None:
             self._sync.dispose()
+
+    async def _run_change_hook(self, conn, state: CaseState, events) -> None:
+        if self.change_hook is not None and events:
+            await self.change_hook(conn, state, list(events))
 
     def _sync_engine(self) -> Engine:
         if self._sync is None:
@@ -240,76 +252,6 @@ class SqlRepository:
         return format_case_number(day, seq)
 
     # -- cases ------------------------------------------------------------------------
-    async def create_case(
-        self,
-        *,
-        number: str,
-        now: datetime,
-        channel: str,
-        status: str,
-        history: list[dict[str, Any]],
-        kind: str = "report",
-        case_type: str = "normal",
-        reporter_phone: str | None = None,
-        description: str = "",
-        address: str = "",
-        category_kind: str | None = None,
-        category_code: str | None = None,
-        call_id: str | None = None,
-        recording_ids: tuple[int, ...] = (),
-        state: dict[str, Any] | None = None,
-    ) -> CaseView:
-        async with self.engine.begin() as conn:
-            case_id = (
-                await conn.execute(
-                    insert(orm.cases)
-                    .values(
-                        number=number,
-                        channel=channel,
-                        kind=kind,
-                        case_type=case_type,
-                        status=status,
-                        reporter_phone=reporter_phone,
-                        description=description,
-                        address=address,
-                        category_kind=category_kind,
-                        category_code=category_code,
-                        call_id=call_id,
-                        created_at=now,
-                        updated_at=now,
-                        version=1,
-                        state_json=json.dumps(state or {}, ensure_ascii=False),
-                    )
-                    .returning(orm.cases.c.id)
-                )
-            ).scalar_one()
-            for seq, entry in enumerate(history, start=1):
-                await conn.execute(
-                    insert(orm.case_history).values(
-                        case_id=case_id,
-                        seq=seq,
-                        action=entry["action"],
-                        actor=entry["actor"],
-                        role=entry["role"],
-                        at=entry["at"],
-                        comment=entry.get("comment", ""),
-                        before_status=entry.get("before_status"),
-                        after_status=entry.get("after_status"),
-                        fields_json=json.dumps(entry.get("fields", {}), ensure_ascii=False, default=str),
-                    )
-                )
-            if recording_ids:
-                await conn.execute(
-                    update(orm.recordings)
-                    .where(orm.recordings.c.id.in_(recording_ids))
-                    .values(case_id=case_id)
-                )
-            if call_id:
-                await conn.execute(
-                    update(orm.calls).where(orm.calls.c.call_id == call_id).values(case_id=case_id)
-                )
-        return await self.get_case(case_id)
-
     async def get_case(self, case_id: int) -> CaseView:
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(orm.cases).where(orm.cases.c.id == case_id))).first()
@@ -568,9 +510,11 @@ class SqlRepository:
         call_id: str | None = None,
         recording_ids: tuple[int, ...] = (),
         extra: dict[str, Any] | None = None,
+        events: list | tuple = (),
     ) -> int:
         """Store a new case (from ``workflow.new_case``) with its history and facts; return its id."""
         async with self.engine.begin() as conn:
+            await self._run_change_hook(conn, state, events)
             values = _case_columns(state, extra or {})
             case_id = (
                 await conn.execute(
@@ -624,6 +568,9 @@ class SqlRepository:
                 new_states, result = mutate([state for state, _extra in loaded])
                 for cid, (old, extra), new in zip(case_ids, loaded, new_states):
                     _write_state(conn, cid, old.version, new, extra)
+                    if self.change_hook is not None and new.version != old.version:
+                        mine = [e for e in (result if isinstance(result, list) else []) if e.case_number == new.number]
+                        _run_to_completion(self.change_hook(_AsyncShim(conn), new, mine))
                 return result, [_get_case_sync(conn, cid) for cid in case_ids]
 
         return await asyncio.to_thread(run)
@@ -1026,3 +973,26 @@ def state_from_rows(row, history_rows) -> CaseState:
         merged_from=tuple(extra.get("merged_from") or ()),
         history=history,
     )
+
+
+
+class _AsyncShim:
+    """An async-looking face on a sync Connection, for change hooks written against
+    AsyncConnection, run inside the sync workflow transaction (see `_run_to_completion`)."""
+
+    def __init__(self, conn: Connection):
+        self._conn = conn
+        self.dialect = conn.dialect
+
+    async def execute(self, *args, **kwargs):
+        return self._conn.execute(*args, **kwargs)
+
+
+def _run_to_completion(coro):
+    """Run a coroutine that never really suspends (it only awaits `_AsyncShim.execute`)."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    coro.close()
+    raise RuntimeError("a case change hook suspended inside a sync transaction")

@@ -53,6 +53,12 @@ def test_sipp_report_becomes_a_case_with_the_callers_audio(hotline, prompts_dir,
     assert best_correlation(right[: 8000 * 12], intro[2000:10000]) > 0.9
     assert best_correlation(left[: 8000 * 12], intro[2000:10000]) < 0.5
 
+    # The reporter gets an SMS with the case number, queued with the case (log driver here).
+    from tests.e2e.conftest import run_hotline
+
+    sms = run_hotline("sms", "list", "--config", str(hotline.config)).stdout
+    assert CALLER in sms and case["number"] in sms, sms
+
     # Without a token the API refuses; the web page lists the case for a logged-in user.
     assert hotline.api("/api/cases", token="wrong")[0] == 401
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())

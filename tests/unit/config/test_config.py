@@ -22,12 +22,14 @@ def test_defaults_match_the_issue_contract():
 def test_example_file_documents_every_key_with_its_default():
     """The example TOML lists every key of the schema with exactly the default value."""
     data = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
-    defaults = asdict(config.Settings())
+    defaults = asdict(config.load(None))
     for section, values in defaults.items():
         if section == "base_dir" or not isinstance(values, dict):
             continue  # trunks: an array of tables, none by default
         assert section in data, f"[{section}] missing from the example"
         for key, value in values.items():
+            if key == "base_dir":
+                continue
             assert key in data[section], f"{section}.{key} missing from the example"
             expected = list(value) if isinstance(value, tuple) else value
             assert data[section][key] == expected, f"{section}.{key} differs from the default"
