@@ -49,7 +49,8 @@ PYTHON = sys.executable
 HOTLINE = str(Path(PYTHON).with_name("hotline"))
 # Below the kernel's ephemeral range (32768-60999), so other processes' sockets are not
 # in them; >= 2 x 600 ports each.
-RTP_RANGES = {"hotline": (24000, 25999), "pyvoip": (26000, 27999)}
+RTP_RANGES = {"hotline": (24000, 25999), "base": (24000, 25999), "pyvoip": (26000, 27999)}
+HOTLINE_TARGETS = ("hotline", "base")  # base: `hotline serve` from another source tree
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 _children: list[subprocess.Popen] = []
@@ -333,9 +334,15 @@ def pct(values, q) -> float | None:
 # ------------------------------------------------------------------------- one round
 
 
+def pinned(cmd: list, cpus: str | None) -> list:
+    """Run cmd on the given CPUs (taskset -c) when pinning is on."""
+    return ["taskset", "-c", cpus, *cmd] if cpus else list(cmd)
+
+
 def run_round(target: str, n: int, args, work: Path, pcap: Path, wav: Path) -> dict:
     rnd = work / f"{target}-{n}"
     rnd.mkdir()
+    is_hotline = target in HOTLINE_TARGETS
     lo, hi = RTP_RANGES[target]
     sample = max(1, math.ceil(n / args.sample_calls))
     ramp = n / args.rate
@@ -346,25 +353,31 @@ def run_round(target: str, n: int, args, work: Path, pcap: Path, wav: Path) -> d
     result: dict = {"calls": n, "call_seconds": round(call_s, 1)}
     try:
         # -- server
-        if target == "hotline":
+        if is_hotline:
             sip_port = free_udp_port()
             cfg = write_hotline_config(work, sip_port, free_tcp_port(), (lo, hi))
             rec_before = wav_seconds(work / "recordings")
-            server = start([HOTLINE, "serve", "--config", str(cfg)], cwd=rnd,
-                           log=rnd / "server.log")
+            env = None
+            cmd = [HOTLINE, "serve", "--config", str(cfg)]
+            if target == "base":
+                # Same interpreter and venv, the code of another tree first on sys.path.
+                env = {**os.environ, "PYTHONPATH": str(args.base_root)}
+                cmd = [PYTHON, "-c", "import sys; from callcenter.cli import main; sys.exit(main())",
+                       "serve", "--config", str(cfg)]
+            server = start(pinned(cmd, args.server_cpus), cwd=rnd, log=rnd / "server.log", env=env)
         else:
             sip_port = free_udp_port()
-            server = start([PYTHON, str(ROOT / "bench" / "pyvoip_server.py"),
-                            "--sip-port", str(sip_port), "--peer", f"127.0.0.1:{sipp_port}",
-                            "--rtp", f"{lo}-{hi}", "--wav", str(wav)],
+            server = start(pinned([PYTHON, str(ROOT / "bench" / "pyvoip_server.py"),
+                                   "--sip-port", str(sip_port), "--peer", f"127.0.0.1:{sipp_port}",
+                                   "--rtp", f"{lo}-{hi}", "--wav", str(wav)], args.server_cpus),
                            cwd=rnd, log=rnd / "server.log", stdout=subprocess.PIPE, text=True)
             wait_line(server, "ready", 20)
             time.sleep(1.5)  # pyVoIP starts its SIP receive loop on a 1 s Timer
-        if target == "hotline":
+        if is_hotline:
             result["startup_s"] = round(wait_sip(sip_port, 60), 2)
         # -- probe
-        probe = start([PYTHON, str(ROOT / "bench" / "rtp_probe.py"), "--ports", f"{lo}-{hi}",
-                       "--sample", str(sample), "--out", str(rnd / "tap.npz")],
+        probe = start(pinned([PYTHON, str(ROOT / "bench" / "rtp_probe.py"), "--ports", f"{lo}-{hi}",
+                              "--sample", str(sample), "--out", str(rnd / "tap.npz")], args.load_cpus),
                       cwd=rnd, log=rnd / "probe.log", stdout=subprocess.PIPE, text=True)
         wait_line(probe, "ready", 20)
         sampler = Sampler(server.pid)
@@ -382,10 +395,10 @@ def run_round(target: str, n: int, args, work: Path, pcap: Path, wav: Path) -> d
                "-trace_stat", "-stf", "stats.csv", "-fd", "1",
                "-trace_rtt", "-rtt_freq", "1", "-trace_err", "-error_file", "errors.log"]
         t0 = time.monotonic()
-        sipp = start(cmd, cwd=rnd, log=rnd / "sipp.log")
+        sipp = start(pinned(cmd, args.load_cpus), cwd=rnd, log=rnd / "sipp.log")
         sampler.sipp_pid = sipp.pid
         profile = None
-        if args.profile and target == "hotline" and args.py_spy:
+        if args.profile and is_hotline and args.py_spy:
             time.sleep(ramp + 1)
             profile = subprocess.run(
                 [args.py_spy, "record", "--pid", str(server.pid), "--duration",
@@ -421,8 +434,9 @@ def run_round(target: str, n: int, args, work: Path, pcap: Path, wav: Path) -> d
             "cpu_plateau": plateau, "cpu_whole_run": whole, "cpu_idle_before": idle,
             "server_rss_mb": round(rss, 1), "server_children_rss_mb": round(kids_rss, 1),
             "loadavg1_before": round(load_before, 2),
+            "pinning": {"server_cpus": args.server_cpus, "load_cpus": args.load_cpus},
         })
-        if target == "hotline":
+        if is_hotline:
             n_rec, sec_rec = wav_seconds(work / "recordings")
             result["recordings"] = {"files": n_rec - rec_before[0],
                                     "seconds": round(sec_rec - rec_before[1], 1)}
@@ -435,7 +449,7 @@ def run_round(target: str, n: int, args, work: Path, pcap: Path, wav: Path) -> d
         stop(sipp)
         stop(probe, grace=20)
         stop(server, grace=10)
-        if server is not None and target == "hotline":
+        if server is not None and is_hotline:
             log = (rnd / "server.log").read_text(errors="replace")
             result["server_log_errors"] = log.count("ERROR") + log.count("Traceback")
         if server is not None and target == "pyvoip":
@@ -514,10 +528,26 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", action="store_true", help="py-spy the hotline on the plateau")
     ap.add_argument("--py-spy", default=shutil.which("py-spy") or "", help="py-spy binary")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (logs, captures)")
+    ap.add_argument("--pin", action="store_true",
+                    help="taskset: the server on CPU 1, sipp and the probe on CPU 0 (so the figures "
+                         "measure the server, not its contention with the load generator)")
+    ap.add_argument("--server-cpus", default=None, help="taskset CPU list for the server")
+    ap.add_argument("--load-cpus", default=None, help="taskset CPU list for sipp and the probe")
+    ap.add_argument("--base-root", default=None,
+                    help="source tree of a baseline hotline (target 'base'), e.g. an export of "
+                         "the previous commit: run in the same rounds, interleaved per N")
     args = ap.parse_args(argv)
+    if args.pin:
+        args.server_cpus = args.server_cpus or "1"
+        args.load_cpus = args.load_cpus or "0"
     ns = [int(x) for x in args.n.split(",") if x.strip()]
     pyvoip_ns = [int(x) for x in args.pyvoip_n.split(",") if x.strip()]
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    if "base" in targets and not args.base_root:
+        print("target 'base' needs --base-root", file=sys.stderr)
+        return 2
+    if args.base_root and "base" not in targets:
+        targets.insert(0, "base")
     if os.geteuid() != 0:
         print("bench/sip_load.py needs root for the loopback tap (rtp_probe)", file=sys.stderr)
         return 2
@@ -533,7 +563,11 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="hotline-bench-"))
     doc: dict = {"machine": machine(), "params": {
         "n": ns, "pyvoip_n": pyvoip_ns, "hold_s": args.hold, "rate_cps": args.rate, "sample_calls": args.sample_calls,
-        "jitter_target_ms": args.jitter}, "hotline": {}, "pyvoip": {}, "ratio": {}}
+        "jitter_target_ms": args.jitter, "server_cpus": args.server_cpus,
+        "load_cpus": args.load_cpus, "base_root": args.base_root},
+        "hotline": {}, "pyvoip": {}, "ratio": {}}
+    if "base" in targets:
+        doc["base"] = {}
     try:
         # prompts, demo data and the caller's speech, once
         cfg = write_hotline_config(work, free_udp_port(), free_tcp_port(), RTP_RANGES["hotline"])
@@ -545,17 +579,20 @@ def main(argv=None) -> int:
         pcap = work / "speech.pcap"
         doc["params"]["caller_speech_s"] = round(build_speech_pcap(pcap, longest), 1)
         wav = work / "prompts" / "welcome.wav"
-        for target in targets:
-            todo = pyvoip_ns if target == "pyvoip" else ns
-            for n in todo:
-                print(f"[bench] {target} N={n} ...", file=sys.stderr, flush=True)
-                r = run_round(target, n, args, work, pcap, wav)
-                doc[target][str(n)] = r
-                print(f"[bench] {target} N={n}: {one_line(r)}", file=sys.stderr, flush=True)
-                if target == "pyvoip" and collapsed(r, args.jitter):
-                    for m in todo[todo.index(n) + 1:]:
-                        doc[target][str(m)] = {"skipped": f"collapsed at N={n}"}
-                    break
+        # hotline and base alternate per N (same conditions for both); pyVoIP after.
+        rounds = [(t, n) for n in ns for t in targets if t in HOTLINE_TARGETS]
+        rounds += [("pyvoip", n) for n in pyvoip_ns if "pyvoip" in targets]
+        collapsed_at = None
+        for target, n in rounds:
+            if target == "pyvoip" and collapsed_at is not None:
+                doc[target][str(n)] = {"skipped": f"collapsed at N={collapsed_at}"}
+                continue
+            print(f"[bench] {target} N={n} ...", file=sys.stderr, flush=True)
+            r = run_round(target, n, args, work, pcap, wav)
+            doc[target][str(n)] = r
+            print(f"[bench] {target} N={n}: {one_line(r)}", file=sys.stderr, flush=True)
+            if target == "pyvoip" and collapsed(r, args.jitter):
+                collapsed_at = n
         doc["ratio"] = ratio(doc, args)
     except KeyboardInterrupt as exc:
         doc["interrupted"] = str(exc) or "Ctrl-C"
@@ -589,18 +626,22 @@ def ratio(doc: dict, args) -> dict:
            "note": "only the listed N are tried: true limits lie between them"}
     for j in sorted({args.jitter, 10.0, 20.0}):
         best = {}
-        for target in ("hotline", "pyvoip"):
+        for target in ("hotline", "base", "pyvoip"):
+            if target not in doc:
+                continue
             ok = [int(n) for n, r in doc[target].items() if "calls" in r and meets(r, j)]
             best[target] = max(ok) if ok else 0
         h, p = best["hotline"], best["pyvoip"]
         out[f"J={j:g}ms"] = {"hotline_max_n": h, "pyvoip_max_n": p,
                              "hotline_over_pyvoip": round(h / p, 2) if p else None}
+        if "base" in best:
+            out[f"J={j:g}ms"]["base_max_n"] = best["base"]
     return out
 
 
 def summary(doc: dict) -> str:
     lines = ["", "== SIP load benchmark (machine shared with other test runs) =="]
-    for target in ("hotline", "pyvoip"):
+    for target in ("hotline", "base", "pyvoip"):
         for n, r in doc.get(target, {}).items():
             lines.append(f"{target:8} N={n:>4}: " + (one_line(r) if "calls" in r else r.get("skipped", "")))
     for key, v in doc.get("ratio", {}).items():

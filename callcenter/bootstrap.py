@@ -46,7 +46,8 @@ def sqlite_path(url: str) -> Path | None:
     return Path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else None
 
 
-def load_flows_for(settings: Settings) -> dict[str, object]:
+def load_flows_for(settings: Settings) -> tuple[dict[str, object], dict[str, object]]:
+    """The IVR flows by DID (each configured DID must have one) and by name."""
     from ivr_flows.loader import FlowError, default_flows_dir, load_flows
 
     directory = settings.path(settings.ivr.flows_dir) if settings.ivr.flows_dir else default_flows_dir()
@@ -64,7 +65,7 @@ def load_flows_for(settings: Settings) -> dict[str, object]:
         raise StartupError(
             f"sip.dids: no IVR flow in {directory} answers {', '.join(missing)} (a flow file needs `did: {missing[0]}`)"
         )
-    return by_did
+    return by_did, dict(flows)
 
 
 class CallAdmission:
@@ -144,6 +145,9 @@ class Hotline:
         self._tasks: set[asyncio.Future] = set()
         self.acd = None
         self.sms_dispatcher = None
+        self.followups = None
+        # Side effects stored in the same transaction as a case change (SMS, follow-up calls).
+        self._change_hooks: list = []
         self.registrar = None
         self.credentials = None
         self._accounts_refresher: asyncio.Task | None = None
@@ -195,12 +199,12 @@ class Hotline:
         await asyncio.get_running_loop().run_in_executor(None, migrate.upgrade, sync_url(url))
         self.repo = SqlRepository(make_engine(url))
 
-        flows = load_flows_for(s)
+        flows, flows_by_name = load_flows_for(s)
         prompts = PromptLibrary(
             s.path(s.prompts.dir), s.path(s.prompts.override_dir) if s.prompts.override_dir else None
         )
         needed = set()
-        for flow in flows.values():
+        for flow in flows_by_name.values():
             needed |= set(flow.prompt_names())
         needed.add("beep")
         missing = prompts.missing(needed)
@@ -218,6 +222,7 @@ class Hotline:
                 hub.publish(kind, data)
 
         service = CaseService(self.repo, on_event=on_event)
+        self.repo.change_hook = self._run_change_hooks
         self._start_sms()
         if url.startswith("sqlite"):
             from case_core.adapters.recovery import recover_interrupted_calls
@@ -227,6 +232,7 @@ class Hotline:
         self.credentials = CredentialCache(s.sip.realm)
         accounts = SipAccountStore(self.repo.engine, self.credentials)
         await accounts.refresh()
+        log.info("%d SIP account(s) can register in realm %r", len(self.credentials.extensions()), s.sip.realm)
         self.registrar = Registrar(realm=s.sip.realm, lookup=self.credentials.lookup,
                                    algorithms=s.sip.digest_algorithms)
         self._accounts_refresher = asyncio.ensure_future(self._refresh_accounts(accounts))
@@ -256,9 +262,12 @@ class Hotline:
             ring_s=s.sip.ring_s,
             trunks=s.trunks,
             callback_from=s.acd.callback_from,
+            flows_by_name=flows_by_name,
+            outbound_ring_s=s.followup.ring_timeout_s,
         )
         self.sip.listener = CallAdmission(self.router, self.sip, s.trunks, self.registrar, self.reactor)
         desk = await self._start_acd(hub_holder)
+        await self._start_followups(service)
         from twisted.internet.error import CannotListenError
 
         try:
@@ -289,6 +298,28 @@ class Hotline:
         ctx.sip_address = f"sip:12319@{public_host}:{sip_port}"
         return Addresses(sip=ctx.sip_address, web=f"http://{s.web.host}:{web_port}/")
 
+    async def _start_followups(self, service) -> None:
+        """Follow-up calls after a case closes, requested in the case's own transaction."""
+        from callcenter.followup import FollowUpDialer, make_scheduler, request_follow_up
+
+        if not self.settings.followup.enabled:
+            return
+        self._change_hooks.append(request_follow_up)
+        self.followups = FollowUpDialer(
+            engine=self.repo.engine,
+            scheduler=make_scheduler(self.settings),
+            router=self.router,
+            service=service,
+            clock=self.reactor,
+            now_dt=self.now_dt,
+            spawn=self._spawn,
+        )
+        await self.followups.start()
+
+    async def _run_change_hooks(self, conn, state, events) -> None:
+        for hook in self._change_hooks:
+            await hook(conn, state, events)
+
     def _start_sms(self) -> None:
         """SMS to reporters: queued in the same transaction as the case change, sent by a dispatcher."""
         from callcenter.notify.dispatcher import Dispatcher, make_driver
@@ -306,7 +337,7 @@ class Hotline:
                     conn, event, reporter_phone=state.reporter_phone, now=event.at, templates=templates, settings=sms
                 )
 
-        self.repo.change_hook = queue_sms
+        self._change_hooks.append(queue_sms)
         self.sms_dispatcher = Dispatcher(self.repo.engine, make_driver(sms), sms, clock=self.now_dt)
         self.sms_dispatcher.start()
 
@@ -367,6 +398,8 @@ class Hotline:
             self.acd.stop()
         if self.sms_dispatcher is not None:
             await self.sms_dispatcher.stop()
+        if self.followups is not None:
+            self.followups.stop()
         if self._sip_port is not None:
             # Give the BYEs just sent a moment on the wire before the socket closes.
             await asyncio.sleep(0.1)

@@ -70,13 +70,19 @@ def _safe_name(call_id: str) -> str:
 
 
 class Call:
-    def __init__(self, router: "CallRouter", offered: sip_events.CallOffered, did: str, flow):
+    """One call with a citizen: inbound (they called a DID) or outbound (a follow-up survey)."""
+
+    def __init__(self, router: "CallRouter", call_id: str, caller: str | None, did: str, flow):
         self.router = router
-        self.call_id = offered.call_id
-        self.caller = offered.from_user
+        self.call_id = call_id
+        self.caller = caller
         self.did = did
         self.flow = flow
         self.leg = None
+        # Outbound calls: extra IVR variables, and who hears how the attempt and survey went.
+        self.variables: dict = {}
+        self.on_outcome: Callable[[str], None] | None = None
+        self.on_survey: Callable[[str], None] | None = None
         self.ivr_state = None
         self.ended = False
         self.ivr_path: list[str] = []
@@ -159,7 +165,7 @@ class Call:
     # -- the IVR ------------------------------------------------------------------------
     def start_ivr(self) -> None:
         now = self.router.now_dt()
-        variables = dict(self.router.call_variables(self))
+        variables = {**self.router.call_variables(self), **self.variables}
         self.ivr_state, actions = ivr.start(self.flow, now=now, variables=variables)
         self.run(actions)
 
@@ -207,6 +213,10 @@ class Call:
             r.spawn(self._lookup(a.case_number))
         elif isinstance(a, ivr.Enqueue):
             self.enqueue(a.queue, a.skill)
+        elif isinstance(a, ivr.RecordSurvey):
+            self.ivr_path.append(f"survey:{a.answer}")
+            if self.on_survey is not None:
+                self.on_survey(a.answer)
         elif isinstance(a, ivr.Hangup):
             self.hangup(a.reason)
         elif isinstance(a, ivr.Log):
@@ -317,8 +327,49 @@ class Call:
     def hangup(self, reason: str) -> None:
         if self.ended:
             return
-        self.router.sip.command("hangup", self.call_id)
+        # Finish first (with our reason): the UA reports our own BYE back as CallEnded.
         self.finish("local", reason)
+        self.router.sip.command("hangup", self.call_id)
+
+    # -- outbound (we called the citizen) ------------------------------------------------------
+    def outbound_answered(self, sdp: bytes) -> None:
+        if self.ring_timer is not None and self.ring_timer.active():
+            self.ring_timer.cancel()
+        self.ring_timer = None
+        try:
+            n = read_answer(sdp)
+        except SdpError as exc:
+            log.warning("outbound call %s: unusable SDP answer (%s)", self.call_id, exc)
+            self._outcome("failed")
+            self.hangup("bad sdp")
+            return
+        session = self.leg.session
+        session.set_codec(n.codec, n.payload_type, n.dtmf_payload_type)
+        session.set_remote(n.remote)
+        session.hold(False)
+        self._outcome("answered")
+        self.answered()
+
+    def outbound_failed(self, status: int | None, reason: str) -> None:
+        if status in (486, 600):
+            outcome = "busy"
+        elif status in (408, 480, 487) or status is None:
+            outcome = "no_answer"
+        else:
+            outcome = "failed"
+        self._outcome(outcome)
+        self.finish("remote", f"{status} {reason}")
+
+    def outbound_ring_timeout(self) -> None:
+        self.ring_timer = None
+        if self.answered_at is None and not self.ended:
+            self._outcome("no_answer")
+            self.hangup("no answer")
+
+    def _outcome(self, outcome: str) -> None:
+        callback, self.on_outcome = self.on_outcome, None
+        if callback is not None:
+            callback(outcome)
 
     # -- agent legs -------------------------------------------------------------------------
     def connect_agent(self, extension: str, timeout_s: float = 30.0, acd_agent: str | None = None) -> bool:
@@ -745,6 +796,8 @@ class CallRouter:
         ring_s: float = 0.0,
         trunks: tuple = (),
         callback_from: str = "12319",
+        flows_by_name: dict[str, Any] | None = None,
+        outbound_ring_s: float = 40.0,
         rng: random.Random | None = None,
     ):
         self.sip = sip
@@ -766,6 +819,8 @@ class CallRouter:
         # Outbound calls (callbacks, follow-ups) leave through the first trunk with a host.
         self.trunks = trunks
         self.callback_from = callback_from
+        self.flows_by_name = flows_by_name or {}
+        self.outbound_ring_s = outbound_ring_s
         self.rng = rng or random.SystemRandom()
         self.calls: dict[str, Call] = {}
         self.agent_legs: dict[str, AgentLeg] = {}
@@ -800,7 +855,13 @@ class CallRouter:
         call = self.calls.get(call_id)
         if call is None:
             return
-        if isinstance(ev, sip_events.CallEnded):
+        if isinstance(ev, sip_events.CallAnswered):
+            call.outbound_answered(ev.sdp)
+        elif isinstance(ev, sip_events.CallFailed):
+            call.outbound_failed(ev.status, ev.reason)
+        elif isinstance(ev, sip_events.CallEnded):
+            if call.answered_at is None:
+                call._outcome("failed")
             call.finish(ev.by, ev.reason)
         elif isinstance(ev, sip_events.CallCancelled):
             call.finish("remote", "cancelled")
@@ -829,6 +890,54 @@ class CallRouter:
                 return f"sip:{number}@{trunk.host}:{trunk.port}", (trunk.host, trunk.port), creds
         return None
 
+    def place_ivr_call(
+        self,
+        *,
+        number: str,
+        flow_name: str,
+        variables: dict,
+        on_outcome: Callable[[str], None],
+        on_survey: Callable[[str], None] | None = None,
+        ring_timeout_s: float | None = None,
+    ) -> "Call | None":
+        """Call a citizen through the trunk and run an IVR flow (the satisfaction survey) when
+        they answer. `on_outcome` hears once: answered, busy, no_answer or failed."""
+        route = self.outbound_route(number)
+        flow = self.flows_by_name.get(flow_name)
+        if route is None or flow is None:
+            log.warning("cannot call %s: %s", number, "no trunk with a host" if route is None else f"no flow {flow_name}")
+            return None
+        session = MediaSession(
+            codec="PCMA", payload_type=8, dtmf_payload_type=101, remote=None,
+            ssrc=self.rng.getrandbits(32), initial_sequence=self.rng.getrandbits(16),
+            initial_timestamp=self.rng.getrandbits(32), record_sent=True,
+        )
+        session.hold(True)  # nothing to send before the answer tells us where
+        try:
+            leg = self.rtp.open(session, None)
+        except Exception as exc:
+            log.error("cannot call %s: no RTP port (%s)", number, exc)
+            return None
+        offer = build_offer(local_host=self.rtp_host, local_port=leg.port, session_id=self.rng.getrandbits(31))
+        call_id = self.sip.command(
+            "invite", target_uri=route[0], remote=route[1], from_user=self.callback_from, sdp=offer,
+            credentials=route[2],
+        )
+        if not call_id:
+            leg.close()
+            return None
+        call = Call(self, call_id, number, f"outbound:{flow_name}", flow)
+        call.leg = leg
+        leg.listener = call.media_events
+        call.variables = dict(variables)
+        call.on_outcome, call.on_survey = on_outcome, on_survey
+        call.ring_timer = self.clock.callLater(ring_timeout_s or self.outbound_ring_s, call.outbound_ring_timeout)
+        self.calls[call_id] = call
+        self.spawn(self.services.call_started(
+            call_id=call_id, direction="outbound", did=call.did, caller=number, now=self.now_dt()))
+        self._ensure_watchdog()
+        return call
+
     def place_callback(self, call_id: str, number: str, agent_id: str, extension: str, queue: str,
                        ring_timeout_s: float) -> bool:
         cb = CallbackCall(self, call_id, number, agent_id, queue)
@@ -856,7 +965,7 @@ class CallRouter:
             self.rejected += 1
             self.sip.command("reject", ev.call_id, 488)
             return
-        call = Call(self, ev, did or extension, self.flows_by_did.get(did))
+        call = Call(self, ev.call_id, ev.from_user, did or extension, self.flows_by_did.get(did))
         session = MediaSession(
             codec=probe.codec,
             payload_type=probe.payload_type,

@@ -268,4 +268,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the module's canonical copy, so feature modules' `from callcenter.cli import
+    # UserError` is the class `main` catches (not a second copy under __main__).
+    from callcenter.cli import main as _main
+
+    sys.exit(_main())

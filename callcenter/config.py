@@ -130,6 +130,27 @@ class SttSettings:
 
 
 @dataclass(frozen=True)
+class FollowUpSettings:
+    # Call reporters back after their case is closed (回访) and run the satisfaction survey.
+    enabled: bool = True
+    # First call this long after closing; give up after this many working days.
+    delay_s: float = 3600.0
+    within_workdays: int = 3
+    # When citizens may be called, local time: "HH:MM-HH:MM[,HH:MM-HH:MM…]".
+    calling_hours: str = "08:30-12:00,13:30-20:00"
+    # No follow-up calls on weekends and statutory holidays (make-up workdays count as workdays).
+    workdays_only: bool = True
+    # Outbound calls at once, attempts per callback, and the wait before the next attempt.
+    max_concurrent: int = 2
+    max_attempts: int = 3
+    busy_retry_s: float = 600.0
+    no_answer_retry_s: float = 1800.0
+    failed_retry_s: float = 300.0
+    # Seconds a citizen's phone may ring before the attempt counts as no answer.
+    ring_timeout_s: float = 40.0
+
+
+@dataclass(frozen=True)
 class Settings:
     sip: SipSettings = field(default_factory=SipSettings)
     rtp: RtpSettings = field(default_factory=RtpSettings)
@@ -140,6 +161,7 @@ class Settings:
     ivr: IvrSettings = field(default_factory=IvrSettings)
     acd: AcdSettings = field(default_factory=AcdSettings)
     stt: SttSettings = field(default_factory=SttSettings)
+    followup: FollowUpSettings = field(default_factory=FollowUpSettings)
     trunks: tuple[TrunkSettings, ...] = ()
     # [sms]: callcenter.notify.settings.NotifySettings (its schema lives with the SMS code).
     sms: Any = None
@@ -168,6 +190,7 @@ _SECTIONS = {
     "ivr": IvrSettings,
     "acd": AcdSettings,
     "stt": SttSettings,
+    "followup": FollowUpSettings,
 }
 
 
@@ -232,6 +255,18 @@ def validate(settings: Settings) -> Settings:
         value = getattr(settings.acd, key)
         if not 0 <= value <= 3600:
             raise ConfigError(f"acd.{key}: must be between 0 and 3600 seconds, got {value}")
+    f = settings.followup
+    try:
+        from callcenter.notify.callbacks import CallbackError, CallbackPolicy
+        from callcenter.followup import parse_hours
+
+        CallbackPolicy(calling_hours=parse_hours(f.calling_hours), max_concurrent=f.max_concurrent,
+                       max_attempts=f.max_attempts, follow_up_days=f.within_workdays)
+    except (ValueError, CallbackError) as exc:
+        raise ConfigError(f"followup: {exc} (calling_hours like \"08:30-12:00,13:30-20:00\")") from None
+    for key in ("delay_s", "busy_retry_s", "no_answer_retry_s", "failed_retry_s", "ring_timeout_s"):
+        if getattr(f, key) < 0:
+            raise ConfigError(f"followup.{key}: must not be negative")
     if not 1 <= settings.stt.workers <= 16:
         raise ConfigError(f"stt.workers: must be between 1 and 16, got {settings.stt.workers}")
     if settings.acd.ring_timeout_s < 1:

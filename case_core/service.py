@@ -142,6 +142,8 @@ class CaseService:
         self._fixed_reference = reference
         self._reference: ReferenceData | None = reference
         self._reference_loaded = 0.0
+        # Called with a recording's id once its WAV is complete (transcription); must not block.
+        self.on_recording_finished: Callable[[int], None] | None = None
 
     async def reference(self) -> ReferenceData:
         if self._fixed_reference is not None:
@@ -218,6 +220,8 @@ class CaseService:
 
     async def recording_finished(self, recording_id: int, duration_s: float) -> None:
         await self.repo.update_recording(recording_id, duration_s=duration_s)
+        if self.on_recording_finished is not None:
+            self.on_recording_finished(recording_id)
 
     # -- workflow -------------------------------------------------------------------------------
     async def create_case(

@@ -13,6 +13,8 @@ not resolve host names, and trunks and NATed phones expect symmetric signalling.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import random
 from dataclasses import dataclass, field
 from . import transaction as tx_mod
@@ -88,6 +90,14 @@ class UserAgent:
         self._server_tx: dict[tuple, Transaction] = {}
         self._client_tx: dict[tuple, Transaction] = {}
         self._calls: dict[str, _Call] = {}
+        # Timer bookkeeping: the deadlines live on the records (`Transaction.timers`,
+        # `_Call.purge_at`); these heaps index them so get_timer/handle_timer cost
+        # O(log n) instead of a scan of every transaction. Entries are never removed
+        # when a timer is cancelled or re-armed: an entry is acted on only if the
+        # record still holds that deadline (and the transaction is still in its table).
+        self._tx_heap: list[tuple[float, int, str, Transaction, dict]] = []
+        self._purge_heap: list[tuple[float, int, _Call]] = []
+        self._heap_seq = itertools.count()
 
     # ------------------------------------------------------------------ driver API
     @property
@@ -104,8 +114,13 @@ class UserAgent:
         return out
 
     def get_timer(self) -> float | None:
-        deadlines = [d for t in self._all_tx() if (d := t.next_deadline()) is not None]
-        deadlines += [c.purge_at for c in self._calls.values() if c.purge_at is not None]
+        deadlines = []
+        d = self._next_tx_deadline()
+        if d is not None:
+            deadlines.append(d)
+        d = self._next_purge()
+        if d is not None:
+            deadlines.append(d)
         if self._registrar is not None and hasattr(self._registrar, "get_timer"):
             d = self._registrar.get_timer()
             if d is not None:
@@ -113,19 +128,50 @@ class UserAgent:
         return min(deadlines) if deadlines else None
 
     def handle_timer(self, now: float) -> None:
-        while True:
-            due = [(d, n, t) for t in self._all_tx() for n, d in t.timers.items() if d <= now]
-            if not due:
-                break
-            due.sort(key=lambda x: x[0])
-            _, name, t = due[0]
+        heap = self._tx_heap
+        pop = heapq.heappop
+        # Due timers fire in deadline order (ties: the order they were armed); timers a
+        # firing arms are pushed on the same heap, so they fire here too once due.
+        while heap and heap[0][0] <= now:
+            deadline, _, name, t, table = pop(heap)
+            if t.timers.get(name) != deadline or table.get(t.key) is not t:
+                continue  # cancelled, re-armed or terminated since it was pushed
             self._fire(t, f"timer_{name}", now)
-        for call in list(self._calls.values()):
-            if call.purge_at is not None and call.purge_at <= now:
+        purge = self._purge_heap
+        while purge and purge[0][0] <= now:
+            deadline, _, call = pop(purge)
+            if call.purge_at == deadline and self._calls.get(call.call_id) is call:
                 del self._calls[call.call_id]
         if self._registrar is not None and hasattr(self._registrar, "handle_timer"):
             self._registrar.handle_timer(now)
             self._drain_registrar()
+
+    def _next_tx_deadline(self) -> float | None:
+        heap = self._tx_heap
+        while heap:
+            deadline, _, name, t, table = heap[0]
+            if t.timers.get(name) == deadline and table.get(t.key) is t:
+                return deadline
+            heapq.heappop(heap)  # stale entry
+        return None
+
+    def _next_purge(self) -> float | None:
+        heap = self._purge_heap
+        while heap:
+            deadline, _, call = heap[0]
+            if call.purge_at == deadline and self._calls.get(call.call_id) is call:
+                return deadline
+            heapq.heappop(heap)
+        return None
+
+    def _index_timers(self, t: Transaction, before: dict[str, float]) -> None:
+        """Push the deadlines `t` armed or moved since `before` (a copy of its timers)."""
+        if not t.timers:
+            return
+        table = self._client_tx if t.kind in ("ict", "nict") else self._server_tx
+        for name, deadline in t.timers.items():
+            if before.get(name) != deadline:
+                heapq.heappush(self._tx_heap, (deadline, next(self._heap_seq), name, t, table))
 
     def receive_datagram(self, data: bytes, addr: tuple[str, int], now: float) -> None:
         if not data.strip(b"\r\n \t"):
@@ -194,10 +240,12 @@ class UserAgent:
     # ------------------------------------------------------- helpers: transactions
     def _fire(self, t: Transaction, event: str, now: float, payload=None) -> None:
         """Step a transaction; carry out sends here, pass up/timeouts to its owner."""
+        before = dict(t.timers)
         try:
             actions = tx_mod.fire(t, event, now, self._timing)
         except IllegalTransition:
             return
+        self._index_timers(t, before)
         for action in actions:
             if isinstance(action, SendResponse):
                 data = serialize(payload)
@@ -550,6 +598,7 @@ class UserAgent:
         if target == "ended" and call.purge_at is None:
             # Kept a while so late retransmissions still meet their dialog.
             call.purge_at = now + 64 * self._timing.t1
+            heapq.heappush(self._purge_heap, (call.purge_at, next(self._heap_seq), call))
 
     def _send_on_invite_tx(self, call: _Call, status: int, now: float, reason=None,
                            body: bytes = b"", headers=()) -> None:
@@ -639,6 +688,7 @@ class UserAgent:
         t.last_sent = data
         self._out.append((data, peer))
         tx_mod.start(t, now, self._timing)
+        self._index_timers(t, {})
         return t
 
     def _send_non2xx_ack(self, t: Transaction, resp: SipResponse | None) -> None:

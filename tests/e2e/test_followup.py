@@ -1,0 +1,60 @@
+"""Follow-up (回访): a closed case's reporter is called back, presses 2, and the case shows 基本满意."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.e2e.conftest import start_server, stop_server
+from tests.e2e.peers.runner import Baresip
+
+pytestmark = pytest.mark.e2e
+
+REPORTER = "13900001111"
+
+
+def test_reporter_answers_the_follow_up_call_and_presses_2(tmp_path, prompts_dir):
+    """A consultation answered directly triggers a survey call through the trunk; '2' is stored as 基本满意."""
+    with Baresip(user=REPORTER, answer_auto=True) as citizen:
+        extra = (
+            f'[[trunks]]\nname = "carrier"\nhost = "127.0.0.1"\nport = {citizen.sip_port}\nallow = ["127.0.0.1"]\n'
+            '[followup]\ndelay_s = 0.5\ncalling_hours = "00:00-23:59"\nworkdays_only = false\nring_timeout_s = 15.0\n'
+        )
+        server = start_server(tmp_path, prompts_dir, extra=extra)
+        try:
+            agent = server.token_for("agent1")
+            status, created = server.post(
+                "/api/cases",
+                {"description": "咨询：垃圾分类投放时间", "kind": "consultation", "reporter_phone": REPORTER,
+                 "channel": "12319"},
+                token=agent,
+            )
+            assert status == 201, created
+            case = created.get("case", created)
+            status, body = server.post(
+                f"/api/cases/{case['id']}/actions/direct_answer",
+                {"fields": {"answer": "每天早7点至9点、晚6点至8点"}, "expected_version": case["version"]},
+                token=agent,
+            )
+            assert status == 200, body
+            try:
+                citizen.wait_event("CALL_ESTABLISHED", timeout=30)
+            except Exception as exc:
+                raise AssertionError(f"no follow-up call reached the reporter:\n{server.log()}") from exc
+            time.sleep(1.0)
+            citizen.send_dtmf("2")
+            deadline = time.monotonic() + 20
+            detail: dict = {}
+            while time.monotonic() < deadline:
+                detail = server.api(f"/api/cases/{case['id']}")[1]
+                if detail["status"] == "followed_up":
+                    break
+                time.sleep(0.3)
+            assert detail["status"] == "followed_up", f"{detail}\n{server.log()}"
+            follow = [h for h in detail["history"] if h["action"] == "follow_up"]
+            assert follow and follow[0]["fields"]["satisfaction"] == "basically_satisfied"
+            heard = citizen.received_wav()
+            assert heard is not None and heard.stat().st_size > 8000  # the survey prompt reached the phone
+        finally:
+            stop_server(server)

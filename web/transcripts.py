@@ -1,0 +1,100 @@
+"""Transcript routes (JSON, bearer token or login session):
+
+- `GET /api/recordings/{id}/transcript[?suggest=1]` — the recording's status
+  (`none`/`queued`/`done`/`failed` + `error`), text and timed segments with their channel
+  (0 = caller, 1 = agent); with `suggest=1` also the case suggestion for what the caller
+  said (category, place, phone numbers, urgency; `callcenter.suggest`).
+- `POST /api/recordings/{id}/transcript` — transcribe (again); 202, or 503 when this
+  process runs no transcription (`app[TRANSCRIPTION]` unset).
+- `GET /api/cases/{id}/transcript` — every recording of the case with its transcript.
+- `GET /api/transcripts?q=&limit=&offset=` — recordings whose transcript contains `q`
+  (spaces and punctuation ignored), newest first, with the segments that say it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import web
+
+from callcenter.stt_store import TranscriptStore
+from web.app import CTX, _int_param, api_auth, json_error
+
+__all__ = ["setup", "TRANSCRIPTION"]
+
+# The process's callcenter.transcription.TranscriptionService, when it runs one.
+TRANSCRIPTION = web.AppKey("transcription", object)
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.json_response(body, status=status,
+                             dumps=lambda o: json.dumps(o, ensure_ascii=False, default=str))
+
+
+def _store(request: web.Request) -> TranscriptStore:
+    return TranscriptStore(request.app[CTX].repo.engine)
+
+
+def _id(request: web.Request, name: str) -> int | None:
+    try:
+        return int(request.match_info[name])
+    except ValueError:
+        return None
+
+
+@api_auth
+async def recording_transcript(request: web.Request) -> web.Response:
+    rec_id = _id(request, "rec_id")
+    found = await _store(request).for_recording(rec_id) if rec_id is not None else None
+    if found is None:
+        return json_error(404, "not_found", "no such recording")
+    body = found.to_dict()
+    if request.query.get("suggest") in ("1", "true", "yes"):
+        from callcenter.suggest import suggest_for_text
+
+        caller_text = " ".join(s.text for s in found.segments if s.channel == 0)
+        # The first call loads the reference data from disk: keep it off the loop.
+        body["suggestion"] = (await asyncio.get_running_loop().run_in_executor(
+            None, lambda: suggest_for_text(caller_text))) if caller_text else None
+    return _json(body)
+
+
+@api_auth
+async def retranscribe(request: web.Request) -> web.Response:
+    service = request.app.get(TRANSCRIPTION)
+    if service is None:
+        return json_error(503, "unavailable", "speech-to-text is not running in this process")
+    rec_id = _id(request, "rec_id")
+    if rec_id is None or await _store(request).recording(rec_id) is None:
+        return json_error(404, "not_found", "no such recording")
+    service.recording_finished(rec_id)
+    return _json({"recording_id": rec_id, "status": "queued"}, status=202)
+
+
+@api_auth
+async def case_transcript(request: web.Request) -> web.Response:
+    case_id = _id(request, "case_id")
+    found = await _store(request).for_case(case_id) if case_id is not None else None
+    if found is None:
+        return json_error(404, "not_found", "no such case")
+    return _json({"case_id": case_id, "recordings": [r.to_dict() for r in found]})
+
+
+@api_auth
+async def search(request: web.Request) -> web.Response:
+    q = (request.query.get("q") or "").strip()
+    if not q:
+        return json_error(400, "bad_parameter", "q (the text to find) is required")
+    limit = _int_param(request, "limit", 50, 1, 200)
+    offset = _int_param(request, "offset", 0, 0, 1_000_000)
+    hits = await _store(request).search(q, limit=limit, offset=offset)
+    return _json({"q": q, "results": [h.to_dict() for h in hits]})
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/api/recordings/{rec_id}/transcript", recording_transcript)
+    app.router.add_post("/api/recordings/{rec_id}/transcript", retranscribe)
+    app.router.add_get("/api/cases/{case_id}/transcript", case_transcript)
+    app.router.add_get("/api/transcripts", search)
