@@ -283,6 +283,7 @@ class Hotline:
         ctx = WebContext(repo=self.repo, service=service, secret=secret, now=self.reactor.seconds)
         hub_holder["hub"] = ctx.hub
         ctx.desk = desk
+        ctx.followups = self.followups
         app = create_app(ctx)
         from web.notify_api import NOTIFY
 

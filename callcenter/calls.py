@@ -351,13 +351,7 @@ class Call:
         self.answered()
 
     def outbound_failed(self, status: int | None, reason: str) -> None:
-        if status in (486, 600):
-            outcome = "busy"
-        elif status in (408, 480, 487) or status is None:
-            outcome = "no_answer"
-        else:
-            outcome = "failed"
-        self._outcome(outcome)
+        self._outcome(attempt_outcome(status))
         self.finish("remote", f"{status} {reason}")
 
     def outbound_ring_timeout(self) -> None:
@@ -659,8 +653,12 @@ class CallbackCall:
     Recorded like an inbound call: the citizen left, what the citizen heard right.
     """
 
-    def __init__(self, router: "CallRouter", call_id: str, number: str, agent_id: str, queue: str):
+    def __init__(self, router: "CallRouter", call_id: str, number: str, agent_id: str, queue: str | None,
+                 on_outcome: Callable[[str], None] | None = None):
         self.router = router
+        # None: a queue callback, reported to the ACD; else an agent's scheduled callback,
+        # whose attempt outcome (answered, busy, no_answer, failed) goes to the dialer.
+        self.on_outcome = on_outcome
         self.call_id = call_id
         self.caller = number
         self.did = "callback"
@@ -705,17 +703,21 @@ class CallbackCall:
         elif leg is self.citizen:
             self.bridged = True
             self._start_recording()
-            r.acd.handle(acd.CallbackAnswered(self.call_id))
+            if self.on_outcome is not None:
+                self.on_outcome("answered")
+            else:
+                r.acd.handle(acd.CallbackAnswered(self.call_id))
 
     def agent_gone(self, leg: AgentLeg, reason: str, status: int | None, was_bridged: bool) -> None:
         if self.ended:
             return
         if self.bridged:
-            by = "caller" if leg is self.citizen else "agent"
-            self.router.acd.handle(acd.CallEnded(self.agent_id, self.call_id, hung_up_by=by))
+            if self.on_outcome is None:
+                by = "caller" if leg is self.citizen else "agent"
+                self.router.acd.handle(acd.CallEnded(self.agent_id, self.call_id, hung_up_by=by))
             self._end(reason)
         else:
-            self._failed(reason)
+            self._failed(reason, status if leg is self.citizen else None)
 
     def queue_answered(self, agent_id: str) -> None:
         """The ACD's Bridge: audio already flows both ways since the citizen answered."""
@@ -748,9 +750,12 @@ class CallbackCall:
             call_id=self.call_id, kind="call", path=str(path), channels=2, now=self.router.now_dt()
         )
 
-    def _failed(self, reason: str) -> None:
+    def _failed(self, reason: str, status: int | None = None) -> None:
         log.info("callback %s to %s failed: %s", self.call_id, self.caller, reason)
-        self.router.acd.handle(acd.CallbackFailed(self.call_id, reason))
+        if self.on_outcome is not None:
+            self.on_outcome(attempt_outcome(status))
+        else:
+            self.router.acd.handle(acd.CallbackFailed(self.call_id, reason))
         self._end(reason)
 
     def _end(self, reason: str) -> None:
@@ -938,6 +943,18 @@ class CallRouter:
         self._ensure_watchdog()
         return call
 
+    def place_agent_callback(self, callback_id: str, number: str, agent_id: str | None,
+                             on_outcome: Callable[[str], None]) -> bool:
+        """An agent's scheduled callback: their phone rings first (preview), then the citizen's."""
+        extension = None
+        if agent_id and self.acd is not None and agent_id in self.acd.state.agents:
+            extension = self.acd.state.agents[agent_id].extension
+        if extension is None:
+            log.warning("callback %s: agent %s has no extension", callback_id, agent_id)
+            return False
+        cb = CallbackCall(self, callback_id, number, agent_id, None, on_outcome=on_outcome)
+        return cb.start(extension, 30.0)
+
     def place_callback(self, call_id: str, number: str, agent_id: str, extension: str, queue: str,
                        ring_timeout_s: float) -> bool:
         cb = CallbackCall(self, call_id, number, agent_id, queue)
@@ -1087,6 +1104,15 @@ class CallRouter:
         if self._watchdog is not None and self._watchdog.active():
             self._watchdog.cancel()
         self._watchdog = None
+
+
+def attempt_outcome(status: int | None) -> str:
+    """A failed outbound attempt as the callback scheduler counts it."""
+    if status in (486, 600):
+        return "busy"
+    if status in (408, 480, 487) or status is None:
+        return "no_answer"
+    return "failed"
 
 
 def _uri_user(uri: str) -> str | None:

@@ -184,6 +184,63 @@ class FollowUpDialer:
             log.exception("follow-up dialer: polling failed")
         self._poller = self.clock.callLater(self.poll_s, lambda: self.spawn(self.poll()))
 
+    # -- requests from the desk (agents schedule, reschedule, cancel, call now) ---------------
+    async def request(self, *, kind: str, number: str, due_at: datetime | None = None,
+                      case_number: str | None = None, agent: str | None = None) -> str:
+        """Schedule a callback; returns its id. `scheduled` ones ring `agent` first (preview)."""
+        import uuid
+
+        callback_id = f"{kind}:{uuid.uuid4().hex[:12]}"
+        now = self.now_dt()
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                callbacks_table.insert().values(
+                    id=callback_id, kind=kind, number=number, case_number=case_number, agent=agent,
+                    status="new", due_at=due_at, attempts_json="[]", created_at=now, updated_at=now,
+                )
+            )
+        await self._step(
+            cbs.CallbackRequested(callback_id, kind, number, case_number=case_number, due_at=due_at, agent=agent)
+        )
+        if callback_id not in self.state.callbacks:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    update(callbacks_table).where(callbacks_table.c.id == callback_id)
+                    .values(status="failed", result="refused")
+                )
+            raise cbs.CallbackError(f"callback for {number} refused")
+        return callback_id
+
+    async def cancel(self, callback_id: str) -> None:
+        await self._step_checked(cbs.CallbackCancelled(callback_id))
+
+    async def reschedule(self, callback_id: str, due_at: datetime) -> None:
+        await self._step_checked(cbs.CallbackRescheduled(callback_id, due_at))
+
+    async def call_now(self, callback_id: str) -> None:
+        await self._step_checked(cbs.CallNow(callback_id))
+
+    async def _step_checked(self, event) -> None:
+        """Like _step, but a refused event raises CallbackError for the caller to show."""
+        before = self.state
+        self.state, actions = self.scheduler.step(self.state, event, self.now_dt())
+        await self._save(before, self.state)
+        for action in actions:
+            await self._perform(action)
+
+    async def list(self, *, limit: int = 100, status: str | None = None) -> list[dict]:
+        query = select(callbacks_table).order_by(callbacks_table.c.updated_at.desc()).limit(limit)
+        if status:
+            query = query.where(callbacks_table.c.status == status)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        out = []
+        for row in rows:
+            item = dict(row._mapping)
+            item["attempts"] = json.loads(item.pop("attempts_json") or "[]")
+            out.append(item)
+        return out
+
     def stop(self) -> None:
         for t in (self._timer, self._poller):
             if t is not None and t.active():
@@ -247,6 +304,12 @@ class FollowUpDialer:
 
     # -- calls ------------------------------------------------------------------------------------
     def _place(self, a: cbs.PlaceCall) -> None:
+        done = lambda outcome: self.spawn(self._step(cbs.CallEnded(a.callback_id, outcome)))  # noqa: E731
+        if a.kind != "follow_up":
+            # An agent's callback: ring the agent first (they see the case), then the citizen.
+            if not self.router.place_agent_callback(a.callback_id, a.number, a.agent, on_outcome=done):
+                self.clock.callLater(0, done, "failed")
+            return
         variables = {"case_number": a.case_number or "", "callback_id": a.callback_id}
         call = self.router.place_ivr_call(
             number=a.number,

@@ -69,6 +69,7 @@ class WebContext:
     hub: EventHub = field(default_factory=EventHub)
     sip_address: str = ""
     desk: Any = None  # callcenter.desk_service.DeskService when the ACD runs
+    followups: Any = None  # callcenter.followup.FollowUpDialer: callbacks and follow-up calls
 
 
 CTX = web.AppKey("ctx", WebContext)
