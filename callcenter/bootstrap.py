@@ -146,6 +146,7 @@ class Hotline:
         self.acd = None
         self.sms_dispatcher = None
         self.followups = None
+        self._retention = None
         # Side effects stored in the same transaction as a case change (SMS, follow-up calls).
         self._change_hooks: list = []
         self.registrar = None
@@ -268,6 +269,8 @@ class Hotline:
         self.sip.listener = CallAdmission(self.router, self.sip, s.trunks, self.registrar, self.reactor)
         desk = await self._start_acd(hub_holder)
         await self._start_followups(service)
+        if s.storage.retention_days > 0:
+            self._retention = asyncio.ensure_future(self._purge_daily())
         from twisted.internet.error import CannotListenError
 
         try:
@@ -298,6 +301,21 @@ class Hotline:
         web_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         ctx.sip_address = f"sip:12319@{public_host}:{sip_port}"
         return Addresses(sip=ctx.sip_address, web=f"http://{s.web.host}:{web_port}/")
+
+    async def _purge_daily(self) -> None:
+        from callcenter.retention import cutoff, purge_recordings
+
+        while True:
+            try:
+                report = await purge_recordings(
+                    self.repo.engine, self.settings.path(self.settings.storage.dir),
+                    older_than=cutoff(self.now_dt(), self.settings.storage.retention_days),
+                )
+                if report.files:
+                    log.info("retention: deleted %d recording(s), %.1f MB", report.files, report.bytes / 1e6)
+            except Exception:
+                log.exception("retention: purge failed; will try again tomorrow")
+            await asyncio.sleep(24 * 3600)
 
     async def _start_followups(self, service) -> None:
         """Follow-up calls after a case closes, requested in the case's own transaction."""
@@ -387,6 +405,8 @@ class Hotline:
                 log.warning("reloading SIP accounts failed; keeping the previous ones", exc_info=True)
 
     async def stop(self) -> None:
+        if self._retention is not None:
+            self._retention.cancel()
         if self._accounts_refresher is not None:
             self._accounts_refresher.cancel()
             try:

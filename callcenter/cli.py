@@ -190,6 +190,30 @@ def cmd_flows_show(settings, args) -> int:
     return 0
 
 
+def cmd_recordings_purge(settings, args) -> int:
+    from callcenter.retention import cutoff, purge_recordings
+
+    days = args.older_than if args.older_than is not None else settings.storage.retention_days
+    if days <= 0:
+        raise UserError("nothing to do: give --older-than DAYS or set [storage] retention_days")
+
+    async def purge():
+        repo = _repo(settings)
+        try:
+            return await purge_recordings(
+                repo.engine, settings.path(settings.storage.dir), older_than=cutoff(_now(settings), days),
+                dry_run=args.dry_run,
+            )
+        finally:
+            await repo.close()
+
+    report = asyncio.run(purge())
+    verb = "would delete" if args.dry_run else "deleted"
+    print(f"{verb} {report.files} recording(s), {report.bytes / 1e6:.1f} MB, older than {days} days"
+          f"{f'; {report.missing} already gone' if report.missing else ''}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="FILE", help="TOML configuration file (default: built-in defaults)")
@@ -225,6 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = flows.add_parser("show", parents=[common], help="print a flow's graph")
     p.add_argument("name")
     p.set_defaults(func=cmd_flows_show)
+
+    recs = sub.add_parser("recordings", help="call recordings").add_subparsers(dest="recordings_command", required=True)
+    p = recs.add_parser("purge", parents=[common], help="delete recordings older than the retention period")
+    p.add_argument("--older-than", type=int, metavar="DAYS", help="default: [storage] retention_days")
+    p.add_argument("--dry-run", action="store_true", help="only report what would be deleted")
+    p.set_defaults(func=cmd_recordings_purge)
 
     # Feature folders add their own subcommands: each module has register(sub, common).
     for module_name in COMMAND_MODULES:

@@ -58,6 +58,8 @@ class DatabaseSettings:
 @dataclass(frozen=True)
 class StorageSettings:
     dir: str = "var/recordings"
+    # Delete recordings older than this many days (0 = keep them forever); the rows stay.
+    retention_days: int = 0
 
 
 @dataclass(frozen=True)
@@ -267,6 +269,8 @@ def validate(settings: Settings) -> Settings:
     for key in ("delay_s", "busy_retry_s", "no_answer_retry_s", "failed_retry_s", "ring_timeout_s"):
         if getattr(f, key) < 0:
             raise ConfigError(f"followup.{key}: must not be negative")
+    if settings.storage.retention_days < 0:
+        raise ConfigError("storage.retention_days: must be 0 (keep forever) or a number of days")
     if not 1 <= settings.stt.workers <= 16:
         raise ConfigError(f"stt.workers: must be between 1 and 16, got {settings.stt.workers}")
     if settings.acd.ring_timeout_s < 1:

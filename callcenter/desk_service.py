@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, Callable
 
 from callcenter import acd
+from case_core.domain.workflow import STATUS_LABELS
 
 STATES = ("ready", "paused", "logged_out")
 PAUSE_REASONS = {"break": "小休", "meal": "用餐", "meeting": "会议", "training": "培训", "no_answer": "未接听"}
@@ -100,7 +101,34 @@ class DeskService:
                 if c["call_id"] != call.call_id
             ],
             "earlier_cases": [
-                {"id": c.id, "number": c.number, "status": c.status, "description": c.description}
+                {
+                    "id": c.id,
+                    "number": c.number,
+                    "status": c.status,
+                    "status_label": STATUS_LABELS.get(c.status, c.status),
+                    "description": c.description,
+                }
                 for c in cases
             ],
         }
+
+    async def link_call(self, call_id: str | None, case_id: int) -> bool:
+        """Store a call on an existing case (关联已有案卷): the call row points at the case
+        (unless the call already filed a case of its own) and its recordings join the case.
+
+        True when the call row now names this case. The workflow has no comment-only action,
+        so the link does not appear in the case's history (see `web.desk.api_desk_link`).
+        """
+        if not call_id:
+            return False
+        from sqlalchemy import update
+
+        from case_core.adapters.orm import calls
+
+        async with self.repo.engine.begin() as conn:
+            result = await conn.execute(
+                update(calls).where(calls.c.call_id == call_id, calls.c.case_id.is_(None)).values(case_id=case_id)
+            )
+            linked = result.rowcount > 0
+        await self.repo.attach_call_recordings(call_id, case_id)
+        return linked

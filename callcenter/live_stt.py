@@ -390,11 +390,10 @@ class LiveTranscriber:
         worker.alive = False
         if not worker.ready.done():
             _settle(worker.ready, exc=SttError(
-                f"live transcription worker exited while loading {self.model} "
-                f"(exit code {worker.process.exitcode})"))
+                f"live transcription worker exited while loading {self.model}"))
         elif not self._stopping:
-            log.error("live transcription worker %d exited (code %s); its %d call(s) lose live text",
-                      worker.index, worker.process.exitcode, len(worker.streams))
+            log.error("live transcription worker %d exited; its %d call(s) lose live text",
+                      worker.index, len(worker.streams))
         for key in list(worker.streams):
             stream = self._streams.get(key)
             if stream is not None and stream.closed:

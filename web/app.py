@@ -267,38 +267,6 @@ async def case_page(request: web.Request) -> web.Response:
     return render(request, "case.html", case=case, user=request[USER])
 
 
-@api_auth
-async def api_cases(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    cases = await ctx.service.list_cases(**_filters(request))
-    return web.json_response([case_json(c) for c in cases], dumps=lambda o: json.dumps(o, ensure_ascii=False))
-
-
-@api_auth
-async def api_case(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    try:
-        case = await ctx.service.get_case(int(request.match_info["case_id"]))
-    except (NotFound, ValueError):
-        return json_error(404, "not_found", "no such case")
-    body = case_json(case)
-    body["history"] = [
-        {
-            "seq": h.seq,
-            "action": h.action,
-            "actor": h.actor,
-            "role": h.role,
-            "at": h.at.isoformat(),
-            "comment": h.comment,
-            "before_status": h.before_status,
-            "after_status": h.after_status,
-            "fields": h.fields,
-        }
-        for h in case.history
-    ]
-    return web.json_response(body, dumps=lambda o: json.dumps(o, ensure_ascii=False, default=str))
-
-
 async def recording(request: web.Request) -> web.StreamResponse:
     user = await current_user(request)
     if user is None:
@@ -310,7 +278,7 @@ async def recording(request: web.Request) -> web.StreamResponse:
         return json_error(404, "not_found", "no such recording")
     path = Path(rec.path)
     if not path.is_file():
-        return json_error(404, "not_found", "recording file is missing")
+        return json_error(410, "gone", "录音文件已不存在（可能已按保存期限删除）")
     return web.FileResponse(path, headers={"Content-Type": "audio/wav"})
 
 
@@ -357,8 +325,6 @@ def create_app(ctx: WebContext) -> web.Application:
     app.router.add_get("/logout", logout)
     app.router.add_get("/cases", cases_page)
     app.router.add_get("/cases/{case_id}", case_page)
-    app.router.add_get("/api/cases", api_cases)
-    app.router.add_get("/api/cases/{case_id}", api_case)
     app.router.add_get("/recordings/{rec_id}.wav", recording)
     app.router.add_get("/ws", live)
     app.router.add_static("/static", STATIC)

@@ -182,19 +182,6 @@ async def case_search(request: web.Request) -> web.Response:
     return _json([_summary_json(c) for c in cases])
 
 
-@web.middleware
-async def _case_routes(request: web.Request, handler):
-    # web.app registers the basic GET /api/cases[/{id}]; these answer them with search
-    # filters and the workflow detail instead.
-    if request.method == "GET" and request.match_info.route.resource is not None:
-        canonical = request.match_info.route.resource.canonical
-        if canonical == "/api/cases/{case_id}":
-            return await case_detail(request)
-        if canonical == "/api/cases":
-            return await case_search(request)
-    return await handler(request)
-
-
 @_api_auth
 async def create_case(request: web.Request) -> web.Response:
     body = await _json_body(request)
@@ -316,7 +303,8 @@ async def categories(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
-    app.middlewares.append(_case_routes)
+    app.router.add_get("/api/cases", case_search)
+    app.router.add_get("/api/cases/{case_id}", case_detail)
     app.router.add_post("/api/cases", create_case)
     app.router.add_get("/api/cases/{case_id}/duplicates", case_duplicates)
     app.router.add_post("/api/cases/{case_id}/actions/{action}", case_action)
