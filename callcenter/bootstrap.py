@@ -147,6 +147,8 @@ class Hotline:
         self.sms_dispatcher = None
         self.followups = None
         self._retention = None
+        self.transcription = None
+        self.live_stt = None
         # Side effects stored in the same transaction as a case change (SMS, follow-up calls).
         self._change_hooks: list = []
         self.registrar = None
@@ -225,6 +227,7 @@ class Hotline:
         service = CaseService(self.repo, on_event=on_event)
         self.repo.change_hook = self._run_change_hooks
         self._start_sms()
+        await self._start_transcription(service, on_event)
         if url.startswith("sqlite"):
             from case_core.adapters.recovery import recover_interrupted_calls
 
@@ -264,6 +267,9 @@ class Hotline:
             trunks=s.trunks,
             callback_from=s.acd.callback_from,
             flows_by_name=flows_by_name,
+            live_stt=self.live_stt,
+            publish=lambda kind, data, to_user=None: hub_holder["hub"].publish(kind, data, to_user=to_user)
+            if hub_holder.get("hub") else None,
             outbound_ring_s=s.followup.ring_timeout_s,
         )
         self.sip.listener = CallAdmission(self.router, self.sip, s.trunks, self.registrar, self.reactor)
@@ -289,8 +295,11 @@ class Hotline:
         ctx.followups = self.followups
         app = create_app(ctx)
         from web.notify_api import NOTIFY
+        from web.transcripts import TRANSCRIPTION
 
         app[NOTIFY] = s.sms
+        if self.transcription is not None:
+            app[TRANSCRIPTION] = self.transcription
         self._web_runner = web.AppRunner(app, access_log=None)
         await self._web_runner.setup()
         site = web.TCPSite(self._web_runner, s.web.host, s.web.port)
@@ -301,6 +310,27 @@ class Hotline:
         web_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         ctx.sip_address = f"sip:12319@{public_host}:{sip_port}"
         return Addresses(sip=ctx.sip_address, web=f"http://{s.web.host}:{web_port}/")
+
+    async def _start_transcription(self, service, on_event) -> None:
+        """Every finished recording is transcribed in worker processes; live transcripts when
+        a vosk model is configured."""
+        from callcenter.live_stt import start_live_transcriber
+        from callcenter.stt.port import SttError
+        from callcenter.transcription import start_transcription
+
+        try:
+            self.transcription = start_transcription(
+                self.settings, self.repo.engine, self._spawn, on_event=on_event, now=self.now_dt
+            )
+            self.live_stt = await start_live_transcriber(self.settings, self._live_transcript)
+        except SttError as exc:
+            raise StartupError(f"stt: {exc}") from None
+        if self.transcription is not None:
+            service.on_recording_finished = self.transcription.recording_finished
+
+    def _live_transcript(self, call_id: str, channel: int, event) -> None:
+        if self.router is not None:
+            self.router.live_transcript(call_id, channel, event)
 
     async def _purge_daily(self) -> None:
         from callcenter.retention import cutoff, purge_recordings
@@ -421,6 +451,10 @@ class Hotline:
             await self.sms_dispatcher.stop()
         if self.followups is not None:
             self.followups.stop()
+        if self.live_stt is not None:
+            await self.live_stt.stop()
+        if self.transcription is not None:
+            await self.transcription.stop()
         if self._sip_port is not None:
             # Give the BYEs just sent a moment on the wire before the socket closes.
             await asyncio.sleep(0.1)

@@ -97,6 +97,8 @@ class Call:
         self.queue: str | None = None  # waiting in this ACD queue
         self.bridged_agent: str | None = None  # ACD agent id once connected
         self.urgent = False
+        self.live = None  # live transcript stream of the caller's audio
+        self.transcript_lines: list[str] = []
         self.callback_offered = False
         self.callback_requested = False
         # SDP answer kept while the caller waits for an agent to pick up (direct extension calls).
@@ -133,6 +135,8 @@ class Call:
         now = self.router.clock.seconds()
         if self.call_rec is not None:
             self.mixer.add_caller(pcm)
+        if self.live is not None:
+            self.live.feed(pcm)
         agent = self.agent
         if agent is not None and agent.bridged and agent.leg is not None:
             agent.leg.session.feed_bridge(pcm)
@@ -321,6 +325,11 @@ class Call:
         self.call_rec = _Recording(recording_id=None, writer=WavWriter(path, channels=2), pending=bytearray())
         r.spawn(self._register_recording(self.call_rec, "call", path, channels=2))
         r.spawn(r.services.call_answered(self.call_id, r.now_dt()))
+        if r.live_stt is not None:
+            try:
+                self.live = r.live_stt.open(self.call_id, 0)
+            except Exception:
+                log.exception("call %s: no live transcript", self.call_id)
         if self.flow is not None:
             self.start_ivr()
 
@@ -485,6 +494,9 @@ class Call:
         if self.leg is not None:
             self.leg.close()
         r.calls.pop(self.call_id, None)
+        if self.live is not None:
+            self.live.close()
+            self.live = None
         if r.acd is not None:
             if self.bridged_agent is not None:
                 r.acd.handle(acd.CallEnded(self.bridged_agent, self.call_id, hung_up_by="caller"))
@@ -803,6 +815,8 @@ class CallRouter:
         callback_from: str = "12319",
         flows_by_name: dict[str, Any] | None = None,
         outbound_ring_s: float = 40.0,
+        live_stt=None,
+        publish: Callable[..., None] | None = None,
         rng: random.Random | None = None,
     ):
         self.sip = sip
@@ -826,6 +840,9 @@ class CallRouter:
         self.callback_from = callback_from
         self.flows_by_name = flows_by_name or {}
         self.outbound_ring_s = outbound_ring_s
+        # Live transcripts (vosk in worker processes) of the caller, shown on the agent's desk.
+        self.live_stt = live_stt
+        self.publish = publish or (lambda kind, data, to_user=None: None)
         self.rng = rng or random.SystemRandom()
         self.calls: dict[str, Call] = {}
         self.agent_legs: dict[str, AgentLeg] = {}
@@ -880,6 +897,19 @@ class CallRouter:
             if user and user in self.flows_by_did:
                 return user
         return None
+
+    def live_transcript(self, call_id: str, channel: int, event) -> None:
+        """A partial or final result for a live call: to the agent on (or ringing for) it."""
+        call = self.calls.get(call_id)
+        if call is None:
+            return
+        agent = call.bridged_agent or (call.agent.acd_agent if call.agent is not None else None)
+        final = type(event).__name__ == "FinalTranscript"
+        data = {"call_id": call_id, "channel": channel, "text": event.text, "final": final}
+        if final:
+            call.transcript_lines.append(event.text)
+        if agent is not None:
+            self.publish("live_transcript", data, to_user=agent)
 
     def find(self, call_id: str):
         """The live call or callback the ACD means by `call_id`."""

@@ -2,16 +2,35 @@
 
 Pages are server-rendered; live parts come over the `/ws` WebSocket: `screen_pop` (to the
 agent whose phone rings, only), `agent_state`, `wrap_up_started`, and `wallboard` changes.
+
+The screen-pop form saves in one of four ways, each ending the agent's wrap-up:
+`POST /api/desk/cases` (登记案卷), `/api/desk/answer` (直办: a consultation answered on the
+call), `/api/desk/link` (关联已有案卷: the call is stored on an earlier case) and
+`/api/desk/callback` (预约回拨). `POST /api/desk/suggest` reads the description and
+suggests category, place, grid cell, phone and urgency. Bad input → 4xx with
+`{"error", "message", "fields": {name: 中文说明}}`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from callcenter.desk_service import PAUSE_REASONS, DeskError
+from callcenter.desk_service import PAUSE_REASONS, DeskError, link_call
+from case_core.adapters.sqlalchemy_repo import NotFound
+from case_core.domain.workflow import CASE_TYPE_LABELS, STATUS_LABELS, NotPermitted, WorkflowError
+from case_core.service import normalize_case_number
 from web.app import CTX, USER, api_auth, json_error, page_auth, render
+
+TIMEZONE = ZoneInfo("Asia/Shanghai")
+MAX_TEXT = 2000
+ANSWER_ROLES = ("agent", "shift_lead")  # who may answer a consultation directly (workflow.yaml)
+CALLBACK_HORIZON = timedelta(days=30)
 
 SUPERVISOR_ROLES = ("supervisor", "shift_lead", "commander", "admin")
 
@@ -30,7 +49,9 @@ async def desk_page(request: web.Request) -> web.Response:
     desk = request.app[CTX].desk
     user = request[USER]
     status = desk.status(user.username) if desk is not None else None
-    return render(request, "desk.html", user=user, agent=status, pause_reasons=PAUSE_REASONS)
+    dialer = request.app[CTX].followups
+    return render(request, "desk.html", user=user, agent=status, pause_reasons=PAUSE_REASONS,
+                  case_types=CASE_TYPE_LABELS, calling_hours=calling_hours_zh(dialer) if dialer else None)
 
 
 @page_auth
@@ -66,44 +87,361 @@ async def api_desk_state(request: web.Request) -> web.Response:
     return web.json_response(status)
 
 
-@api_auth
-async def api_desk_case(request: web.Request) -> web.Response:
-    """Save the screen-pop form: a report becomes an accepted case; wrap-up ends."""
-    ctx = request.app[CTX]
-    desk = _desk(request)
+def _now(request: web.Request) -> datetime:
+    """The center's local time, naive (as cases are stored)."""
+    desk = request.app[CTX].desk
+    if desk is not None:
+        return desk.now_dt()
+    return datetime.fromtimestamp(request.app[CTX].now(), TIMEZONE).replace(tzinfo=None)
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, default=str)
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.json_response(body, status=status, dumps=_dumps)
+
+
+def _invalid(fields: dict[str, str], status: int = 422, message: str = "表单有误，请修改后再保存") -> web.Response:
+    return _json({"error": "invalid", "message": message, "fields": fields}, status)
+
+
+async def _body(request: web.Request) -> dict[str, Any] | web.Response:
     try:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         return json_error(400, "bad_json", "请求格式不正确")
     if not isinstance(body, dict):
         return json_error(400, "bad_request", "请求格式不正确")
-    errors = {}
-    description = str(body.get("description", "")).strip()
+    return body
+
+
+def _text(body: dict, name: str) -> str:
+    value = body.get(name)
+    return value.strip() if isinstance(value, str) else ("" if value is None else str(value).strip())
+
+
+def _check_phone(body: dict, errors: dict, name: str = "reporter_phone", label: str = "来电号码") -> str:
+    phone = _text(body, name)
+    if phone and not (phone.isdigit() and 3 <= len(phone) <= 20):
+        errors[name] = f"{label}只能是3到20位数字"
+    return phone
+
+
+def _check_description(body: dict, errors: dict, empty: str = "请填写问题描述") -> str:
+    description = _text(body, "description")
     if not description:
-        errors["description"] = "请填写问题描述"
-    elif len(description) > 2000:
-        errors["description"] = "问题描述不能超过2000字"
-    kind = body.get("kind", "report")
+        errors["description"] = empty
+    elif len(description) > MAX_TEXT:
+        errors["description"] = f"问题描述不能超过{MAX_TEXT}字"
+    return description
+
+
+def _case_extras(body: dict, errors: dict) -> dict[str, Any]:
+    """Category, address, grid cell and case type, as the suggestions (识别) filled them in."""
+    category = _text(body, "category") or None
+    if category and (":" not in category or len(category) > 40):
+        errors["category"] = "案件类别格式不正确"
+    address = _text(body, "address")
+    if len(address) > 200:
+        errors["address"] = "地址不能超过200字"
+    grid_cell = _text(body, "grid_cell") or None
+    if grid_cell and len(grid_cell) > 40:
+        errors["grid_cell"] = "单元网格编号不正确"
+    case_type = _text(body, "case_type") or "normal"
+    if case_type not in CASE_TYPE_LABELS:
+        errors["case_type"] = "案件类型只能是一般、疑难或突发"
+    return {"category": category, "address": address, "grid_cell": grid_cell, "case_type": case_type}
+
+
+def _channel(body: dict) -> str:
+    return _text(body, "channel") or "12319"
+
+
+def _workflow_refusal(exc: WorkflowError) -> web.Response:
+    if isinstance(exc, NotPermitted):
+        return json_error(403, exc.code, exc.message_zh)
+    name = getattr(exc, "field", None)
+    if name:
+        return _json({"error": exc.code, "message": exc.message_zh, "fields": {name: exc.message_zh}}, 422)
+    return json_error(422, exc.code, exc.message_zh)
+
+
+def _wrap_up_done(request: web.Request) -> None:
+    desk = request.app[CTX].desk
+    if desk is not None:
+        desk.wrap_up_done(request[USER].username)
+
+
+async def _create_from_form(request: web.Request, body: dict, *, kind: str, description: str, phone: str,
+                            extras: dict[str, Any]):
+    """Accept the form as a case in the agent's name and store the call on it."""
+    ctx = request.app[CTX]
+    user = request[USER]
+    case = await ctx.service.create_case(
+        channel=_channel(body),
+        description=description,
+        actor=user.username,
+        role=user.role,
+        now=_now(request),
+        kind=kind,
+        case_type=extras["case_type"],
+        reporter_phone=phone,
+        address=extras["address"],
+        category=extras["category"],
+        grid_cell=extras["grid_cell"],
+    )
+    await link_call(ctx.repo, _text(body, "call_id") or None, case.id)
+    return case
+
+
+@api_auth
+async def api_desk_case(request: web.Request) -> web.Response:
+    """Save the screen-pop form (登记案卷): a report becomes an accepted case; wrap-up ends."""
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    errors: dict[str, str] = {}
+    description = _check_description(body, errors)
+    kind = body.get("kind", "report") or "report"
     if kind not in ("report", "consultation"):
         errors["kind"] = "类型只能是“反映问题”或“咨询”"
-    phone = str(body.get("reporter_phone", "")).strip()
-    if phone and not (phone.isdigit() and 3 <= len(phone) <= 20):
-        errors["reporter_phone"] = "来电号码只能是3到20位数字"
+    phone = _check_phone(body, errors)
+    extras = _case_extras(body, errors)
     if errors:
-        return web.json_response({"error": "invalid", "message": "表单有误，请修改后再保存", "fields": errors}, status=422)
-    call_id = body.get("call_id") or None
-    number = await ctx.service.file_report(
-        channel=str(body.get("channel") or "12319"),
-        reporter_phone=phone or None,
-        call_id=call_id,
-        recording_ids=(),
-        variables={},
-        now=desk.now_dt(),
-        description=description,
-        kind=kind,
-    )
-    desk.wrap_up_done(request[USER].username)
-    return web.json_response({"number": number}, status=201)
+        return _invalid(errors)
+    try:
+        case = await _create_from_form(request, body, kind=kind, description=description, phone=phone, extras=extras)
+    except WorkflowError as exc:
+        return _workflow_refusal(exc)
+    _wrap_up_done(request)
+    return _json({"number": case.number, "id": case.id, "status": case.status,
+                  "status_label": STATUS_LABELS.get(case.status, case.status)}, 201)
+
+
+@api_auth
+async def api_desk_answer(request: web.Request) -> web.Response:
+    """直办: record the consultation and the answer given on the call; wrap-up ends."""
+    ctx = request.app[CTX]
+    user = request[USER]
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    if user.role not in ANSWER_ROLES:
+        return json_error(403, "not_permitted", "只有受理员或值班长可以直办答复")
+    errors: dict[str, str] = {}
+    description = _check_description(body, errors, empty="请填写咨询内容")
+    answer = _text(body, "answer")
+    if not answer:
+        errors["answer"] = "请填写答复内容"
+    elif len(answer) > MAX_TEXT:
+        errors["answer"] = f"答复内容不能超过{MAX_TEXT}字"
+    phone = _check_phone(body, errors)
+    extras = _case_extras(body, errors)
+    if errors:
+        return _invalid(errors)
+    try:
+        case = await _create_from_form(request, body, kind="consultation", description=description, phone=phone,
+                                       extras=extras)
+    except WorkflowError as exc:
+        return _workflow_refusal(exc)
+    try:
+        case, _events = await ctx.service.act(
+            case.id, "direct_answer", actor=user.username, role=user.role, fields={"answer": answer},
+            expected_version=case.version, now=_now(request),
+        )
+    except WorkflowError as exc:
+        # The consultation is kept (accepted); say so, so that nobody registers it twice.
+        return _json({"error": exc.code, "number": case.number, "id": case.id,
+                      "message": f"咨询已登记为案卷 {case.number}，但直办未完成：{exc.message_zh}",
+                      "fields": {"answer": exc.message_zh}}, 422)
+    _wrap_up_done(request)
+    return _json({"number": case.number, "id": case.id, "status": case.status,
+                  "status_label": STATUS_LABELS.get(case.status, case.status)}, 201)
+
+
+@api_auth
+async def api_desk_link(request: web.Request) -> web.Response:
+    """关联已有案卷: store this call on an earlier case (the caller's or one typed in)."""
+    ctx = request.app[CTX]
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    typed = _text(body, "case_number")
+    if not typed:
+        return _invalid({"case_number": "请选择或输入要关联的案卷编号"})
+    number = normalize_case_number(typed)
+    case_id = await ctx.repo.case_id_for_number(number) if len(number) <= 40 else None
+    if case_id is None:
+        message = f"找不到案卷“{typed[:40]}”，请核对编号"
+        return _invalid({"case_number": message}, status=404, message=message)
+    try:
+        case = await ctx.service.get_case(case_id)
+    except NotFound:
+        message = f"找不到案卷“{typed[:40]}”，请核对编号"
+        return _invalid({"case_number": message}, status=404, message=message)
+    call_id = _text(body, "call_id") or None
+    linked = await link_call(ctx.repo, call_id, case.id)
+    _wrap_up_done(request)
+    return _json({
+        "number": case.number,
+        "id": case.id,
+        "status": case.status,
+        "status_label": STATUS_LABELS.get(case.status, case.status),
+        "call_id": call_id,
+        "call_linked": linked,
+        # The workflow has no comment-only action for agents, so no history entry is written.
+        "history_recorded": False,
+        "message": f"本次来电已关联到案卷 {case.number}（{STATUS_LABELS.get(case.status, case.status)}）"
+        if linked else f"已记下案卷 {case.number}（{STATUS_LABELS.get(case.status, case.status)}），本次来电未能存入该案卷",
+    })
+
+
+def parse_local_time(text: str) -> datetime | None:
+    """"2026-11-23T15:30" (a datetime-local input), with a space or seconds too → naive local time."""
+    text = (text or "").strip()
+    if not text or len(text) > 40:
+        return None
+    try:
+        value = datetime.fromisoformat(text.replace(" ", "T", 1) if "T" not in text else text)
+    except ValueError:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(TIMEZONE).replace(tzinfo=None)
+    return value
+
+
+def calling_hours_zh(dialer) -> str:
+    hours = dialer.scheduler.policy.calling_hours
+    return "、".join(f"{a.strftime('%H:%M')}–{b.strftime('%H:%M')}" for a, b in hours)
+
+
+def check_callback_time(dialer, text: str, now: datetime, kind: str = "scheduled") -> tuple[datetime | None, str | None]:
+    """A callback time as typed: (time, None) or (None, the reason in Chinese)."""
+    due = parse_local_time(text)
+    if due is None:
+        return None, "预约时间格式不正确，请选择日期和时间（年-月-日 时:分）"
+    if due <= now:
+        return None, "预约时间必须晚于当前时间"
+    if due > now + CALLBACK_HORIZON:
+        return None, "预约时间不能超过30天以后"
+    start = dialer.scheduler.next_calling_time(kind, due)
+    if start != due:
+        hint = f"，最近可选 {start.strftime('%m-%d %H:%M')}" if start is not None else ""
+        return None, f"预约时间不在外呼时段内（{calling_hours_zh(dialer)}）{hint}"
+    return due, None
+
+
+CALLBACK_ERRORS_ZH = (
+    ("needs a number", "来电号码未知，不能回拨"),
+    ("needs due_at", "请选择预约时间"),
+    ("already exists", "该回拨已存在"),
+    ("no callback", "找不到该回拨"),
+    ("refused", "回拨被拒绝（号码或时间不符合外呼规则）"),
+)
+CALLBACK_STATUS_ZH = {"new": "待安排", "pending": "待拨", "dialing": "正在拨打", "answered": "已接通",
+                      "failed": "已失败", "cancelled": "已取消"}
+
+
+def callback_error_zh(exc: Exception) -> str:
+    """A `CallbackError` (English, from the scheduler) as the agent should read it."""
+    text = str(exc)
+    if " is " in text and ", not " in text:  # "callback 'x' is dialing, not pending"
+        current = text.split(" is ", 1)[1].split(",", 1)[0].strip()
+        return f"该回拨当前{CALLBACK_STATUS_ZH.get(current, current)}，不能执行此操作"
+    for needle, message in CALLBACK_ERRORS_ZH:
+        if needle in text:
+            return message
+    return f"回拨操作失败：{text}"
+
+
+@api_auth
+async def api_desk_callback(request: web.Request) -> web.Response:
+    """预约回拨: schedule a call to this caller at the chosen time; the agent's phone rings first."""
+    from callcenter.notify.callbacks import CallbackError
+
+    ctx = request.app[CTX]
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    dialer = ctx.followups
+    if dialer is None:
+        return json_error(503, "no_dialer", "回拨服务未启用，不能预约回拨")
+    errors: dict[str, str] = {}
+    number = _text(body, "number") or _text(body, "reporter_phone")
+    if not number:
+        errors["number"] = "来电号码未知，不能预约回拨"
+    elif not (number.isdigit() and 3 <= len(number) <= 20):
+        errors["number"] = "回拨号码只能是3到20位数字"
+    due, problem = check_callback_time(dialer, _text(body, "due_at"), _now(request))
+    if problem:
+        errors["due_at"] = problem
+    case_number = _text(body, "case_number") or None
+    if case_number:
+        case_number = normalize_case_number(case_number)
+        if len(case_number) > 40 or await ctx.repo.case_id_for_number(case_number) is None:
+            errors["case_number"] = f"找不到案卷“{case_number[:40]}”，请核对编号"
+    if errors:
+        return _invalid(errors)
+    try:
+        callback_id = await dialer.request(
+            kind="scheduled", number=number, due_at=due, case_number=case_number, agent=request[USER].username
+        )
+    except CallbackError as exc:
+        return _invalid({"due_at": callback_error_zh(exc)}, status=409, message=callback_error_zh(exc))
+    _wrap_up_done(request)
+    return _json({
+        "id": callback_id,
+        "number": number,
+        "due_at": due.isoformat(timespec="minutes"),
+        "case_number": case_number,
+        "message": f"已预约 {due.strftime('%m-%d %H:%M')} 回拨 {number}，届时先振铃您的分机",
+    }, 201)
+
+
+def _category_label(c: dict) -> str:
+    kind = {"component": "部件", "matter": "事项"}.get(c.get("kind"), c.get("kind") or "")
+    return f"{c.get('name')}（{kind} {c.get('code')}）"
+
+
+@api_auth
+async def api_desk_suggest(request: web.Request) -> web.Response:
+    """识别: category (top 3), place, grid cell, phones and urgency read from the description."""
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    text = _text(body, "text")
+    if not text:
+        return _invalid({"text": "请先填写问题描述，再点“识别”"}, message="没有可识别的内容")
+    if len(text) > MAX_TEXT:
+        return _invalid({"text": f"问题描述不能超过{MAX_TEXT}字"}, message="内容过长")
+    from callcenter import suggest
+
+    settings = getattr(request.app[CTX], "settings", None)
+    try:
+        data = await asyncio.to_thread(suggest.suggest_for_text, text, settings=settings)
+    except suggest.SuggestionDataError as exc:
+        return json_error(503, "no_reference_data", f"识别所需的分类或地名数据不可用：{exc}")
+    candidates = [{**c, "label": _category_label(c)} for c in (data.get("candidates") or [])[:3]]
+    urgency = data.get("urgency") or {}
+    found = []
+    if candidates:
+        found.append("类别")
+    if data.get("address") or data.get("grid_id"):
+        found.append("地点")
+    return _json({
+        "category": candidates[0] if candidates else None,
+        "candidates": candidates,
+        "address": data.get("address"),
+        "grid_cell": data.get("grid_id"),
+        "places": data.get("places") or [],
+        "phones": data.get("phones") or [],
+        "urgency": urgency,
+        "case_type_label": CASE_TYPE_LABELS.get(urgency.get("case_type") or "normal"),
+        "prefill": data.get("prefill") or {},
+        "message": ("已识别：" + "、".join(found)) if found else "未识别出类别或地点，请手动填写",
+    })
 
 
 @api_auth
@@ -120,4 +458,8 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/api/desk/status", api_desk_status)
     app.router.add_post("/api/desk/state", api_desk_state)
     app.router.add_post("/api/desk/cases", api_desk_case)
+    app.router.add_post("/api/desk/answer", api_desk_answer)
+    app.router.add_post("/api/desk/link", api_desk_link)
+    app.router.add_post("/api/desk/callback", api_desk_callback)
+    app.router.add_post("/api/desk/suggest", api_desk_suggest)
     app.router.add_get("/api/wallboard", api_wallboard)

@@ -151,6 +151,8 @@ def start_server(tmp: Path, prompts: Path, *, db_url: str | None = None, extra: 
         "database": {"url": db_url or f"sqlite:///{tmp / 'hotline.db'}"},
         "storage": {"dir": str(tmp / "recordings")},
         "prompts": {"dir": str(prompts)},
+        # Speech recognition costs seconds of CPU per call: only the tests about it turn it on.
+        "stt": {"enabled": False, "models_dir": str(REPO / "var" / "models")},
     }
     # `extra` may name sections already written above ("[sip]\nring_s = 2"): merge key by key.
     for section, values in tomllib.loads(extra).items():

@@ -1,6 +1,7 @@
 (function () {
   var LABELS = {logged_out: "未签入", ready: "示闲", ringing: "振铃中", on_call: "通话中", wrap_up: "话后处理", paused: "示忙", dialing: "外呼中"};
   var $ = function (id) { return document.getElementById(id); };
+  var savedNumber = null;  // the case this call was saved as or linked to
   function message(text) { var m = $("desk-message"); m.textContent = text || ""; m.hidden = !text; }
   function showStatus(s) {
     if (!s) return;
@@ -9,42 +10,107 @@
   function setState(state, reason) {
     hotlineApi("POST", "/api/desk/state", {state: state, reason: reason}).then(function (r) {
       if (r.status === 200) { message(""); showStatus(r.body); } else { message(r.body.message || "操作失败"); }
-    });
+    }, function () { message("网络错误，请重试"); });
   }
   $("btn-ready").onclick = function () { setState("ready"); };
   $("btn-pause").onclick = function () { setState("paused", $("pause-reason").value); };
   $("btn-logout").onclick = function () { setState("logged_out"); };
   function li(text) { var e = document.createElement("li"); e.textContent = text; return e; }
+  function option(value, text) { var o = document.createElement("option"); o.value = value; o.textContent = text; return o; }
+  function clearErrors() { document.querySelectorAll(".field-error").forEach(function (x) { x.textContent = ""; }); }
+  function showErrors(body) {
+    var fields = (body && body.fields) || {}, placed = false;
+    Object.keys(fields).forEach(function (k) {
+      var el = document.querySelector('.field-error[data-for="' + k + '"]');
+      if (el) { el.textContent = fields[k]; placed = true; }
+    });
+    message((body && body.message) || "保存失败");
+    return placed;
+  }
+  function saved(text) { $("saved").textContent = text; $("saved").hidden = false; message(""); }
+  function resetSuggestions() {
+    var sel = $("f-category"); sel.innerHTML = ""; sel.appendChild(option("", "（未指定）"));
+    $("f-address").value = ""; $("f-grid").value = ""; $("f-grid-text").textContent = "—";
+    $("f-case-type").value = "normal"; $("suggest-result").textContent = "";
+  }
   function pop(ev) {
-    $("pop").hidden = false; $("idle").hidden = true; $("saved").hidden = true;
+    $("pop").hidden = false; $("idle").hidden = true; $("saved").hidden = true; savedNumber = null;
+    clearErrors(); message("");
     $("pop").dataset.callId = ev.call_id;
     $("pop-caller").textContent = ev.caller || "未知号码";
     $("pop-queue").textContent = ev.queue ? "（" + ev.queue + " 队列）" : "";
+    $("pop-callback").hidden = !ev.callback;
     $("pop-ivr").textContent = (ev.ivr_path || []).join(" → ") || "—";
     var calls = $("pop-calls"); calls.innerHTML = "";
     (ev.earlier_calls || []).forEach(function (c) { calls.appendChild(li(c.started_at.replace("T", " ").slice(0, 19) + " " + (c.did || ""))); });
     if (!calls.children.length) calls.appendChild(li("无"));
-    var cases = $("pop-cases"); cases.innerHTML = "";
-    (ev.earlier_cases || []).forEach(function (c) { cases.appendChild(li(c.number + " " + c.status + " " + c.description)); });
+    var cases = $("pop-cases"), linkSel = $("f-link-select"); cases.innerHTML = ""; linkSel.innerHTML = "";
+    linkSel.appendChild(option("", "选择历史案卷…"));
+    (ev.earlier_cases || []).forEach(function (c) {
+      var label = c.number + " " + (c.status_label || c.status) + " " + c.description;
+      cases.appendChild(li(label)); linkSel.appendChild(option(c.number, label.slice(0, 40)));
+    });
     if (!cases.children.length) cases.appendChild(li("无"));
     $("f-call-id").value = ev.call_id; $("f-channel").value = ev.did || "12319";
     $("f-phone").value = ev.caller || ""; $("f-description").value = ev.description || "";
+    $("f-kind").value = "report"; $("f-answer").value = ""; $("f-link-number").value = ""; $("f-due-at").value = "";
+    resetSuggestions();
+    if (ev.description) suggest();
   }
+  function formBody(names) {
+    var f = $("case-form"), body = {};
+    names.forEach(function (k) { body[k] = f.elements[k].value; });
+    return body;
+  }
+  var CASE_FIELDS = ["call_id", "channel", "reporter_phone", "kind", "description", "category", "address", "grid_cell", "case_type"];
+  function post(url, body, ok) {
+    clearErrors();
+    return hotlineApi("POST", url, body).then(function (r) {
+      if (r.status >= 200 && r.status < 300) ok(r.body); else showErrors(r.body);
+    }, function () { message("网络错误，请重试"); });
+  }
+  // -- 识别: suggestions from the description -------------------------------------------------
+  function suggest() {
+    var text = $("f-description").value;
+    return post("/api/desk/suggest", {text: text}, function (b) {
+      var sel = $("f-category"); sel.innerHTML = ""; sel.appendChild(option("", "（未指定）"));
+      (b.candidates || []).forEach(function (c) { sel.appendChild(option(c.key, c.label)); });
+      if (b.category) sel.value = b.category.key;
+      if (b.address && !$("f-address").value) $("f-address").value = b.address;
+      if (b.grid_cell) { $("f-grid").value = b.grid_cell; $("f-grid-text").textContent = b.grid_cell; }
+      if (b.urgency && b.urgency.case_type) $("f-case-type").value = b.urgency.case_type;
+      if (b.phones && b.phones.length && !$("f-phone").value) $("f-phone").value = b.phones[0];
+      var extra = b.urgency && b.urgency.case_type === "urgent" ? "；可能紧急（" + (b.urgency.words || []).join("、") + "）" : "";
+      $("suggest-result").textContent = (b.message || "") + extra;
+    });
+  }
+  $("btn-suggest").onclick = function () { suggest(); };
+  // -- 登记案卷 -----------------------------------------------------------------------------------
   $("case-form").onsubmit = function (e) {
     e.preventDefault();
-    var f = e.target, body = {};
-    ["call_id", "channel", "reporter_phone", "kind", "description"].forEach(function (k) { body[k] = f.elements[k].value; });
-    document.querySelectorAll(".field-error").forEach(function (x) { x.textContent = ""; });
-    hotlineApi("POST", "/api/desk/cases", body).then(function (r) {
-      if (r.status === 201) {
-        $("saved").textContent = "已登记案卷 " + r.body.number; $("saved").hidden = false; message("");
-      } else {
-        message(r.body.message || "保存失败");
-        Object.keys(r.body.fields || {}).forEach(function (k) {
-          var el = document.querySelector('.field-error[data-for="' + k + '"]'); if (el) el.textContent = r.body.fields[k];
-        });
-      }
+    post("/api/desk/cases", formBody(CASE_FIELDS), function (b) {
+      savedNumber = b.number; saved("已登记案卷 " + b.number);
     });
+  };
+  // -- 直办 ----------------------------------------------------------------------------------------
+  $("btn-answer").onclick = function () {
+    var body = formBody(CASE_FIELDS); body.kind = "consultation"; body.answer = $("f-answer").value;
+    post("/api/desk/answer", body, function (b) {
+      savedNumber = b.number; $("f-kind").value = "consultation"; saved("已直办，咨询案卷 " + b.number);
+    });
+  };
+  // -- 关联已有案卷 --------------------------------------------------------------------------------
+  $("f-link-select").onchange = function () { if (this.value) $("f-link-number").value = this.value; };
+  $("btn-link").onclick = function () {
+    post("/api/desk/link", {call_id: $("f-call-id").value, case_number: $("f-link-number").value}, function (b) {
+      savedNumber = b.number; saved(b.message || ("已关联案卷 " + b.number));
+    });
+  };
+  // -- 预约回拨 ------------------------------------------------------------------------------------
+  $("btn-callback").onclick = function () {
+    var body = {call_id: $("f-call-id").value, number: $("f-phone").value, due_at: $("f-due-at").value};
+    if (savedNumber) body.case_number = savedNumber;
+    post("/api/desk/callback", body, function (b) { saved(b.message || "已预约回拨"); });
   };
   hotlineLive(function (ev) {
     if (ev.type === "screen_pop") pop(ev);

@@ -1,0 +1,75 @@
+"""A voice message is transcribed after the call and the transcript is attached to its case."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.e2e.audio import report_pcap
+from tests.e2e.conftest import start_server, stop_server
+from tests.e2e.peers.pcap import speech_pcm
+from tests.e2e.peers.runner import run_sipp
+
+pytestmark = pytest.mark.e2e
+
+SPEECH = "aishell1_BAC009S0002W0122.wav"
+
+
+def _cer(ref: str, hyp: str) -> float:
+    prev = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        cur = [i]
+        for j, h in enumerate(hyp, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h)))
+        prev = cur
+    return prev[-1] / max(1, len(ref))
+
+
+def test_voice_message_transcript_is_attached_to_the_case(tmp_path, prompts_dir):
+    """Whisper transcribes the message in a worker process; /api/cases/{id}/transcript has the caller's words."""
+    server = start_server(tmp_path, prompts_dir, extra="[stt]\nenabled = true\n")
+    try:
+        speech = speech_pcm(SPEECH)
+        pcap = report_pcap(tmp_path, prompts_dir, speech)
+        result = run_sipp("call_report", target=server.sip_target, caller="13711110000", pcap=pcap, timeout=60)
+        assert result.returncode == 0, result.log_text[-2000:]
+        [case] = server.wait_for_cases(reporter_phone="13711110000")
+        deadline = time.monotonic() + 120
+        body: object = None
+        while time.monotonic() < deadline:
+            status, body = server.api(f"/api/cases/{case['id']}/transcript")
+            if status == 200 and isinstance(body, dict) and _text(body, channel=0):
+                break
+            time.sleep(1.0)
+        text = _text(body, channel=0)
+        reference = _reference(SPEECH)
+        assert text, f"no transcript: {body}\n{server.log()}"
+        assert _cer(reference, text) < 0.5, (reference, text)
+        from urllib.parse import quote
+
+        status, found = server.api("/api/transcripts?q=" + quote(text[2:6]))
+        assert status == 200 and any(case["number"] in str(hit) for hit in found.get("results", found)), found
+    finally:
+        stop_server(server)
+
+
+def _text(body, *, channel: int) -> str:
+    if not isinstance(body, dict):
+        return ""
+    parts = []
+    for rec in body.get("recordings", []):
+        for seg in rec.get("segments", []):
+            if seg.get("channel", 0) == channel:
+                parts.append(seg["text"])
+    return "".join(parts).replace(" ", "")
+
+
+def _reference(name: str) -> str:
+    from pathlib import Path
+
+    for line in (Path("/work/shared/speech") / "transcripts.tsv").read_text(encoding="utf-8").splitlines():
+        cols = line.split("\t")
+        if cols and cols[0] == name:
+            return cols[1].replace(" ", "")
+    raise AssertionError(f"{name} not in transcripts.tsv")
