@@ -5,16 +5,18 @@ latency never accumulates into rate drift. If the loop stalls, frames due in the
 in a burst (up to `max_catch_up`) and the rest are skipped and counted, so a stall costs a
 short gap instead of a growing delay.
 
-Each tick first reads every session's socket (non-blocking), then builds and sends every
-session's frame. The sockets are bound through the reactor (`listenUDP`) but not watched by
-it: with hundreds of calls, one reactor callback per received packet (event-loop handle,
-Twisted's `doRead` and its logging context, a second `recvfrom` that fails) cost more than the
-media work itself. Instead one `epoll` set over the RTP sockets is polled per tick (one
-syscall says which sockets have packets) and each ready socket is read once per round.
-Audio read in a tick is bridged in the same tick, so a packet still waits 10 ms on average
-(before, it waited in the bridge buffer for the next tick instead). Frames go out with the
-socket's own `sendto` (Twisted's `Port.write` re-validates the address three times per
-packet). A port without a real socket (test fakes) keeps the reactor's reading and `write`.
+The sockets are bound through the reactor (`listenUDP`) but not watched by it: with hundreds
+of calls, one reactor callback per received packet (event-loop handle, Twisted's `doRead` and
+its logging context, a second `recvfrom` that fails) cost more than the media work itself.
+Instead a *read pass* half a frame after each send tick asks one `epoll` set over the RTP
+sockets which have packets (one syscall) and reads each ready socket once per round. Sending
+stays alone at the tick's instant, so its timing does not depend on how much arrived, and the
+loop serves SIP and the web between the two passes. A packet waits on average 10 ms for the
+read pass and 10 ms more for the next send when it is bridged (before: 10 ms in total). If the
+loop is so late that a read pass is still pending when the next tick fires, that tick reads
+first, then sends. Frames go out with the socket's own `sendto` (Twisted's `Port.write`
+re-validates the address three times per packet). A port without a real socket (test fakes)
+keeps the reactor's reading and `write`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from callcenter.media.session import MediaSession
 log = logging.getLogger(__name__)
 
 FRAME_S = 0.02
+# The read pass runs this long after each send tick (half a frame: furthest from both sends).
+READ_OFFSET_S = FRAME_S / 2
 # Per socket and tick: enough for a burst after a stall, bounded so a flooding peer cannot
 # hold the tick (the rest waits in the kernel buffer, which drops the excess).
 MAX_READS_PER_TICK = 16
@@ -102,6 +106,7 @@ class RtpEngine:
         # (Linux), so a tick asks the kernel once which sockets have packets.
         self._polled: dict[int, RtpLeg] = {}
         self._epoll = None
+        self._read_call = None
 
     # -- ports ------------------------------------------------------------------------------
     def open(self, session: MediaSession, listener) -> RtpLeg:
@@ -167,6 +172,12 @@ class RtpEngine:
     def _fire(self) -> None:
         self._call = None
         now = self.clock.seconds()
+        if self._read_call is not None:
+            # The loop was too late to read between the ticks: read first, then send.
+            if self._read_call.active():
+                self._read_call.cancel()
+            self._read_call = None
+            self._read_all(now)
         due = int((now - self._t0) / FRAME_S) + 1 - self._n
         if due > self.max_catch_up:
             self.frames_skipped += due - self.max_catch_up
@@ -178,12 +189,19 @@ class RtpEngine:
         if not self.legs and not self.on_tick:
             return
         next_at = self._t0 + self._n * FRAME_S
-        self._call = self.clock.callLater(max(0.0, next_at - self.clock.seconds()), self._fire)
+        after = self.clock.seconds()
+        if self._polled:
+            read_at = next_at - FRAME_S + READ_OFFSET_S
+            self._read_call = self.clock.callLater(max(0.0, read_at - after), self._fire_read)
+        self._call = self.clock.callLater(max(0.0, next_at - after), self._fire)
+
+    def _fire_read(self) -> None:
+        self._read_call = None
+        if self._polled:
+            self._read_all(self.clock.seconds())
 
     def _tick_all(self, now: float) -> None:
         self.ticks += 1
-        if self._polled:
-            self._read_all(now)
         legs = list(self.legs.values())
         live = self.legs
         for leg in legs:
@@ -254,9 +272,11 @@ class RtpEngine:
         return True
 
     def stop(self) -> None:
-        if self._call is not None and self._call.active():
-            self._call.cancel()
+        for call in (self._call, self._read_call):
+            if call is not None and call.active():
+                call.cancel()
         self._call = None
+        self._read_call = None
         for leg in list(self.legs.values()):
             self.release(leg)
         if self._epoll is not None:

@@ -129,6 +129,14 @@ class Refused(Exception):
         self.message = message
 
 
+class _Invalid(Exception):
+    """A bad value typed by the user (422 under `due_at`)."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
 def _filters(request: web.Request) -> dict[str, Any]:
     status = request.query.get("status") or None
     kind = request.query.get("kind") or None
@@ -274,12 +282,6 @@ async def api_reschedule(request: web.Request) -> web.Response:
         return await _change(request, "改期", act)
     except _Invalid as exc:
         return _json({"error": "invalid", "message": exc.message, "fields": {"due_at": exc.message}}, 422)
-
-
-class _Invalid(Exception):
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
 
 
 @api_auth

@@ -27,7 +27,11 @@
     message((body && body.message) || "保存失败");
     return placed;
   }
-  function saved(text) { $("saved").textContent = text; $("saved").hidden = false; message(""); }
+  function saved(text) {
+    $("saved").textContent = text; $("saved").hidden = false; message("");
+    // Saving ends wrap-up: show the agent's new state even if the live event is missed.
+    hotlineApi("GET", "/api/desk/status").then(function (r) { if (r.status === 200) showStatus(r.body); }, function () {});
+  }
   function resetSuggestions() {
     var sel = $("f-category"); sel.innerHTML = ""; sel.appendChild(option("", "（未指定）"));
     $("f-address").value = ""; $("f-grid").value = ""; $("f-grid-text").textContent = "—";

@@ -1,7 +1,7 @@
-"""The RTP driver with real loopback sockets: the tick itself reads them (not the reactor).
+"""The RTP driver with real loopback sockets: the engine reads them itself (not the reactor).
 
-The engine binds its ports through the reactor but reads and writes the sockets itself, once
-per tick. These tests move time with a manual clock (no reactor runs, nothing is timed) and
+The engine binds its ports through the reactor but reads the sockets in a read pass half a
+frame after each send tick, and sends with the sockets' own sendto. These tests move time with a manual clock (no reactor runs, nothing is timed) and
 exchange real datagrams with a plain socket standing in for the phone.
 """
 
@@ -16,7 +16,7 @@ from callcenter.media import g711
 from callcenter.media.events import AudioReceived, RemoteLatched
 from callcenter.media.rtp import HEADER, parse_rtp
 from callcenter.media.session import MediaSession
-from callcenter.twisted_rtp import MAX_READS_PER_TICK, RtpEngine
+from callcenter.twisted_rtp import MAX_READS_PER_TICK, READ_OFFSET_S, RtpEngine
 
 from tests.e2e.peers.ports import free_udp_port_block
 
@@ -74,30 +74,34 @@ def _settle():
     socket.socket(socket.AF_INET, socket.SOCK_DGRAM).close()
 
 
-def test_packets_are_read_by_the_tick_and_frames_sent_from_the_bound_port(engine, phone):
-    """A burst the phone sends is delivered, in order, at the next tick; each tick sends one
-    frame from the leg's own port, and the session latches onto the phone's address."""
+def test_packets_are_read_between_ticks_and_frames_sent_from_the_bound_port(engine, phone):
+    """A burst the phone sends is delivered, in order, by the read pass after the next tick;
+    each tick sends one frame from the leg's own port, and sending follows the phone's
+    address once the session latched onto it."""
     clock, eng = engine
     got = []
     leg = eng.open(_session(("127.0.0.1", 9)), got.extend)
     for seq in range(10, 15):
         phone.sendto(_packet(seq), ("127.0.0.1", leg.port))
     _settle()
-    clock.advance(0)  # first tick
+    clock.advance(0)  # first tick: a frame to the SDP address, nothing read yet
+    assert not any(isinstance(e, AudioReceived) for e in got)
+    clock.advance(READ_OFFSET_S)  # the read pass
     audio = [e.sequence for e in got if isinstance(e, AudioReceived)]
     assert audio == [10, 11, 12, 13, 14]
     assert [e for e in got if isinstance(e, RemoteLatched)] == [RemoteLatched(phone.getsockname())]
+    clock.advance(0.02 - READ_OFFSET_S)
     for _ in range(3):
         clock.advance(0.02)
     frames = [phone.recvfrom(2048) for _ in range(4)]
     assert all(addr == ("127.0.0.1", leg.port) for _, addr in frames)
     seqs = [parse_rtp(d).sequence for d, _ in frames]
-    assert seqs == [100, 101, 102, 103]
-    assert leg.sent == 4
+    assert seqs == [101, 102, 103, 104]  # 100 went to the SDP address before latching
+    assert leg.sent == 5
 
 
-def test_a_flood_is_read_in_bounded_rounds_per_tick_and_nothing_is_lost(engine, phone):
-    """More packets than one tick reads wait in the kernel buffer for the next ticks."""
+def test_a_flood_is_read_in_bounded_rounds_per_pass_and_nothing_is_lost(engine, phone):
+    """More packets than one read pass takes wait in the kernel buffer for the next passes."""
     clock, eng = engine
     got = []
     leg = eng.open(_session(("127.0.0.1", 9)), got.extend)
@@ -106,7 +110,7 @@ def test_a_flood_is_read_in_bounded_rounds_per_tick_and_nothing_is_lost(engine, 
         phone.sendto(_packet(seq), ("127.0.0.1", leg.port))
     _settle()
     per_tick = []
-    clock.advance(0)
+    clock.advance(READ_OFFSET_S)
     for _ in range(5):
         per_tick.append(sum(isinstance(e, AudioReceived) for e in got))
         got.clear()
@@ -116,7 +120,7 @@ def test_a_flood_is_read_in_bounded_rounds_per_tick_and_nothing_is_lost(engine, 
 
 
 def test_a_listener_closing_legs_mid_read_leaves_the_others_served(engine, phone):
-    """A leg closed by a listener while the tick reads (a hang-up on a digit, say) is not
+    """A leg closed by a listener during a read pass (a hang-up on a digit, say) is not
     read or ticked again; the other legs still get their packets and send their frames."""
     clock, eng = engine
     received = {0: 0, 1: 0, 2: 0}
@@ -138,9 +142,9 @@ def test_a_listener_closing_legs_mid_read_leaves_the_others_served(engine, phone
         for leg in legs:
             phone.sendto(_packet(seq, ssrc=900 + leg.port), ("127.0.0.1", leg.port))
     _settle()
-    clock.advance(0)
-    clock.advance(0.02)
+    clock.advance(READ_OFFSET_S)  # tick 0 sends, then the read pass
+    clock.advance(0.02)  # tick 1 sends, then the next read pass
     assert received[0] == 1
     assert received[2] == 3
     assert set(eng.legs) == {legs[2].port}
-    assert legs[2].sent == 2 and legs[0].sent == 0
+    assert legs[2].sent == 2 and legs[0].sent == 1  # leg 0 sent tick 0 before it closed
