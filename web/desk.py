@@ -19,6 +19,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import logging
+
 from aiohttp import web
 
 from callcenter.desk_service import PAUSE_REASONS, DeskError, link_call
@@ -26,6 +28,8 @@ from case_core.adapters.sqlalchemy_repo import NotFound
 from case_core.domain.workflow import CASE_TYPE_LABELS, STATUS_LABELS, NotPermitted, WorkflowError
 from case_core.service import normalize_case_number
 from web.app import CTX, USER, api_auth, json_error, page_auth, render
+
+log = logging.getLogger(__name__)
 
 TIMEZONE = ZoneInfo("Asia/Shanghai")
 MAX_TEXT = 2000
@@ -283,6 +287,18 @@ async def api_desk_link(request: web.Request) -> web.Response:
         return _invalid({"case_number": message}, status=404, message=message)
     call_id = _text(body, "call_id") or None
     linked = await link_call(ctx.repo, call_id, case.id)
+    user = request[USER]
+    caller = _text(body, "reporter_phone") or "来电人"
+    try:
+        await ctx.service.act(
+            case.id, "note", actor=user.username, role=user.role,
+            fields={"comment": f"{caller} 再次来电反映此案卷（来电 {call_id or '—'}）"},
+            now=_now(request),
+        )
+        noted = True
+    except WorkflowError as exc:
+        log.info("link: no history note on %s: %s", case.number, exc)
+        noted = False
     _wrap_up_done(request)
     return _json({
         "number": case.number,
@@ -291,8 +307,7 @@ async def api_desk_link(request: web.Request) -> web.Response:
         "status_label": STATUS_LABELS.get(case.status, case.status),
         "call_id": call_id,
         "call_linked": linked,
-        # The workflow has no comment-only action for agents, so no history entry is written.
-        "history_recorded": False,
+        "history_recorded": noted,
         "message": f"本次来电已关联到案卷 {case.number}（{STATUS_LABELS.get(case.status, case.status)}）"
         if linked else f"已记下案卷 {case.number}（{STATUS_LABELS.get(case.status, case.status)}），本次来电未能存入该案卷",
     })

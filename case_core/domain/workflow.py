@@ -86,6 +86,7 @@ ACTION_LABELS: dict[str, str] = {
     "merge": "合并",
     "absorb": "并入相似案卷",
     "urge": "督办",
+    "note": "备注",
     "change_type": "变更案件类型",
 }
 

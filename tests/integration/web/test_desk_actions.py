@@ -203,6 +203,9 @@ async def test_link_stores_the_call_on_an_earlier_case(client, env):
     assert earlier.number in body["message"]
     assert await call_case_id(env) == earlier.id
     assert env.desk.status("agent1")["status"] == "ready"
+    assert body["history_recorded"] is True
+    history = (await env.repo.get_case(earlier.id)).history
+    assert history[-1].action == "note" and "再次来电" in history[-1].comment
 
 
 async def test_link_accepts_a_number_typed_as_digits_only(client, env):

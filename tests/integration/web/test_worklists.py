@@ -228,7 +228,9 @@ async def test_case_page_shows_deadlines_and_the_roles_actions(client, ctx):
     assert "时限" in page and 'class="dl dl-on_time">按期<' in page
     await login(client, "inspector1")
     page = await (await client.get(f"/cases/{case.id}")).text()
-    assert "没有可执行的操作" in page
+    # An inspector may only add a remark here: no step of the workflow is theirs now.
+    assert f'/cases/{case.id}/actions/note"' in page
+    assert f'/cases/{case.id}/actions/dispatch"' not in page
 
 
 async def test_pending_send_back_waits_in_the_dispatchers_approvals(client, ctx):
