@@ -19,7 +19,7 @@ import jinja2
 from aiohttp import WSMsgType, web
 
 from case_core.adapters.sqlalchemy_repo import CaseView, NotFound, SqlRepository, UserView
-from case_core.domain.workflow import CHANNEL_LABELS, STATUS_LABELS
+from case_core.domain.workflow import CHANNEL_LABELS, ROLE_LABELS, STATUS_LABELS
 from case_core.service import CaseService
 from web import auth
 
@@ -137,7 +137,8 @@ async def current_user(request: web.Request) -> UserView | None:
 def render(request: web.Request, template: str, status: int = 200, **values) -> web.Response:
     env = request.app[JINJA]
     html = env.get_template(template).render(
-        request=request, status_labels=STATUS_LABELS, channel_labels=CHANNEL_LABELS, **values
+        request=request, status_labels=STATUS_LABELS, channel_labels=CHANNEL_LABELS, role_labels=ROLE_LABELS,
+        **values
     )
     return web.Response(text=html, content_type="text/html", charset="utf-8", status=status)
 

@@ -15,6 +15,15 @@
   $("btn-ready").onclick = function () { setState("ready"); };
   $("btn-pause").onclick = function () { setState("paused", $("pause-reason").value); };
   $("btn-logout").onclick = function () { setState("logged_out"); };
+  function ivrStep(step) {
+    var MENU = {"1": "按1 反映问题", "2": "按2 查询进度", "3": "按3 咨询", "0": "按0 人工", "9": "按9 重听", "#": "按#"};
+    if (MENU[step]) return MENU[step];
+    if (step.indexOf("queue:") === 0) return "进入排队";
+    if (step.indexOf("agent:") === 0) return "转坐席 " + step.slice(6);
+    if (step.indexOf("overflow:") === 0) return "溢出";
+    if (step === "callback") return "预约回拨";
+    return /^[0-9*#]$/.test(step) ? "按" + step : step;
+  }
   function li(text) { var e = document.createElement("li"); e.textContent = text; return e; }
   function option(value, text) { var o = document.createElement("option"); o.value = value; o.textContent = text; return o; }
   function clearErrors() { document.querySelectorAll(".field-error").forEach(function (x) { x.textContent = ""; }); }
@@ -42,9 +51,10 @@
     clearErrors(); message("");
     $("pop").dataset.callId = ev.call_id;
     $("pop-caller").textContent = ev.caller || "未知号码";
-    $("pop-queue").textContent = ev.queue ? "（" + ev.queue + " 队列）" : "";
+    var QUEUES = {report: "反映问题", consult: "咨询", general: "人工服务"};
+    $("pop-queue").textContent = ev.callback ? "（预约回拨）" : (ev.queue ? "（" + (QUEUES[ev.queue] || ev.queue) + "队列）" : "");
     $("pop-callback").hidden = !ev.callback;
-    $("pop-ivr").textContent = (ev.ivr_path || []).join(" → ") || "—";
+    $("pop-ivr").textContent = (ev.ivr_path || []).map(ivrStep).join(" → ") || "—";
     var calls = $("pop-calls"); calls.innerHTML = "";
     (ev.earlier_calls || []).forEach(function (c) { calls.appendChild(li(c.started_at.replace("T", " ").slice(0, 19) + " " + (c.did || ""))); });
     if (!calls.children.length) calls.appendChild(li("无"));
