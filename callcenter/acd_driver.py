@@ -24,7 +24,11 @@ def default_config(
     profiles, *, ring_timeout_s: float = 20.0, wrap_up_s: float = 30.0, callback_offer_after_s: float | None = 30.0
 ) -> acd.AcdConfig:
     """Every agent in every queue, longest-idle first; no agent staffed → the IVR takes a message."""
-    agents = [acd.AgentConfig(id=p.username, extension=p.extension, skills=dict(p.skills)) for p in profiles]
+    agents = [
+        acd.AgentConfig(id=p.username, extension=p.extension, skills=dict(p.skills))
+        for p in profiles
+        if getattr(p, "role", "agent") == "agent"
+    ]
     members = {a.id: 0 for a in agents}
     queues = [
         acd.QueueConfig(

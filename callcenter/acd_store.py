@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import Column, DateTime, Float, Index, Integer, String, Table, Text, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from case_core.adapters.orm import metadata
+from case_core.adapters.orm import metadata, users
 
 agent_profiles = Table(
     "agent_profiles",
@@ -49,6 +49,7 @@ class AgentProfile:
     username: str
     extension: str
     skills: dict[str, int]
+    role: str = "agent"  # the web user's role: only agents take queue calls; supervisors listen in
 
 
 class AcdStore:
@@ -65,9 +66,16 @@ class AcdStore:
             )
 
     async def profiles(self) -> list[AgentProfile]:
+        query = (
+            select(agent_profiles, users.c.role)
+            .join(users, users.c.username == agent_profiles.c.username, isouter=True)
+            .order_by(agent_profiles.c.username)
+        )
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(select(agent_profiles).order_by(agent_profiles.c.username))).all()
-        return [AgentProfile(r.username, r.extension, json.loads(r.skills_json or "{}")) for r in rows]
+            rows = (await conn.execute(query)).all()
+        return [
+            AgentProfile(r.username, r.extension, json.loads(r.skills_json or "{}"), r.role or "agent") for r in rows
+        ]
 
     async def log_event(self, event) -> None:
         """Store one `callcenter.acd.QueueEventLogged` (times as naive local time)."""

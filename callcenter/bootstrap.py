@@ -422,6 +422,7 @@ class Hotline:
             spawn=self._spawn,
         )
         desk = DeskService(acd_driver=self.acd, repo=self.repo, router=self.router, now_dt=self.now_dt)
+        desk.extensions = {p.username: p.extension for p in profiles}
         self.acd.screen_pop = desk.screen_pop
         self.router.acd = self.acd
         return desk

@@ -94,6 +94,8 @@ class Call:
         self.ring_timer: Any = None
         self.mixer = StereoMixer()
         self.agent: AgentLeg | None = None
+        # Supervisors listening in (监听): legs that hear both sides and are never heard.
+        self.monitors: list[AgentLeg] = []
         self.queue: str | None = None  # waiting in this ACD queue
         self.bridged_agent: str | None = None  # ACD agent id once connected
         self.urgent = False
@@ -126,8 +128,16 @@ class Call:
         if rec is None:
             return
         self.mixer.add_agent(pcm)
-        rec.pending += self.mixer.tick()
+        frame = self.mixer.tick()
+        rec.pending += frame
         rec.frames += 1
+        if self.monitors:
+            # Listen-in: both sides, mixed to mono, to each supervisor's phone.
+            both = np.frombuffer(frame, dtype="<i2").reshape(-1, 2).astype(np.int32).sum(axis=1)
+            mono = np.clip(both, -32768, 32767).astype("<i2").tobytes()
+            for monitor in self.monitors:
+                if monitor.bridged and monitor.leg is not None:
+                    monitor.leg.session.feed_bridge(mono)
         if rec.frames % FLUSH_EVERY_FRAMES == 0:
             self.router.flush(rec)
 
@@ -389,7 +399,21 @@ class Call:
         self.ivr_path.append(f"agent:{extension}")
         return True
 
+    def listen_in(self, extension: str) -> bool:
+        """Ring a supervisor's phone; once answered it hears the call and is not heard."""
+        r = self.router
+        bindings = r.bindings_for(extension)
+        if not bindings or self.ended or self.call_rec is None:
+            return False
+        monitor = AgentLeg(r, self, extension, monitor=True)
+        if not monitor.dial(bindings[0].contact, bindings[0].source, 30.0, from_user=self.caller):
+            return False
+        self.monitors.append(monitor)
+        return True
+
     def agent_answered(self, agent: "AgentLeg") -> None:
+        if agent.monitor:
+            return
         if self.ended:
             agent.hangup("caller left")
             return
@@ -406,6 +430,10 @@ class Call:
         log.info("call %s bridged to agent %s", self.call_id, agent.extension)
 
     def agent_gone(self, agent: "AgentLeg", reason: str, status: int | None, was_bridged: bool) -> None:
+        if agent.monitor:
+            if agent in self.monitors:
+                self.monitors.remove(agent)
+            return
         if self.agent is agent:
             self.agent = None
         if agent.acd_agent is not None and self.router.acd is not None:
@@ -506,6 +534,9 @@ class Call:
         if self.agent is not None:
             agent, self.agent = self.agent, None
             agent.hangup("caller left")
+        for monitor in list(self.monitors):
+            monitor.hangup("call ended")
+        self.monitors.clear()
         if self.call_rec is not None:
             self.call_rec.pending += self.mixer.drain()
             r.spawn(self._finish_call_recording(self.call_rec))
@@ -533,8 +564,11 @@ class AgentLeg:
     encodes what it sends).
     """
 
-    def __init__(self, router: "CallRouter", call, extension: str, acd_agent: str | None = None, peer=None):
+    def __init__(self, router: "CallRouter", call, extension: str, acd_agent: str | None = None, peer=None,
+                 monitor: bool = False):
         self.router = router
+        # A listen-in leg: fed by the call's mixer, its own audio goes nowhere.
+        self.monitor = monitor
         self.call = call  # the owner: an inbound Call, or a CallbackCall
         self.extension = extension  # an agent's extension, or the citizen's number
         self.acd_agent = acd_agent
@@ -547,6 +581,8 @@ class AgentLeg:
         self.ring_timer: Any = None
 
     def peer_session(self):
+        if self.monitor:
+            return None
         leg = self.peer.leg if self.peer is not None else self.call.leg
         return leg.session if leg is not None else None
 
@@ -910,6 +946,10 @@ class CallRouter:
             call.transcript_lines.append(event.text)
         if agent is not None:
             self.publish("live_transcript", data, to_user=agent)
+
+    def listen_in(self, call_id: str, extension: str) -> bool:
+        call = self.calls.get(call_id)
+        return call is not None and call.listen_in(extension)
 
     def find(self, call_id: str):
         """The live call or callback the ACD means by `call_id`."""

@@ -32,7 +32,7 @@ DEMO_USERS = [
 ]
 
 
-DEMO_AGENTS = [("agent1", "1001"), ("agent2", "1002")]
+DEMO_AGENTS = [("agent1", "1001"), ("agent2", "1002"), ("supervisor1", "1900")]
 
 # Modules that contribute subcommands (skipped while a feature is not installed).
 COMMAND_MODULES = (

@@ -29,6 +29,18 @@ class DeskService:
         self.repo = repo
         self.router = router
         self.now_dt = now_dt
+        # Every profile's extension (agents and supervisors), for listen-in.
+        self.extensions: dict[str, str] = {}
+
+    def listen_in(self, username: str, call_id: str) -> None:
+        """Silent monitoring (监听): ring the supervisor's own phone into a live call."""
+        extension = self.extensions.get(username)
+        if extension is None:
+            raise DeskError(f"{username} has no extension", "您没有配置分机，无法监听。")
+        if not self.router.bindings_for(extension):
+            raise DeskError(f"extension {extension} is not registered", f"您的分机 {extension} 未注册，请先登录话机。")
+        if not self.router.listen_in(call_id, extension):
+            raise DeskError(f"no live call {call_id}", "该通话已结束或尚未接通。")
 
     def is_agent(self, username: str) -> bool:
         return self.acd is not None and username in self.acd.state.agents

@@ -467,6 +467,26 @@ async def api_wallboard(request: web.Request) -> web.Response:
     return web.json_response(board, dumps=lambda o: json.dumps(o, ensure_ascii=False, default=str))
 
 
+@api_auth
+async def api_listen(request: web.Request) -> web.Response:
+    """监听: the supervisor's phone rings and then hears the call, unheard."""
+    desk = _desk(request)
+    user = request[USER]
+    if user.role not in SUPERVISOR_ROLES:
+        return json_error(403, "forbidden", "只有班长、值班长或管理员可以监听。")
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    call_id = _text(body, "call_id")
+    if not call_id:
+        return _invalid({"call_id": "请选择要监听的通话"})
+    try:
+        desk.listen_in(user.username, call_id)
+    except DeskError as exc:
+        return json_error(409, "refused", exc.message_zh)
+    return web.json_response({"call_id": call_id, "message": "正在呼叫您的话机，接听后即可监听。"}, status=202)
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get("/desk", desk_page)
     app.router.add_get("/wallboard", wallboard_page)
@@ -478,3 +498,4 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/api/desk/callback", api_desk_callback)
     app.router.add_post("/api/desk/suggest", api_desk_suggest)
     app.router.add_get("/api/wallboard", api_wallboard)
+    app.router.add_post("/api/wallboard/listen", api_listen)

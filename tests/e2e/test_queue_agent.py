@@ -181,3 +181,38 @@ def test_second_caller_takes_the_callback_offer_and_is_called_back_when_the_agen
             assert report["answered"] == 2 and report["callbacks_waiting"] == 0, board
         finally:
             stop_server(server)
+
+
+def test_supervisor_listens_in_silently_to_a_live_call(open_hotline, prompts_dir, tmp_path):
+    """监听: the supervisor's phone rings into a bridged call and hears the caller's speech."""
+    server = open_hotline
+    agent_token, boss_token = server.token_for("agent1"), server.token_for("supervisor1")
+    speech = speech_pcm("aishell3_SSB15670405.wav")
+    # Digit 1 at 0.5 s, then 6 s of quiet (queue + answer + listen-in set-up), then the speech twice.
+    pcm = bytes(8000 * 2 * 7) + speech + speech + bytes(8000 * 2)
+    from tests.e2e.peers.pcap import build_rtp_pcap
+
+    pcap = tmp_path / "long.pcap"
+    build_rtp_pcap(pcap, pcm_8k_mono=pcm, dtmf=[(0.5, "1")])
+    with Baresip(user="1001", registrar=server.sip_target, password="hotline12319", answer_auto=True) as agent, \
+            Baresip(user="1900", registrar=server.sip_target, password="hotline12319", answer_auto=True) as boss:
+        agent.wait_log(r"200 OK|registered", timeout=10)
+        boss.wait_log(r"200 OK|registered", timeout=10)
+        assert server.post("/api/desk/state", {"state": "ready"}, token=agent_token)[0] == 200
+        results = {}
+        caller = threading.Thread(target=lambda: results.update(
+            r=run_sipp("call_report", target=server.sip_target, caller="13633334444", pcap=pcap, timeout=60)))
+        caller.start()
+        body = _wait_status(server, agent_token, "on_call")
+        assert server.post("/api/wallboard/listen", {"call_id": body["call"]}, token=agent_token)[0] == 403
+        status, reply = server.post("/api/wallboard/listen", {"call_id": body["call"]}, token=boss_token)
+        assert status == 202, reply
+        caller.join(timeout=60)
+        assert results["r"].returncode == 0
+        heard = boss.received_wav()
+        assert heard is not None, boss.log_text()[-2000:]
+    samples, channels, rate = wav_pcm(heard.read_bytes())
+    mono = samples[0::channels] if channels > 1 else samples
+    if rate != 8000:
+        mono = mono[:: rate // 8000]
+    assert best_correlation(mono, decode_ulaw(encode_g711(speech, "PCMU"))[8000: 8000 * 3]) > 0.6

@@ -18,7 +18,18 @@
       });
       b.agents.forEach(function (s) {
         var tr = row([s.agent, s.extension, (LABELS[s.status] || s.status) + (s.pause_reason ? "（" + s.pause_reason + "）" : ""), num(s.time_in_status_s), s.calls_taken]);
-        tr.dataset.agent = s.agent; tr.dataset.status = s.status; a.appendChild(tr);
+        tr.dataset.agent = s.agent; tr.dataset.status = s.status;
+        var td = document.createElement("td");
+        if (s.status === "on_call" && s.call) {
+          var btn = document.createElement("button"); btn.type = "button"; btn.textContent = "监听"; btn.className = "listen";
+          btn.onclick = function () {
+            hotlineApi("POST", "/api/wallboard/listen", {call_id: s.call}).then(function (r) {
+              var m = document.getElementById("board-message"); m.textContent = r.body.message || ""; m.hidden = false;
+            });
+          };
+          td.appendChild(btn);
+        }
+        tr.appendChild(td); a.appendChild(tr);
       });
       var c = b.cases_today || {}; document.getElementById("cases-today").textContent = "今日新增案卷 " + (c.total || 0) + " 件，其中已受理 " + (c.accepted || 0) + " 件";
     });
