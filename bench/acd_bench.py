@@ -19,7 +19,7 @@ Implementations, in the same run, interleaved, best of --repeat:
 Every implementation must ring the same agents for the same callers in the same order
 (`same_decisions`), so they do the same work.
 
-    .venv/bin/python bench/acd_bench.py [--cycles 2000] [--repeat 3]
+    .venv/bin/python bench/acd_bench.py [--cycles 1000] [--repeat 2]
 
 Prints one JSON document on stdout, a summary on stderr. Not a test.
 """
@@ -216,8 +216,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--agents", type=int, default=AGENTS)
     ap.add_argument("--callers", type=int, default=CALLERS)
-    ap.add_argument("--cycles", type=int, default=2000, help="answer/end/join cycles per run")
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--cycles", type=int, default=1000, help="answer/end/join cycles per run")
+    ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--dt-ms", type=float, default=10.0, help="fake clock advance per event")
     ap.add_argument("--strategies", default=",".join(acd.STRATEGIES))
     args = ap.parse_args(argv)

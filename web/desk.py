@@ -487,6 +487,81 @@ async def api_listen(request: web.Request) -> web.Response:
     return web.json_response({"call_id": call_id, "message": "正在呼叫您的话机，接听后即可监听。"}, status=202)
 
 
+def _period(request: web.Request) -> tuple[datetime, datetime]:
+    """`from`/`to` as ISO dates or date-times (default: today); 400 on anything else."""
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0)
+    try:
+        start = datetime.fromisoformat(request.query["from"]) if "from" in request.query else today
+        end = datetime.fromisoformat(request.query["to"]) if "to" in request.query else start + timedelta(days=1)
+    except ValueError:
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": "bad_parameter", "message": "from/to 须为日期，如 2026-11-21"}, ensure_ascii=False),
+            content_type="application/json",
+        ) from None
+    return start, end
+
+
+def _csv_response(name: str, header: list[str], rows) -> web.Response:
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(header)
+    writer.writerows(rows)
+    # BOM: spreadsheet programs on Chinese Windows then read the file as UTF-8.
+    return web.Response(
+        body=("\ufeff" + out.getvalue()).encode("utf-8"),
+        content_type="text/csv",
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@api_auth
+async def api_cdr_csv(request: web.Request) -> web.Response:
+    """话单: one row per call leg in the period."""
+    from sqlalchemy import select
+
+    from case_core.adapters.orm import calls, cases
+
+    if request[USER].role not in SUPERVISOR_ROLES:
+        return json_error(403, "forbidden", "只有班长、值班长或管理员可以导出话单。")
+    start, end = _period(request)
+    query = (
+        select(calls, cases.c.number)
+        .join(cases, cases.c.id == calls.c.case_id, isouter=True)
+        .where(calls.c.started_at >= start, calls.c.started_at < end)
+        .order_by(calls.c.started_at)
+    )
+    async with request.app[CTX].repo.engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    header = ["call_id", "direction", "did", "caller", "started_at", "answered_at", "ended_at", "duration_s",
+              "end_reason", "ivr_path", "case_number"]
+    body = []
+    for r in rows:
+        duration = (r.ended_at - (r.answered_at or r.started_at)).total_seconds() if r.ended_at else ""
+        body.append([r.call_id, r.direction, r.did or "", r.caller or "", r.started_at.isoformat(sep=" "),
+                     r.answered_at.isoformat(sep=" ") if r.answered_at else "",
+                     r.ended_at.isoformat(sep=" ") if r.ended_at else "",
+                     f"{duration:.1f}" if duration != "" else "", r.end_reason or "", r.ivr_path or "", r.number or ""])
+    return _csv_response(f"cdr-{start:%Y%m%d}.csv", header, body)
+
+
+@api_auth
+async def api_queue_log_csv(request: web.Request) -> web.Response:
+    """The queue event log (join, ring, connect, abandon, transfer, complete, callback…)."""
+    from callcenter.acd_store import AcdStore
+
+    if request[USER].role not in SUPERVISOR_ROLES:
+        return json_error(403, "forbidden", "只有班长、值班长或管理员可以导出排队记录。")
+    start, end = _period(request)
+    events = [e for e in await AcdStore(request.app[CTX].repo.engine).events_since(start) if e["at"] < end]
+    header = ["at", "kind", "queue", "call_id", "agent", "caller", "position", "wait_s", "talk_s", "wrap_s", "detail"]
+    rows = [[e["at"].isoformat(sep=" "), *(("" if e[k] is None else e[k]) for k in header[1:])] for e in events]
+    return _csv_response(f"queue-log-{start:%Y%m%d}.csv", header, rows)
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get("/desk", desk_page)
     app.router.add_get("/wallboard", wallboard_page)
@@ -499,3 +574,5 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/api/desk/suggest", api_desk_suggest)
     app.router.add_get("/api/wallboard", api_wallboard)
     app.router.add_post("/api/wallboard/listen", api_listen)
+    app.router.add_get("/api/cdr.csv", api_cdr_csv)
+    app.router.add_get("/api/queue-log.csv", api_queue_log_csv)

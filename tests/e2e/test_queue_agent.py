@@ -110,6 +110,13 @@ def test_queue_call_rings_the_ready_agent_pops_the_form_and_bridges_audio(open_h
     board = server.api("/api/wallboard")[1]
     report = next(q for q in board["queues"] if q["queue"] == "report")
     assert report["answered"] == 1
+    # The day's CDR and queue log export as CSV for the supervisor (admin here).
+    status, cdr = server.api("/api/cdr.csv")
+    assert status == 200 and caller in cdr.decode("utf-8-sig") and saved["number"] in cdr.decode("utf-8-sig")
+    status, qlog = server.api("/api/queue-log.csv")
+    kinds = [line.split(",")[1] for line in qlog.decode("utf-8-sig").splitlines()[1:]]
+    assert status == 200 and {"join", "ring", "connect", "complete"} <= set(kinds), kinds
+    assert server.api("/api/cdr.csv", token=agent_token)[0] == 403
 
 
 def test_desk_form_errors_are_clear(open_hotline):
