@@ -6,15 +6,20 @@ these tables. Alembic migrations in `case_core/migrations` create exactly this s
 
 from __future__ import annotations
 
+from datetime import date
+
 from sqlalchemy import (
     Boolean,
     Column,
+    Date,
     DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -118,6 +123,35 @@ Index(
     case_facts.c.ok,
     case_facts.c.flipped_at,
 )
+
+# Added in 0008: case_facts counted per day and judgement, per grouping dimension, kept
+# in step with case_facts in the same transaction (see sqlalchemy_repo._rollup_deltas), so
+# a period's evaluation reads a few rows per day instead of every fact.
+#   dim: department | role | person | community (area: the grid cell's first 12
+#        characters; district and street are its prefixes); key '' stands for NULL/none.
+#   on_time, ok: 1 true, 0 false, -1 NULL.  flip_day: the day of flipped_at (ok had the
+#        opposite value before it); 0001-01-01 when ok never flipped.
+#   n may reach 0 when facts are rewritten; readers skip groups whose total is 0.
+ROLLUP_DIMS = ("department", "role", "person", "community")
+ROLLUP_NO_FLIP = date(1, 1, 1)
+case_fact_rollup = Table(
+    "case_fact_rollup",
+    metadata,
+    Column("dim", String(12), nullable=False),
+    Column("day", Date, nullable=False),
+    Column("key", String(64), nullable=False),
+    Column("kind", String(24), nullable=False),
+    Column("on_time", SmallInteger, nullable=False),
+    Column("ok", SmallInteger, nullable=False),
+    Column("still_open", Boolean, nullable=False),
+    Column("flip_day", Date, nullable=False),
+    Column("n", Integer, nullable=False),
+    PrimaryKeyConstraint("dim", "day", "key", "kind", "on_time", "ok", "still_open", "flip_day"),
+    sqlite_with_rowid=False,
+)
+# Finds the few facts whose judgement flipped on the last day of a period ending mid-day.
+Index("ix_case_facts_flipped_at", case_facts.c.flipped_at,
+      sqlite_where=case_facts.c.flipped_at.isnot(None), postgresql_where=case_facts.c.flipped_at.isnot(None))
 
 # -- reference data (imported with `hotline import …`) ---------------------------------
 ref_categories = Table(

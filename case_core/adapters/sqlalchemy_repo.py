@@ -529,6 +529,7 @@ class SqlRepository:
             rows = _fact_rows(case_id, state)
             if rows:
                 await conn.execute(insert(orm.case_facts), rows)
+                await conn.execute(_rollup_upsert(conn.dialect.name), _rollup_params({}, rows))
             if recording_ids:
                 await conn.execute(
                     update(orm.recordings).where(orm.recordings.c.id.in_(recording_ids)).values(case_id=case_id)
@@ -545,10 +546,12 @@ class SqlRepository:
         """
         def run() -> None:
             with self._sync_engine().begin() as conn:
+                delta: dict[tuple, int] = {}
                 for case_id, old_version, state in changes:
                     extra = json.loads(conn.execute(
                         select(orm.cases.c.state_json).where(orm.cases.c.id == case_id)).scalar_one() or "{}")
-                    _write_state(conn, case_id, old_version, state, extra)
+                    _write_state(conn, case_id, old_version, state, extra, delta)
+                _apply_rollup(conn, delta)
 
         await asyncio.to_thread(run)
 
@@ -564,14 +567,20 @@ class SqlRepository:
         """
         def run() -> tuple[R, list[CaseView]]:
             with self._sync_engine().begin() as conn:
-                loaded = [_load_state_sync(conn, cid) for cid in case_ids]
-                new_states, result = mutate([state for state, _extra in loaded])
-                for cid, (old, extra), new in zip(case_ids, loaded, new_states):
-                    _write_state(conn, cid, old.version, new, extra)
+                loaded = [_load_rows_sync(conn, cid) for cid in case_ids]
+                new_states, result = mutate([state for state, _extra, _row, _hist in loaded])
+                delta: dict[tuple, int] = {}
+                written = []
+                for cid, (old, extra, _row, _hist), new in zip(case_ids, loaded, new_states):
+                    written.append(_write_state(conn, cid, old.version, new, extra, delta))
                     if self.change_hook is not None and new.version != old.version:
                         mine = [e for e in (result if isinstance(result, list) else []) if e.case_number == new.number]
                         _run_to_completion(self.change_hook(_AsyncShim(conn), new, mine))
-                return result, [_get_case_sync(conn, cid) for cid in case_ids]
+                _apply_rollup(conn, delta)
+                # The fresh views from what was read and written, not read back: the
+                # UPDATE matched the version read, so nobody else changed these rows.
+                return result, [_view_after(conn, cid, row, hist, w)
+                                for cid, (_s, _e, row, hist), w in zip(case_ids, loaded, written)]
 
         return await asyncio.to_thread(run)
 
@@ -676,42 +685,46 @@ class SqlRepository:
     async def evaluation_counts(
         self, start: datetime, end: datetime, group_by: str | None, area_level: str = "street"
     ) -> dict[str | None, list[tuple[Fact, int]]]:
-        """Facts in ``[start, end)`` counted per group and judgement, aggregated in SQL."""
-        f = orm.case_facts.c
-        if group_by is None:
-            key = literal("all")
-        elif group_by == "department":
-            key = f.department
-        elif group_by == "role":
-            key = f.role
-        elif group_by == "person":
-            key = func.nullif(f.person, "")
-        elif group_by == "area":
-            key = f.grid_cell if area_level == "grid" else func.substr(f.grid_cell, 1, AREA_LEVELS[area_level])
-        else:
+        """Facts in ``[start, end)`` counted per group and judgement, aggregated in SQL.
+
+        Whole days inside the period are read from ``case_fact_rollup`` (a few rows per
+        day and group); the partial days at either end, and periods shorter than a day,
+        from ``case_facts``. A judgement that flipped on the period's last, partial day
+        is put right from the facts that flipped before ``end``.
+        """
+        if group_by not in (None, "department", "role", "person", "area"):
             raise ValueError(f"group_by must be department, area, role or person, got {group_by!r}")
-        ok_at_end = case(
-            (f.ok.is_(None), None),
-            (or_(f.flipped_at.is_(None), f.flipped_at < end), f.ok),
-            else_=not_(f.ok),
-        )
-        query = (
-            select(key.label("k"), f.kind, f.still_open, f.on_time, ok_at_end.label("ok"), func.count().label("n"))
-            .where(f.at >= start, f.at < end)
-            .group_by(key, f.kind, f.still_open, f.on_time, ok_at_end)
-        )
+        if group_by == "area" and area_level != "grid" and area_level not in AREA_LEVELS:
+            raise ValueError(f"area_level must be grid or one of {tuple(AREA_LEVELS)}")
+        first_day = datetime.combine(start.date(), datetime.min.time())
+        if first_day < start:
+            first_day += timedelta(days=1)
+        last_day = datetime.combine(end.date(), datetime.min.time())
+        use_rollup = first_day < last_day and not (group_by == "area" and area_level == "grid")
+        counts: dict[tuple, int] = {}
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
+            if not use_rollup:
+                await _count_facts(conn, counts, start, end, end, group_by, area_level)
+            else:
+                if start < first_day:
+                    await _count_facts(conn, counts, start, first_day, end, group_by, area_level)
+                await _count_rollup(conn, counts, first_day.date(), last_day.date(), group_by, area_level)
+                if last_day < end:
+                    await _count_facts(conn, counts, last_day, end, end, group_by, area_level)
+                    await _fix_last_day_flips(conn, counts, first_day, last_day, end, group_by, area_level)
         out: dict[str | None, list[tuple[Fact, int]]] = {}
-        for r in rows:
-            fact = Fact(
-                kind=r.kind, case_number="", at=start, role="", person="", department=None, grid_cell=None,
-                on_time=None if r.on_time is None else bool(r.on_time),
-                ok=None if r.ok is None else bool(r.ok),
-                still_open=bool(r.still_open),
-            )
-            out.setdefault(r.k, []).append((fact, int(r.n)))
+        for (k, kind, still_open, on_time, ok), n in counts.items():
+            if n == 0:
+                continue
+            fact = Fact(kind=kind, case_number="", at=start, role="", person="", department=None, grid_cell=None,
+                        on_time=on_time, ok=ok, still_open=still_open)
+            out.setdefault(k, []).append((fact, int(n)))
         return out
+
+    async def rebuild_evaluation_rollup(self) -> None:
+        """Recompute ``case_fact_rollup`` from ``case_facts`` (after facts were loaded in bulk)."""
+        async with self.engine.begin() as conn:
+            await conn.run_sync(rebuild_rollup)
 
     # -- reference data ---------------------------------------------------------------------
     async def replace_reference(self, table: str, rows: list[dict[str, Any]], *, local: bool = False) -> int:
@@ -730,6 +743,87 @@ class SqlRepository:
         t = _REF_TABLES[table]
         async with self.engine.connect() as conn:
             return [dict(r._mapping) for r in (await conn.execute(select(t).order_by(*t.primary_key.columns))).all()]
+
+
+def _fact_group_key(group_by: str | None, area_level: str):
+    f = orm.case_facts.c
+    if group_by is None:
+        return literal("all")
+    if group_by == "department":
+        return f.department
+    if group_by == "role":
+        return f.role
+    if group_by == "person":
+        return func.nullif(f.person, "")
+    return f.grid_cell if area_level == "grid" else func.substr(f.grid_cell, 1, AREA_LEVELS[area_level])
+
+
+def _bucket(counts: dict[tuple, int], k, kind, still_open, on_time, ok, n: int) -> None:
+    key = (k, kind, bool(still_open), None if on_time is None else bool(on_time), None if ok is None else bool(ok))
+    counts[key] = counts.get(key, 0) + n
+
+
+async def _count_facts(conn: AsyncConnection, counts: dict[tuple, int], lo: datetime, hi: datetime,
+                       end: datetime, group_by: str | None, area_level: str) -> None:
+    """Facts with ``lo <= at < hi``, ``ok`` as it stood at ``end``, counted into ``counts``."""
+    f = orm.case_facts.c
+    key = _fact_group_key(group_by, area_level)
+    ok_at_end = case(
+        (f.ok.is_(None), None),
+        (or_(f.flipped_at.is_(None), f.flipped_at < end), f.ok),
+        else_=not_(f.ok),
+    )
+    query = (
+        select(key.label("k"), f.kind, f.still_open, f.on_time, ok_at_end.label("ok"), func.count().label("n"))
+        .where(f.at >= lo, f.at < hi)
+        .group_by(key, f.kind, f.still_open, f.on_time, ok_at_end)
+    )
+    blank_is_none = group_by != "role"   # as in the rollup, whose key '' stands for NULL
+    for r in (await conn.execute(query)).all():
+        _bucket(counts, (r.k or None) if blank_is_none else r.k, r.kind, r.still_open, r.on_time, r.ok, r.n)
+
+
+_ROLLUP_DIM = {None: "department", "department": "department", "role": "role", "person": "person",
+               "area": "community"}
+
+
+async def _count_rollup(conn: AsyncConnection, counts: dict[tuple, int], first: date, last: date,
+                        group_by: str | None, area_level: str) -> None:
+    """Whole days ``first <= day < last`` from the rollup, ``ok`` as it stood at midnight of ``last``."""
+    r = orm.case_fact_rollup.c
+    if group_by is None:
+        key = literal("all")
+    elif group_by == "area" and AREA_LEVELS[area_level] < _COMMUNITY_LEN:
+        key = func.substr(r.key, 1, AREA_LEVELS[area_level])
+    else:
+        key = r.key
+    ok_at_end = case((r.ok < 0, -1), (r.flip_day < last, r.ok), else_=1 - r.ok)
+    query = (
+        select(key.label("k"), r.kind, r.still_open, r.on_time, ok_at_end.label("ok"), func.sum(r.n).label("n"))
+        .where(r.dim == _ROLLUP_DIM[group_by], r.day >= first, r.day < last)
+        .group_by(key, r.kind, r.still_open, r.on_time, ok_at_end)
+    )
+    blank_is_none = group_by != "role"   # '' stands for NULL in the rollup's key
+    for row in (await conn.execute(query)).all():
+        k = (row.k or None) if blank_is_none else row.k
+        _bucket(counts, k, row.kind, row.still_open, _uncode(row.on_time), _uncode(row.ok), row.n)
+
+
+async def _fix_last_day_flips(conn: AsyncConnection, counts: dict[tuple, int], first: datetime, last: datetime,
+                              end: datetime, group_by: str | None, area_level: str) -> None:
+    """The rollup only knows the day a judgement flipped: facts of the whole days whose
+    judgement flipped on ``end``'s own day but before ``end`` had taken their final value."""
+    f = orm.case_facts.c
+    key = _fact_group_key(group_by, area_level)
+    query = (
+        select(key.label("k"), f.kind, f.still_open, f.on_time, f.ok, func.count().label("n"))
+        .where(f.flipped_at >= last, f.flipped_at < end, f.at >= first, f.at < last, f.ok.is_not(None))
+        .group_by(key, f.kind, f.still_open, f.on_time, f.ok)
+    )
+    for r in (await conn.execute(query)).all():
+        k = (r.k or None) if group_by != "role" else r.k
+        _bucket(counts, k, r.kind, r.still_open, r.on_time, not r.ok, -r.n)
+        _bucket(counts, k, r.kind, r.still_open, r.on_time, r.ok, r.n)
 
 
 _FOREVER = datetime(9999, 1, 1)
@@ -764,7 +858,6 @@ _HISTORY_OF = (
 _RECORDINGS_OF = (
     select(orm.recordings).where(orm.recordings.c.case_id == bindparam("cid")).order_by(orm.recordings.c.id)
 )
-_DELETE_FACTS = delete(orm.case_facts).where(orm.case_facts.c.case_id == bindparam("cid"))
 _UPDATE_COLUMNS = ("case_type", "status", "reporter_phone", "description", "address", "category_kind",
                    "category_code", "grid_cell", "department", "inspector", "due_at", "updated_at", "version",
                    "state_json")
@@ -777,13 +870,18 @@ _INSERT_HISTORY = insert(orm.case_history)
 _INSERT_FACTS = insert(orm.case_facts)
 
 
-def _load_state_sync(conn: Connection, case_id: int) -> tuple[CaseState, dict[str, Any]]:
+def _load_rows_sync(conn: Connection, case_id: int) -> tuple[CaseState, dict[str, Any], Any, list]:
     row = conn.execute(_CASE_BY_ID, {"cid": case_id}).first()
     if row is None:
         raise NotFound(f"case {case_id} not found")
     hist = conn.execute(_HISTORY_OF, {"cid": case_id}).all()
     extra = json.loads(row.state_json or "{}")
-    return state_from_rows(row, hist), {k: v for k, v in extra.items() if k in EXTRA_KEYS}
+    return state_from_rows(row, hist), {k: v for k, v in extra.items() if k in EXTRA_KEYS}, row, hist
+
+
+def _load_state_sync(conn: Connection, case_id: int) -> tuple[CaseState, dict[str, Any]]:
+    state, extra, _row, _hist = _load_rows_sync(conn, case_id)
+    return state, extra
 
 
 def _get_case_sync(conn: Connection, case_id: int) -> CaseView:
@@ -793,10 +891,37 @@ def _get_case_sync(conn: Connection, case_id: int) -> CaseView:
     return _full_view(row, recs, hist)
 
 
-def _write_state(conn: Connection, case_id: int, old_version: int, state: CaseState, extra: dict[str, Any]) -> None:
-    """UPDATE … WHERE version = old_version, then the new history rows and the case's facts."""
+class _Row:
+    """A row-like object (attribute and ``_mapping`` access) built from a dict."""
+
+    def __init__(self, values: Mapping[str, Any]):
+        self.__dict__.update(values)
+        self._mapping = values
+
+
+def _view_after(conn: Connection, case_id: int, row, hist: list,
+                written: tuple[dict[str, Any], list[dict[str, Any]]] | None) -> CaseView:
+    """The case as it now stands: the row read, with the columns and history just written."""
+    if written is not None:
+        values, new_history = written
+        row = _Row({**row._mapping, **values})
+        hist = [*hist, *(_Row(h) for h in new_history)]
+    recs = conn.execute(_RECORDINGS_OF, {"cid": case_id}).all()
+    return _full_view(row, recs, hist)
+
+
+def _write_state(conn: Connection, case_id: int, old_version: int, state: CaseState, extra: dict[str, Any],
+                 rollup_delta: dict[tuple, int] | None = None,
+                 ) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """UPDATE … WHERE version = old_version, then the new history rows and the facts that changed.
+
+    Only facts that differ from the stored ones are deleted or inserted; their effect on
+    ``case_fact_rollup`` is added to ``rollup_delta`` (apply it with ``_apply_rollup`` in
+    the same transaction), or applied at once when no dict is given. Returns the column
+    values and history rows written (None when the state did not change).
+    """
     if state.version == old_version:
-        return
+        return None
     values = _case_columns(state, {k: v for k, v in extra.items() if k in EXTRA_KEYS})
     result = conn.execute(_UPDATE_CASE, {"cid": case_id, "old_version": old_version,
                                          **{c: values[c] for c in _UPDATE_COLUMNS}})
@@ -805,11 +930,129 @@ def _write_state(conn: Connection, case_id: int, old_version: int, state: CaseSt
                               "案卷已被他人修改，请刷新后重试")
     new_entries = [h for h in state.history if h.version > old_version]
     first_seq = len(state.history) - len(new_entries) + 1
-    conn.execute(_INSERT_HISTORY, [_history_row(case_id, seq, h) for seq, h in enumerate(new_entries, start=first_seq)])
-    conn.execute(_DELETE_FACTS, {"cid": case_id})
-    rows = _fact_rows(case_id, state)
-    if rows:
-        conn.execute(_INSERT_FACTS, rows)
+    history = [_history_row(case_id, seq, h) for seq, h in enumerate(new_entries, start=first_seq)]
+    if history:
+        conn.execute(_INSERT_HISTORY, history)
+    apply_now = rollup_delta is None
+    delta = {} if apply_now else rollup_delta
+    _sync_facts(conn, case_id, state, delta)
+    if apply_now:
+        _apply_rollup(conn, delta)
+    return values, history
+
+
+def _sync_facts(conn: Connection, case_id: int, state: CaseState, delta: dict[tuple, int]) -> None:
+    """Make the case's stored facts equal to ``extract_facts(state)`` touching only the difference."""
+    stored: dict[tuple, list] = {}
+    for r in conn.execute(_SELECT_FACTS, {"cid": case_id}).all():
+        m = r._mapping
+        stored.setdefault(tuple(m[c] for c in _FACT_COLUMNS), []).append(m)
+    added = []
+    for row in _fact_rows(case_id, state):
+        same = stored.get(tuple(row[c] for c in _FACT_COLUMNS))
+        if same:
+            same.pop()
+        else:
+            added.append(row)
+    removed = [m for ms in stored.values() for m in ms]
+    if removed:
+        conn.execute(_DELETE_FACT_IDS, {"ids": [m["id"] for m in removed]})
+    if added:
+        conn.execute(_INSERT_FACTS, added)
+    _add_rollup_delta(delta, removed, -1)
+    _add_rollup_delta(delta, added, 1)
+
+
+# -- the evaluation rollup (case_fact_rollup, migration 0008) -----------------------------
+_FACT_COLUMNS = ("kind", "at", "role", "person", "department", "grid_cell", "on_time", "ok", "flipped_at",
+                 "still_open")
+_SELECT_FACTS = select(orm.case_facts.c.id, *(orm.case_facts.c[c] for c in _FACT_COLUMNS)).where(
+    orm.case_facts.c.case_id == bindparam("cid"))
+_DELETE_FACT_IDS = delete(orm.case_facts).where(orm.case_facts.c.id.in_(bindparam("ids", expanding=True)))
+_ROLLUP_COLUMNS = ("dim", "day", "key", "kind", "on_time", "ok", "still_open", "flip_day")
+_COMMUNITY_LEN = AREA_LEVELS["community"]
+assert _COMMUNITY_LEN == max(AREA_LEVELS.values()), "the area rollup keeps the finest level below grid"
+
+
+def _code(value: bool | None) -> int:
+    return -1 if value is None else 1 if value else 0
+
+
+def _uncode(value: int) -> bool | None:
+    return None if value is None or value < 0 else bool(value)
+
+
+def _add_rollup_delta(delta: dict[tuple, int], facts, sign: int) -> None:
+    """Count each fact row (a mapping of case_facts columns) into the rollup keys it belongs to."""
+    for f in facts:
+        flipped = f["flipped_at"]
+        tail = (f["kind"], _code(f["on_time"]), _code(f["ok"]), bool(f["still_open"]),
+                orm.ROLLUP_NO_FLIP if flipped is None else flipped.date())
+        day = f["at"].date()
+        for key in (("department", day, f["department"] or "", *tail),
+                    ("role", day, f["role"] or "", *tail),
+                    ("person", day, f["person"] or "", *tail),
+                    ("community", day, (f["grid_cell"] or "")[:_COMMUNITY_LEN], *tail)):
+            delta[key] = delta.get(key, 0) + sign
+
+
+def _rollup_params(removed, added) -> list[dict[str, Any]]:
+    delta: dict[tuple, int] = {}
+    _add_rollup_delta(delta, removed, -1)
+    _add_rollup_delta(delta, added, 1)
+    return _delta_params(delta)
+
+
+def _delta_params(delta: dict[tuple, int]) -> list[dict[str, Any]]:
+    # Sorted: concurrent writers lock shared rollup rows in one order (no deadlocks).
+    return [{**dict(zip(_ROLLUP_COLUMNS, k)), "n": n} for k, n in sorted(delta.items()) if n]
+
+
+def _make_rollup_upsert(ins):
+    return ins.on_conflict_do_update(index_elements=list(_ROLLUP_COLUMNS),
+                                     set_={"n": orm.case_fact_rollup.c.n + ins.excluded.n})
+
+
+_ROLLUP_UPSERT = {"postgresql": _make_rollup_upsert(postgresql.insert(orm.case_fact_rollup)),
+                  "sqlite": _make_rollup_upsert(sqlite.insert(orm.case_fact_rollup))}
+
+
+def _rollup_upsert(dialect: str):
+    return _ROLLUP_UPSERT[dialect]
+
+
+def _apply_rollup(conn: Connection, delta: dict[tuple, int]) -> None:
+    params = _delta_params(delta)
+    if params:
+        conn.execute(_rollup_upsert(conn.dialect.name), params)
+
+
+def rebuild_rollup_sql(dialect: str) -> list[str]:
+    """Statements that recompute ``case_fact_rollup`` from ``case_facts`` (as migration 0008 does)."""
+    if dialect == "postgresql":
+        day, flip = "CAST(at AS DATE)", "coalesce(CAST(flipped_at AS DATE), DATE '0001-01-01')"
+    else:
+        day, flip = "date(at)", "coalesce(date(flipped_at), '0001-01-01')"
+    keys = {"department": "coalesce(department, '')", "role": "coalesce(role, '')",
+            "person": "coalesce(person, '')", "community": f"coalesce(substr(grid_cell, 1, {_COMMUNITY_LEN}), '')"}
+    code = "CASE WHEN {0} IS NULL THEN -1 WHEN {0} THEN 1 ELSE 0 END"
+    out = ["DELETE FROM case_fact_rollup"]
+    for dim, key in keys.items():
+        out.append(
+            "INSERT INTO case_fact_rollup (dim, day, key, kind, on_time, ok, still_open, flip_day, n) "
+            f"SELECT '{dim}', {day}, {key}, kind, {code.format('on_time')}, {code.format('ok')}, still_open, "
+            f"{flip}, count(*) FROM case_facts "
+            f"GROUP BY {day}, {key}, kind, {code.format('on_time')}, {code.format('ok')}, still_open, {flip}"
+        )
+    return out
+
+
+def rebuild_rollup(conn: Connection) -> None:
+    """Recompute the evaluation rollup from ``case_facts`` (after a bulk load of facts)."""
+    from sqlalchemy import text
+
+    for stmt in rebuild_rollup_sql(conn.dialect.name):
+        conn.execute(text(stmt))
 
 _REF_TABLES = {
     "categories": orm.ref_categories,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import urllib.request
 
 import pytest
@@ -98,3 +99,27 @@ def test_baresip_report_becomes_a_case_too(hotline, prompts_dir, tmp_path):
     samples, _, _ = wav_pcm(wav)
     sent = decode_ulaw(encode_g711(speech, "PCMU"))
     assert best_correlation(samples, sent[8000: 8000 * 3]) > 0.8
+
+
+def test_status_lookup_by_case_number_reads_the_status(hotline, prompts_dir, tmp_path):
+    """Press 2, key a real case number and #: the IVR says 已受理 (heard in the call recording's right channel)."""
+    from tests.e2e.peers.pcap import build_rtp_pcap
+
+    status, cases = hotline.api("/api/cases")
+    number = cases[-1]["number"]
+    digits = number.replace("-", "")
+    # 2 at 0.5 s (barge-in), the number from 2 s (barge-in into the prompt), then #, then listen.
+    dtmf = [(0.5, "2")] + [(2.0 + 0.3 * i, d) for i, d in enumerate(digits)] + [(2.0 + 0.3 * len(digits), "#")]
+    pcap = tmp_path / "status.pcap"
+    build_rtp_pcap(pcap, pcm_8k_mono=bytes(8000 * 2 * 16), dtmf=dtmf)
+    # The IVR says the status, thanks the caller and hangs up itself.
+    result = run_sipp("call_server_bye", target=hotline.sip_target, caller="13500001234", pcap=pcap, timeout=60)
+    assert result.returncode == 0, result.log_text[-2000:]
+    time.sleep(1.0)  # the recording is closed just after the BYE
+    [wav] = list((hotline.dir / "recordings").rglob("*-call.wav"))
+    stereo, channels, _ = wav_pcm(wav.read_bytes())
+    right = stereo[1::2]
+    said = wav_pcm((prompts_dir / "status_accepted.wav").read_bytes())[0]
+    other = wav_pcm((prompts_dir / "status_closed.wav").read_bytes())[0]
+    assert best_correlation(right, said) > 0.9
+    assert best_correlation(right, other) < best_correlation(right, said)
