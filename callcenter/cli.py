@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import json
 import logging
 import sys
@@ -17,6 +16,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from callcenter import config as config_mod
+from callcenter.features import import_optional
 
 DEMO_PASSWORD = "hotline12319"
 DEMO_USERS = [
@@ -258,13 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Feature folders add their own subcommands: each module has register(sub, common).
     for module_name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not module_name.startswith(exc.name):
-                raise
-            continue
-        module.register(sub, common)
+        module = import_optional(module_name)
+        if module is not None:
+            module.register(sub, common)
     return parser
 
 

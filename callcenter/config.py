@@ -196,7 +196,8 @@ _SECTIONS = {
 }
 
 
-def _coerce(key: str, value: Any, default: Any) -> Any:
+def coerce_value(key: str, value: Any, default: Any) -> Any:
+    """A TOML value checked against the type of its default (shared by every settings section)."""
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: expected true or false, got {value!r}")
@@ -351,7 +352,7 @@ def _trunks_from(value: Any) -> tuple[TrunkSettings, ...]:
         for k, raw in table.items():
             if k not in known:
                 raise ConfigError(f"trunks[{i}].{k}: unknown key (known: {', '.join(sorted(known))})")
-            values[k] = _coerce(f"trunks[{i}].{k}", raw, getattr(defaults, k))
+            values[k] = coerce_value(f"trunks[{i}].{k}", raw, getattr(defaults, k))
         out.append(replace(defaults, **values))
     return tuple(out)
 
@@ -379,7 +380,7 @@ def from_mapping(data: dict[str, Any], *, base_dir: str = ".") -> Settings:
         for key, raw in value.items():
             if key not in known:
                 raise ConfigError(f"{section}.{key}: unknown key (known: {', '.join(sorted(known))})")
-            values[key] = _coerce(f"{section}.{key}", raw, getattr(defaults, key))
+            values[key] = coerce_value(f"{section}.{key}", raw, getattr(defaults, key))
         kwargs[section] = replace(defaults, **values)
     if "sms" not in kwargs:
         from callcenter.notify.settings import from_mapping as sms_from_mapping

@@ -7,7 +7,6 @@ Server-rendered with jinja2 (zh-CN). People log in with a session cookie; progra
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import logging
 import weakref
@@ -21,6 +20,7 @@ from aiohttp import WSMsgType, web
 from case_core.adapters.sqlalchemy_repo import CaseView, NotFound, SqlRepository, UserView
 from case_core.domain.workflow import CHANNEL_LABELS, ROLE_LABELS, STATUS_LABELS
 from case_core.service import CaseService
+from callcenter.features import import_optional
 from web import auth
 
 log = logging.getLogger(__name__)
@@ -330,13 +330,9 @@ def create_app(ctx: WebContext) -> web.Application:
     app.router.add_get("/ws", live)
     app.router.add_static("/static", STATIC)
     for module_name in ROUTE_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not module_name.startswith(exc.name):
-                raise
-            continue
-        module.setup(app)
+        module = import_optional(module_name)
+        if module is not None:
+            module.setup(app)
     return app
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from callcenter.config import ConfigError
+from callcenter.config import ConfigError, coerce_value
 
 __all__ = ["NotifySettings", "DRIVERS", "from_mapping", "load_notify_settings", "parse_hhmm"]
 
@@ -83,24 +83,6 @@ def parse_hhmm(value: str) -> time:
     return time(0, m) if h == 24 else time(h, m)
 
 
-def _coerce(key: str, value: Any, default: Any) -> Any:
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
-        return value
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return value
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if not isinstance(value, str):
-        raise ConfigError(f"{key}: expected a string, got {value!r}")
-    return value
-
-
 def validate(s: NotifySettings) -> NotifySettings:
     if s.driver not in DRIVERS:
         raise ConfigError(f"sms.driver: {s.driver!r} is not one of {', '.join(DRIVERS)}")
@@ -146,7 +128,7 @@ def from_mapping(table: Any, *, base_dir: str = ".") -> NotifySettings:
     for key, raw in table.items():
         if key not in known:
             raise ConfigError(f"sms.{key}: unknown key (known: {', '.join(sorted(known))})")
-        values[key] = _coerce(f"sms.{key}", raw, getattr(defaults, key))
+        values[key] = coerce_value(f"sms.{key}", raw, getattr(defaults, key))
     return validate(replace(defaults, base_dir=base_dir, **values))
 
 

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from callcenter.stt.quality import cer
 from tests.e2e.audio import report_pcap
 from tests.e2e.conftest import start_server, stop_server
 from tests.e2e.peers.pcap import speech_pcm
@@ -14,16 +15,6 @@ from tests.e2e.peers.runner import run_sipp
 pytestmark = pytest.mark.e2e
 
 SPEECH = "aishell1_BAC009S0002W0122.wav"
-
-
-def _cer(ref: str, hyp: str) -> float:
-    prev = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        cur = [i]
-        for j, h in enumerate(hyp, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h)))
-        prev = cur
-    return prev[-1] / max(1, len(ref))
 
 
 def test_voice_message_transcript_is_attached_to_the_case(tmp_path, prompts_dir):
@@ -45,7 +36,7 @@ def test_voice_message_transcript_is_attached_to_the_case(tmp_path, prompts_dir)
         text = _text(body, channel=0)
         reference = _reference(SPEECH)
         assert text, f"no transcript: {body}\n{server.log()}"
-        assert _cer(reference, text) < 0.5, (reference, text)
+        assert cer(reference, text) < 0.5, (reference, text)
         from urllib.parse import quote
 
         status, found = server.api("/api/transcripts?q=" + quote(text[2:6]))
