@@ -173,6 +173,16 @@ class AcdDriver:
             call = router.find(a.call)
             if call is not None:
                 call.queue_overflow(a.target, a.reason)
+        elif isinstance(a, acd.Unbridge):
+            call = router.find(a.call)
+            if call is not None and hasattr(call, "unbridge"):
+                call.unbridge(a.agent)
+        elif isinstance(a, acd.TransferToNumber):
+            call = router.find(a.call)
+            if call is None or not hasattr(call, "connect_number") or not call.connect_number(a.number):
+                log.warning("transfer of %s to %s failed: no route", a.call, a.number)
+                if call is not None:
+                    call.hangup("transfer failed")
         elif isinstance(a, acd.OfferCallback):
             call = router.find(a.call)
             if call is not None and hasattr(call, "offer_callback"):
@@ -197,7 +207,6 @@ class AcdDriver:
             self.spawn(self.record(a))
             self.publish("wallboard", {"changed": a.kind, "queue": a.queue})
         else:
-            # Unbridge, TransferToNumber: not wired to SIP yet.
             log.info("ACD action %s is not supported by the call side yet", type(a).__name__)
 
     async def _pop(self, a: acd.RingAgent, call) -> None:

@@ -119,6 +119,10 @@ class Call:
             elif isinstance(ev, media.PlaybackFinished):
                 if ev.play_id == "callback_confirm":
                     self.hangup("callback requested")
+                elif ev.play_id == "hold":
+                    if self.agent is not None and self.agent.holding and self.leg is not None:
+                        hold = self.router.prompts.sequence(("hold_tone",)) + bytes(8000 * 2 * 3)
+                        self.leg.session.play(hold, "hold")
                 else:
                     self.ivr_event(ivr.PlaybackFinished(ev.play_id))
 
@@ -488,6 +492,29 @@ class Call:
             self.leg.session.stop_playback()
             self.leg.session.play(r.prompts.sequence(("queue_callback_confirm",)), "callback_confirm")
 
+    def unbridge(self, agent_id: str) -> None:
+        """A blind transfer: the agent's leg goes, the caller waits for the next party."""
+        agent, self.agent = self.agent, None
+        self.bridged_agent = None
+        if agent is not None:
+            agent.hangup("transferred")
+        if self.leg is not None and not self.ended:
+            self.leg.session.hold(False)
+            self.leg.session.play(self.router.prompts.sequence(("queue_wait",)), "transfer")
+
+    def connect_number(self, number: str) -> bool:
+        """Bridge the caller to an outside number through the trunk (transfer to a number)."""
+        r = self.router
+        route = r.outbound_route(number)
+        if route is None or self.ended:
+            return False
+        leg = AgentLeg(r, self, number)
+        if not leg.dial(route[0], route[1], 40.0, from_user=self.caller, credentials=route[2]):
+            return False
+        self.agent = leg
+        self.ivr_path.append(f"transfer:{number}")
+        return True
+
     def queue_answered(self, agent_id: str) -> None:
         if self.leg is not None:
             self.leg.session.stop_playback()
@@ -579,6 +606,7 @@ class AgentLeg:
         self.bridged = False
         self.ended = False
         self.ring_timer: Any = None
+        self.holding = False  # the far phone has us on hold
 
     def peer_session(self):
         if self.monitor:
@@ -631,7 +659,9 @@ class AgentLeg:
             hook(self, events)
 
     def sip_event(self, ev) -> None:
-        if isinstance(ev, sip_events.CallAnswered):
+        if isinstance(ev, sip_events.ReofferReceived):
+            self._reoffer(ev.sdp)
+        elif isinstance(ev, sip_events.CallAnswered):
             self._answered(ev.sdp)
         elif isinstance(ev, (sip_events.CallFailed, sip_events.CallEnded, sip_events.CallCancelled)):
             reason = getattr(ev, "reason", "cancelled")
@@ -652,6 +682,30 @@ class AgentLeg:
         session.set_remote(n.remote)
         self.bridged = True
         self.call.agent_answered(self)
+
+    def _reoffer(self, sdp: bytes) -> None:
+        """The far phone put the call on hold (or took it off): answer, and play the caller a
+        hold tone meanwhile instead of silence."""
+        r = self.router
+        if self.leg is None:
+            return
+        try:
+            n = negotiate(sdp, local_host=r.rtp_host, local_port=self.leg.port, session_id=r.rng.getrandbits(31))
+        except SdpError:
+            r.sip.command("reject", self.call_id, 488)
+            return
+        self.leg.session.set_remote(n.remote)
+        held = n.direction in ("recvonly", "inactive")
+        self.leg.session.hold(held)
+        r.sip.command("answer_reoffer", self.call_id, n.answer)
+        peer = self.peer_session()
+        if peer is not None and self.bridged:
+            if held:
+                peer.play(r.prompts.sequence(("hold_tone",)) + bytes(8000 * 2 * 3), "hold")
+                self.holding = True
+            else:
+                peer.stop_playback()
+                self.holding = False
 
     def _no_answer(self) -> None:
         self.ring_timer = None

@@ -42,6 +42,17 @@ class DeskService:
         if not self.router.listen_in(call_id, extension):
             raise DeskError(f"no live call {call_id}", "该通话已结束或尚未接通。")
 
+    def transfer(self, username: str, call_id: str, kind: str, target: str) -> None:
+        """Blind transfer (转接) of the agent's current call to a queue, another agent or a number."""
+        if kind not in ("queue", "agent", "number"):
+            raise DeskError(f"bad transfer kind {kind!r}", "转接类型只能是队列、坐席或外线号码。")
+        if not target:
+            raise DeskError("no target", "请填写转接目标。")
+        if kind == "number" and not (target.isdigit() and 3 <= len(target) <= 20):
+            raise DeskError("bad number", "外线号码只能是3到20位数字。")
+        if not self.is_agent(username) or not self.acd.handle(acd.TransferRequested(username, call_id, kind, target)):
+            raise DeskError("transfer refused", "不能转接：通话已结束，或目标坐席未签入、队列不存在。")
+
     def is_agent(self, username: str) -> bool:
         return self.acd is not None and username in self.acd.state.agents
 

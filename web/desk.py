@@ -468,6 +468,20 @@ async def api_wallboard(request: web.Request) -> web.Response:
 
 
 @api_auth
+async def api_transfer(request: web.Request) -> web.Response:
+    """转接: blind transfer of the agent's call to a queue, an agent or an outside number."""
+    desk = _desk(request)
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    try:
+        desk.transfer(request[USER].username, _text(body, "call_id"), _text(body, "kind"), _text(body, "target"))
+    except DeskError as exc:
+        return json_error(409, "refused", exc.message_zh)
+    return web.json_response({"message": "已转接"}, status=202)
+
+
+@api_auth
 async def api_listen(request: web.Request) -> web.Response:
     """监听: the supervisor's phone rings and then hears the call, unheard."""
     desk = _desk(request)
@@ -574,5 +588,6 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/api/desk/suggest", api_desk_suggest)
     app.router.add_get("/api/wallboard", api_wallboard)
     app.router.add_post("/api/wallboard/listen", api_listen)
+    app.router.add_post("/api/desk/transfer", api_transfer)
     app.router.add_get("/api/cdr.csv", api_cdr_csv)
     app.router.add_get("/api/queue-log.csv", api_queue_log_csv)

@@ -78,6 +78,11 @@ class Dispatcher:
         self.node = node or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+        # A driver that hears back from the gateway on its own (SMPP delivery receipts) writes
+        # them to the same outbox.
+        attach = getattr(driver, "attach", None)
+        if attach is not None:
+            attach(engine, clock)
 
     # -- one pass ---------------------------------------------------------------------
     async def run_once(self, now: datetime | None = None) -> DispatchReport:
@@ -143,6 +148,10 @@ class Dispatcher:
         self._wake.set()
 
     async def run(self) -> None:
+        connect = getattr(self.driver, "connect", None)
+        if connect is not None:
+            # Stay connected from the start, so receipts for messages sent before a restart arrive.
+            connect()
         while True:
             try:
                 report = await self.run_once()

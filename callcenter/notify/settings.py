@@ -17,14 +17,14 @@ from callcenter.config import ConfigError, coerce_value
 
 __all__ = ["NotifySettings", "DRIVERS", "from_mapping", "load_notify_settings", "parse_hhmm"]
 
-# "smpp" (smpplib) is planned; until its driver exists it is refused here rather than at send time.
-DRIVERS = ("log", "kannel")
+DRIVERS = ("log", "kannel", "smpp")
 
 
 @dataclass(frozen=True)
 class NotifySettings:
     enabled: bool = True
-    # log: write messages to the server log only (embedded default); kannel: HTTP sendsms; smpp.
+    # log: write messages to the server log only (embedded default); kannel: HTTP sendsms;
+    # smpp: SMPP 3.4 transceiver (smpplib) with delivery receipts.
     driver: str = "log"
     # Sender number / source address shown on the phone.
     sender: str = "12319"
@@ -57,7 +57,7 @@ class NotifySettings:
     timeout_s: float = 15.0
     # Our web app as the gateway reaches it; delivery reports go to <dlr_base_url>/sms/dlr.
     dlr_base_url: str = "http://127.0.0.1:8080"
-    # SMPP (smpplib) gateway.
+    # SMPP (smpplib) gateway; the password is at most 8 characters (SMPP 3.4).
     smpp_host: str = "127.0.0.1"
     smpp_port: int = 2775
     smpp_system_id: str = ""
@@ -113,6 +113,10 @@ def validate(s: NotifySettings) -> NotifySettings:
         raise ConfigError(f"sms.sender: {s.sender!r} must be a number or short alphanumeric name")
     if s.driver == "smpp" and not s.smpp_system_id:
         raise ConfigError("sms.smpp_system_id: the smpp driver needs a system id (account)")
+    if len(s.smpp_system_id) > 15:
+        raise ConfigError(f"sms.smpp_system_id: {s.smpp_system_id!r} is longer than SMPP's 15 characters")
+    if len(s.smpp_password) > 8:
+        raise ConfigError("sms.smpp_password: longer than SMPP's 8 characters")
     return s
 
 

@@ -223,3 +223,51 @@ def test_supervisor_listens_in_silently_to_a_live_call(open_hotline, prompts_dir
     if rate != 8000:
         mono = mono[:: rate // 8000]
     assert best_correlation(mono, decode_ulaw(encode_g711(speech, "PCMU"))[8000: 8000 * 3]) > 0.6
+
+
+def test_agent_holds_then_transfers_the_caller_to_another_agent(open_hotline, prompts_dir, tmp_path):
+    """Hold on agent1's phone plays the caller a hold tone; 转接 to agent2 bridges the caller to agent2's phone."""
+    from tests.e2e.peers.pcap import build_rtp_pcap
+
+    server = open_hotline
+    token1, token2 = server.token_for("agent1"), server.token_for("agent2")
+    speech = speech_pcm("aishell3_SSB19560155.wav")
+    pcm = bytes(8000 * 2 * 12) + speech + speech + bytes(8000 * 2)
+    pcap = tmp_path / "transfer.pcap"
+    build_rtp_pcap(pcap, pcm_8k_mono=pcm, dtmf=[(0.5, "1")])
+    with Baresip(user="1001", registrar=server.sip_target, password="hotline12319", answer_auto=True) as one, \
+            Baresip(user="1002", registrar=server.sip_target, password="hotline12319", answer_auto=True) as two:
+        one.wait_log(r"200 OK|registered", timeout=10)
+        two.wait_log(r"200 OK|registered", timeout=10)
+        assert server.post("/api/desk/state", {"state": "ready"}, token=token1)[0] == 200
+        results = {}
+        caller = threading.Thread(target=lambda: results.update(
+            r=run_sipp("call_report", target=server.sip_target, caller="13644445555", pcap=pcap, timeout=60)))
+        caller.start()
+        call_id = _wait_status(server, token1, "on_call")["call"]
+        one.command("hold")
+        time.sleep(2.5)
+        one.command("resume")
+        time.sleep(0.5)
+        assert server.post("/api/desk/state", {"state": "ready"}, token=token2)[0] == 200
+        status, body = server.post("/api/desk/transfer", {"call_id": call_id, "kind": "agent", "target": "nobody"},
+                                   token=token1)
+        assert status == 409 and body["message"]
+        status, body = server.post("/api/desk/transfer", {"call_id": call_id, "kind": "agent", "target": "agent2"},
+                                   token=token1)
+        assert status == 202, body
+        _wait_status(server, token2, "on_call", timeout=15)
+        caller.join(timeout=60)
+        assert results["r"].returncode == 0, results["r"].log_text[-2000:]
+        heard = two.received_wav()
+        assert heard is not None, two.log_text()[-2000:]
+    samples, channels, rate = wav_pcm(heard.read_bytes())
+    mono = samples[0::channels] if channels > 1 else samples
+    if rate != 8000:
+        mono = mono[:: rate // 8000]
+    assert best_correlation(mono, decode_ulaw(encode_g711(speech, "PCMU"))[8000: 8000 * 3]) > 0.6
+    # What the caller heard (right channel of the call recording) includes the hold tone.
+    [case_wav] = list((server.dir / "recordings").rglob("*-call.wav"))
+    right = wav_pcm(case_wav.read_bytes())[0][1::2]
+    tone = wav_pcm((prompts_dir / "hold_tone.wav").read_bytes())[0]
+    assert best_correlation(right, tone) > 0.9

@@ -131,4 +131,12 @@
     else if (ev.type === "agent_state") showStatus(ev);
     else if (ev.type === "screen_pop_cancelled" && $("pop").dataset.callId === ev.call_id && $("saved").hidden) { $("pop").hidden = true; $("idle").hidden = false; }
   });
+  var tf = document.getElementById("transfer-form");
+  if (tf) tf.onsubmit = function (e) {
+    e.preventDefault();
+    var err = tf.querySelector('[data-for="transfer"]'); err.textContent = "";
+    hotlineApi("POST", "/api/desk/transfer", {
+      call_id: document.getElementById("pop").dataset.callId, kind: tf.elements.kind.value, target: tf.elements.target.value
+    }).then(function (r) { err.textContent = r.status === 202 ? "已转接" : (r.body.message || "转接失败"); });
+  };
 })();
