@@ -153,14 +153,32 @@ class _Request:
     ids: list[str | None] = field(default_factory=list)
     waiting: int = 0
     error: tuple[int, str] | None = None
+    tracked: _Tracked | None = None
 
 
 @dataclass
 class _Tracked:
+    """A sent message's parts, known from submit_sm_resp on (a receipt may beat the last resp)."""
+
     outbox_id: int
     token: str
-    gateway_id: str
-    undelivered: set[str]
+    ids: list[str | None]
+    delivered: set[str] = field(default_factory=set)
+
+    @property
+    def gateway_id(self) -> str:
+        return _gateway_id(self.ids)
+
+    def all_delivered(self) -> bool:
+        return len(self.delivered) == len(self.ids)
+
+
+def _gateway_id(ids: list[str | None]) -> str:
+    """The parts' SMSC ids, space-separated, cut to the column's 128 characters at an id boundary."""
+    gateway_id = " ".join(i for i in ids if i)
+    while len(gateway_id) > 128 and " " in gateway_id:
+        gateway_id = gateway_id.rsplit(" ", 1)[0]
+    return gateway_id[:128]
 
 
 class _Lost(Exception):
@@ -230,6 +248,7 @@ class SmppDriver:
             self._wake()
             await asyncio.to_thread(thread.join, self.settings.timeout_s + 5)
             self._thread = None
+        await asyncio.sleep(0)  # receipts the thread handed over last are tasks only now
         if self._receipt_tasks:
             await asyncio.gather(*self._receipt_tasks, return_exceptions=True)
         for s in (self._wake_r, self._wake_w):
@@ -256,13 +275,13 @@ class SmppDriver:
     async def _store_receipt(self, receipt: Receipt) -> None:
         code = receipt.code
         with self._lock:
-            tracked = next((self._tracked[i] for i in _id_variants(receipt.message_id) if i in self._tracked), None)
+            known = next((i for i in _id_variants(receipt.message_id) if i in self._tracked), None)
+            tracked = self._tracked[known] if known is not None else None
             if tracked is not None and code & 1:
-                tracked.undelivered.discard(receipt.message_id)
-                tracked.undelivered.difference_update(_id_variants(receipt.message_id))
-                if tracked.undelivered:
-                    log.debug("smpp receipt: part %s of sms #%d delivered; %d to go", receipt.message_id,
-                              tracked.outbox_id, len(tracked.undelivered))
+                tracked.delivered.add(known)
+                if not tracked.all_delivered():
+                    log.debug("smpp receipt: part %s of sms #%d delivered; %d to go", known,
+                              tracked.outbox_id, len(tracked.ids) - len(tracked.delivered))
                     return
         assert self._engine is not None
         async with self._engine.begin() as conn:
@@ -458,6 +477,7 @@ class SmppDriver:
         sender_ton, sender_npi = (0, 1) if s.sender.isdigit() else (5, 0)
         req.ids = [None] * len(req.parts)
         req.waiting = len(req.parts)
+        req.tracked = _Tracked(req.sms.id, req.sms.dlr_token, req.ids)
         for i, short_message in enumerate(req.parts):
             pdu = smpplib.smpp.make_pdu(
                 "submit_sm", client=client, service_type="",
@@ -480,7 +500,11 @@ class SmppDriver:
                 return
             req, index = entry
             if pdu.status == C.SMPP_ESME_ROK and cmd == "submit_sm_resp":
-                req.ids[index] = _text(pdu.message_id)
+                req.ids[index] = smsc_id = _text(pdu.message_id)
+                with self._lock:  # before anything else is read: its receipt may come next
+                    self._tracked[smsc_id] = req.tracked
+                    while len(self._tracked) > _TRACK_MAX:
+                        self._tracked.popitem(last=False)
             elif req.error is None:
                 req.error = (pdu.status, C.DESCRIPTIONS.get(pdu.status, "unknown status"))
             req.waiting -= 1
@@ -523,14 +547,5 @@ class SmppDriver:
             self._resolve(req, SendResult(ok=False, error=f"smpp submit_sm: 0x{code:02X} {text}",
                                           permanent=code in _PERMANENT))
             return
-        ids = [i for i in req.ids if i]
-        gateway_id = " ".join(ids)
-        while len(gateway_id) > 128 and " " in gateway_id:  # the column's size; receipts still match in memory
-            gateway_id = gateway_id.rsplit(" ", 1)[0]
-        tracked = _Tracked(req.sms.id, req.sms.dlr_token, gateway_id, set(ids))
-        with self._lock:
-            for i in ids:
-                self._tracked[i] = tracked
-            while len(self._tracked) > _TRACK_MAX:
-                self._tracked.popitem(last=False)
+        gateway_id = _gateway_id(req.ids)
         self._resolve(req, SendResult(ok=True, gateway_id=gateway_id or None))

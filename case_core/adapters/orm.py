@@ -130,10 +130,11 @@ Index(
 #   dim: department | role | person | community (area: the grid cell's first 12
 #        characters; district and street are its prefixes); key '' stands for NULL/none.
 #   on_time, ok: 1 true, 0 false, -1 NULL.  flip_day: the day of flipped_at (ok had the
-#        opposite value before it); 0001-01-01 when ok never flipped.
+#        opposite value before it); 1900-01-01 when ok never flipped (not date.min: asyncpg
+#        reads and writes that as -infinity).
 #   n may reach 0 when facts are rewritten; readers skip groups whose total is 0.
 ROLLUP_DIMS = ("department", "role", "person", "community")
-ROLLUP_NO_FLIP = date(1, 1, 1)
+ROLLUP_NO_FLIP = date(1900, 1, 1)
 case_fact_rollup = Table(
     "case_fact_rollup",
     metadata,

@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, TypeVar
 
-from sqlalchemy import Connection, Engine, bindparam, case, create_engine, delete, event, func, insert, literal, not_, or_, select, update
+from sqlalchemy import Boolean, Connection, DateTime, Engine, bindparam, case, create_engine, delete, event, func, insert, literal, not_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -202,6 +202,10 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
     # In WAL mode NORMAL only syncs at checkpoints: a commit survives a process
     # crash (not a power cut), and a workflow step costs no fsync.
     cur.execute("PRAGMA synchronous=NORMAL")
+    # Checkpoint the WAL every ~40 MB rather than every 4 MB: each checkpoint costs two
+    # fsyncs inside some commit, and a case change dirties the same hot pages (indexes,
+    # the evaluation rollup) that a longer WAL writes back once (transitions/s ×1.5).
+    cur.execute("PRAGMA wal_autocheckpoint=10000")
     cur.close()
 
 
@@ -683,14 +687,16 @@ class SqlRepository:
 
     # -- evaluation -----------------------------------------------------------------------
     async def evaluation_counts(
-        self, start: datetime, end: datetime, group_by: str | None, area_level: str = "street"
+        self, start: datetime, end: datetime, group_by: str | None, area_level: str = "street", *,
+        rollup: bool = True,
     ) -> dict[str | None, list[tuple[Fact, int]]]:
         """Facts in ``[start, end)`` counted per group and judgement, aggregated in SQL.
 
         Whole days inside the period are read from ``case_fact_rollup`` (a few rows per
         day and group); the partial days at either end, and periods shorter than a day,
         from ``case_facts``. A judgement that flipped on the period's last, partial day
-        is put right from the facts that flipped before ``end``.
+        is put right from the facts that flipped before ``end``. ``rollup=False`` counts
+        every fact in ``case_facts`` instead (the reference the rollup is checked against).
         """
         if group_by not in (None, "department", "role", "person", "area"):
             raise ValueError(f"group_by must be department, area, role or person, got {group_by!r}")
@@ -700,7 +706,7 @@ class SqlRepository:
         if first_day < start:
             first_day += timedelta(days=1)
         last_day = datetime.combine(end.date(), datetime.min.time())
-        use_rollup = first_day < last_day and not (group_by == "area" and area_level == "grid")
+        use_rollup = rollup and first_day < last_day and not (group_by == "area" and area_level == "grid")
         counts: dict[tuple, int] = {}
         async with self.engine.connect() as conn:
             if not use_rollup:
@@ -851,30 +857,68 @@ def _fact_rows(case_id: int, state: CaseState) -> list[dict[str, Any]]:
 
 
 # Hot-path statements built once: SQLAlchemy then skips construction and cache-key work.
-_CASE_BY_ID = select(orm.cases).where(orm.cases.c.id == bindparam("cid"))
-_HISTORY_OF = (
-    select(orm.case_history).where(orm.case_history.c.case_id == bindparam("cid")).order_by(orm.case_history.c.seq)
-)
-_RECORDINGS_OF = (
-    select(orm.recordings).where(orm.recordings.c.case_id == bindparam("cid")).order_by(orm.recordings.c.id)
-)
+class _RawSelect:
+    """``SELECT <all columns> FROM table WHERE col = ? [ORDER BY …]`` through the DBAPI cursor
+    of a sync connection (same transaction), rows as ``_Row`` with the types SQLAlchemy
+    would give: on the hot path SQLAlchemy's per-row result processing costs more than the
+    query (on SQLite datetimes are stored as ISO text, booleans as 0/1)."""
+
+    def __init__(self, table, where: str, order_by: str | None = None):
+        self.columns = tuple(table.c.keys())
+        self.datetimes = tuple(i for i, c in enumerate(table.c) if isinstance(c.type, DateTime))
+        self.booleans = tuple(i for i, c in enumerate(table.c) if isinstance(c.type, Boolean))
+        self.sql = (f"SELECT {', '.join(self.columns)} FROM {table.name} WHERE {where} = {{mark}}"
+                    + (f" ORDER BY {order_by}" if order_by else ""))
+        self._sql = {"?": self.sql.format(mark="?"), "%s": self.sql.format(mark="%s")}
+
+    def rows(self, conn: Connection, value: Any) -> list["_Row"]:
+        on_sqlite = conn.dialect.paramstyle == "qmark"
+        cur = conn.connection.cursor()
+        try:
+            cur.execute(self._sql["?" if on_sqlite else "%s"], (value,))
+            raw = cur.fetchall()
+        finally:
+            cur.close()
+        out = []
+        for r in raw:
+            if on_sqlite:
+                r = list(r)
+                for i in self.datetimes:
+                    if isinstance(r[i], str):
+                        r[i] = datetime.fromisoformat(r[i])
+                for i in self.booleans:
+                    if r[i] is not None:
+                        r[i] = bool(r[i])
+            out.append(_Row(dict(zip(self.columns, r))))
+        return out
+
+
+_CASE_BY_ID = _RawSelect(orm.cases, "id")
+_HISTORY_OF = _RawSelect(orm.case_history, "case_id", "seq")
+_RECORDINGS_OF = _RawSelect(orm.recordings, "case_id", "id")
 _UPDATE_COLUMNS = ("case_type", "status", "reporter_phone", "description", "address", "category_kind",
                    "category_code", "grid_cell", "department", "inspector", "due_at", "updated_at", "version",
                    "state_json")
-_UPDATE_CASE = (
-    update(orm.cases)
-    .where(orm.cases.c.id == bindparam("cid"), orm.cases.c.version == bindparam("old_version"))
-    .values({c: bindparam(c) for c in _UPDATE_COLUMNS})
-)
-_INSERT_HISTORY = insert(orm.case_history)
-_INSERT_FACTS = insert(orm.case_facts)
+_UPDATE_CASE_SQL = ("UPDATE cases SET " + ", ".join(f"{c} = {{mark}}" for c in _UPDATE_COLUMNS)
+                    + " WHERE id = {mark} AND version = {mark}")
+_HISTORY_COLUMNS = ("case_id", "seq", "action", "actor", "role", "at", "comment", "before_status", "after_status",
+                    "fields_json", "version", "ended_json")
+_INSERT_HISTORY_SQL = (f"INSERT INTO case_history ({', '.join(_HISTORY_COLUMNS)}) VALUES "
+                       "(" + ", ".join(["{mark}"] * len(_HISTORY_COLUMNS)) + ")")
+_HOT_SQL = {mark: {"update": _UPDATE_CASE_SQL.format(mark=mark), "history": _INSERT_HISTORY_SQL.format(mark=mark)}
+            for mark in ("?", "%s")}
+
+
+def _db_value(value: Any, on_sqlite: bool) -> Any:
+    return _sqlite_dt(value) if on_sqlite and isinstance(value, datetime) else value
 
 
 def _load_rows_sync(conn: Connection, case_id: int) -> tuple[CaseState, dict[str, Any], Any, list]:
-    row = conn.execute(_CASE_BY_ID, {"cid": case_id}).first()
-    if row is None:
+    found = _CASE_BY_ID.rows(conn, case_id)
+    if not found:
         raise NotFound(f"case {case_id} not found")
-    hist = conn.execute(_HISTORY_OF, {"cid": case_id}).all()
+    row = found[0]
+    hist = _HISTORY_OF.rows(conn, case_id)
     extra = json.loads(row.state_json or "{}")
     return state_from_rows(row, hist), {k: v for k, v in extra.items() if k in EXTRA_KEYS}, row, hist
 
@@ -885,9 +929,9 @@ def _load_state_sync(conn: Connection, case_id: int) -> tuple[CaseState, dict[st
 
 
 def _get_case_sync(conn: Connection, case_id: int) -> CaseView:
-    row = conn.execute(_CASE_BY_ID, {"cid": case_id}).first()
-    recs = conn.execute(_RECORDINGS_OF, {"cid": case_id}).all()
-    hist = conn.execute(_HISTORY_OF, {"cid": case_id}).all()
+    row = _CASE_BY_ID.rows(conn, case_id)[0]
+    recs = _RECORDINGS_OF.rows(conn, case_id)
+    hist = _HISTORY_OF.rows(conn, case_id)
     return _full_view(row, recs, hist)
 
 
@@ -906,7 +950,7 @@ def _view_after(conn: Connection, case_id: int, row, hist: list,
         values, new_history = written
         row = _Row({**row._mapping, **values})
         hist = [*hist, *(_Row(h) for h in new_history)]
-    recs = conn.execute(_RECORDINGS_OF, {"cid": case_id}).all()
+    recs = _RECORDINGS_OF.rows(conn, case_id)
     return _full_view(row, recs, hist)
 
 
@@ -923,16 +967,25 @@ def _write_state(conn: Connection, case_id: int, old_version: int, state: CaseSt
     if state.version == old_version:
         return None
     values = _case_columns(state, {k: v for k, v in extra.items() if k in EXTRA_KEYS})
-    result = conn.execute(_UPDATE_CASE, {"cid": case_id, "old_version": old_version,
-                                         **{c: values[c] for c in _UPDATE_COLUMNS}})
-    if result.rowcount != 1:
-        raise VersionConflict(f"case {state.number} changed since version {old_version}",
-                              "案卷已被他人修改，请刷新后重试")
     new_entries = [h for h in state.history if h.version > old_version]
     first_seq = len(state.history) - len(new_entries) + 1
     history = [_history_row(case_id, seq, h) for seq, h in enumerate(new_entries, start=first_seq)]
-    if history:
-        conn.execute(_INSERT_HISTORY, history)
+    # Through the DBAPI cursor of this connection (same transaction): these two statements
+    # run on every transition, where SQLAlchemy's parameter processing costs more than them.
+    on_sqlite = conn.dialect.paramstyle == "qmark"
+    sql = _HOT_SQL["?" if on_sqlite else "%s"]
+    cur = conn.connection.cursor()
+    try:
+        cur.execute(sql["update"], tuple(_db_value(values[c], on_sqlite) for c in _UPDATE_COLUMNS)
+                    + (case_id, old_version))
+        if cur.rowcount != 1:
+            raise VersionConflict(f"case {state.number} changed since version {old_version}",
+                                  "案卷已被他人修改，请刷新后重试")
+        if history:
+            cur.executemany(sql["history"], [tuple(_db_value(h[c], on_sqlite) for c in _HISTORY_COLUMNS)
+                                             for h in history])
+    finally:
+        cur.close()
     apply_now = rollup_delta is None
     delta = {} if apply_now else rollup_delta
     _sync_facts(conn, case_id, state, delta)
@@ -942,33 +995,71 @@ def _write_state(conn: Connection, case_id: int, old_version: int, state: CaseSt
 
 
 def _sync_facts(conn: Connection, case_id: int, state: CaseState, delta: dict[tuple, int]) -> None:
-    """Make the case's stored facts equal to ``extract_facts(state)`` touching only the difference."""
-    stored: dict[tuple, list] = {}
-    for r in conn.execute(_SELECT_FACTS, {"cid": case_id}).all():
-        m = r._mapping
-        stored.setdefault(tuple(m[c] for c in _FACT_COLUMNS), []).append(m)
-    added = []
-    for row in _fact_rows(case_id, state):
-        same = stored.get(tuple(row[c] for c in _FACT_COLUMNS))
-        if same:
-            same.pop()
-        else:
-            added.append(row)
-    removed = [m for ms in stored.values() for m in ms]
-    if removed:
-        conn.execute(_DELETE_FACT_IDS, {"ids": [m["id"] for m in removed]})
-    if added:
-        conn.execute(_INSERT_FACTS, added)
-    _add_rollup_delta(delta, removed, -1)
-    _add_rollup_delta(delta, added, 1)
+    """Make the case's stored facts equal to ``extract_facts(state)`` touching only the difference.
+
+    On the hot path of every transition, so through the DBAPI cursor of the same
+    connection (same transaction) with the values as the database holds them; on SQLite
+    datetimes are SQLAlchemy's text form and booleans 0/1, so stored rows compare equal.
+    """
+    on_sqlite = conn.dialect.paramstyle == "qmark"
+    mark = "?" if on_sqlite else "%s"
+    stored: dict[tuple, list[int]] = {}
+    cur = conn.connection.cursor()
+    try:
+        cur.execute(f"SELECT id, {_FACT_COLUMNS_SQL} FROM case_facts WHERE case_id = {mark}", (case_id,))
+        for r in cur.fetchall():
+            stored.setdefault(tuple(r[1:]), []).append(r[0])
+        added = []
+        for row in _fact_rows(case_id, state):
+            values = tuple(row[c] for c in _FACT_COLUMNS)
+            if on_sqlite:
+                values = _sqlite_fact(values)
+            same = stored.get(values)
+            if same:
+                same.pop()
+            else:
+                added.append(values)
+        removed_ids = [i for ids in stored.values() for i in ids]
+        removed = [v for v, ids in stored.items() for _ in ids]
+        if removed_ids:
+            cur.execute(f"DELETE FROM case_facts WHERE id IN ({','.join([mark] * len(removed_ids))})",
+                        tuple(removed_ids))
+        if added:
+            row_marks = "(" + ",".join([mark] * (len(_FACT_COLUMNS) + 1)) + ")"
+            params: list[Any] = []
+            for values in added:
+                params += (case_id, *values)
+            cur.execute(f"INSERT INTO case_facts (case_id, {_FACT_COLUMNS_SQL}) VALUES "
+                        + ",".join([row_marks] * len(added)), tuple(params))
+    finally:
+        cur.close()
+    _add_rollup_delta(delta, (dict(zip(_FACT_COLUMNS, v)) for v in removed), -1)
+    _add_rollup_delta(delta, (dict(zip(_FACT_COLUMNS, v)) for v in added), 1)
+
+
+def _sqlite_dt(value: datetime | None) -> str | None:
+    """A naive datetime as SQLAlchemy's SQLite DateTime stores it."""
+    if value is None:
+        return None
+    return (f"{value.year:04d}-{value.month:02d}-{value.day:02d} "
+            f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}.{value.microsecond:06d}")
+
+
+def _sqlite_fact(values: tuple) -> tuple:
+    kind, at, role, person, department, grid_cell, on_time, ok, flipped_at, still_open = values
+    return (kind, _sqlite_dt(at), role, person, department, grid_cell,
+            None if on_time is None else int(bool(on_time)), None if ok is None else int(bool(ok)),
+            _sqlite_dt(flipped_at), int(bool(still_open)))
+
+
+def _day(value: datetime | str) -> date:
+    return value.date() if isinstance(value, datetime) else date.fromisoformat(value[:10])
 
 
 # -- the evaluation rollup (case_fact_rollup, migration 0008) -----------------------------
 _FACT_COLUMNS = ("kind", "at", "role", "person", "department", "grid_cell", "on_time", "ok", "flipped_at",
                  "still_open")
-_SELECT_FACTS = select(orm.case_facts.c.id, *(orm.case_facts.c[c] for c in _FACT_COLUMNS)).where(
-    orm.case_facts.c.case_id == bindparam("cid"))
-_DELETE_FACT_IDS = delete(orm.case_facts).where(orm.case_facts.c.id.in_(bindparam("ids", expanding=True)))
+_FACT_COLUMNS_SQL = ", ".join(_FACT_COLUMNS)
 _ROLLUP_COLUMNS = ("dim", "day", "key", "kind", "on_time", "ok", "still_open", "flip_day")
 _COMMUNITY_LEN = AREA_LEVELS["community"]
 assert _COMMUNITY_LEN == max(AREA_LEVELS.values()), "the area rollup keeps the finest level below grid"
@@ -987,8 +1078,8 @@ def _add_rollup_delta(delta: dict[tuple, int], facts, sign: int) -> None:
     for f in facts:
         flipped = f["flipped_at"]
         tail = (f["kind"], _code(f["on_time"]), _code(f["ok"]), bool(f["still_open"]),
-                orm.ROLLUP_NO_FLIP if flipped is None else flipped.date())
-        day = f["at"].date()
+                orm.ROLLUP_NO_FLIP if flipped is None else _day(flipped))
+        day = _day(f["at"])
         for key in (("department", day, f["department"] or "", *tail),
                     ("role", day, f["role"] or "", *tail),
                     ("person", day, f["person"] or "", *tail),
@@ -1021,18 +1112,36 @@ def _rollup_upsert(dialect: str):
     return _ROLLUP_UPSERT[dialect]
 
 
+_ROLLUP_SQL_HEAD = ('INSERT INTO case_fact_rollup (dim, day, "key", kind, on_time, ok, still_open, flip_day, n) '
+                    "VALUES ")
+_ROLLUP_SQL_TAIL = (' ON CONFLICT (dim, day, "key", kind, on_time, ok, still_open, flip_day) '
+                    "DO UPDATE SET n = case_fact_rollup.n + excluded.n")
+
+
 def _apply_rollup(conn: Connection, delta: dict[tuple, int]) -> None:
-    params = _delta_params(delta)
-    if params:
-        conn.execute(_rollup_upsert(conn.dialect.name), params)
+    """Add ``delta`` to the rollup in one multi-row upsert (on the hot path of every transition:
+    plain DBAPI parameters, no per-row SQLAlchemy parameter processing)."""
+    items = [(k, n) for k, n in sorted(delta.items()) if n]  # sorted: one lock order for all writers
+    if not items:
+        return
+    sqlite_style = conn.dialect.paramstyle == "qmark"
+    mark = "?" if sqlite_style else "%s"
+    row = "(" + ",".join([mark] * 9) + ")"
+    params: list[Any] = []
+    for (dim, day, key, kind, on_time, ok, still_open, flip_day), n in items:
+        if sqlite_style:  # as SQLAlchemy stores them on SQLite: ISO dates, 0/1 booleans
+            params += (dim, day.isoformat(), key, kind, on_time, ok, int(still_open), flip_day.isoformat(), n)
+        else:
+            params += (dim, day, key, kind, on_time, ok, still_open, flip_day, n)
+    conn.exec_driver_sql(_ROLLUP_SQL_HEAD + ",".join([row] * len(items)) + _ROLLUP_SQL_TAIL, tuple(params))
 
 
 def rebuild_rollup_sql(dialect: str) -> list[str]:
     """Statements that recompute ``case_fact_rollup`` from ``case_facts`` (as migration 0008 does)."""
     if dialect == "postgresql":
-        day, flip = "CAST(at AS DATE)", "coalesce(CAST(flipped_at AS DATE), DATE '0001-01-01')"
+        day, flip = "CAST(at AS DATE)", "coalesce(CAST(flipped_at AS DATE), DATE '1900-01-01')"
     else:
-        day, flip = "date(at)", "coalesce(date(flipped_at), '0001-01-01')"
+        day, flip = "date(at)", "coalesce(date(flipped_at), '1900-01-01')"
     keys = {"department": "coalesce(department, '')", "role": "coalesce(role, '')",
             "person": "coalesce(person, '')", "community": f"coalesce(substr(grid_cell, 1, {_COMMUNITY_LEN}), '')"}
     code = "CASE WHEN {0} IS NULL THEN -1 WHEN {0} THEN 1 ELSE 0 END"

@@ -1,7 +1,8 @@
 """SMS through a real Kannel (bearerbox + smsbox, fakesmsc as the phone network).
 
-Our web app (built with `web.app.create_app`) runs in the test on a free loopback port for
-Kannel's delivery reports and replies; the dispatcher sends through the Kannel driver.
+The first test runs our web app (built with `web.app.create_app`) in the test on a free loopback
+port for Kannel's delivery reports and replies, and the dispatcher sends through the Kannel driver;
+the second drives the real `hotline serve` process with `[sms] driver = "kannel"`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from callcenter.notify.settings import NotifySettings
 from case_core.adapters import migrate
 from case_core.adapters.sqlalchemy_repo import SqlRepository, make_engine, sync_url
 from case_core.service import CaseService
+from tests.e2e.conftest import restart_server, start_server, stop_server
 from tests.e2e.kannel import PASSWORD, USERNAME, kannel_available, start_kannel
 from tests.e2e.peers.ports import free_tcp_port
 from web.app import WebContext, create_app
@@ -116,3 +118,58 @@ async def test_case_sms_reaches_the_phone_once_and_its_dlr_marks_it_delivered(sq
         kannel.stop()
         await runner.cleanup()
         await repo.close()
+
+
+def test_real_server_texts_the_reporter_once_through_kannel_and_the_dlr_marks_it_delivered(tmp_path, prompts_dir):
+    """A case created through the running `hotline serve` API sends exactly one SMS with its number to
+    fakesmsc via Kannel, and Kannel's delivery report to the server marks it delivered."""
+    reporter = "13922224444"
+    kannel = start_kannel(tmp_path / "kannel")
+    server = None
+    try:
+        # quiet_start == quiet_end: no quiet hours, so the test passes at any time of day.
+        extra = (
+            f'[sms]\ndriver = "kannel"\nkannel_url = "{kannel.sendsms_url}"\n'
+            f'kannel_username = "{USERNAME}"\nkannel_password = "{PASSWORD}"\n'
+            'dlr_base_url = "http://127.0.0.1:9"\nquiet_start = "00:00"\nquiet_end = "00:00"\npoll_s = 0.5\n'
+        )
+        server = start_server(tmp_path, prompts_dir, extra=extra)
+        # Delivery reports go to the server's own web port, known only now: point there and restart.
+        web_base = server.web_url.rstrip("/")
+        config = server.config.read_text(encoding="utf-8")
+        server.config.write_text(config.replace('"http://127.0.0.1:9"', f'"{web_base}"'), encoding="utf-8")
+        server = restart_server(server)
+        status, case = server.post(
+            "/api/cases", {"description": "人行道井盖缺失，存在安全隐患", "reporter_phone": reporter},
+            token=server.token_for("agent1"))
+        assert status == 201, case
+        number = case["number"]
+
+        def messages() -> list[dict]:
+            status, body = server.api(f"/api/sms/messages?to={reporter}")
+            assert status == 200, body
+            return body
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            rows = messages()
+            if rows and rows[0]["status"] == "delivered" and kannel.received():
+                break
+            time.sleep(0.3)
+        else:
+            raise AssertionError(f"no delivered SMS: {messages()}\n{server.log()}\n{kannel.logs()}")
+        time.sleep(1.0)  # room for a duplicate to show up, were one sent
+        rows = messages()
+        assert len(rows) == 1, rows
+        msg = rows[0]
+        assert msg["case_number"] == number and msg["event"] == "CaseAccepted"
+        assert msg["status"] == "delivered" and msg["dlr_status"] in (1, 8) and msg["delivered_at"]
+        received = kannel.received()
+        assert len(received) == 1, received
+        sender, receiver, text = received[0]
+        assert (sender, receiver) == ("12319", reporter)
+        assert text == msg["text"] and number in text
+    finally:
+        if server is not None:
+            stop_server(server)
+        kannel.stop()

@@ -24,9 +24,9 @@ COMMUNITY_LEN = 12
 
 def _backfill_sql(dialect: str) -> list[str]:
     if dialect == "postgresql":
-        day, flip = "CAST(at AS DATE)", "coalesce(CAST(flipped_at AS DATE), DATE '0001-01-01')"
+        day, flip = "CAST(at AS DATE)", "coalesce(CAST(flipped_at AS DATE), DATE '1900-01-01')"
     else:
-        day, flip = "date(at)", "coalesce(date(flipped_at), '0001-01-01')"
+        day, flip = "date(at)", "coalesce(date(flipped_at), '1900-01-01')"
     keys = {"department": "coalesce(department, '')", "role": "coalesce(role, '')",
             "person": "coalesce(person, '')", "community": f"coalesce(substr(grid_cell, 1, {COMMUNITY_LEN}), '')"}
     code = "CASE WHEN {0} IS NULL THEN -1 WHEN {0} THEN 1 ELSE 0 END"

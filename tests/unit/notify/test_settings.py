@@ -32,7 +32,7 @@ def test_values_are_read_and_templates_dir_is_relative_to_the_config(tmp_path):
         ({"max_attempts": 0}, "sms.max_attempts"),
         ({"kannel_url": "ftp://x"}, "sms.kannel_url"),
         ({"senderr": "1"}, "sms.senderr"),
-        ({"driver": "smpp"}, "sms.driver"),
+        ({"driver": "smpp"}, "sms.smpp_system_id"),
     ],
 )
 def test_bad_values_name_the_key(table, key):
