@@ -149,6 +149,7 @@ class Hotline:
         self._retention = None
         self.transcription = None
         self.live_stt = None
+        self.trunk_registrations: dict = {}
         # Side effects stored in the same transaction as a case change (SMS, follow-up calls).
         self._change_hooks: list = []
         self.registrar = None
@@ -240,9 +241,6 @@ class Hotline:
         self.registrar = Registrar(realm=s.sip.realm, lookup=self.credentials.lookup,
                                    algorithms=s.sip.digest_algorithms)
         self._accounts_refresher = asyncio.ensure_future(self._refresh_accounts(accounts))
-        for trunk in s.trunks:
-            if trunk.register:
-                log.warning("trunk %s: register = true is not implemented yet; not registering", trunk.name)
         ua = UserAgent(local_host=public_host, local_port=s.sip.port, registrar=self.registrar)
         self.sip = SipEndpoint(ua, self.reactor)
         self.rtp = RtpEngine(self.reactor, host=s.rtp.host, port_min=s.rtp.port_min, port_max=s.rtp.port_max)
@@ -285,6 +283,7 @@ class Hotline:
             raise StartupError(f"sip.port: cannot listen on {s.sip.host}:{s.sip.port} ({exc.socketError})") from None
         sip_port = self._sip_port.getHost().port
         ua.local_port = sip_port
+        self._register_trunks(ua, public_host, sip_port)
 
         secret = load_or_create_secret(
             (sqlite_path(url).parent if sqlite_path(url) else s.path("var")) / "web-secret.key"
@@ -293,6 +292,7 @@ class Hotline:
         hub_holder["hub"] = ctx.hub
         ctx.desk = desk
         ctx.followups = self.followups
+        ctx.trunks = self.trunk_registrations
         app = create_app(ctx)
         from web.notify_api import NOTIFY
         from web.transcripts import TRANSCRIPTION
@@ -310,6 +310,23 @@ class Hotline:
         web_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         ctx.sip_address = f"sip:12319@{public_host}:{sip_port}"
         return Addresses(sip=ctx.sip_address, web=f"http://{s.web.host}:{web_port}/")
+
+    def _register_trunks(self, ua, host: str, port: int) -> None:
+        """Trunks with `register = true` register to their carrier and keep it refreshed."""
+        from callcenter.sip.trunk_registration import TrunkRegistration
+
+        for trunk in self.settings.trunks:
+            if not trunk.register:
+                continue
+            client = TrunkRegistration(
+                name=trunk.name, registrar=(trunk.host, trunk.port), domain=trunk.host,
+                username=trunk.username, password=trunk.password, local_host=host, local_port=port,
+            )
+            ua.extra_clients.append(client)
+            self.trunk_registrations[trunk.name] = client
+            client.start(self.reactor.seconds())
+        if self.trunk_registrations:
+            self.sip.flush()  # the first REGISTERs go out, and the timer is armed
 
     async def _start_transcription(self, service, on_event) -> None:
         """Every finished recording is transcribed in worker processes; live transcripts when

@@ -69,6 +69,10 @@ class SipEndpoint(DatagramProtocol):
         self._after()
         return result
 
+    def flush(self) -> None:
+        """Send what the UA has queued outside a datagram or a command (e.g. started clients)."""
+        self._after()
+
     # -- I/O out ---------------------------------------------------------------------------
     def _after(self) -> None:
         if self.transport is not None:

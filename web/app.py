@@ -70,6 +70,7 @@ class WebContext:
     sip_address: str = ""
     desk: Any = None  # callcenter.desk_service.DeskService when the ACD runs
     followups: Any = None  # callcenter.followup.FollowUpDialer: callbacks and follow-up calls
+    trunks: dict = field(default_factory=dict)  # trunk name → TrunkRegistration (register = true)
 
 
 CTX = web.AppKey("ctx", WebContext)
@@ -268,6 +269,17 @@ async def case_page(request: web.Request) -> web.Response:
     return render(request, "case.html", case=case, user=request[USER])
 
 
+@api_auth
+async def api_trunks(request: web.Request) -> web.Response:
+    """Outbound registration of each carrier trunk: state, reason, expiry, next attempt."""
+    out = []
+    for name, client in request.app[CTX].trunks.items():
+        st = client.status
+        out.append({"name": name, "state": st.state, "detail": st.detail, "failures": st.failures,
+                    "expires_at": st.expires_at, "next_attempt_at": st.next_attempt_at})
+    return web.json_response(out)
+
+
 async def recording(request: web.Request) -> web.StreamResponse:
     user = await current_user(request)
     if user is None:
@@ -327,6 +339,7 @@ def create_app(ctx: WebContext) -> web.Application:
     app.router.add_get("/cases", cases_page)
     app.router.add_get("/cases/{case_id}", case_page)
     app.router.add_get("/recordings/{rec_id}.wav", recording)
+    app.router.add_get("/api/trunks", api_trunks)
     app.router.add_get("/ws", live)
     app.router.add_static("/static", STATIC)
     for module_name in ROUTE_MODULES:

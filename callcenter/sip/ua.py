@@ -84,6 +84,9 @@ class UserAgent:
         self._rng = rng if rng is not None else random.Random()
         self._timing = Timing(t1, t2, t4)
         self._registrar = registrar
+        # Other request clients sharing this socket (trunk registrations): each answers
+        # `owns(response)` and takes `handle_response(response, now)`.
+        self.extra_clients: list = []
         self._allow = ALLOW + (", REGISTER" if registrar is not None else "")
         self._out: list[tuple[bytes, tuple[str, int]]] = []
         self._events: list[Event] = []
@@ -106,6 +109,8 @@ class UserAgent:
         return self._registrar
 
     def datagrams_to_send(self) -> list[tuple[bytes, tuple[str, int]]]:
+        for client in self.extra_clients:
+            self._out.extend(client.datagrams_to_send())
         out, self._out = self._out, []
         return out
 
@@ -125,6 +130,7 @@ class UserAgent:
             d = self._registrar.get_timer()
             if d is not None:
                 deadlines.append(d)
+        deadlines.extend(d for client in self.extra_clients if (d := client.get_timer()) is not None)
         return min(deadlines) if deadlines else None
 
     def handle_timer(self, now: float) -> None:
@@ -145,6 +151,10 @@ class UserAgent:
         if self._registrar is not None and hasattr(self._registrar, "handle_timer"):
             self._registrar.handle_timer(now)
             self._drain_registrar()
+        for client in self.extra_clients:
+            due = client.get_timer()
+            if due is not None and due <= now:
+                client.handle_timer(now)
 
     def _next_tx_deadline(self) -> float | None:
         heap = self._tx_heap
@@ -720,6 +730,10 @@ class UserAgent:
         del number
         t = self._client_tx.get((top.branch, method))
         if t is None:
+            for client in self.extra_clients:
+                if client.owns(resp):
+                    client.handle_response(resp, now)
+                    return
             self._on_stray_response(resp, method, now)
             return
         if t.kind == "ict":

@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, TypeVar
 
-from sqlalchemy import Boolean, Connection, DateTime, Engine, bindparam, case, create_engine, delete, event, func, insert, literal, not_, or_, select, update
+from sqlalchemy import Boolean, Connection, DateTime, Engine, case, create_engine, delete, event, func, insert, literal, not_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -921,18 +921,6 @@ def _load_rows_sync(conn: Connection, case_id: int) -> tuple[CaseState, dict[str
     hist = _HISTORY_OF.rows(conn, case_id)
     extra = json.loads(row.state_json or "{}")
     return state_from_rows(row, hist), {k: v for k, v in extra.items() if k in EXTRA_KEYS}, row, hist
-
-
-def _load_state_sync(conn: Connection, case_id: int) -> tuple[CaseState, dict[str, Any]]:
-    state, extra, _row, _hist = _load_rows_sync(conn, case_id)
-    return state, extra
-
-
-def _get_case_sync(conn: Connection, case_id: int) -> CaseView:
-    row = _CASE_BY_ID.rows(conn, case_id)[0]
-    recs = _RECORDINGS_OF.rows(conn, case_id)
-    hist = _HISTORY_OF.rows(conn, case_id)
-    return _full_view(row, recs, hist)
 
 
 class _Row:
