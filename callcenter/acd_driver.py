@@ -18,6 +18,9 @@ from callcenter import acd
 log = logging.getLogger(__name__)
 
 DEFAULT_QUEUES = ("report", "consult", "general")
+# Who watches the wallboard, and how often it may be told to refresh.
+WALLBOARD_ROLES = ("supervisor", "shift_lead", "commander", "admin")
+WALLBOARD_INTERVAL_S = 1.0
 
 
 def default_config(
@@ -73,6 +76,7 @@ class AcdDriver:
         self.log: deque = deque(maxlen=20000)
         self._timer = None
         self._timer_at: datetime | None = None
+        self._wallboard_pending = False
         self.errors = 0
 
     def now(self) -> datetime:
@@ -124,9 +128,21 @@ class AcdDriver:
         for agent in self.state.agents.values():
             if before.get(agent.id) != agent.status:
                 self.publish("agent_state", self.agent_status(agent.id), to_user=agent.id)
-                self.publish("wallboard", {"changed": "agents"})
+                self._wallboard_changed()
         self._rearm()
         return True
+
+    def _wallboard_changed(self) -> None:
+        """Tell supervisors' wallboards to refresh: at most once a second, however busy it is."""
+        if self._wallboard_pending:
+            return
+        self._wallboard_pending = True
+
+        def send() -> None:
+            self._wallboard_pending = False
+            self.publish("wallboard", {"changed": True}, to_roles=WALLBOARD_ROLES)
+
+        self.clock.callLater(WALLBOARD_INTERVAL_S, send)
 
     def _tick(self) -> None:
         self._timer = None
@@ -205,14 +221,24 @@ class AcdDriver:
             log.info("queue %s: %s call=%s agent=%s %s", a.queue, a.kind, a.call, a.agent or "-", a.detail or "")
             self.log.append(a)
             self.spawn(self.record(a))
-            self.publish("wallboard", {"changed": a.kind, "queue": a.queue})
+            self._wallboard_changed()
         else:
             log.info("ACD action %s is not supported by the call side yet", type(a).__name__)
 
     async def _pop(self, a: acd.RingAgent, call) -> None:
+        # What is in memory goes out at once, as the phone starts ringing; the caller's
+        # history (database reads) follows as `screen_pop_history`.
+        self.publish("screen_pop", {
+            "call_id": call.call_id, "caller": call.caller or "", "did": call.did,
+            "ivr_path": list(call.ivr_path), "queue": a.queue, "agent": a.agent, "extension": a.extension,
+            "earlier_calls": [], "earlier_cases": [], "history_pending": True,
+        }, to_user=a.agent)
         data = await self.screen_pop(a.agent, call)
-        data.update({"queue": a.queue, "agent": a.agent, "extension": a.extension})
-        self.publish("screen_pop", data, to_user=a.agent)
+        self.publish("screen_pop_history", {
+            "call_id": call.call_id,
+            "earlier_calls": data.get("earlier_calls", []),
+            "earlier_cases": data.get("earlier_cases", []),
+        }, to_user=a.agent)
 
     async def _pop_callback(self, a: acd.PlaceCallback) -> None:
         call = self.router.find(a.call)

@@ -39,16 +39,19 @@ class EventHub:
     def __init__(self) -> None:
         self._clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-    def add(self, ws, username: str | None = None) -> None:
-        self._clients[ws] = username
+    def add(self, ws, username: str | None = None, role: str | None = None) -> None:
+        self._clients[ws] = (username, role)
 
     def discard(self, ws) -> None:
         self._clients.pop(ws, None)
 
-    def publish(self, kind: str, data: dict[str, Any] | None, *, to_user: str | None = None) -> None:
+    def publish(self, kind: str, data: dict[str, Any] | None, *, to_user: str | None = None,
+                to_roles: tuple[str, ...] | None = None) -> None:
         message = json.dumps({"type": kind, **(data or {})}, ensure_ascii=False, default=str)
-        for ws, username in list(self._clients.items()):
+        for ws, (username, role) in list(self._clients.items()):
             if ws.closed or (to_user is not None and username != to_user):
+                continue
+            if to_roles is not None and role not in to_roles:
                 continue
             asyncio.ensure_future(_send(ws, message))
 
@@ -302,7 +305,7 @@ async def live(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=30)
     await ws.prepare(request)
     hub = request.app[CTX].hub
-    hub.add(ws, user.username)
+    hub.add(ws, user.username, user.role)
     try:
         async for msg in ws:
             if msg.type == WSMsgType.ERROR:

@@ -10,16 +10,26 @@ Dispatch order: across all queues, callers are served by priority (higher first)
 join order; each free agent is offered to at most one caller; a caller who asked for a
 callback keeps their place and is dialled when their turn comes (within calling hours),
 with the chosen agent reserved (`dialing`) meanwhile.
+
+Cost: a step is O(agents + callers) with a small constant, whatever the queue length. A
+state made by `step` carries a private per-step cache (`_Cache`, not a dataclass field,
+so `dataclasses.replace` and `==` ignore it): the entries in service order, per queue and
+across queues, updated by bisection as callers join and leave instead of re-sorted, and
+the state's next deadline, computed in the same pass that announces positions (staffed
+count and recent AHT once per queue, not per caller). `next_deadline` of such a state is
+O(1). A state made any other way (`new_state`, by hand) gets the cache built on first use.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import math
 from dataclasses import replace
+from types import MappingProxyType
 
 from callcenter.acd import actions as act
 from callcenter.acd import events as ev
-from callcenter.acd.eta import RECENT_HANDLE_SAMPLES, STAFFED, estimate_wait_s
+from callcenter.acd.eta import RECENT_HANDLE_SAMPLES, STAFFED, wait_s
 from callcenter.acd.model import (
     AcdState,
     Agent,
@@ -43,6 +53,164 @@ def _secs(later: _dt.datetime, earlier: _dt.datetime) -> float:
     return (later - earlier).total_seconds()
 
 
+_AT_LEAST: dict[float, _dt.timedelta] = {}
+
+
+def _at_least(seconds: float) -> _dt.timedelta:
+    """The shortest duration `d` with `d.total_seconds() >= seconds`: comparing timedeltas
+    with it decides exactly as `_secs(now, then) >= seconds`, without a float per caller."""
+    d = _AT_LEAST.get(seconds)
+    if d is None:
+        us = math.ceil(seconds * 1_000_000)
+        while (us - 1) / 1_000_000 >= seconds:
+            us -= 1
+        while us / 1_000_000 < seconds:
+            us += 1
+        d = _dt.timedelta(microseconds=us)
+        if len(_AT_LEAST) < 256:  # queue settings: a handful of distinct values
+            _AT_LEAST[seconds] = d
+    return d
+
+
+def _bisect(keys: list, key, right: bool) -> int:
+    """Where `key` goes in the sorted `keys`: before equal keys, or after them (`right`)."""
+    lo, hi = 0, len(keys)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if keys[mid] < key or (right and keys[mid] == key):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def _evolve(obj, **changes):
+    """`dataclasses.replace` for the engine's own frozen values (Agent, QueueEntry, CallInfo:
+    no `__post_init__`, field names known), without its per-field overhead."""
+    new = object.__new__(type(obj))
+    fields = new.__dict__
+    fields.update(obj.__dict__)
+    fields.update(changes)
+    return new
+
+
+# Entries in service order: sorted order keys (-priority, seq) and call ids side by side.
+_NO_ENTRIES: tuple[tuple, tuple] = ((), ())
+_CACHE = "_acd_cache"  # the attribute of an AcdState that holds its _Cache
+
+
+class _Cache:
+    """What `step` learnt about the state it returns (read-only once attached to it).
+
+    `order[queue]` and `order[None]` (every queue): (order keys, call ids) in service order.
+    `skilled[queue]`: how many of its entries ask for a skill. `deadline`: the earliest
+    deadline except the callback recheck; `callbacks`: some entry is a kept-place callback.
+    """
+
+    __slots__ = ("order", "skilled", "deadline", "callbacks")
+
+    def __init__(self, order, skilled, deadline, callbacks):
+        self.order = order
+        self.skilled = skilled
+        self.deadline = deadline
+        self.callbacks = callbacks
+
+
+def _build_order(entries) -> tuple[dict, dict]:
+    ordered = sorted(entries.values(), key=lambda e: e.order_key)  # stable, as queue_entries
+    order = {None: ([e.order_key for e in ordered], [e.call for e in ordered])}
+    skilled: dict[str, int] = {}
+    for e in ordered:
+        keys, calls = order.setdefault(e.queue, ([], []))
+        keys.append(e.order_key)
+        calls.append(e.call)
+        if e.skill is not None:
+            skilled[e.queue] = skilled.get(e.queue, 0) + 1
+    return order, skilled
+
+
+def _cache_of(state: AcdState) -> _Cache:
+    cache = state.__dict__.get(_CACHE)
+    if cache is None:
+        order, skilled = _build_order(state.entries)
+        deadline, callbacks = _scan(state.config, state.agents, state.entries,
+                                    state.recent_handle_s, order, state.now, None)
+        cache = _Cache(order, skilled, deadline, callbacks)
+        object.__setattr__(state, _CACHE, cache)
+    return cache
+
+
+def _scan(cfg, agents, entries, recent, order, now, announce) -> tuple[_dt.datetime | None, bool]:
+    """One pass over every queue in service order, then the agents: the earliest deadline
+    (but the callback recheck) and whether some entry is a kept-place callback.
+
+    With `announce` (`step`), waiting callers whose (position, ETA) changed and whose
+    announcement interval has passed are announced first (`announce(entry, position, eta)`
+    returns the updated entry); `next_deadline` then sees the state after that.
+    """
+    earliest = None
+    callbacks = False
+    for name, queue in cfg.queues.items():
+        calls = order.get(name, _NO_ENTRIES)[1]
+        if not calls:
+            continue
+        interval = queue.announce_interval_s
+        if interval is not None:
+            staffed = sum(1 for a in queue.members if agents[a].status in STAFFED)
+            samples = recent.get(name, ())
+            aht = sum(samples) / len(samples) if samples else float(queue.default_aht_s)
+            due_after = _at_least(interval) if announce is not None else None
+        max_wait = queue.max_wait_s
+        offer_after = queue.callback_offer_after_s
+        ring = expiry = joined = offer = said_at = None
+        for position, call in enumerate(calls, 1):
+            entry = entries[call]
+            status = entry.status
+            if status == "waiting":
+                if interval is not None:
+                    said = entry.announced
+                    if said is None or said[0] != position:
+                        eta = _UNSET
+                        changed = True
+                    else:
+                        eta = wait_s(position, aht, staffed)
+                        changed = said[1] != eta
+                    if changed:
+                        at = entry.announced_at
+                        if due_after is not None and (at is None or now - at >= due_after):
+                            if eta is _UNSET:
+                                eta = wait_s(position, aht, staffed)
+                            entry = announce(entry, position, eta)
+                        elif at is not None and (said_at is None or at < said_at):
+                            said_at = at
+                if max_wait is not None and (joined is None or entry.joined_at < joined):
+                    joined = entry.joined_at
+                if offer_after is not None and not entry.callback_offered \
+                        and (offer is None or entry.joined_at < offer):
+                    offer = entry.joined_at
+            elif status == "ringing":
+                if ring is None or entry.ring_until < ring:
+                    ring = entry.ring_until
+            elif status == "callback":
+                callbacks = True
+                if expiry is None or entry.callback_expires_at < expiry:
+                    expiry = entry.callback_expires_at
+        for deadline in (
+                ring, expiry,
+                joined and joined + _dt.timedelta(seconds=max_wait),
+                offer and offer + _dt.timedelta(seconds=offer_after),
+                said_at and said_at + _dt.timedelta(seconds=interval)):
+            if deadline is not None and (earliest is None or deadline < earliest):
+                earliest = deadline
+    for agent in agents.values():
+        if agent.status == "wrap_up" and (earliest is None or agent.wrap_up_until < earliest):
+            earliest = agent.wrap_up_until
+    return earliest, callbacks
+
+
+_UNSET = object()
+
+
 class _Run:
     """One step's working copy: plain dicts in, a new frozen state out."""
 
@@ -55,11 +223,61 @@ class _Run:
         self.seq = state.seq
         self.now = now
         self.actions: list[act.Action] = []
+        cache = state.__dict__.get(_CACHE)
+        if cache is None:
+            self.order, self.skilled = _build_order(state.entries)
+            self.owned = set(self.order)
+        else:  # copy on write: the lists are shared with `state` until changed
+            self.order = dict(cache.order)
+            self.skilled = dict(cache.skilled)
+            self.owned = set()
 
-    def freeze(self) -> AcdState:
-        return AcdState(config=self.cfg, agents=self.agents, entries=self.entries,
-                        rr_last=self.rr_last, recent_handle_s=self.recent, seq=self.seq,
-                        now=self.now)
+    def freeze(self, deadline: _dt.datetime | None, callbacks: bool) -> AcdState:
+        # The dicts are this run's own copies and the run ends here: no need to copy again.
+        state = AcdState(config=self.cfg, agents=MappingProxyType(self.agents),
+                         entries=MappingProxyType(self.entries),
+                         rr_last=MappingProxyType(self.rr_last),
+                         recent_handle_s=MappingProxyType(self.recent), seq=self.seq,
+                         now=self.now)
+        object.__setattr__(state, _CACHE, _Cache(self.order, self.skilled, deadline, callbacks))
+        return state
+
+    # --- entries in service order ----------------------------------------------------------
+
+    def _lists(self, queue: str | None) -> tuple[list, list]:
+        if queue in self.owned:
+            return self.order[queue]
+        keys, calls = self.order.get(queue, _NO_ENTRIES)
+        lists = self.order[queue] = (list(keys), list(calls))
+        self.owned.add(queue)
+        return lists
+
+    def add_entry(self, entry: QueueEntry) -> None:
+        self.entries[entry.call] = entry
+        key = entry.order_key
+        for queue in (None, entry.queue):
+            keys, calls = self._lists(queue)
+            i = _bisect(keys, key, True)  # after equal keys, as a stable sort would
+            keys.insert(i, key)
+            calls.insert(i, entry.call)
+        if entry.skill is not None:
+            self.skilled[entry.queue] = self.skilled.get(entry.queue, 0) + 1
+
+    def remove_entry(self, call: str) -> None:
+        entry = self.entries.pop(call)
+        key = entry.order_key
+        for queue in (None, entry.queue):
+            keys, calls = self._lists(queue)
+            i = _bisect(keys, key, False)
+            while calls[i] != call:
+                i += 1
+            del keys[i], calls[i]
+        if entry.skill is not None:
+            self.skilled[entry.queue] -= 1
+
+    def in_order(self, queue: str | None = None) -> list[str]:
+        """Call ids in service order: of one queue, or across queues (None)."""
+        return self.order.get(queue, _NO_ENTRIES)[1]
 
     def emit(self, *actions: act.Action) -> None:
         self.actions.extend(actions)
@@ -90,8 +308,7 @@ class _Run:
         return agent
 
     def position(self, entry: QueueEntry) -> int:
-        return 1 + sum(1 for e in self.entries.values()
-                       if e.queue == entry.queue and e.order_key < entry.order_key)
+        return 1 + _bisect(self.order.get(entry.queue, _NO_ENTRIES)[0], entry.order_key, False)
 
     # --- transitions ---------------------------------------------------------------------
 
@@ -111,7 +328,7 @@ class _Run:
             changes["pause_reason"] = None
         if row.target != "wrap_up":
             changes["wrap_up_until"] = None
-        new = replace(agent, status=row.target, since=self.now, **changes)
+        new = _evolve(agent, status=row.target, since=self.now, **changes)
         self.agents[agent_id] = new
         return new
 
@@ -120,9 +337,9 @@ class _Run:
         entry = self.entries[call]
         row = lookup("entry", call, entry.status, trigger, guards)
         if row.target == GONE:
-            del self.entries[call]
+            self.remove_entry(call)
             return None
-        new = replace(entry, status=row.target, **changes)
+        new = _evolve(entry, status=row.target, **changes)
         self.entries[call] = new
         return new
 
@@ -189,8 +406,12 @@ class _Run:
         return skill is None or agent.skills.get(skill, 0) >= 1
 
     def staffed(self, queue: QueueConfig, skill: str | None) -> bool:
-        return any(a.status in STAFFED and self.eligible(a, queue, skill)
-                   for a in self.agents.values())
+        agents = self.agents
+        for member in queue.members:
+            a = agents.get(member)
+            if a is not None and a.status in STAFFED and self.eligible(a, queue, skill):
+                return True
+        return False
 
     def join(self, queue_name: str, call: str, caller: str, priority: int, skill: str | None,
              detail: str | None = None, visited: tuple[str, ...] = ()) -> None:
@@ -198,14 +419,13 @@ class _Run:
         if not queue.join_empty and not self.staffed(queue, skill):
             self.overflow(queue, call, caller, priority, skill, "join_empty", self.now, visited)
             return
-        if queue.max_len is not None and \
-                sum(1 for e in self.entries.values() if e.queue == queue_name) >= queue.max_len:
+        if queue.max_len is not None and len(self.in_order(queue_name)) >= queue.max_len:
             self.overflow(queue, call, caller, priority, skill, "max_len", self.now, visited)
             return
         self.seq += 1
         entry = QueueEntry(call=call, queue=queue_name, caller=caller, priority=priority,
                            skill=skill, joined_at=self.now, seq=self.seq)
-        self.entries[call] = entry
+        self.add_entry(entry)
         self.log("join", queue_name, call, caller=caller, position=self.position(entry),
                  detail=detail)
 
@@ -233,22 +453,40 @@ class _Run:
     # --- after every event ----------------------------------------------------------------
 
     def leave_empty_queues(self) -> None:
-        for entry in sorted(self.entries.values(), key=lambda e: e.order_key):
-            queue = self.cfg.queues[entry.queue]
-            if (queue.leave_when_empty and entry.status == "waiting"
-                    and entry.pinned_agent is None and not self.staffed(queue, entry.skill)):
+        queues = self.cfg.queues
+        # Nothing to do (the usual case) when every such queue with callers has a staffed
+        # member and none of its callers asks for a skill: no pass over the callers then.
+        if not any(queue.leave_when_empty and self.in_order(name)
+                   and (self.skilled.get(name) or not self.staffed(queue, None))
+                   for name, queue in queues.items()):
+            return
+        staffed: dict[tuple[str, str | None], bool] = {}  # agents do not change in here
+        for entry in [self.entries[call] for call in self.in_order()]:
+            queue = queues[entry.queue]
+            if not (queue.leave_when_empty and entry.status == "waiting"
+                    and entry.pinned_agent is None):
+                continue
+            key = (entry.queue, entry.skill)
+            if key not in staffed:
+                staffed[key] = self.staffed(queue, entry.skill)
+            if not staffed[key]:
                 self.move_entry(entry.call, "leave_empty", {"leave_when_empty": True})
                 self.overflow(queue, entry.call, entry.caller, entry.priority, entry.skill,
                               "leave_empty", entry.joined_at, ())
 
     def dispatch(self) -> None:
-        free = {a.id for a in self.agents.values() if a.status == "ready"}
-        pending = sorted((e for e in self.entries.values() if e.status in ("waiting", "callback")),
-                         key=lambda e: e.order_key)
+        agents = self.agents
+        free = {a.id for a in agents.values() if a.status == "ready"}
+        if not free:
+            return
         open_for_callbacks = None
-        for entry in pending:
+        # Only the entry at hand changes in this loop (no entry joins or leaves).
+        for call in self.in_order():
             if not free:
                 return
+            entry = self.entries[call]
+            if entry.status != "waiting" and entry.status != "callback":
+                continue
             if entry.status == "callback":
                 if open_for_callbacks is None:
                     open_for_callbacks = bool(self.cfg.calling_hours(self.now))
@@ -259,8 +497,12 @@ class _Run:
                 candidates = [self.agents[entry.pinned_agent]] \
                     if entry.pinned_agent in free else []
             else:
-                candidates = [self.agents[a] for a in queue.members
-                              if a in free and self.eligible(self.agents[a], queue, entry.skill)]
+                # The strategies do not depend on the candidates' order (ties fall back to
+                # member order), so walk whichever is shorter: free agents or members.
+                members = queue.members
+                pool = free if len(free) < len(members) else members
+                candidates = [agents[a] for a in pool if a in free and a in members
+                              and self.eligible(agents[a], queue, entry.skill)]
                 untried = [a for a in candidates if a.id not in entry.tried]
                 candidates = untried or candidates
             if entry.pinned_agent is not None:
@@ -293,28 +535,26 @@ class _Run:
             self.move_entry(entry.call, "call_offered", ringing=tuple(a.id for a in chosen),
                             ring_until=self.now + _dt.timedelta(seconds=queue.ring_timeout_s))
 
-    def announce(self) -> None:
-        state = self.freeze()
-        for name, queue in self.cfg.queues.items():
-            if queue.announce_interval_s is None:
-                continue
-            for position, entry in enumerate(state.queue_entries(name), start=1):
-                if entry.status != "waiting":
-                    continue
-                eta = estimate_wait_s(state, name, position)
-                due = entry.announced_at is None or \
-                    _secs(self.now, entry.announced_at) >= queue.announce_interval_s
-                if (position, eta) != entry.announced and due:
-                    self.move_entry(entry.call, "position_changed",
-                                    {"announce interval passed": True},
-                                    announced=(position, eta), announced_at=self.now)
-                    self.emit(act.AnnouncePosition(entry.call, position, eta))
+    def announce(self) -> tuple[_dt.datetime | None, bool]:
+        """Announce changed positions/ETAs that are due; then the state's deadlines."""
+        return _scan(self.cfg, self.agents, self.entries, self.recent, self.order, self.now,
+                     self.announce_entry)
+
+    def announce_entry(self, entry: QueueEntry, position: int, eta: int | None) -> QueueEntry:
+        new = self.move_entry(entry.call, "position_changed", {"announce interval passed": True},
+                              announced=(position, eta), announced_at=self.now)
+        self.emit(act.AnnouncePosition(entry.call, position, eta))
+        return new
 
     # --- timeouts (Tick) -----------------------------------------------------------------
 
     def fire_timeouts(self) -> None:
         now = self.now
-        for entry in sorted(self.entries.values(), key=lambda e: e.order_key):
+        entries = self.entries
+        # Entries are only changed (or leave) as their own turn comes, so walking a copy of
+        # the order and reading each entry then sees what a snapshot of the entries would.
+        for call in tuple(self.in_order()):
+            entry = entries[call]
             if entry.status == "ringing" and entry.ring_until <= now:
                 for agent_id in entry.ringing:
                     self.emit(act.StopRinging(agent_id, entry.call))
@@ -323,23 +563,39 @@ class _Run:
                     self.move_agent(agent_id, "ring_timeout", pause_reason="no_answer")
                     entry = self.entries[entry.call]
                     self.drop_ringing_agent(entry, agent_id, "no_answer")
-        for agent in sorted(self.agents.values(), key=lambda a: a.id):
-            if agent.status == "wrap_up" and agent.wrap_up_until <= now:
-                self.leave_wrap_up(agent, "wrap_up_expired")
-        for entry in sorted(self.entries.values(), key=lambda e: e.order_key):
-            queue = self.cfg.queues[entry.queue]
-            if entry.status == "callback" and entry.callback_expires_at <= now:
-                self.move_entry(entry.call, "callback_expired")
-                self.log("callback_expired", entry.queue, entry.call, caller=entry.caller,
-                         wait_s=_secs(now, entry.joined_at), detail=entry.callback_number)
-            elif entry.status == "waiting" and queue.max_wait_s is not None \
-                    and _secs(now, entry.joined_at) >= queue.max_wait_s:
+        expired = [a for a in self.agents.values()
+                   if a.status == "wrap_up" and a.wrap_up_until <= now]
+        for agent in sorted(expired, key=lambda a: a.id):
+            self.leave_wrap_up(agent, "wrap_up_expired")
+        queues = self.cfg.queues
+        # queue → (max wait, callback offer) as `_at_least` durations (None: off)
+        limits: dict[str, tuple[_dt.timedelta | None, _dt.timedelta | None]] = {}
+        for name, queue in queues.items():
+            limits[name] = (
+                None if queue.max_wait_s is None else _at_least(queue.max_wait_s),
+                None if queue.callback_offer_after_s is None
+                else _at_least(queue.callback_offer_after_s))
+        for entry in [entries[call] for call in self.in_order()]:
+            status = entry.status
+            if status == "waiting":
+                max_wait, offer_after = limits[entry.queue]
+                if max_wait is None and (offer_after is None or entry.callback_offered):
+                    continue
+                waited = now - entry.joined_at
+            elif status != "callback":
+                continue
+            queue = queues[entry.queue]
+            if status == "callback":
+                if entry.callback_expires_at <= now:
+                    self.move_entry(entry.call, "callback_expired")
+                    self.log("callback_expired", entry.queue, entry.call, caller=entry.caller,
+                             wait_s=_secs(now, entry.joined_at), detail=entry.callback_number)
+            elif max_wait is not None and waited >= max_wait:
                 self.move_entry(entry.call, "max_wait")
                 self.overflow(queue, entry.call, entry.caller, entry.priority, entry.skill,
                               "max_wait", entry.joined_at, ())
-            elif entry.status == "waiting" and not entry.callback_offered \
-                    and queue.callback_offer_after_s is not None \
-                    and _secs(now, entry.joined_at) >= queue.callback_offer_after_s:
+            elif not entry.callback_offered and offer_after is not None \
+                    and waited >= offer_after:
                 self.move_entry(entry.call, "callback_offer_due", callback_offered=True)
                 self.emit(act.OfferCallback(entry.call))
                 self.log("callback_offer", entry.queue, entry.call, caller=entry.caller)
@@ -495,7 +751,7 @@ def _transfer_requested(run: _Run, e: ev.TransferRequested) -> None:
         entry = QueueEntry(call=e.call, queue=info.queue, caller=info.caller,
                            priority=info.priority, skill=None, joined_at=run.now, seq=run.seq,
                            pinned_agent=e.target)
-        run.entries[e.call] = entry
+        run.add_entry(entry)
         run.log("join", info.queue, e.call, caller=info.caller, position=run.position(entry),
                 detail=f"transfer from {e.agent} to {e.target}")
 
@@ -541,35 +797,17 @@ def step(state: AcdState, event: ev.Event, now: _dt.datetime) -> tuple[AcdState,
     handler(run, event)
     run.leave_empty_queues()
     run.dispatch()
-    run.announce()
-    return run.freeze(), run.actions
+    deadline, callbacks = run.announce()
+    return run.freeze(deadline, callbacks), run.actions
 
 
 def next_deadline(state: AcdState) -> _dt.datetime | None:
     """When the driver should send the next `Tick` (None: nothing is timed)."""
-    deadlines: list[_dt.datetime] = []
-    for agent in state.agents.values():
-        if agent.status == "wrap_up":
-            deadlines.append(agent.wrap_up_until)
-    callbacks_blocked = False
-    for name, queue in state.config.queues.items():
-        for position, entry in enumerate(state.queue_entries(name), start=1):
-            if entry.status == "ringing":
-                deadlines.append(entry.ring_until)
-            elif entry.status == "callback":
-                deadlines.append(entry.callback_expires_at)
-                callbacks_blocked = True
-            elif entry.status == "waiting":
-                if queue.max_wait_s is not None:
-                    deadlines.append(entry.joined_at + _dt.timedelta(seconds=queue.max_wait_s))
-                if queue.callback_offer_after_s is not None and not entry.callback_offered:
-                    deadlines.append(entry.joined_at
-                                     + _dt.timedelta(seconds=queue.callback_offer_after_s))
-                if queue.announce_interval_s is not None and entry.announced_at is not None \
-                        and entry.announced != (position, estimate_wait_s(state, name, position)):
-                    deadlines.append(entry.announced_at
-                                     + _dt.timedelta(seconds=queue.announce_interval_s))
-    if callbacks_blocked and state.now is not None and not state.config.calling_hours(state.now) \
+    cache = _cache_of(state)
+    deadline = cache.deadline
+    if cache.callbacks and state.now is not None and not state.config.calling_hours(state.now) \
             and any(a.status == "ready" for a in state.agents.values()):
-        deadlines.append(state.now + _dt.timedelta(seconds=CALLBACK_RECHECK_S))
-    return min(deadlines, default=None)
+        recheck = state.now + _dt.timedelta(seconds=CALLBACK_RECHECK_S)
+        if deadline is None or recheck < deadline:
+            deadline = recheck
+    return deadline

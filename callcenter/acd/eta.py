@@ -13,7 +13,7 @@ import math
 from callcenter.acd.model import AcdState
 
 __all__ = ["RECENT_HANDLE_SAMPLES", "STAFFED", "recent_aht_s", "staffed_agents",
-           "estimate_wait_s"]
+           "estimate_wait_s", "wait_s"]
 
 RECENT_HANDLE_SAMPLES = 20
 STAFFED = ("ready", "ringing", "dialing", "on_call", "wrap_up")
@@ -26,6 +26,15 @@ def recent_aht_s(state: AcdState, queue: str) -> float:
     return sum(samples) / len(samples)
 
 
+def wait_s(position: int, aht_s: float, staffed: int) -> int | None:
+    """The estimate itself, for a queue whose AHT and staffed count are already known (the
+    engine computes those once per queue and step, not once per caller)."""
+    if staffed == 0:
+        return None
+    minutes = math.ceil(position * aht_s / staffed / 60)
+    return 60 * max(1, minutes)
+
+
 def staffed_agents(state: AcdState, queue: str) -> int:
     members = state.config.queues[queue].members
     return sum(1 for a in members if state.agents[a].status in STAFFED)
@@ -36,5 +45,4 @@ def estimate_wait_s(state: AcdState, queue: str, position: int) -> int | None:
     n = staffed_agents(state, queue)
     if n == 0:
         return None
-    minutes = math.ceil(position * recent_aht_s(state, queue) / n / 60)
-    return 60 * max(1, minutes)
+    return wait_s(position, recent_aht_s(state, queue), n)

@@ -28,6 +28,16 @@ def _idle_key(agent: Agent) -> tuple[bool, _dt.datetime]:
     return (end is not None, _NEVER if end is None else end)
 
 
+def _member_order(queue: QueueConfig) -> dict[str, int]:
+    """Member id → its place in the queue's list; kept on the (immutable) queue config, as
+    it is asked for on every decision."""
+    order = queue.__dict__.get("_member_order")
+    if order is None:
+        order = {a: i for i, a in enumerate(queue.members)}
+        object.__setattr__(queue, "_member_order", order)
+    return order
+
+
 def choose_agents(queue: QueueConfig, candidates: Sequence[Agent], rr_last: str | None,
                   skill: str | None) -> list[Agent]:
     """The agents to ring: one, or every candidate of the first tier for `ring_all`.
@@ -38,7 +48,7 @@ def choose_agents(queue: QueueConfig, candidates: Sequence[Agent], rr_last: str 
     """
     if not candidates:
         return []
-    member_order = {a: i for i, a in enumerate(queue.members)}
+    member_order = _member_order(queue)
 
     def penalty(a: Agent) -> int:
         return queue.members[a.id]

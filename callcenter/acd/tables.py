@@ -105,11 +105,21 @@ _TABLES = {"agent": (AGENT_TRANSITIONS, AGENT_STATUSES),
            "entry": (ENTRY_TRANSITIONS, ENTRY_STATUSES)}
 
 
+# (machine, status, trigger) → the matching rows, in table order: `lookup` runs on every
+# transition, so it does not scan the tables.
+_ROWS: dict[tuple[str, str, str], tuple[Transition, ...]] = {}
+for _machine, (_rows, _) in _TABLES.items():
+    for _row in _rows:
+        _key = (_machine, _row.source, _row.trigger)
+        _ROWS[_key] = _ROWS.get(_key, ()) + (_row,)
+del _machine, _rows, _row, _key
+
+
 def lookup(machine: str, who: str, status: str, trigger: str,
            guards: Mapping[str, bool] | None = None) -> Transition:
     """The row for (status, trigger) whose guard holds; `IllegalEvent` if there is none."""
     rows, _ = _TABLES[machine]
-    matching = [r for r in rows if r.source == status and r.trigger == trigger]
+    matching = _ROWS.get((machine, status, trigger), ())
     if not matching:
         allowed = sorted({r.trigger for r in rows if r.source == status})
         raise IllegalEvent(f"{machine} {who} is {status}: {trigger} is not allowed "

@@ -125,7 +125,8 @@ Index(
 )
 
 # Added in 0008: case_facts counted per day and judgement, per grouping dimension, kept
-# in step with case_facts in the same transaction (see sqlalchemy_repo._rollup_deltas), so
+# in step with case_facts in the same transaction (sqlalchemy_repo._sync_facts and
+# _apply_rollup; rebuild_rollup recounts it from case_facts), so
 # a period's evaluation reads a few rows per day instead of every fact.
 #   dim: department | role | person | community (area: the grid cell's first 12
 #        characters; district and street are its prefixes); key '' stands for NULL/none.

@@ -580,11 +580,14 @@ class SqlRepository:
                     if self.change_hook is not None and new.version != old.version:
                         mine = [e for e in (result if isinstance(result, list) else []) if e.case_number == new.number]
                         _run_to_completion(self.change_hook(_AsyncShim(conn), new, mine))
-                _apply_rollup(conn, delta)
                 # The fresh views from what was read and written, not read back: the
                 # UPDATE matched the version read, so nobody else changed these rows.
-                return result, [_view_after(conn, cid, row, hist, w)
-                                for cid, (_s, _e, row, hist), w in zip(case_ids, loaded, written)]
+                views = [_view_after(conn, cid, row, hist, w)
+                         for cid, (_s, _e, row, hist), w in zip(case_ids, loaded, written)]
+                # Last before the commit: concurrent writers share rollup rows (PostgreSQL
+                # holds their row locks until commit), so hold them as briefly as possible.
+                _apply_rollup(conn, delta)
+                return result, views
 
         return await asyncio.to_thread(run)
 

@@ -87,6 +87,9 @@ def test_queue_call_rings_the_ready_agent_pops_the_form_and_bridges_audio(open_h
         assert pops, f"no screen pop; events: {agent_ws.events}\n{server.log()}\n{phone.log_text()[-3000:]}"
         assert pops[0]["caller"] == caller and pops[0]["queue"] == "report" and "1" in pops[0]["ivr_path"]
         assert other_ws.of("screen_pop") == []  # only the agent concerned
+        [history] = agent_ws.of("screen_pop_history")  # the caller's history follows the pop
+        assert history["call_id"] == pops[0]["call_id"] and "earlier_cases" in history
+        assert agent_ws.of("wallboard") == []  # wallboard notices go to supervisors only
         heard = phone.received_wav()
         assert heard is not None, phone.log_text()[-2000:]
     samples, channels, rate = wav_pcm(heard.read_bytes())

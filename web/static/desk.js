@@ -55,21 +55,26 @@
     $("pop-queue").textContent = ev.callback ? "（预约回拨）" : (ev.queue ? "（" + (QUEUES[ev.queue] || ev.queue) + "队列）" : "");
     $("pop-callback").hidden = !ev.callback;
     $("pop-ivr").textContent = (ev.ivr_path || []).map(ivrStep).join(" → ") || "—";
+    history(ev);
+    $("f-call-id").value = ev.call_id; $("f-channel").value = ev.did || "12319";
+    $("f-phone").value = ev.caller || ""; $("f-description").value = ev.description || "";
+    $("f-kind").value = "report"; $("f-answer").value = ""; $("f-link-number").value = ""; $("f-due-at").value = "";
+    resetSuggestions();
+    if (ev.description) suggest();
+  }
+  // The caller's earlier calls and cases: with the pop, or just after it (screen_pop_history).
+  function history(ev) {
+    var pending = ev.history_pending;
     var calls = $("pop-calls"); calls.innerHTML = "";
     (ev.earlier_calls || []).forEach(function (c) { calls.appendChild(li(c.started_at.replace("T", " ").slice(0, 19) + " " + (c.did || ""))); });
-    if (!calls.children.length) calls.appendChild(li("无"));
+    if (!calls.children.length) calls.appendChild(li(pending ? "查询中…" : "无"));
     var cases = $("pop-cases"), linkSel = $("f-link-select"); cases.innerHTML = ""; linkSel.innerHTML = "";
     linkSel.appendChild(option("", "选择历史案卷…"));
     (ev.earlier_cases || []).forEach(function (c) {
       var label = c.number + " " + (c.status_label || c.status) + " " + c.description;
       cases.appendChild(li(label)); linkSel.appendChild(option(c.number, label.slice(0, 40)));
     });
-    if (!cases.children.length) cases.appendChild(li("无"));
-    $("f-call-id").value = ev.call_id; $("f-channel").value = ev.did || "12319";
-    $("f-phone").value = ev.caller || ""; $("f-description").value = ev.description || "";
-    $("f-kind").value = "report"; $("f-answer").value = ""; $("f-link-number").value = ""; $("f-due-at").value = "";
-    resetSuggestions();
-    if (ev.description) suggest();
+    if (!cases.children.length) cases.appendChild(li(pending ? "查询中…" : "无"));
   }
   function formBody(names) {
     var f = $("case-form"), body = {};
@@ -128,6 +133,7 @@
   };
   hotlineLive(function (ev) {
     if (ev.type === "screen_pop") pop(ev);
+    else if (ev.type === "screen_pop_history" && $("pop").dataset.callId === ev.call_id) history(ev);
     else if (ev.type === "agent_state") showStatus(ev);
     else if (ev.type === "screen_pop_cancelled" && $("pop").dataset.callId === ev.call_id && $("saved").hidden) { $("pop").hidden = true; $("idle").hidden = false; }
   });
