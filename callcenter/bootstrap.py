@@ -282,6 +282,9 @@ class Hotline:
             self._sip_port = self.reactor.listenUDP(s.sip.port, self.sip, interface=s.sip.host)
         except CannotListenError as exc:
             raise StartupError(f"sip.port: cannot listen on {s.sip.host}:{s.sip.port} ({exc.socketError})") from None
+        # Read whole datagrams: Twisted's default of 8192 bytes would silently cut a large
+        # one, and the cut message could parse as something else.
+        self._sip_port.maxPacketSize = 65535
         sip_port = self._sip_port.getHost().port
         ua.local_port = sip_port
         self._register_trunks(ua, public_host, sip_port)

@@ -23,9 +23,6 @@ class SipEventListener(Protocol):
 class SipEndpoint(DatagramProtocol):
     """One listening SIP socket. Commands mirror the UserAgent's and flush at once."""
 
-    # Read whole datagrams (Twisted's default 8192 would silently cut a large INVITE).
-    maxPacketSize = 65535
-
     def __init__(self, ua: UserAgent, clock, listener: SipEventListener | None = None):
         self.ua = ua
         self.clock = clock

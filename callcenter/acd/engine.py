@@ -27,6 +27,8 @@ import math
 from dataclasses import replace
 from types import MappingProxyType
 
+from collections.abc import Callable
+
 from callcenter.acd import actions as act
 from callcenter.acd import events as ev
 from callcenter.acd.eta import RECENT_HANDLE_SAMPLES, STAFFED, wait_s
@@ -54,12 +56,15 @@ def _secs(later: _dt.datetime, earlier: _dt.datetime) -> float:
 
 
 _AT_LEAST: dict[float, _dt.timedelta] = {}
+_NEVER_S = _dt.timedelta.max.total_seconds() - 1
 
 
 def _at_least(seconds: float) -> _dt.timedelta:
     """The shortest duration `d` with `d.total_seconds() >= seconds`: comparing timedeltas
     with it decides exactly as `_secs(now, then) >= seconds`, without a float per caller."""
     d = _AT_LEAST.get(seconds)
+    if d is None and not seconds <= _NEVER_S:  # inf, nan: no time is long enough
+        return _dt.timedelta.max
     if d is None:
         us = math.ceil(seconds * 1_000_000)
         while (us - 1) / 1_000_000 >= seconds:
@@ -105,15 +110,20 @@ class _Cache:
     `order[queue]` and `order[None]` (every queue): (order keys, call ids) in service order.
     `skilled[queue]`: how many of its entries ask for a skill. `deadline`: the earliest
     deadline except the callback recheck; `callbacks`: some entry is a kept-place callback.
+    `firsts[queue]`: the earliest ring_until, callback_expires_at, joined_at of a waiting
+    caller, and joined_at of a waiting caller not offered a callback yet (None: no such
+    entry), so that a `Tick` with nothing due need not look at every caller.
+
+    The mins (and `deadline` = min of base + setting rather than of each entry's sum) are
+    exact when the times share one tzinfo or have fixed offsets, as the driver's do.
     """
 
-    __slots__ = ("order", "skilled", "deadline", "callbacks")
+    __slots__ = ("order", "skilled", "deadline", "callbacks", "firsts")
 
-    def __init__(self, order, skilled, deadline, callbacks):
+    def __init__(self, order, skilled, scan):
         self.order = order
         self.skilled = skilled
-        self.deadline = deadline
-        self.callbacks = callbacks
+        self.deadline, self.callbacks, self.firsts = scan
 
 
 def _build_order(entries) -> tuple[dict, dict]:
@@ -133,16 +143,16 @@ def _cache_of(state: AcdState) -> _Cache:
     cache = state.__dict__.get(_CACHE)
     if cache is None:
         order, skilled = _build_order(state.entries)
-        deadline, callbacks = _scan(state.config, state.agents, state.entries,
-                                    state.recent_handle_s, order, state.now, None)
-        cache = _Cache(order, skilled, deadline, callbacks)
+        cache = _Cache(order, skilled, _scan(state.config, state.agents, state.entries,
+                                             state.recent_handle_s, order, state.now, None))
         object.__setattr__(state, _CACHE, cache)
     return cache
 
 
-def _scan(cfg, agents, entries, recent, order, now, announce) -> tuple[_dt.datetime | None, bool]:
+def _scan(cfg, agents, entries, recent, order, now, announce) -> tuple:
     """One pass over every queue in service order, then the agents: the earliest deadline
-    (but the callback recheck) and whether some entry is a kept-place callback.
+    (but the callback recheck), whether some entry is a kept-place callback, and the
+    earliest times per queue (`_Cache.firsts`).
 
     With `announce` (`step`), waiting callers whose (position, ETA) changed and whose
     announcement interval has passed are announced first (`announce(entry, position, eta)`
@@ -150,18 +160,24 @@ def _scan(cfg, agents, entries, recent, order, now, announce) -> tuple[_dt.datet
     """
     earliest = None
     callbacks = False
+    firsts = {}
+    at_work = None  # ids of the staffed agents, for every queue's count
     for name, queue in cfg.queues.items():
         calls = order.get(name, _NO_ENTRIES)[1]
         if not calls:
             continue
         interval = queue.announce_interval_s
         if interval is not None:
-            staffed = sum(1 for a in queue.members if agents[a].status in STAFFED)
+            if at_work is None:
+                at_work = {k for k, a in agents.items() if a.status in STAFFED}
+            staffed = len(at_work.intersection(queue.members))
             samples = recent.get(name, ())
             aht = sum(samples) / len(samples) if samples else float(queue.default_aht_s)
             due_after = _at_least(interval) if announce is not None else None
         max_wait = queue.max_wait_s
         offer_after = queue.callback_offer_after_s
+        track_join = max_wait is not None
+        track_offer = offer_after is not None
         ring = expiry = joined = offer = said_at = None
         for position, call in enumerate(calls, 1):
             entry = entries[call]
@@ -169,25 +185,22 @@ def _scan(cfg, agents, entries, recent, order, now, announce) -> tuple[_dt.datet
             if status == "waiting":
                 if interval is not None:
                     said = entry.announced
-                    if said is None or said[0] != position:
-                        eta = _UNSET
-                        changed = True
-                    else:
-                        eta = wait_s(position, aht, staffed)
-                        changed = said[1] != eta
-                    if changed:
+                    if said is None or said[0] != position \
+                            or said[1] != wait_s(position, aht, staffed):
                         at = entry.announced_at
-                        if due_after is not None and (at is None or now - at >= due_after):
-                            if eta is _UNSET:
-                                eta = wait_s(position, aht, staffed)
-                            entry = announce(entry, position, eta)
-                        elif at is not None and (said_at is None or at < said_at):
+                        if at is None:  # never announced: due at once
+                            if due_after is not None:
+                                entry = announce(entry, position, wait_s(position, aht, staffed))
+                        elif due_after is not None and now - at >= due_after:
+                            entry = announce(entry, position, wait_s(position, aht, staffed))
+                        elif said_at is None or at < said_at:
                             said_at = at
-                if max_wait is not None and (joined is None or entry.joined_at < joined):
-                    joined = entry.joined_at
-                if offer_after is not None and not entry.callback_offered \
-                        and (offer is None or entry.joined_at < offer):
-                    offer = entry.joined_at
+                joined_at = entry.joined_at
+                if track_join and (joined is None or joined_at < joined):
+                    joined = joined_at
+                if track_offer and not entry.callback_offered \
+                        and (offer is None or joined_at < offer):
+                    offer = joined_at
             elif status == "ringing":
                 if ring is None or entry.ring_until < ring:
                     ring = entry.ring_until
@@ -195,20 +208,25 @@ def _scan(cfg, agents, entries, recent, order, now, announce) -> tuple[_dt.datet
                 callbacks = True
                 if expiry is None or entry.callback_expires_at < expiry:
                     expiry = entry.callback_expires_at
+        firsts[name] = (ring, expiry, joined, offer)
         for deadline in (
                 ring, expiry,
-                joined and joined + _dt.timedelta(seconds=max_wait),
-                offer and offer + _dt.timedelta(seconds=offer_after),
-                said_at and said_at + _dt.timedelta(seconds=interval)):
+                None if joined is None else joined + _dt.timedelta(seconds=max_wait),
+                None if offer is None else offer + _dt.timedelta(seconds=offer_after),
+                None if said_at is None else said_at + _dt.timedelta(seconds=interval)):
             if deadline is not None and (earliest is None or deadline < earliest):
                 earliest = deadline
     for agent in agents.values():
         if agent.status == "wrap_up" and (earliest is None or agent.wrap_up_until < earliest):
             earliest = agent.wrap_up_until
-    return earliest, callbacks
+    return earliest, callbacks, firsts
 
 
-_UNSET = object()
+def _copy(mapping) -> dict:
+    # A read-only view's `copy()` copies the dict behind it at C speed; `dict(view)` would
+    # go key by key.
+    copy = mapping.copy() if isinstance(mapping, MappingProxyType) else None
+    return copy if type(copy) is dict else dict(mapping)
 
 
 class _Run:
@@ -216,10 +234,10 @@ class _Run:
 
     def __init__(self, state: AcdState, now: _dt.datetime):
         self.cfg = state.config
-        self.agents = dict(state.agents)
-        self.entries = dict(state.entries)
-        self.rr_last = dict(state.rr_last)
-        self.recent = dict(state.recent_handle_s)
+        self.agents = _copy(state.agents)
+        self.entries = _copy(state.entries)
+        self.rr_last = _copy(state.rr_last)
+        self.recent = _copy(state.recent_handle_s)
         self.seq = state.seq
         self.now = now
         self.actions: list[act.Action] = []
@@ -227,19 +245,21 @@ class _Run:
         if cache is None:
             self.order, self.skilled = _build_order(state.entries)
             self.owned = set(self.order)
+            self.firsts = None
         else:  # copy on write: the lists are shared with `state` until changed
             self.order = dict(cache.order)
             self.skilled = dict(cache.skilled)
             self.owned = set()
+            self.firsts = cache.firsts  # of the entries as they were before this step
 
-    def freeze(self, deadline: _dt.datetime | None, callbacks: bool) -> AcdState:
+    def freeze(self, scan: tuple) -> AcdState:
         # The dicts are this run's own copies and the run ends here: no need to copy again.
         state = AcdState(config=self.cfg, agents=MappingProxyType(self.agents),
                          entries=MappingProxyType(self.entries),
                          rr_last=MappingProxyType(self.rr_last),
                          recent_handle_s=MappingProxyType(self.recent), seq=self.seq,
                          now=self.now)
-        object.__setattr__(state, _CACHE, _Cache(self.order, self.skilled, deadline, callbacks))
+        object.__setattr__(state, _CACHE, _Cache(self.order, self.skilled, scan))
         return state
 
     # --- entries in service order ----------------------------------------------------------
@@ -535,7 +555,7 @@ class _Run:
             self.move_entry(entry.call, "call_offered", ringing=tuple(a.id for a in chosen),
                             ring_until=self.now + _dt.timedelta(seconds=queue.ring_timeout_s))
 
-    def announce(self) -> tuple[_dt.datetime | None, bool]:
+    def announce(self) -> tuple:
         """Announce changed positions/ETAs that are due; then the state's deadlines."""
         return _scan(self.cfg, self.agents, self.entries, self.recent, self.order, self.now,
                      self.announce_entry)
@@ -548,12 +568,33 @@ class _Run:
 
     # --- timeouts (Tick) -----------------------------------------------------------------
 
+    def due(self, kind: int, after: Callable[[QueueConfig], float | None] | None = None) -> bool:
+        """Is an entry's timeout of this kind (index in `_Cache.firsts`) due, or unknown?"""
+        if self.firsts is None:
+            return True
+        now = self.now
+        for name, first in self.firsts.items():
+            at = first[kind]
+            if at is None:
+                continue
+            if after is None:
+                if at <= now:
+                    return True
+            else:
+                limit = after(self.cfg.queues[name])
+                if limit is not None and now - at >= _at_least(limit):
+                    return True
+        return False
+
     def fire_timeouts(self) -> None:
         now = self.now
         entries = self.entries
+        # Rings that time out turn callers back to waiting: then the firsts are stale.
+        if self.due(0):
+            self.firsts = None
         # Entries are only changed (or leave) as their own turn comes, so walking a copy of
         # the order and reading each entry then sees what a snapshot of the entries would.
-        for call in tuple(self.in_order()):
+        for call in tuple(self.in_order()) if self.firsts is None else ():
             entry = entries[call]
             if entry.status == "ringing" and entry.ring_until <= now:
                 for agent_id in entry.ringing:
@@ -567,6 +608,9 @@ class _Run:
                    if a.status == "wrap_up" and a.wrap_up_until <= now]
         for agent in sorted(expired, key=lambda a: a.id):
             self.leave_wrap_up(agent, "wrap_up_expired")
+        if not (self.due(1) or self.due(2, lambda q: q.max_wait_s)
+                or self.due(3, lambda q: q.callback_offer_after_s)):
+            return
         queues = self.cfg.queues
         # queue → (max wait, callback offer) as `_at_least` durations (None: off)
         limits: dict[str, tuple[_dt.timedelta | None, _dt.timedelta | None]] = {}
@@ -797,8 +841,7 @@ def step(state: AcdState, event: ev.Event, now: _dt.datetime) -> tuple[AcdState,
     handler(run, event)
     run.leave_empty_queues()
     run.dispatch()
-    deadline, callbacks = run.announce()
-    return run.freeze(deadline, callbacks), run.actions
+    return run.freeze(run.announce()), run.actions
 
 
 def next_deadline(state: AcdState) -> _dt.datetime | None:

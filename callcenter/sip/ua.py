@@ -72,6 +72,11 @@ class _Call:
     last_failure: SipResponse | None = None
 
 
+# Largest SIP datagram we accept: real ones are far below 1,500 bytes; RFC 3261 lets a UAS
+# refuse an oversized request with 513.
+MAX_MESSAGE_BYTES = 16_384
+
+
 class UserAgent:
     """SIP UAS/UAC core for one UDP socket; no I/O, time passed in as `now`."""
 
@@ -188,6 +193,11 @@ class UserAgent:
             # RFC 5626 §4.4.1: a double-CRLF ping gets a single-CRLF pong.
             if data == b"\r\n\r\n":
                 self._out.append((b"\r\n", addr))
+            return
+        if len(data) > MAX_MESSAGE_BYTES:
+            # No real phone or carrier sends this over UDP; refuse it whole (RFC 3261 §21.5.11).
+            self._reject_unparsable(data, addr, SipParseError(
+                f"message of {len(data)} bytes is larger than {MAX_MESSAGE_BYTES}", status=513))
             return
         try:
             msg = parse_message(data)
