@@ -225,6 +225,8 @@ class Hotline:
             hub = hub_holder.get("hub")
             if hub is not None:
                 hub.publish(kind, data)
+            if kind == "transcript_ready" and data.get("kind") == "message" and data.get("case_id"):
+                self._spawn(service.describe_from_transcript(data["case_id"], data.get("text") or "", self.now_dt()))
 
         service = CaseService(self.repo, on_event=on_event)
         self.repo.change_hook = self._run_change_hooks

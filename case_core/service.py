@@ -125,6 +125,10 @@ CLOSED_STATUSES = frozenset({"closed", "followed_up", "evaluated", "declined", "
 REFERENCE_TTL_S = 30.0
 
 
+# A voice-message case's description until its transcript is ready.
+VOICE_MESSAGE_PLACEHOLDER = "来电留言（见录音）"
+
+
 class CaseService:
     def __init__(
         self,
@@ -172,7 +176,7 @@ class CaseService:
     ) -> str:
         """A report arrives by phone (a voice message) or from the agent's screen pop: accept it."""
         number = await self.repo.allocate_case_number(now.date())
-        text = description or "来电留言（见录音）"
+        text = description or VOICE_MESSAGE_PLACEHOLDER
         state, events = workflow.new_case(
             number=number,
             channel=channel,
@@ -192,6 +196,18 @@ class CaseService:
             await self.repo.attach_call_recordings(call_id, case_id)
         self.on_event("case_created", {"id": case_id, "number": number, "channel": channel})
         return number
+
+    async def describe_from_transcript(self, case_id: int, text: str, now: datetime) -> bool:
+        """A voice message was transcribed: it becomes the case's description (if nobody has
+        written one meanwhile) and a line in its history."""
+        text = " ".join(text.split())
+        if not text:
+            return False
+        changed = await self.repo.replace_description(case_id, VOICE_MESSAGE_PLACEHOLDER, f"【留言转写】{text}"[:2000])
+        if changed:
+            await self.act(case_id, "note", actor="stt", role="agent",
+                           fields={"comment": f"留言转写：{text}"[:2000]}, now=now)
+        return changed
 
     async def lookup_case(self, number: str) -> tuple[bool, str | None]:
         view = await self.repo.find_case_by_number(normalize_case_number(number))

@@ -90,14 +90,18 @@ def _bisect(keys: list, key, right: bool) -> int:
 
 
 def _evolve(obj, **changes):
-    """`dataclasses.replace` for the engine's own frozen values (Agent, QueueEntry, CallInfo:
-    no `__post_init__`, field names known), without its per-field overhead."""
+    """`dataclasses.replace` for agents and entries (no `__post_init__` to run, field names
+    known to the engine), without its per-field overhead."""
+    if type(obj) not in _PLAIN:
+        return replace(obj, **changes)
     new = object.__new__(type(obj))
     fields = new.__dict__
     fields.update(obj.__dict__)
     fields.update(changes)
     return new
 
+
+_PLAIN = frozenset(cls for cls in (Agent, QueueEntry) if not hasattr(cls, "__post_init__"))
 
 # Entries in service order: sorted order keys (-priority, seq) and call ids side by side.
 _NO_ENTRIES: tuple[tuple, tuple] = ((), ())

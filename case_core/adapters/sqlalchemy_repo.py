@@ -256,6 +256,17 @@ class SqlRepository:
         return format_case_number(day, seq)
 
     # -- cases ------------------------------------------------------------------------
+    async def replace_description(self, case_id: int, expected: str, text: str) -> bool:
+        """Set a case's description only if it is still `expected` (e.g. the voice-message
+        placeholder), so a description an agent typed is never overwritten."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(orm.cases)
+                .where(orm.cases.c.id == case_id, orm.cases.c.description == expected)
+                .values(description=text)
+            )
+        return result.rowcount == 1
+
     async def get_case(self, case_id: int) -> CaseView:
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(orm.cases).where(orm.cases.c.id == case_id))).first()

@@ -37,6 +37,15 @@ def test_voice_message_transcript_is_attached_to_the_case(tmp_path, prompts_dir)
         reference = _reference(SPEECH)
         assert text, f"no transcript: {body}\n{server.log()}"
         assert cer(reference, text) < 0.5, (reference, text)
+        # The transcript became the voice-message case's description, and a line in its history.
+        detail: dict = {}
+        for _ in range(20):
+            detail = server.api(f"/api/cases/{case['id']}")[1]
+            if detail["description"].startswith("【留言转写】"):
+                break
+            time.sleep(0.5)
+        assert detail["description"].startswith("【留言转写】"), detail["description"]
+        assert any(h["action"] == "note" and "留言转写" in h["comment"] for h in detail["history"])
         from urllib.parse import quote
 
         status, found = server.api("/api/transcripts?q=" + quote(text[2:6]))
