@@ -59,7 +59,9 @@ cases = Table(
     Column("state_json", Text, nullable=False, default="{}"),
 )
 Index("ix_cases_created_at", cases.c.created_at)
-Index("ix_cases_status", cases.c.status)
+# 0008 replaced ix_cases_status (status): worklists by status in date order ("oldest
+# registered first") read this index in order instead of sorting every case of the status.
+Index("ix_cases_status_created", cases.c.status, cases.c.created_at, cases.c.id)
 Index("ix_cases_reporter_phone", cases.c.reporter_phone)
 # Added in 0002 (workflow): who holds the case and when its earliest open step is due.
 cases.append_column(Column("inspector", String(64)))

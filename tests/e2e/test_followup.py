@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 import pytest
 
@@ -58,3 +59,49 @@ def test_reporter_answers_the_follow_up_call_and_presses_2(tmp_path, prompts_dir
             assert heard is not None and heard.stat().st_size > 8000  # the survey prompt reached the phone
         finally:
             stop_server(server)
+
+
+def test_busy_reporter_is_retried_after_the_configured_spacing(tmp_path, prompts_dir):
+    """First follow-up call gets 486 Busy; after busy_retry_s the second is answered and '3' stores 不满意."""
+    from tests.e2e.peers.pcap import build_rtp_pcap
+    from tests.e2e.peers.runner import SippUas
+
+    pcap = tmp_path / "press3.pcap"
+    build_rtp_pcap(pcap, pcm_8k_mono=bytes(8000 * 2 * 12), dtmf=[(2.0, "3"), (9.0, "2")])
+    with SippUas("citizen_busy_then_survey", calls=2, timeout=60, keys={"pcap": str(pcap)}) as citizen:
+        extra = (
+            f'[[trunks]]\nname = "carrier"\nhost = "127.0.0.1"\nport = {citizen.port}\nallow = ["127.0.0.1"]\n'
+            '[followup]\ndelay_s = 0.5\ncalling_hours = "00:00-23:59"\nworkdays_only = false\n'
+            'busy_retry_s = 3.0\nmax_attempts = 3\n'
+        )
+        server = start_server(tmp_path, prompts_dir, extra=extra)
+        try:
+            agent = server.token_for("agent1")
+            status, created = server.post(
+                "/api/cases", {"description": "咨询：门前三包", "kind": "consultation", "reporter_phone": "13977778888"},
+                token=agent)
+            assert status == 201, created
+            status, body = server.post(f"/api/cases/{created['id']}/actions/direct_answer",
+                                       {"fields": {"answer": "请联系街道办"}, "expected_version": created["version"]},
+                                       token=agent)
+            assert status == 200, body
+            deadline = time.monotonic() + 45
+            detail: dict = {}
+            while time.monotonic() < deadline:
+                detail = server.api(f"/api/cases/{created['id']}")[1]
+                if detail["status"] == "followed_up":
+                    break
+                time.sleep(0.5)
+            assert detail["status"] == "followed_up", server.log()
+            follow = [h for h in detail["history"] if h["action"] == "follow_up"]
+            assert follow[0]["fields"]["satisfaction"] == "dissatisfied"
+            status, callbacks = server.api("/api/callbacks")
+            [cb] = [c for c in (callbacks.get("callbacks", callbacks) if isinstance(callbacks, dict) else callbacks)
+                    if c.get("case_number") == created["number"]]
+            outcomes = [a["outcome"] for a in cb["attempts"]]
+            assert outcomes == ["busy", "answered"], cb
+            first, second = (datetime.fromisoformat(a["started_at"]) for a in cb["attempts"])
+            assert (second - first).total_seconds() >= 3.0  # the configured spacing
+        finally:
+            stop_server(server)
+        assert citizen.wait(20).ok
