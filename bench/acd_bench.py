@@ -19,7 +19,17 @@ Implementations, in the same run, interleaved, best of --repeat:
 Every implementation must ring the same agents for the same callers in the same order
 (`same_decisions`), so they do the same work.
 
+Server scenario (`server_config_150_waiting`): the server's own queue settings
+(callcenter.acd_driver.default_config: 3 queues, longest idle, 30 s wrap-up, announcements,
+callback offers, max wait, leave when empty), 50 agents all busy and ~150 callers waiting;
+calls end, wrap-ups close, agents answer, callers join and abandon, and the driver's timer
+ticks whenever `next_deadline` is due. Each `step` + `next_deadline` is timed alone
+(median, p90 in µs), for the current engine and for `baseline`, a verbatim copy of the
+engine before the per-step indexing work (at the end of this file), interleaved in the
+same run; both must produce the same actions and deadlines for every event.
+
     .venv/bin/python bench/acd_bench.py [--cycles 1000] [--repeat 2]
+    .venv/bin/python bench/acd_bench.py --strategies ""      # server scenario only
 
 Prints one JSON document on stdout, a summary on stderr. Not a test.
 """

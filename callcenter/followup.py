@@ -159,9 +159,11 @@ class FollowUpDialer:
                 attempts=_attempts_from_json(row.attempts_json),
             )
             if row.status == "dialing" and cb.attempts and cb.attempts[-1].outcome is None:
-                # The process died during this attempt: it counts, as a failed one.
+                # The process died during this attempt: it counts, as a failed one, and the
+                # retry keeps the policy's spacing (the citizen's phone may just have rung).
                 last = replace(cb.attempts[-1], outcome="failed", ended_at=now)
-                cb = replace(cb, attempts=cb.attempts[:-1] + (last,), due_at=now)
+                retry_at = now + self.scheduler.policy.retry_spacing["failed"]
+                cb = replace(cb, attempts=cb.attempts[:-1] + (last,), due_at=retry_at)
             self.state = self.state.with_callback(cb)
         if rows:
             log.info("follow-up dialer: %d open callback(s) resumed", len(rows))
