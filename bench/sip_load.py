@@ -49,8 +49,12 @@ PYTHON = sys.executable
 HOTLINE = str(Path(PYTHON).with_name("hotline"))
 # Below the kernel's ephemeral range (32768-60999), so other processes' sockets are not
 # in them; >= 2 x 600 ports each.
-RTP_RANGES = {"hotline": (24000, 25999), "base": (24000, 25999), "pyvoip": (26000, 27999)}
-HOTLINE_TARGETS = ("hotline", "base")  # base: `hotline serve` from another source tree
+RTP_RANGES = {"hotline": (24000, 25999), "base": (24000, 25999), "hotline_stt": (24000, 25999),
+              "pyvoip": (26000, 27999)}
+# base: `hotline serve` from another source tree; hotline_stt: the same hotline with its
+# speech-to-text worker kept busy for the whole round (issue 5: transcription must not
+# worsen the media timing).
+HOTLINE_TARGETS = ("hotline", "base", "hotline_stt")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 _children: list[subprocess.Popen] = []
@@ -236,7 +240,8 @@ class Sampler(threading.Thread):
 # ------------------------------------------------------------------------- inputs
 
 
-def write_hotline_config(work: Path, sip_port: int, web_port: int, rtp: tuple[int, int]) -> Path:
+def write_hotline_config(work: Path, sip_port: int, web_port: int, rtp: tuple[int, int], *,
+                         stt: bool = False) -> Path:
     cfg = work / "hotline.toml"
     cfg.write_text(f"""\
 # Written by bench/sip_load.py: one hotline node for the load benchmark.
@@ -258,8 +263,38 @@ url = "sqlite:///{work}/hotline.db"
 dir = "{work}/recordings"
 [prompts]
 dir = "{work}/prompts"
+[stt]
+enabled = {"true" if stt else "false"}
+workers = 1
+models_dir = "{ROOT}/var/models"
 """)
     return cfg
+
+
+def queue_transcriptions(cfg: Path, work: Path, minutes: float = 20.0) -> int:
+    """Fill the transcription queue before the server starts (it resumes queued jobs), so
+    the worker is busy the whole round: `minutes` of real speech as voice messages."""
+    import sqlite3
+    from datetime import datetime
+
+    subprocess.run([HOTLINE, "db", "upgrade", "--config", str(cfg)], check=True, capture_output=True)
+    clips = sorted(SPEECH_DIR.glob("*.wav"))
+    pcm = b"".join(speech_pcm(str(c)) for c in clips) or speech_pcm("ni hao")
+    wav_path = work / "stt-load.wav"
+    with wave.open(str(wav_path), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(8000), w.writeframes(pcm)
+    seconds = len(pcm) / 16000
+    count = max(1, int(minutes * 60 / seconds))
+    now = datetime.now().isoformat(sep=" ")
+    with sqlite3.connect(work / "hotline.db") as db:
+        for i in range(count):
+            cur = db.execute(
+                "INSERT INTO recordings (call_id, kind, path, channels, duration_s, created_at) VALUES (?,?,?,?,?,?)",
+                (f"stt-load-{i}", "message", str(wav_path), 1, seconds, now))
+            db.execute(
+                "INSERT INTO transcript_jobs (recording_id, status, engine, norm_text, queued_at) VALUES (?,?,?,?,?)",
+                (cur.lastrowid, "queued", "whisper", "", now))
+    return count
 
 
 def build_speech_pcap(path: Path, seconds: float) -> float:
@@ -355,7 +390,9 @@ def run_round(target: str, n: int, args, work: Path, pcap: Path, wav: Path) -> d
         # -- server
         if is_hotline:
             sip_port = free_udp_port()
-            cfg = write_hotline_config(work, sip_port, free_tcp_port(), (lo, hi))
+            cfg = write_hotline_config(work, sip_port, free_tcp_port(), (lo, hi), stt=target == "hotline_stt")
+            if target == "hotline_stt":
+                result["stt_jobs_queued"] = queue_transcriptions(cfg, work)
             rec_before = wav_seconds(work / "recordings")
             env = None
             cmd = [HOTLINE, "serve", "--config", str(cfg)]
@@ -566,8 +603,9 @@ def main(argv=None) -> int:
         "jitter_target_ms": args.jitter, "server_cpus": args.server_cpus,
         "load_cpus": args.load_cpus, "base_root": args.base_root},
         "hotline": {}, "pyvoip": {}, "ratio": {}}
-    if "base" in targets:
-        doc["base"] = {}
+    for extra_target in ("base", "hotline_stt"):
+        if extra_target in targets:
+            doc[extra_target] = {}
     try:
         # prompts, demo data and the caller's speech, once
         cfg = write_hotline_config(work, free_udp_port(), free_tcp_port(), RTP_RANGES["hotline"])
