@@ -52,6 +52,17 @@ def _init_worker(factory: Callable[..., Recognizer], args: tuple, nice: int) -> 
             os.nice(nice)
         except OSError:
             pass
+        # Batch recognition may only use CPU nobody else wants: under SCHED_IDLE the media
+        # tick's wake-ups always preempt it. And do not inherit the server's CPU pinning
+        # (taskset): let the kernel put the worker on whichever core is free.
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        except (AttributeError, OSError):
+            pass
+        try:
+            os.sched_setaffinity(0, range(os.cpu_count() or 1))
+        except (AttributeError, OSError):
+            pass
     _recognizer = factory(*args)
 
 
