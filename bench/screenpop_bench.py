@@ -77,7 +77,7 @@ TAP_SNAP = 2048
 def write_config(work: Path, sip_port: int, web_port: int, wrap_up_s: float) -> Path:
     """sip_load's server config plus: always open, short wrap-up, no callback offer, no
     speech recognition or follow-up dialling (they would compete for the 2 cores)."""
-    cfg = write_hotline_config(work, sip_port, web_port, RTP_RANGE)
+    cfg = write_hotline_config(work, sip_port, web_port, RTP_RANGE, stt=False)
     with open(cfg, "a") as f:
         f.write(f"""\
 [ivr]
@@ -88,8 +88,6 @@ open_days = "everyday"
 ring_timeout_s = 20.0
 wrap_up_s = {wrap_up_s}
 callback_offer_after_s = 0
-[stt]
-enabled = false
 [followup]
 enabled = false
 """)
