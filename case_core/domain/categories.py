@@ -23,7 +23,8 @@ __all__ = [
 KIND_LABELS = {"component": "部件", "matter": "事项"}
 
 # The shared national table; a deployment points its config at its own copy.
-DEFAULT_CATEGORIES_PATH = Path("/work/shared/data/gb47678_5_codes.csv")
+# The national directory ships beside the repository (../shared/data), not inside it.
+DEFAULT_CATEGORIES_PATH = Path(__file__).resolve().parents[3] / "shared" / "data" / "gb47678_5_codes.csv"
 
 _CODE = re.compile(r"^\d{5}$")
 

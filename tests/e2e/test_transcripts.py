@@ -9,7 +9,7 @@ import pytest
 from callcenter.stt.quality import cer
 from tests.e2e.audio import report_pcap
 from tests.e2e.conftest import start_server, stop_server
-from tests.e2e.peers.pcap import speech_pcm
+from tests.e2e.peers.pcap import SPEECH_DIR, speech_pcm
 from tests.e2e.peers.runner import run_sipp
 
 pytestmark = pytest.mark.e2e
@@ -68,7 +68,7 @@ def _text(body, *, channel: int) -> str:
 def _reference(name: str) -> str:
     from pathlib import Path
 
-    for line in (Path("/work/shared/speech") / "transcripts.tsv").read_text(encoding="utf-8").splitlines():
+    for line in (SPEECH_DIR / "transcripts.tsv").read_text(encoding="utf-8").splitlines():
         cols = line.split("\t")
         if cols and cols[0] == name:
             return cols[1].replace(" ", "")

@@ -27,7 +27,7 @@ __all__ = [
     "SPEECH_DIR",
 ]
 
-SPEECH_DIR = Path(os.environ.get("HOTLINE_SPEECH_DIR", "/work/shared/speech"))
+SPEECH_DIR = Path(os.environ.get("HOTLINE_SPEECH_DIR", Path(__file__).resolve().parents[4] / "shared" / "speech"))
 
 # RFC 4733 section 3.2: DTMF named events.
 DTMF_EVENTS = {**{str(d): d for d in range(10)}, "*": 10, "#": 11,

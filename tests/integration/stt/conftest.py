@@ -13,7 +13,7 @@ import pytest
 from callcenter.media.wav import WavWriter, read_wav
 from callcenter.stt.quality import telephone_channel
 
-SPEECH = Path("/work/shared/speech")
+SPEECH = Path(__file__).resolve().parents[4] / "shared" / "speech"
 # One short, clearly read AISHELL-1 clip; its reference is in transcripts.tsv.
 MESSAGE_CLIP = "aishell1_BAC009S0764W0121.wav"
 AGENT_CLIP = "aishell1_BAC009S0002W0122.wav"

@@ -18,7 +18,7 @@ from callcenter.media.dtmf import (
 from callcenter.media.rtp import RtpPacket
 from callcenter.media.wav import read_wav, to_8k_mono
 
-SPEECH = Path("/work/shared/speech")
+SPEECH = Path(__file__).resolve().parents[4] / "shared" / "speech"
 
 
 def _pkt(payload: bytes, ts: int, seq: int = 0, ssrc: int = 7) -> RtpPacket:
