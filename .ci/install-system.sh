@@ -29,5 +29,5 @@ echo "install-system: missing ${missing[*]}"
 echo "install-system: apt-get update"
 apt-get update -q
 echo "install-system: apt-get install ${missing[*]}"
-apt-get install -y -q --no-install-recommends "${missing[@]}"
+apt-get install -y -q "${missing[@]}"
 echo "install-system: done"
