@@ -96,6 +96,10 @@ class Call:
         self.agent: AgentLeg | None = None
         # Supervisors listening in (监听): legs that hear both sides and are never heard.
         self.monitors: list[AgentLeg] = []
+        # Attended transfer (咨询转接): the agent's call to the transfer target, while the
+        # caller waits on hold.
+        self.consult: AgentLeg | None = None
+        self.consult_agent: str | None = None  # the ACD agent consulted, if any
         self.queue: str | None = None  # waiting in this ACD queue
         self.bridged_agent: str | None = None  # ACD agent id once connected
         self.urgent = False
@@ -120,7 +124,8 @@ class Call:
                 if ev.play_id == "callback_confirm":
                     self.hangup("callback requested")
                 elif ev.play_id == "hold":
-                    if self.agent is not None and self.agent.holding and self.leg is not None:
+                    held = self.consult is not None or (self.agent is not None and self.agent.holding)
+                    if held and self.leg is not None:
                         hold = self.router.prompts.sequence(("hold_tone",)) + bytes(8000 * 2 * 3)
                         self.leg.session.play(hold, "hold")
                 else:
@@ -152,7 +157,7 @@ class Call:
         if self.live is not None:
             self.live.feed(pcm)
         agent = self.agent
-        if agent is not None and agent.bridged and agent.leg is not None:
+        if agent is not None and agent.bridged and agent.leg is not None and self.consult is None:
             agent.leg.session.feed_bridge(pcm)
         rec = self.msg_rec
         if rec is not None:
@@ -416,7 +421,7 @@ class Call:
         return True
 
     def agent_answered(self, agent: "AgentLeg") -> None:
-        if agent.monitor:
+        if agent.monitor or agent is self.consult:
             return
         if self.ended:
             agent.hangup("caller left")
@@ -434,6 +439,9 @@ class Call:
         log.info("call %s bridged to agent %s", self.call_id, agent.extension)
 
     def agent_gone(self, agent: "AgentLeg", reason: str, status: int | None, was_bridged: bool) -> None:
+        if agent is self.consult:
+            self.cancel_consult()
+            return
         if agent.monitor:
             if agent in self.monitors:
                 self.monitors.remove(agent)
@@ -502,6 +510,57 @@ class Call:
             self.leg.session.hold(False)
             self.leg.session.play(self.router.prompts.sequence(("queue_wait",)), "transfer")
 
+    def start_consult(self, target: str, *, number: bool) -> bool:
+        """咨询转接: hold the caller (hold tone) and call the target; the agent talks to it."""
+        r = self.router
+        agent = self.agent
+        if agent is None or not agent.bridged or self.consult is not None or self.ended:
+            return False
+        if number:
+            route = r.outbound_route(target)
+            if route is None:
+                return False
+            contact, remote, creds = route
+        else:
+            bindings = r.bindings_for(target)
+            if not bindings:
+                return False
+            contact, remote, creds = bindings[0].contact, bindings[0].source, None
+        consult = AgentLeg(r, self, target, peer=agent)
+        if not consult.dial(contact, remote, 30.0, from_user=self.caller, credentials=creds):
+            return False
+        self.consult = consult
+        agent.peer = consult  # the agent now hears the target
+        if self.leg is not None:
+            self.leg.session.stop_playback()
+            self.leg.session.play(r.prompts.sequence(("hold_tone",)) + bytes(8000 * 2 * 3), "hold")
+        self.ivr_path.append(f"consult:{target}")
+        return True
+
+    def complete_consult(self) -> bool:
+        """The agent hands the caller to the consulted party and leaves the call."""
+        consult, agent = self.consult, self.agent
+        if consult is None or not consult.bridged or agent is None:
+            return False
+        self.consult = None
+        consult.peer = None  # the target now hears the caller
+        self.agent = consult
+        if self.leg is not None:
+            self.leg.session.stop_playback()
+        agent.hangup("transferred (attended)")
+        self.ivr_path.append("consult:complete")
+        return True
+
+    def cancel_consult(self) -> None:
+        """Back to the caller: the consulted party is hung up (or hung up itself)."""
+        consult, self.consult = self.consult, None
+        if consult is not None:
+            consult.hangup("consult cancelled")
+        if self.agent is not None:
+            self.agent.peer = None
+        if self.leg is not None and not self.ended:
+            self.leg.session.stop_playback()
+
     def connect_number(self, number: str) -> bool:
         """Bridge the caller to an outside number through the trunk (transfer to a number)."""
         r = self.router
@@ -561,6 +620,9 @@ class Call:
         if self.agent is not None:
             agent, self.agent = self.agent, None
             agent.hangup("caller left")
+        if self.consult is not None:
+            consult, self.consult = self.consult, None
+            consult.hangup("caller left")
         for monitor in list(self.monitors):
             monitor.hangup("call ended")
         self.monitors.clear()

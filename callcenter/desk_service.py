@@ -53,6 +53,50 @@ class DeskService:
         if not self.is_agent(username) or not self.acd.handle(acd.TransferRequested(username, call_id, kind, target)):
             raise DeskError("transfer refused", "不能转接：通话已结束，或目标坐席未签入、队列不存在。")
 
+    # -- attended transfer (咨询转接) -------------------------------------------------------------
+    def _own_call(self, username: str, call_id: str):
+        call = self.router.calls.get(call_id)
+        if call is None or call.bridged_agent != username:
+            raise DeskError("not your live call", "该通话已结束，或不是您正在处理的通话。")
+        return call
+
+    def consult(self, username: str, call_id: str, kind: str, target: str) -> None:
+        """Put the caller on hold and call a colleague (an agent) or an outside number first."""
+        call = self._own_call(username, call_id)
+        if kind == "agent":
+            other = self.acd.state.agents.get(target)
+            if other is None or target == username or other.status != "ready":
+                raise DeskError("target agent not ready", "目标坐席不存在或不在示闲状态。")
+            # Keep the queue from giving them a call while they talk to us.
+            self.acd.handle(acd.AgentPaused(target, "consult"))
+            ok = call.start_consult(other.extension, number=False)
+            if not ok:
+                self.acd.handle(acd.AgentReady(target))
+        elif kind == "number":
+            if not (target.isdigit() and 3 <= len(target) <= 20):
+                raise DeskError("bad number", "外线号码只能是3到20位数字。")
+            ok = call.start_consult(target, number=True)
+        else:
+            raise DeskError(f"bad consult kind {kind!r}", "咨询转接只能转给坐席或外线号码。")
+        if not ok:
+            raise DeskError("consult failed", "无法呼叫转接目标（未注册或没有外线中继）。")
+        call.consult_agent = target if kind == "agent" else None
+
+    def consult_complete(self, username: str, call_id: str) -> None:
+        """Hand the caller over to the consulted party; the agent's leg ends (wrap-up)."""
+        call = self._own_call(username, call_id)
+        if not call.complete_consult():
+            raise DeskError("consult not answered", "对方尚未接听，不能完成转接。")
+        self.acd.handle(acd.CallEnded(username, call_id, hung_up_by="agent"))
+        call.bridged_agent = None  # from here the call is outside the queue's accounting
+
+    def consult_cancel(self, username: str, call_id: str) -> None:
+        call = self._own_call(username, call_id)
+        target = getattr(call, "consult_agent", None)
+        call.cancel_consult()
+        if target is not None and self.acd.state.agents[target].status == "paused":
+            self.acd.handle(acd.AgentReady(target))
+
     def is_agent(self, username: str) -> bool:
         return self.acd is not None and username in self.acd.state.agents
 

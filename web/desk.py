@@ -482,6 +482,31 @@ async def api_transfer(request: web.Request) -> web.Response:
 
 
 @api_auth
+async def api_consult(request: web.Request) -> web.Response:
+    """咨询转接: `action` = start (with kind agent|number and target), complete or cancel."""
+    desk = _desk(request)
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    user, call_id, action = request[USER].username, _text(body, "call_id"), _text(body, "action")
+    try:
+        if action == "start":
+            desk.consult(user, call_id, _text(body, "kind"), _text(body, "target"))
+            message = "正在呼叫转接目标，接通后可先与对方沟通"
+        elif action == "complete":
+            desk.consult_complete(user, call_id)
+            message = "已转接，通话已交给对方"
+        elif action == "cancel":
+            desk.consult_cancel(user, call_id)
+            message = "已取消转接，回到来电人"
+        else:
+            return json_error(400, "bad_request", "action 只能是 start、complete 或 cancel")
+    except DeskError as exc:
+        return json_error(409, "refused", exc.message_zh)
+    return web.json_response({"message": message}, status=202)
+
+
+@api_auth
 async def api_listen(request: web.Request) -> web.Response:
     """监听: the supervisor's phone rings and then hears the call, unheard."""
     desk = _desk(request)
@@ -589,5 +614,6 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/api/wallboard", api_wallboard)
     app.router.add_post("/api/wallboard/listen", api_listen)
     app.router.add_post("/api/desk/transfer", api_transfer)
+    app.router.add_post("/api/desk/consult", api_consult)
     app.router.add_get("/api/cdr.csv", api_cdr_csv)
     app.router.add_get("/api/queue-log.csv", api_queue_log_csv)

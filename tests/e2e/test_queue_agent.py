@@ -274,3 +274,52 @@ def test_agent_holds_then_transfers_the_caller_to_another_agent(open_hotline, pr
     right = wav_pcm(case_wav.read_bytes())[0][1::2]
     tone = wav_pcm((prompts_dir / "hold_tone.wav").read_bytes())[0]
     assert best_correlation(right, tone) > 0.9
+
+
+def test_attended_transfer_consults_agent2_then_hands_the_caller_over(open_hotline, prompts_dir, tmp_path):
+    """咨询转接: agent1 holds the caller, talks to agent2, completes; agent2 then hears the caller."""
+    from tests.e2e.peers.pcap import build_rtp_pcap
+
+    server = open_hotline
+    token1, token2 = server.token_for("agent1"), server.token_for("agent2")
+    speech = speech_pcm("aishell1_BAC009S0002W0124.wav")
+    pcm = bytes(8000 * 2 * 12) + speech + speech + bytes(8000 * 2)
+    pcap = tmp_path / "consult.pcap"
+    build_rtp_pcap(pcap, pcm_8k_mono=pcm, dtmf=[(0.5, "1")])
+    with Baresip(user="1001", registrar=server.sip_target, password="hotline12319", answer_auto=True) as one, \
+            Baresip(user="1002", registrar=server.sip_target, password="hotline12319", answer_auto=True) as two:
+        one.wait_log(r"200 OK|registered", timeout=10)
+        two.wait_log(r"200 OK|registered", timeout=10)
+        assert server.post("/api/desk/state", {"state": "ready"}, token=token1)[0] == 200
+        results = {}
+        caller = threading.Thread(target=lambda: results.update(
+            r=run_sipp("call_report", target=server.sip_target, caller="13655556666", pcap=pcap, timeout=60)))
+        caller.start()
+        call_id = _wait_status(server, token1, "on_call")["call"]
+        # agent2 is not ready yet: refused with a reason.
+        status, body = server.post("/api/desk/consult", {"call_id": call_id, "action": "start", "kind": "agent",
+                                                         "target": "agent2"}, token=token1)
+        assert status == 409 and body["message"]
+        assert server.post("/api/desk/state", {"state": "ready"}, token=token2)[0] == 200
+        status, body = server.post("/api/desk/consult", {"call_id": call_id, "action": "start", "kind": "agent",
+                                                         "target": "agent2"}, token=token1)
+        assert status == 202, body
+        two.wait_event("CALL_ESTABLISHED", timeout=10)
+        assert server.api("/api/desk/status", token=token2)[1]["status"] == "paused"  # no queue call meanwhile
+        time.sleep(1.0)
+        status, body = server.post("/api/desk/consult", {"call_id": call_id, "action": "complete"}, token=token1)
+        assert status == 202, body
+        assert server.api("/api/desk/status", token=token1)[1]["status"] == "wrap_up"
+        caller.join(timeout=60)
+        assert results["r"].returncode == 0, results["r"].log_text[-2000:]
+        heard = two.received_wav()
+        assert heard is not None
+    samples, channels, rate = wav_pcm(heard.read_bytes())
+    mono = samples[0::channels] if channels > 1 else samples
+    if rate != 8000:
+        mono = mono[:: rate // 8000]
+    assert best_correlation(mono, decode_ulaw(encode_g711(speech, "PCMU"))[8000: 8000 * 3]) > 0.6
+    [case_wav] = list((server.dir / "recordings").rglob("*-call.wav"))
+    right = wav_pcm(case_wav.read_bytes())[0][1::2]
+    tone = wav_pcm((prompts_dir / "hold_tone.wav").read_bytes())[0]
+    assert best_correlation(right, tone) > 0.9  # the caller was on hold meanwhile

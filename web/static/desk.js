@@ -145,4 +145,15 @@
       call_id: document.getElementById("pop").dataset.callId, kind: tf.elements.kind.value, target: tf.elements.target.value
     }).then(function (r) { err.textContent = r.status === 202 ? "已转接" : (r.body.message || "转接失败"); });
   };
+  function consult(action) {
+    var err = tf.querySelector('[data-for="transfer"]'); err.textContent = "";
+    var body = {call_id: document.getElementById("pop").dataset.callId, action: action};
+    if (action === "start") { body.kind = tf.elements.kind.value === "number" ? "number" : "agent"; body.target = tf.elements.target.value; }
+    hotlineApi("POST", "/api/desk/consult", body).then(function (r) { err.textContent = r.body.message || "操作失败"; });
+  }
+  if (tf) {
+    document.getElementById("consult-start").onclick = function () { consult("start"); };
+    document.getElementById("consult-complete").onclick = function () { consult("complete"); };
+    document.getElementById("consult-cancel").onclick = function () { consult("cancel"); };
+  }
 })();
