@@ -14,7 +14,7 @@ import random
 import re
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol
 
@@ -371,10 +371,7 @@ class Call:
             self._outcome("failed")
             self.hangup("bad sdp")
             return
-        session = self.leg.session
-        session.set_codec(n.codec, n.payload_type, n.dtmf_payload_type)
-        session.set_remote(n.remote)
-        session.hold(False)
+        use_answer(self.leg.session, n)
         self._outcome("answered")
         self.answered()
 
@@ -679,33 +676,11 @@ class AgentLeg:
     def dial(self, contact: str, remote: tuple[str, int], timeout_s: float, *, from_user: str | None = None,
              credentials=None, record_sent: bool = False) -> bool:
         r = self.router
-        session = MediaSession(
-            codec="PCMA",
-            payload_type=8,
-            dtmf_payload_type=101,
-            remote=None,
-            ssrc=r.rng.getrandbits(32),
-            initial_sequence=r.rng.getrandbits(16),
-            initial_timestamp=r.rng.getrandbits(32),
-            record_sent=record_sent,
-        )
-        try:
-            self.leg = r.rtp.open(session, self.media_events)
-        except Exception as exc:
-            log.error("outbound leg to %s: cannot open RTP (%s)", self.extension, exc)
+        placed = r.dial_out(contact, remote, from_user=from_user or self.call.caller or "anonymous",
+                            credentials=credentials, listener=self.media_events, record_sent=record_sent)
+        if placed is None:
             return False
-        offer = build_offer(local_host=r.rtp_host, local_port=self.leg.port, session_id=r.rng.getrandbits(31))
-        self.call_id = r.sip.command(
-            "invite",
-            target_uri=contact,
-            remote=remote,
-            from_user=from_user or self.call.caller or "anonymous",
-            sdp=offer,
-            credentials=credentials,
-        )
-        if not self.call_id:
-            self._close_media()
-            return False
+        self.leg, self.call_id = placed
         r.agent_legs[self.call_id] = self
         self.ring_timer = r.clock.callLater(timeout_s, self._no_answer)
         return True
@@ -739,9 +714,7 @@ class AgentLeg:
             self.hangup("bad sdp")
             self._gone("bad sdp", None)
             return
-        session = self.leg.session
-        session.set_codec(n.codec, n.payload_type, n.dtmf_payload_type)
-        session.set_remote(n.remote)
+        use_answer(self.leg.session, n)
         self.bridged = True
         self.call.agent_answered(self)
 
@@ -1081,6 +1054,39 @@ class CallRouter:
                 return f"sip:{number}@{trunk.host}:{trunk.port}", (trunk.host, trunk.port), creds
         return None
 
+    def new_session(self, **kwargs) -> MediaSession:
+        """A media session with fresh random SSRC, sequence and timestamp (RFC 3550 §5.1)."""
+        return MediaSession(
+            ssrc=self.rng.getrandbits(32),
+            initial_sequence=self.rng.getrandbits(16),
+            initial_timestamp=self.rng.getrandbits(32),
+            **kwargs,
+        )
+
+    def dial_out(self, contact: str, remote: tuple[str, int], *, from_user: str, credentials,
+                 listener, record_sent: bool):
+        """Open an RTP leg, offer it, and send the INVITE: (leg, call id), or None.
+
+        The leg sends nothing until the answer says where (`hold`); whoever receives
+        CallAnswered sets the codec and remote and takes it off hold.
+        """
+        session = self.new_session(codec="PCMA", payload_type=8, dtmf_payload_type=101, remote=None,
+                                   record_sent=record_sent)
+        session.hold(True)
+        try:
+            leg = self.rtp.open(session, listener)
+        except Exception as exc:
+            log.error("cannot call %s: no RTP port (%s)", contact, exc)
+            return None
+        offer = build_offer(local_host=self.rtp_host, local_port=leg.port, session_id=self.rng.getrandbits(31))
+        call_id = self.sip.command(
+            "invite", target_uri=contact, remote=remote, from_user=from_user, sdp=offer, credentials=credentials
+        )
+        if not call_id:
+            leg.close()
+            return None
+        return leg, call_id
+
     def place_ivr_call(
         self,
         *,
@@ -1098,25 +1104,11 @@ class CallRouter:
         if route is None or flow is None:
             log.warning("cannot call %s: %s", number, "no trunk with a host" if route is None else f"no flow {flow_name}")
             return None
-        session = MediaSession(
-            codec="PCMA", payload_type=8, dtmf_payload_type=101, remote=None,
-            ssrc=self.rng.getrandbits(32), initial_sequence=self.rng.getrandbits(16),
-            initial_timestamp=self.rng.getrandbits(32), record_sent=True,
-        )
-        session.hold(True)  # nothing to send before the answer tells us where
-        try:
-            leg = self.rtp.open(session, None)
-        except Exception as exc:
-            log.error("cannot call %s: no RTP port (%s)", number, exc)
+        placed = self.dial_out(route[0], route[1], from_user=self.callback_from, credentials=route[2],
+                               listener=None, record_sent=True)
+        if placed is None:
             return None
-        offer = build_offer(local_host=self.rtp_host, local_port=leg.port, session_id=self.rng.getrandbits(31))
-        call_id = self.sip.command(
-            "invite", target_uri=route[0], remote=route[1], from_user=self.callback_from, sdp=offer,
-            credentials=route[2],
-        )
-        if not call_id:
-            leg.close()
-            return None
+        leg, call_id = placed
         call = Call(self, call_id, number, f"outbound:{flow_name}", flow)
         call.leg = leg
         leg.listener = call.media_events
@@ -1169,14 +1161,11 @@ class CallRouter:
             self.sip.command("reject", ev.call_id, 488)
             return
         call = Call(self, ev.call_id, ev.from_user, did or extension, self.flows_by_did.get(did))
-        session = MediaSession(
+        session = self.new_session(
             codec=probe.codec,
             payload_type=probe.payload_type,
             dtmf_payload_type=probe.dtmf_payload_type,
             remote=probe.remote,
-            ssrc=self.rng.getrandbits(32),
-            initial_sequence=self.rng.getrandbits(16),
-            initial_timestamp=self.rng.getrandbits(32),
             inband_dtmf=probe.dtmf_payload_type is None,
             record_sent=True,
         )
@@ -1290,6 +1279,13 @@ class CallRouter:
         if self._watchdog is not None and self._watchdog.active():
             self._watchdog.cancel()
         self._watchdog = None
+
+
+def use_answer(session: MediaSession, n) -> None:
+    """Send to where, and in the codec, the far end's SDP answer says (legs we dialled)."""
+    session.set_codec(n.codec, n.payload_type, n.dtmf_payload_type)
+    session.set_remote(n.remote)
+    session.hold(False)
 
 
 def attempt_outcome(status: int | None) -> str:

@@ -711,21 +711,27 @@ class UserAgent:
         self._index_timers(t, {})
         return t
 
-    def _send_non2xx_ack(self, t: Transaction, resp: SipResponse | None) -> None:
-        """§17.1.1.3: ACK for a non-2xx reuses the INVITE's branch, Route and To-tag."""
-        if resp is None:
-            return
-        inv: SipRequest = t.request
+    def _same_transaction_headers(self, inv: SipRequest, method: str, *, to: str) -> Headers:
+        """Headers of a request that rides on the INVITE's transaction (non-2xx ACK, CANCEL):
+        its Via (same branch), Route set, From, Call-ID and CSeq number; `to` as given."""
         h = Headers()
         h.add("Via", inv.headers.get("Via") or "")
         h.add("Max-Forwards", "70")
         for route in inv.headers.get_all("Route"):
             h.add("Route", route)
         h.add("From", inv.headers.get("From") or "")
-        h.add("To", resp.headers.get("To") or "")
+        h.add("To", to)
         h.add("Call-ID", inv.call_id)
-        h.add("CSeq", f"{inv.cseq[0]} ACK")
+        h.add("CSeq", f"{inv.cseq[0]} {method}")
         h.add("User-Agent", self.server_name)
+        return h
+
+    def _send_non2xx_ack(self, t: Transaction, resp: SipResponse | None) -> None:
+        """§17.1.1.3: ACK for a non-2xx reuses the INVITE's branch, Route and To-tag."""
+        if resp is None:
+            return
+        inv: SipRequest = t.request
+        h = self._same_transaction_headers(inv, "ACK", to=resp.headers.get("To") or "")
         data = serialize(SipRequest("ACK", inv.uri, h))
         self._out.append((data, t.peer))
 
@@ -911,16 +917,7 @@ class UserAgent:
         inv = call.invite
         if inv is None:
             return
-        h = Headers()
-        h.add("Via", inv.headers.get("Via") or "")
-        h.add("Max-Forwards", "70")
-        for route in inv.headers.get_all("Route"):
-            h.add("Route", route)
-        h.add("From", inv.headers.get("From") or "")
-        h.add("To", inv.headers.get("To") or "")
-        h.add("Call-ID", call.call_id)
-        h.add("CSeq", f"{inv.cseq[0]} CANCEL")
-        h.add("User-Agent", self.server_name)
+        h = self._same_transaction_headers(inv, "CANCEL", to=inv.headers.get("To") or "")
         self._start_client_tx(SipRequest("CANCEL", inv.uri, h), call.peer, now)
 
 def _sdp_body(msg: SipRequest | SipResponse) -> bytes:

@@ -50,3 +50,16 @@ def report_pcap(tmp: Path, prompts: Path, speech: bytes, *, press_hash: bool = T
     path = tmp / "report.pcap"
     build_rtp_pcap(path, pcm_8k_mono=pcm, codec="PCMU", payload_type=0, dtmf=dtmf)
     return path
+
+
+def heard_correlation(wav_path: Path, speech: bytes, *, start_s: float = 1.0, end_s: float = 3.0) -> float:
+    """How well a phone's recording of what it heard (any channels/rate) contains a slice of
+    `speech` (8 kHz PCM) as it sounds after µ-law."""
+    from tests.e2e.peers.pcap import encode_g711
+
+    samples, channels, rate = wav_pcm(Path(wav_path).read_bytes())
+    mono = samples[0::channels] if channels > 1 else samples
+    if rate != 8000:
+        mono = mono[:: rate // 8000]
+    sent = decode_ulaw(encode_g711(speech, "PCMU"))
+    return best_correlation(mono, sent[int(8000 * start_s): int(8000 * end_s)])

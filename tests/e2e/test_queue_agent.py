@@ -10,9 +10,9 @@ import time
 import aiohttp
 import pytest
 
-from tests.e2e.audio import best_correlation, decode_ulaw, report_pcap, wav_pcm
+from tests.e2e.audio import best_correlation, heard_correlation, report_pcap, wav_pcm
 from tests.e2e.conftest import start_server, stop_server
-from tests.e2e.peers.pcap import encode_g711, speech_pcm
+from tests.e2e.peers.pcap import speech_pcm
 from tests.e2e.peers.runner import Baresip, run_sipp
 
 pytestmark = pytest.mark.e2e
@@ -92,11 +92,7 @@ def test_queue_call_rings_the_ready_agent_pops_the_form_and_bridges_audio(open_h
         assert agent_ws.of("wallboard") == []  # wallboard notices go to supervisors only
         heard = phone.received_wav()
         assert heard is not None, phone.log_text()[-2000:]
-    samples, channels, rate = wav_pcm(heard.read_bytes())
-    mono = samples[0::channels] if channels > 1 else samples
-    if rate != 8000:
-        mono = mono[:: rate // 8000]
-    assert best_correlation(mono, decode_ulaw(encode_g711(speech, "PCMU"))[8000: 8000 * 3]) > 0.6
+    assert heard_correlation(heard, speech) > 0.6
 
     status, body = server.api("/api/desk/status", token=agent_token)
     assert body["status"] == "wrap_up"
@@ -221,11 +217,7 @@ def test_supervisor_listens_in_silently_to_a_live_call(open_hotline, prompts_dir
         assert results["r"].returncode == 0
         heard = boss.received_wav()
         assert heard is not None, boss.log_text()[-2000:]
-    samples, channels, rate = wav_pcm(heard.read_bytes())
-    mono = samples[0::channels] if channels > 1 else samples
-    if rate != 8000:
-        mono = mono[:: rate // 8000]
-    assert best_correlation(mono, decode_ulaw(encode_g711(speech, "PCMU"))[8000: 8000 * 3]) > 0.6
+    assert heard_correlation(heard, speech) > 0.6
 
 
 def test_agent_holds_then_transfers_the_caller_to_another_agent(open_hotline, prompts_dir, tmp_path):
@@ -264,11 +256,7 @@ def test_agent_holds_then_transfers_the_caller_to_another_agent(open_hotline, pr
         assert results["r"].returncode == 0, results["r"].log_text[-2000:]
         heard = two.received_wav()
         assert heard is not None, two.log_text()[-2000:]
-    samples, channels, rate = wav_pcm(heard.read_bytes())
-    mono = samples[0::channels] if channels > 1 else samples
-    if rate != 8000:
-        mono = mono[:: rate // 8000]
-    assert best_correlation(mono, decode_ulaw(encode_g711(speech, "PCMU"))[8000: 8000 * 3]) > 0.6
+    assert heard_correlation(heard, speech) > 0.6
     # What the caller heard (right channel of the call recording) includes the hold tone.
     [case_wav] = list((server.dir / "recordings").rglob("*-call.wav"))
     right = wav_pcm(case_wav.read_bytes())[0][1::2]
@@ -314,11 +302,7 @@ def test_attended_transfer_consults_agent2_then_hands_the_caller_over(open_hotli
         assert results["r"].returncode == 0, results["r"].log_text[-2000:]
         heard = two.received_wav()
         assert heard is not None
-    samples, channels, rate = wav_pcm(heard.read_bytes())
-    mono = samples[0::channels] if channels > 1 else samples
-    if rate != 8000:
-        mono = mono[:: rate // 8000]
-    assert best_correlation(mono, decode_ulaw(encode_g711(speech, "PCMU"))[8000: 8000 * 3]) > 0.6
+    assert heard_correlation(heard, speech) > 0.6
     [case_wav] = list((server.dir / "recordings").rglob("*-call.wav"))
     right = wav_pcm(case_wav.read_bytes())[0][1::2]
     tone = wav_pcm((prompts_dir / "hold_tone.wav").read_bytes())[0]
