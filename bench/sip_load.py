@@ -376,6 +376,10 @@ def pinned(cmd: list, cpus: str | None) -> list:
 
 def run_round(target: str, n: int, args, work: Path, pcap: Path, wav: Path) -> dict:
     rnd = work / f"{target}-{n}"
+    k = 1
+    while rnd.exists():  # --repeat
+        k += 1
+        rnd = work / f"{target}-{n}-{k}"
     rnd.mkdir()
     is_hotline = target in HOTLINE_TARGETS
     lo, hi = RTP_RANGES[target]
@@ -438,7 +442,7 @@ def run_round(target: str, n: int, args, work: Path, pcap: Path, wav: Path) -> d
         if args.profile and is_hotline and args.py_spy:
             time.sleep(ramp + 1)
             profile = subprocess.run(
-                [args.py_spy, "record", "--pid", str(server.pid), "--duration",
+                [args.py_spy, "record", "--pid", str(server.pid), "--threads", "--rate", "250", "--duration",
                  str(max(3, int(args.hold / 2))), "--format", "raw", "--nonblocking",
                  "--output", str(rnd / "profile.txt")],
                 capture_output=True, text=True, timeout=args.hold + 30)
@@ -562,6 +566,9 @@ def main(argv=None) -> int:
     ap.add_argument("--jitter", type=float, default=5.0, help="p99 jitter target, ms")
     ap.add_argument("--pyvoip-n", default="50,75,100,150,200,400",
                     help="N list for pyVoIP (finer where it breaks; stops once collapsed)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run the hotline targets' rounds this many times, interleaved; report "
+                         "the median (figures of every run under 'runs')")
     ap.add_argument("--profile", action="store_true", help="py-spy the hotline on the plateau")
     ap.add_argument("--py-spy", default=shutil.which("py-spy") or "", help="py-spy binary")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (logs, captures)")
@@ -601,7 +608,7 @@ def main(argv=None) -> int:
     doc: dict = {"machine": machine(), "params": {
         "n": ns, "pyvoip_n": pyvoip_ns, "hold_s": args.hold, "rate_cps": args.rate, "sample_calls": args.sample_calls,
         "jitter_target_ms": args.jitter, "server_cpus": args.server_cpus,
-        "load_cpus": args.load_cpus, "base_root": args.base_root},
+        "load_cpus": args.load_cpus, "base_root": args.base_root, "repeat": args.repeat},
         "hotline": {}, "pyvoip": {}, "ratio": {}}
     for extra_target in ("base", "hotline_stt"):
         if extra_target in targets:
@@ -618,7 +625,10 @@ def main(argv=None) -> int:
         doc["params"]["caller_speech_s"] = round(build_speech_pcap(pcap, longest), 1)
         wav = work / "prompts" / "welcome.wav"
         # hotline and base alternate per N (same conditions for both); pyVoIP after.
-        rounds = [(t, n) for n in ns for t in targets if t in HOTLINE_TARGETS]
+        # --repeat: the hotline targets' rounds again, interleaved, so a comparison rests on
+        # medians, not on the handful of loop stalls that decide one round's p99.
+        rounds = [(t, n) for _ in range(args.repeat) for n in ns for t in targets
+                  if t in HOTLINE_TARGETS]
         rounds += [("pyvoip", n) for n in pyvoip_ns if "pyvoip" in targets]
         collapsed_at = None
         for target, n in rounds:
@@ -627,11 +637,19 @@ def main(argv=None) -> int:
                 continue
             print(f"[bench] {target} N={n} ...", file=sys.stderr, flush=True)
             r = run_round(target, n, args, work, pcap, wav)
-            doc[target][str(n)] = r
+            if str(n) in doc[target]:
+                runs = doc.setdefault("repeats", {}).setdefault(target, {}).setdefault(
+                    str(n), [doc[target][str(n)]])
+                runs.append(r)
+                doc[target][str(n)] = median_run(runs)
+            else:
+                doc[target][str(n)] = r
             print(f"[bench] {target} N={n}: {one_line(r)}", file=sys.stderr, flush=True)
             if target == "pyvoip" and collapsed(r, args.jitter):
                 collapsed_at = n
         doc["ratio"] = ratio(doc, args)
+        if "hotline_stt" in doc:
+            doc["stt_effect"] = stt_effect(doc)
     except KeyboardInterrupt as exc:
         doc["interrupted"] = str(exc) or "Ctrl-C"
     finally:
@@ -655,6 +673,51 @@ def one_line(r: dict) -> str:
             f"{rtp.get('drift_pct')} %, INVITE->200 p50/p95 {inv.get('p50')}/{inv.get('p95')} ms, "
             f"CPU {cpu.get('server_cpu_pct')} % (machine {cpu.get('machine_busy_pct')} % of "
             f"{os.cpu_count()} cores), RSS {r.get('server_rss_mb')} MB")
+
+
+def _jitter(r: dict, key: str) -> float | None:
+    return r.get("rtp_sent", {}).get("jitter_ms", {}).get(key)
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median p99 jitter, carrying every run's p50/p99 and their medians
+    (a failed run has no p99 and sorts last)."""
+    ranked = sorted(runs, key=lambda r: (_jitter(r, "p99") is None, _jitter(r, "p99") or 0.0))
+    out = dict(ranked[(len(ranked) - 1) // 2])
+    p99s = [_jitter(r, "p99") for r in runs]
+    p50s = [_jitter(r, "p50") for r in runs]
+    ok = [v for v in p99s if v is not None]
+    out["runs"] = {"p99_ms": p99s, "p50_ms": p50s,
+                   "p99_median_ms": round(float(np.median(ok)), 3) if ok else None,
+                   "p50_median_ms": round(float(np.median([v for v in p50s if v is not None])), 3)
+                   if ok else None,
+                   "server_cpu_pct": [r.get("cpu_plateau", {}).get("server_cpu_pct") for r in runs],
+                   "stt_worker_cpu_pct": [r.get("cpu_plateau", {}).get("server_children_cpu_pct")
+                                          for r in runs]}
+    return out
+
+
+def stt_effect(doc: dict) -> dict:
+    """Issue 5's check: media timing with the transcription worker busy vs without, per N,
+    from the same run (medians over --repeat rounds)."""
+    out = {}
+    for n, with_stt in doc["hotline_stt"].items():
+        without = doc["hotline"].get(n)
+        if not without or "calls" not in with_stt:
+            continue
+        def fig(r, key):
+            runs = r.get("runs")
+            return runs[f"{key}_median_ms"] if runs else _jitter(r, key)
+        a99, b99 = fig(without, "p99"), fig(with_stt, "p99")
+        a50, b50 = fig(without, "p50"), fig(with_stt, "p50")
+        out[n] = {"p99_without_ms": a99, "p99_with_ms": b99,
+                  "p99_ratio": round(b99 / a99, 2) if a99 and b99 else None,
+                  "p50_without_ms": a50, "p50_with_ms": b50,
+                  "p50_ratio": round(b50 / a50, 2) if a50 and b50 else None,
+                  "rounds": len(with_stt.get("runs", {}).get("p99_ms", [1])),
+                  "stt_worker_cpu_pct": with_stt.get("cpu_plateau", {}).get("server_children_cpu_pct"),
+                  "stt_jobs_queued": with_stt.get("stt_jobs_queued")}
+    return out
 
 
 def ratio(doc: dict, args) -> dict:
@@ -682,6 +745,10 @@ def summary(doc: dict) -> str:
     for target in ("hotline", "base", "pyvoip"):
         for n, r in doc.get(target, {}).items():
             lines.append(f"{target:8} N={n:>4}: " + (one_line(r) if "calls" in r else r.get("skipped", "")))
+    for n, e in doc.get("stt_effect", {}).items():
+        lines.append(f"STT effect N={n} ({e['rounds']} round(s), medians): p99 {e['p99_without_ms']} -> "
+                     f"{e['p99_with_ms']} ms (x{e['p99_ratio']}), p50 {e['p50_without_ms']} -> "
+                     f"{e['p50_with_ms']} ms (x{e['p50_ratio']}), worker CPU {e['stt_worker_cpu_pct']} %")
     for key, v in doc.get("ratio", {}).items():
         if key.startswith("J="):
             lines.append(f"largest N with all calls, p99 jitter <= {key[2:]}, no loss/drift: "

@@ -150,6 +150,7 @@ class Hotline:
         self._retention = None
         self.transcription = None
         self.live_stt = None
+        self.cpu_plan = None
         self.trunk_registrations: dict = {}
         # Side effects stored in the same transaction as a case change (SMS, follow-up calls).
         self._change_hooks: list = []
@@ -341,15 +342,36 @@ class Hotline:
         from callcenter.stt.port import SttError
         from callcenter.transcription import start_transcription
 
+        workers = self._place_cpus()
         try:
             self.transcription = start_transcription(
-                self.settings, self.repo.engine, self._spawn, on_event=on_event, now=self.now_dt
+                self.settings, self.repo.engine, self._spawn, on_event=on_event, now=self.now_dt,
+                cpus=workers,
             )
-            self.live_stt = await start_live_transcriber(self.settings, self._live_transcript)
+            self.live_stt = await start_live_transcriber(self.settings, self._live_transcript,
+                                                         cpus=workers)
         except SttError as exc:
             raise StartupError(f"stt: {exc}") from None
         if self.transcription is not None:
             service.on_recording_finished = self.transcription.recording_finished
+
+    def _place_cpus(self) -> frozenset[int] | None:
+        """Keep recognition workers off the media core (callcenter/cpus.py): pin this process
+        to its share and return the workers' CPUs."""
+        from callcenter import cpus
+
+        stt = self.settings.stt
+        if not (stt.enabled or stt.vosk_model):
+            return None
+        allowed, online = cpus.machine_cpus()
+        try:
+            self.cpu_plan = cpus.plan(stt.cpus, allowed, online)
+        except ValueError as exc:
+            raise StartupError(f"stt.cpus: {exc}") from None
+        if self.cpu_plan.media is not None and not cpus.pin_process(self.cpu_plan.media):
+            self.cpu_plan = cpus.CpuPlan(None, self.cpu_plan.workers, "pinning not permitted")
+        log.info("%s", self.cpu_plan.describe())
+        return self.cpu_plan.workers
 
     def _live_transcript(self, call_id: str, channel: int, event) -> None:
         if self.router is not None:
@@ -514,6 +536,17 @@ def serve(settings: Settings) -> int:
         # young objects less often, so a full collection does not stall the 20 ms tick.
         gc.freeze()
         gc.set_threshold(50_000, 20, 20)
+        import os as _os, time as _time
+        if _os.environ.get("HOTLINE_GC_DEBUG"):
+            _t = {}
+            def _cb(phase, info):
+                if phase == "start":
+                    _t["s"] = _time.perf_counter()
+                else:
+                    d = (_time.perf_counter() - _t.get("s", 0)) * 1000
+                    if d > 1.0:
+                        log.warning("GC gen%d %.1f ms collected=%d", info["generation"], d, info["collected"])
+            gc.callbacks.append(_cb)
         print(f"热线已启动 / hotline is up", flush=True)
         print(f"SIP:  {addresses.sip}", flush=True)
         print(f"Web:  {addresses.web}", flush=True)

@@ -129,6 +129,9 @@ class SttSettings:
     vosk_model: str = ""
     # Category directory for suggestions ("" = the GB/T 47678.5 directory the case core uses).
     categories_csv: str = ""
+    # Where recognition workers run, apart from the media tick (see callcenter/cpus.py):
+    # "auto" (the server keeps one CPU, the workers the others), "off", or a list like "0-2".
+    cpus: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -274,6 +277,13 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError("storage.retention_days: must be 0 (keep forever) or a number of days")
     if not 1 <= settings.stt.workers <= 16:
         raise ConfigError(f"stt.workers: must be between 1 and 16, got {settings.stt.workers}")
+    if settings.stt.cpus.strip().lower() not in ("auto", "off"):
+        from callcenter.cpus import parse_cpu_list
+
+        try:
+            parse_cpu_list(settings.stt.cpus)
+        except ValueError as exc:
+            raise ConfigError(f"stt.cpus: {exc} (use \"auto\", \"off\" or a list like \"0-2,5\")") from None
     if settings.acd.ring_timeout_s < 1:
         raise ConfigError("acd.ring_timeout_s: an agent's phone must ring at least 1 second")
     if not 0 <= settings.sip.ring_s <= 60:

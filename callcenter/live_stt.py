@@ -52,7 +52,11 @@ def load_vosk_model(spec: str, language: str):
 
 
 # ---------------------------------------------------------------- worker process side
-def _worker_main(inbox, outbox: Connection, factory, spec: str, language: str, nice: int) -> None:
+def _worker_main(inbox, outbox: Connection, factory, spec: str, language: str, nice: int,
+                 cpus: frozenset[int] | None = None) -> None:
+    from callcenter.cpus import pin_self
+
+    pin_self(cpus)  # off the media core (callcenter/cpus.py)
     if nice:
         try:
             os.nice(nice)
@@ -186,7 +190,8 @@ class LiveTranscriber:
     def __init__(self, model: str | os.PathLike, on_event: OnEvent, *, language: str = "zh",
                  workers: int = 1, batch_ms: int = 200, max_backlog_s: float = 3.0, nice: int = 5,
                  model_factory: Callable[[str, str], Any] = load_vosk_model,
-                 start_timeout_s: float = 120.0, mp_context: Any = None) -> None:
+                 start_timeout_s: float = 120.0, cpus: frozenset[int] | None = None,
+                 mp_context: Any = None) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         if batch_ms < 20:
@@ -200,6 +205,7 @@ class LiveTranscriber:
         self.nice = nice
         self.model_factory = model_factory
         self.start_timeout_s = start_timeout_s
+        self.cpus = cpus
         # spawn: a forked child would inherit the reactor, sockets and threads of the parent.
         self._ctx = mp_context or multiprocessing.get_context("spawn")
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -221,7 +227,8 @@ class LiveTranscriber:
             receiver, sender = self._ctx.Pipe(duplex=False)
             process = self._ctx.Process(
                 target=_worker_main, name=f"live-stt-{index}", daemon=True,
-                args=(inbox, sender, self.model_factory, self.model, self.language, self.nice))
+                args=(inbox, sender, self.model_factory, self.model, self.language, self.nice,
+                      self.cpus))
             process.start()
             sender.close()  # the child holds the write end; EOF then means it is gone
             self._workers.append(_Worker(index, process, inbox, receiver, self._loop.create_future()))

@@ -146,13 +146,14 @@ class TranscriptionService:
 def start_transcription(settings, engine: AsyncEngine, spawn: Callable[[Awaitable[Any]], Any], *,
                         on_event: Callable[[str, dict], None] | None = None,
                         now: Callable[[], datetime] = datetime.now,
-                        pool: TranscriptionPool | None = None) -> TranscriptionService | None:
+                        pool: TranscriptionPool | None = None,
+                        cpus: frozenset[int] | None = None) -> TranscriptionService | None:
     """The post-call transcription service for ``settings.stt`` (None when disabled).
 
     Worker processes start with the first job and load the Whisper base model from its
     PyPI packages (joined once into ``<models_dir>/whisper-base``). Jobs a previous run
     left queued are queued again in the background. ``pool`` replaces the whisper pool
-    (tests, another engine).
+    (tests, another engine). ``cpus``: where the workers run (`callcenter.cpus.plan`).
     """
     stt = settings.stt
     if not stt.enabled:
@@ -169,7 +170,7 @@ def start_transcription(settings, engine: AsyncEngine, spawn: Callable[[Awaitabl
 
         cache_dir = settings.path(stt.models_dir) / "whisper-base"
         pool = TranscriptionPool(whisper_stt.load_recognizer, (None, str(cache_dir), "zh"),
-                                 workers=stt.workers)
+                                 workers=stt.workers, cpus=cpus)
     service = TranscriptionService(TranscriptStore(engine), pool, spawn=spawn, on_event=on_event, now=now)
     spawn(_resume_logged(service))
     return service

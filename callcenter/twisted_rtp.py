@@ -11,7 +11,9 @@ its logging context, a second `recvfrom` that fails) cost more than the media wo
 Instead a *read pass* half a frame after each send tick asks one `epoll` set over the RTP
 sockets which have packets (one syscall) and reads each ready socket once per round. Sending
 stays alone at the tick's instant, so its timing does not depend on how much arrived, and the
-loop serves SIP and the web between the two passes. A packet waits on average 10 ms for the
+loop serves SIP and the web between the two passes. Within a tick all frames are sent before
+any of the events they cause are handled (recording, prompt ends), so a leg's send time does
+not depend on how long the other legs' event work takes. A packet waits on average 10 ms for the
 read pass and 10 ms more for the next send when it is bridged (before: 10 ms in total). If the
 loop is so late that a read pass is still pending when the next tick fires, that tick reads
 first, then sends. Frames go out with the socket's own `sendto` (Twisted's `Port.write`
@@ -201,9 +203,18 @@ class RtpEngine:
             self._read_all(self.clock.seconds())
 
     def _tick_all(self, now: float) -> None:
+        """Send every leg's frame first, then hand out the events the frames caused.
+
+        The events (the sent audio for the recorder, a prompt that finished, a digit) cost
+        more than building and sending a frame; done between the sends they would push each
+        later leg's send back by all the earlier legs' event work, so any slowdown of that
+        work (a busy cache, a longer recording flush) would show as jitter on the later
+        calls. Sent first, the n-th leg's frame leaves after n frame builds only.
+        """
         self.ticks += 1
         legs = list(self.legs.values())
         live = self.legs
+        caused: list[tuple[RtpLeg, list]] = []
         for leg in legs:
             if live.get(leg.port) is not leg:
                 continue  # closed by a listener during this tick
@@ -227,6 +238,9 @@ class RtpEngine:
                 except OSError:  # full socket buffer, unreachable peer: the frame is lost
                     pass
             if events:
+                caused.append((leg, events))
+        for leg, events in caused:
+            if live.get(leg.port) is leg:  # not closed by an earlier listener meanwhile
                 leg.deliver(events)
         for fn in self.on_tick:
             fn(now)

@@ -45,22 +45,22 @@ def default_workers() -> int:
 _recognizer: Recognizer | None = None
 
 
-def _init_worker(factory: Callable[..., Recognizer], args: tuple, nice: int) -> None:
+def _init_worker(factory: Callable[..., Recognizer], args: tuple, nice: int,
+                 cpus: frozenset[int] | None = None) -> None:
     global _recognizer
+    from callcenter.cpus import pin_self
+
+    # Off the media core (see callcenter/cpus.py); None: anywhere, not the parent's pinning.
+    pin_self(cpus)
     if nice:
         try:
             os.nice(nice)
         except OSError:
             pass
         # Batch recognition may only use CPU nobody else wants: under SCHED_IDLE the media
-        # tick's wake-ups always preempt it. And do not inherit the server's CPU pinning
-        # (taskset): let the kernel put the worker on whichever core is free.
+        # tick's wake-ups always preempt it (on a one-CPU machine, where it cannot move away).
         try:
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        except (AttributeError, OSError):
-            pass
-        try:
-            os.sched_setaffinity(0, range(os.cpu_count() or 1))
         except (AttributeError, OSError):
             pass
     _recognizer = factory(*args)
@@ -82,11 +82,12 @@ class _Job:
 
 class TranscriptionPool:
     """``factory(*factory_args)`` builds the recogniser inside each worker; it must be a
-    picklable top-level callable such as ``whisper_stt.load_recognizer``."""
+    picklable top-level callable such as ``whisper_stt.load_recognizer``. ``cpus``: where
+    the workers run (`callcenter.cpus.plan`; None: wherever the kernel puts them)."""
 
     def __init__(self, factory: Callable[..., Recognizer], factory_args: tuple = (), *,
                  workers: int | None = None, nice: int = 10,
-                 mp_context: Any = None) -> None:
+                 cpus: frozenset[int] | None = None, mp_context: Any = None) -> None:
         self.workers = workers if workers is not None else default_workers()
         if self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
@@ -94,7 +95,7 @@ class TranscriptionPool:
         ctx = mp_context or multiprocessing.get_context("spawn")
         self._executor = ProcessPoolExecutor(
             max_workers=self.workers, mp_context=ctx,
-            initializer=_init_worker, initargs=(factory, tuple(factory_args), nice))
+            initializer=_init_worker, initargs=(factory, tuple(factory_args), nice, cpus))
         self._queue: asyncio.PriorityQueue[_Job] | None = None
         self._dispatchers: list[asyncio.Task] = []
         self._seq = itertools.count()
