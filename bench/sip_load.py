@@ -50,11 +50,14 @@ HOTLINE = str(Path(PYTHON).with_name("hotline"))
 # Below the kernel's ephemeral range (32768-60999), so other processes' sockets are not
 # in them; >= 2 x 600 ports each.
 RTP_RANGES = {"hotline": (24000, 25999), "base": (24000, 25999), "hotline_stt": (24000, 25999),
-              "pyvoip": (26000, 27999)}
-# base: `hotline serve` from another source tree; hotline_stt: the same hotline with its
-# speech-to-text worker kept busy for the whole round (issue 5: transcription must not
-# worsen the media timing).
-HOTLINE_TARGETS = ("hotline", "base", "hotline_stt")
+              "hotline_stt_flat": (24000, 25999), "pyvoip": (26000, 27999)}
+# base: `hotline serve` from another source tree; hotline_stt: the same hotline with a
+# transcription queue that keeps its worker busy the whole round, as configured by default
+# (it yields while the media loop is busy: [stt] yield_above); hotline_stt_flat: the same
+# with yielding off, recognition flat out (issue 5: transcription must not worsen the
+# media timing).
+STT_TARGETS = ("hotline_stt", "hotline_stt_flat")
+HOTLINE_TARGETS = ("hotline", "base", *STT_TARGETS)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 _children: list[subprocess.Popen] = []
@@ -241,7 +244,7 @@ class Sampler(threading.Thread):
 
 
 def write_hotline_config(work: Path, sip_port: int, web_port: int, rtp: tuple[int, int], *,
-                         stt: bool = False) -> Path:
+                         stt: bool = False, yield_above: float | None = None) -> Path:
     cfg = work / "hotline.toml"
     cfg.write_text(f"""\
 # Written by bench/sip_load.py: one hotline node for the load benchmark.
@@ -267,7 +270,7 @@ dir = "{work}/prompts"
 enabled = {"true" if stt else "false"}
 workers = 1
 models_dir = "{ROOT}/var/models"
-""")
+""" + (f"yield_above = {yield_above}\n" if yield_above is not None else ""))
     return cfg
 
 
@@ -394,8 +397,9 @@ def run_round(target: str, n: int, args, work: Path, pcap: Path, wav: Path) -> d
         # -- server
         if is_hotline:
             sip_port = free_udp_port()
-            cfg = write_hotline_config(work, sip_port, free_tcp_port(), (lo, hi), stt=target == "hotline_stt")
-            if target == "hotline_stt":
+            cfg = write_hotline_config(work, sip_port, free_tcp_port(), (lo, hi), stt=target in STT_TARGETS,
+                                       yield_above=0 if target == "hotline_stt_flat" else None)
+            if target in STT_TARGETS:
                 result["stt_jobs_queued"] = queue_transcriptions(cfg, work)
             rec_before = wav_seconds(work / "recordings")
             env = None
@@ -610,7 +614,7 @@ def main(argv=None) -> int:
         "jitter_target_ms": args.jitter, "server_cpus": args.server_cpus,
         "load_cpus": args.load_cpus, "base_root": args.base_root, "repeat": args.repeat},
         "hotline": {}, "pyvoip": {}, "ratio": {}}
-    for extra_target in ("base", "hotline_stt"):
+    for extra_target in ("base", *STT_TARGETS):
         if extra_target in targets:
             doc[extra_target] = {}
     try:
@@ -648,7 +652,7 @@ def main(argv=None) -> int:
             if target == "pyvoip" and collapsed(r, args.jitter):
                 collapsed_at = n
         doc["ratio"] = ratio(doc, args)
-        if "hotline_stt" in doc:
+        if any(t in doc for t in STT_TARGETS):
             doc["stt_effect"] = stt_effect(doc)
     except KeyboardInterrupt as exc:
         doc["interrupted"] = str(exc) or "Ctrl-C"
@@ -701,7 +705,7 @@ def stt_effect(doc: dict) -> dict:
     """Issue 5's check: media timing with the transcription worker busy vs without, per N,
     from the same run (medians over --repeat rounds)."""
     out = {}
-    for n, with_stt in doc["hotline_stt"].items():
+    for target, n, with_stt in [(t, n, r) for t in STT_TARGETS for n, r in doc.get(t, {}).items()]:
         without = doc["hotline"].get(n)
         if not without or "calls" not in with_stt:
             continue
@@ -710,12 +714,13 @@ def stt_effect(doc: dict) -> dict:
             return runs[f"{key}_median_ms"] if runs else _jitter(r, key)
         a99, b99 = fig(without, "p99"), fig(with_stt, "p99")
         a50, b50 = fig(without, "p50"), fig(with_stt, "p50")
-        out[n] = {"p99_without_ms": a99, "p99_with_ms": b99,
+        out[f"{target} N={n}"] = {"p99_without_ms": a99, "p99_with_ms": b99,
                   "p99_ratio": round(b99 / a99, 2) if a99 and b99 else None,
                   "p50_without_ms": a50, "p50_with_ms": b50,
                   "p50_ratio": round(b50 / a50, 2) if a50 and b50 else None,
                   "rounds": len(with_stt.get("runs", {}).get("p99_ms", [1])),
                   "stt_worker_cpu_pct": with_stt.get("cpu_plateau", {}).get("server_children_cpu_pct"),
+                  "stt_worker_cpu_pct_runs": with_stt.get("runs", {}).get("stt_worker_cpu_pct"),
                   "stt_jobs_queued": with_stt.get("stt_jobs_queued")}
     return out
 
@@ -742,11 +747,11 @@ def ratio(doc: dict, args) -> dict:
 
 def summary(doc: dict) -> str:
     lines = ["", "== SIP load benchmark (machine shared with other test runs) =="]
-    for target in ("hotline", "base", "pyvoip"):
+    for target in ("hotline", "base", *STT_TARGETS, "pyvoip"):
         for n, r in doc.get(target, {}).items():
             lines.append(f"{target:8} N={n:>4}: " + (one_line(r) if "calls" in r else r.get("skipped", "")))
     for n, e in doc.get("stt_effect", {}).items():
-        lines.append(f"STT effect N={n} ({e['rounds']} round(s), medians): p99 {e['p99_without_ms']} -> "
+        lines.append(f"STT effect {n} ({e['rounds']} round(s), medians): p99 {e['p99_without_ms']} -> "
                      f"{e['p99_with_ms']} ms (x{e['p99_ratio']}), p50 {e['p50_without_ms']} -> "
                      f"{e['p50_with_ms']} ms (x{e['p50_ratio']}), worker CPU {e['stt_worker_cpu_pct']} %")
     for key, v in doc.get("ratio", {}).items():

@@ -21,6 +21,9 @@ from callcenter.config import Settings, TrunkSettings
 
 log = logging.getLogger("hotline")
 
+# How long another thread may keep the GIL while the event loop waits for it (see serve()).
+SWITCH_INTERVAL_S = 0.0005
+
 # How often the registrar's credential cache reloads SIP accounts (CLI changes, other nodes).
 ACCOUNTS_REFRESH_S = 3.0
 
@@ -151,6 +154,7 @@ class Hotline:
         self.transcription = None
         self.live_stt = None
         self.cpu_plan = None
+        self._media_yield = None
         self.trunk_registrations: dict = {}
         # Side effects stored in the same transaction as a case change (SMS, follow-up calls).
         self._change_hooks: list = []
@@ -228,6 +232,9 @@ class Hotline:
                 hub.publish(kind, data)
             if kind == "transcript_ready" and data.get("kind") == "message" and data.get("case_id"):
                 self._spawn(service.describe_from_transcript(data["case_id"], data.get("text") or "", self.now_dt()))
+            elif kind == "case_created" and self.transcription is not None:
+                # The message may have been transcribed before its case existed.
+                self._spawn(self.transcription.describe_new_case(service, data["id"], self.now_dt()))
 
         service = CaseService(self.repo, on_event=on_event)
         self.repo.change_hook = self._run_change_hooks
@@ -275,6 +282,7 @@ class Hotline:
             outbound_ring_s=s.followup.ring_timeout_s,
         )
         self.sip.listener = CallAdmission(self.router, self.sip, s.trunks, self.registrar, self.reactor)
+        self._start_media_yield()
         desk = await self._start_acd(hub_holder)
         await self._start_followups(service)
         if s.storage.retention_days > 0:
@@ -302,11 +310,12 @@ class Hotline:
         ctx.trunks = self.trunk_registrations
         app = create_app(ctx)
         from web.notify_api import NOTIFY
-        from web.transcripts import TRANSCRIPTION
+        from web.transcripts import STT_STATUS, TRANSCRIPTION
 
         app[NOTIFY] = s.sms
         if self.transcription is not None:
             app[TRANSCRIPTION] = self.transcription
+            app[STT_STATUS] = self.stt_status
         self._web_runner = web.AppRunner(app, access_log=None)
         await self._web_runner.setup()
         site = web.TCPSite(self._web_runner, s.web.host, s.web.port)
@@ -354,6 +363,34 @@ class Hotline:
             raise StartupError(f"stt: {exc}") from None
         if self.transcription is not None:
             service.on_recording_finished = self.transcription.recording_finished
+
+    def stt_status(self) -> dict:
+        """Figures of the batch transcription pool (GET /api/stt/status)."""
+        pool = getattr(self.transcription, "pool", None)
+        y = self._media_yield
+        out = {"enabled": self.transcription is not None, "yield_above": self.settings.stt.yield_above,
+               "cpu_placement": self.cpu_plan.describe() if self.cpu_plan is not None else None,
+               "media_busy_share": round(y.last_share, 3) if y is not None else None}
+        if pool is not None:
+            paused_s = pool.paused_total_s() if hasattr(pool, "paused_total_s") else 0.0
+            out.update({"workers": getattr(pool, "workers", None), "queued": getattr(pool, "queued", 0),
+                        "running": getattr(pool, "running", 0), "completed": getattr(pool, "completed", 0),
+                        "paused": bool(getattr(pool, "paused", False)), "pauses": getattr(pool, "pauses", 0),
+                        "paused_s": round(paused_s, 1)})
+        return out
+
+    def _start_media_yield(self) -> None:
+        """Batch transcription pauses while the media loop is busy (callcenter/stt/yielding.py)."""
+        threshold = self.settings.stt.yield_above
+        pool = getattr(self.transcription, "pool", None)
+        if threshold <= 0 or pool is None or not hasattr(pool, "pause"):
+            return
+        from callcenter.stt.yielding import YieldPolicy
+        from callcenter.transcription import MediaYield
+
+        rtp = self.rtp
+        self._media_yield = MediaYield(pool, lambda: rtp.busy_s, self.reactor,
+                                       YieldPolicy.from_threshold(threshold)).start()
 
     def _place_cpus(self) -> frozenset[int] | None:
         """Keep recognition workers off the media core (callcenter/cpus.py): pin this process
@@ -499,6 +536,8 @@ class Hotline:
             self.followups.stop()
         if self.live_stt is not None:
             await self.live_stt.stop()
+        if self._media_yield is not None:
+            self._media_yield.stop()
         if self.transcription is not None:
             await self.transcription.stop()
         if self._sip_port is not None:
@@ -536,17 +575,9 @@ def serve(settings: Settings) -> int:
         # young objects less often, so a full collection does not stall the 20 ms tick.
         gc.freeze()
         gc.set_threshold(50_000, 20, 20)
-        import os as _os, time as _time
-        if _os.environ.get("HOTLINE_GC_DEBUG"):
-            _t = {}
-            def _cb(phase, info):
-                if phase == "start":
-                    _t["s"] = _time.perf_counter()
-                else:
-                    d = (_time.perf_counter() - _t.get("s", 0)) * 1000
-                    if d > 1.0:
-                        log.warning("GC gen%d %.1f ms collected=%d", info["generation"], d, info["collected"])
-            gc.callbacks.append(_cb)
+        # Helper threads (database, recording writer) hand the GIL back after at most this
+        # long when the loop wants it; Python's default of 5 ms would be a 5 ms late tick.
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         print(f"热线已启动 / hotline is up", flush=True)
         print(f"SIP:  {addresses.sip}", flush=True)
         print(f"Web:  {addresses.web}", flush=True)

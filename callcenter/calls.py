@@ -558,6 +558,15 @@ class Call:
         if self.leg is not None and not self.ended:
             self.leg.session.stop_playback()
 
+    def _release_consulted_agent(self) -> None:
+        """The colleague consulted for an attended transfer was paused ("consult") so the queue
+        would not offer them a call; once this call is over they are ready again (unless they
+        changed their state themselves meanwhile)."""
+        target, self.consult_agent = self.consult_agent, None
+        agent = self.router.acd.state.agents.get(target) if target else None
+        if agent is not None and agent.status == "paused" and agent.pause_reason == "consult":
+            self.router.acd.handle(acd.AgentReady(target))
+
     def connect_number(self, number: str) -> bool:
         """Bridge the caller to an outside number through the trunk (transfer to a number)."""
         r = self.router
@@ -613,6 +622,7 @@ class Call:
                 r.acd.handle(acd.CallEnded(self.bridged_agent, self.call_id, hung_up_by="caller"))
             elif self.queue is not None and not self.callback_requested:
                 r.acd.handle(acd.CallerAbandoned(self.call_id))
+            self._release_consulted_agent()
         self.queue = None
         if self.agent is not None:
             agent, self.agent = self.agent, None

@@ -132,6 +132,9 @@ class SttSettings:
     # Where recognition workers run, apart from the media tick (see callcenter/cpus.py):
     # "auto" (the server keeps one CPU, the workers the others), "off", or a list like "0-2".
     cpus: str = "auto"
+    # Batch transcription pauses while the media loop spends more than this share of its
+    # time in the 20 ms ticks, and resumes below 70 % of it (0 = never pause).
+    yield_above: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -284,6 +287,8 @@ def validate(settings: Settings) -> Settings:
             parse_cpu_list(settings.stt.cpus)
         except ValueError as exc:
             raise ConfigError(f"stt.cpus: {exc} (use \"auto\", \"off\" or a list like \"0-2,5\")") from None
+    if not 0.0 <= settings.stt.yield_above <= 1.0:
+        raise ConfigError(f"stt.yield_above: a share between 0 (never pause) and 1, got {settings.stt.yield_above}")
     if settings.acd.ring_timeout_s < 1:
         raise ConfigError("acd.ring_timeout_s: an agent's phone must ring at least 1 second")
     if not 0 <= settings.sip.ring_s <= 60:

@@ -92,7 +92,7 @@ class DeskService:
 
     def consult_cancel(self, username: str, call_id: str) -> None:
         call = self._own_call(username, call_id)
-        target = getattr(call, "consult_agent", None)
+        target, call.consult_agent = call.consult_agent, None
         call.cancel_consult()
         if target is not None and self.acd.state.agents[target].status == "paused":
             self.acd.handle(acd.AgentReady(target))

@@ -28,7 +28,7 @@ from callcenter.stt_store import RecordingTranscript, SearchHit, TranscriptStore
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TranscriptionService", "start_transcription", "priority_for"]
+__all__ = ["TranscriptionService", "start_transcription", "priority_for", "MediaYield"]
 
 
 def priority_for(kind: str) -> Priority:
@@ -92,6 +92,21 @@ class TranscriptionService:
         for recording_id in ids:
             self._spawn(self._submit_logged(recording_id))
         return len(ids)
+
+    async def describe_new_case(self, cases, case_id: int, now: datetime) -> bool:
+        """A new case whose voice message was transcribed before the case existed takes the
+        transcript as its description (`cases.describe_from_transcript`). The usual order,
+        transcript after case, goes through `transcript_ready`; both only replace the
+        placeholder, so they can race safely. Never raises (logged)."""
+        try:
+            done = [t for t in await self.store.for_case(case_id) or ()
+                    if t.kind == "message" and t.status == "done" and t.text]
+            if not done:
+                return False
+            return await cases.describe_from_transcript(case_id, " ".join(t.text for t in done), now)
+        except Exception:
+            log.exception("could not describe case %s from its transcript", case_id)
+            return False
 
     async def stop(self) -> None:
         """Stop the workers. Unfinished jobs stay queued in the database for `resume`."""
@@ -184,3 +199,52 @@ async def _resume_logged(service: TranscriptionService) -> None:
         return
     if count:
         log.info("re-queued %d unfinished transcription(s)", count)
+
+
+class MediaYield:
+    """Pauses the batch recognition pool while the media engine is busy (`callcenter.stt.
+    yielding`): every ``period_s`` it reads ``busy_seconds()`` (the engine's `busy_s`) and
+    asks the policy. ``clock`` is the reactor (callLater, seconds)."""
+
+    def __init__(self, pool, busy_seconds: Callable[[], float], clock, policy, *,
+                 period_s: float = 0.5) -> None:
+        self.pool = pool
+        self.busy_seconds = busy_seconds
+        self.clock = clock
+        self.policy = policy
+        self.period_s = period_s
+        self.last_share = 0.0
+        self._last: tuple[float, float] | None = None
+        self._call = None
+
+    def start(self) -> "MediaYield":
+        self._last = (self.clock.seconds(), self.busy_seconds())
+        self._call = self.clock.callLater(self.period_s, self._check)
+        return self
+
+    def _check(self) -> None:
+        from callcenter.stt.yielding import busy_share
+
+        now, busy = self.clock.seconds(), self.busy_seconds()
+        assert self._last is not None
+        self.last_share = busy_share(self._last[1], busy, self._last[0], now)
+        self._last = (now, busy)
+        try:
+            if self.policy.next_paused(self.pool.paused, self.last_share):
+                if not self.pool.paused:
+                    log.info("batch transcription paused: the media loop is %.0f %% busy",
+                             100 * self.last_share)
+                self.pool.pause()
+            elif self.pool.paused:
+                self.pool.resume()
+                log.info("batch transcription resumed (media loop %.0f %% busy)", 100 * self.last_share)
+        except Exception:  # never let the check die: recognition would stay frozen
+            log.exception("media yield check failed")
+        self._call = self.clock.callLater(self.period_s, self._check)
+
+    def stop(self) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+        self.pool.resume()
+

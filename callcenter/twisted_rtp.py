@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import select
 import socket
+import time
 from typing import Callable
 
 from twisted.internet.error import CannotListenError
@@ -103,6 +104,8 @@ class RtpEngine:
         self._call = None
         self.frames_skipped = 0
         self.ticks = 0
+        # Seconds spent in the send ticks and read passes (what `busy_share` is made of).
+        self.busy_s = 0.0
         self.on_tick: list[Callable[[float], None]] = []
         # Sockets the tick reads itself, by file descriptor, and one epoll set over them
         # (Linux), so a tick asks the kernel once which sockets have packets.
@@ -172,6 +175,13 @@ class RtpEngine:
             self._call = self.clock.callLater(0, self._fire)
 
     def _fire(self) -> None:
+        started = time.perf_counter()
+        try:
+            self._fire_timed()
+        finally:
+            self.busy_s += time.perf_counter() - started
+
+    def _fire_timed(self) -> None:
         self._call = None
         now = self.clock.seconds()
         if self._read_call is not None:
@@ -198,9 +208,11 @@ class RtpEngine:
         self._call = self.clock.callLater(max(0.0, next_at - after), self._fire)
 
     def _fire_read(self) -> None:
+        started = time.perf_counter()
         self._read_call = None
         if self._polled:
             self._read_all(self.clock.seconds())
+        self.busy_s += time.perf_counter() - started
 
     def _tick_all(self, now: float) -> None:
         """Send every leg's frame first, then hand out the events the frames caused.

@@ -9,6 +9,9 @@
 - `GET /api/cases/{id}/transcript` — every recording of the case with its transcript.
 - `GET /api/transcripts?q=&limit=&offset=` — recordings whose transcript contains `q`
   (spaces and punctuation ignored), newest first, with the segments that say it.
+- `GET /api/stt/status` — the batch transcription pool: `enabled`, `workers`, `queued`,
+  `running`, `completed`, `paused` (yielding to the media tick), `pauses`, `paused_s`,
+  `media_busy_share` (last reading), `yield_above`, `cpu_placement`.
 """
 
 from __future__ import annotations
@@ -22,10 +25,12 @@ from aiohttp import web
 from callcenter.stt_store import TranscriptStore
 from web.app import CTX, _int_param, api_auth, json_error
 
-__all__ = ["setup", "TRANSCRIPTION"]
+__all__ = ["setup", "TRANSCRIPTION", "STT_STATUS"]
 
 # The process's callcenter.transcription.TranscriptionService, when it runs one.
 TRANSCRIPTION = web.AppKey("transcription", object)
+# A callable giving the pool's figures for /api/stt/status (bootstrap sets it).
+STT_STATUS = web.AppKey("stt_status", object)
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
@@ -93,7 +98,14 @@ async def search(request: web.Request) -> web.Response:
     return _json({"q": q, "results": [h.to_dict() for h in hits]})
 
 
+@api_auth
+async def stt_status(request: web.Request) -> web.Response:
+    status = request.app.get(STT_STATUS)
+    return _json(status() if status is not None else {"enabled": False})
+
+
 def setup(app: web.Application) -> None:
+    app.router.add_get("/api/stt/status", stt_status)
     app.router.add_get("/api/recordings/{rec_id}/transcript", recording_transcript)
     app.router.add_post("/api/recordings/{rec_id}/transcript", retranscribe)
     app.router.add_get("/api/cases/{case_id}/transcript", case_transcript)

@@ -15,6 +15,8 @@ import enum
 import itertools
 import multiprocessing
 import os
+import signal
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +52,7 @@ def _init_worker(factory: Callable[..., Recognizer], args: tuple, nice: int,
     global _recognizer
     from callcenter.cpus import pin_self
 
+    _die_with_parent()
     # Off the media core (see callcenter/cpus.py); None: anywhere, not the parent's pinning.
     pin_self(cpus)
     if nice:
@@ -64,6 +67,19 @@ def _init_worker(factory: Callable[..., Recognizer], args: tuple, nice: int,
         except (AttributeError, OSError):
             pass
     _recognizer = factory(*args)
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this worker when the server dies, even while it is paused
+    (SIGSTOP) and so cannot notice the closed pipe itself."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() == 1:  # the parent died before prctl: do not linger
+        os._exit(1)
 
 
 def _run_job(path: str) -> Transcript:
@@ -102,6 +118,42 @@ class TranscriptionPool:
         self._closed = False
         self.running = 0
         self.completed = 0
+        self._paused_since: float | None = None
+        self.paused_s = 0.0
+        self.pauses = 0
+
+    # -- yielding to the media tick (see callcenter/stt/yielding.py) ------------------------
+    @property
+    def paused(self) -> bool:
+        return self._paused_since is not None
+
+    def _signal_workers(self, signum: int) -> None:
+        for process in list(getattr(self._executor, "_processes", {}).values()):
+            try:
+                os.kill(process.pid, signum)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def pause(self) -> None:
+        """Freeze the worker processes where they are (SIGSTOP): a running job just takes
+        longer. Jobs queue as before. Calling it again while paused is harmless."""
+        if self._closed:
+            return
+        self._signal_workers(signal.SIGSTOP)  # again when paused: catches a worker started since
+        if self._paused_since is None:
+            self._paused_since = time.monotonic()
+            self.pauses += 1
+
+    def paused_total_s(self) -> float:
+        """Seconds paused so far, the current pause included."""
+        since = self._paused_since
+        return self.paused_s + (time.monotonic() - since if since is not None else 0.0)
+
+    def resume(self) -> None:
+        if self._paused_since is not None:
+            self._signal_workers(signal.SIGCONT)
+            self.paused_s += time.monotonic() - self._paused_since
+            self._paused_since = None
 
     @property
     def queued(self) -> int:
@@ -152,6 +204,7 @@ class TranscriptionPool:
         then stop the worker processes. Safe to call twice."""
         if self._closed:
             return
+        self.resume()
         self._closed = True
         if self._queue is not None:
             if cancel_queued:

@@ -298,10 +298,13 @@ def test_attended_transfer_consults_agent2_then_hands_the_caller_over(open_hotli
         status, body = server.post("/api/desk/consult", {"call_id": call_id, "action": "complete"}, token=token1)
         assert status == 202, body
         assert server.api("/api/desk/status", token=token1)[1]["status"] == "wrap_up"
+        assert server.api("/api/desk/status", token=token2)[1]["status"] == "paused"  # on the call now
         caller.join(timeout=60)
         assert results["r"].returncode == 0, results["r"].log_text[-2000:]
         heard = two.received_wav()
         assert heard is not None
+        # the call is over: the consulted colleague is offered queue calls again
+        _wait_status(server, token2, "ready")
     assert heard_correlation(heard, speech) > 0.6
     [case_wav] = list((server.dir / "recordings").rglob("*-call.wav"))
     right = wav_pcm(case_wav.read_bytes())[0][1::2]

@@ -117,3 +117,31 @@ async def test_whisper_in_the_pool(phone_message, whisper_cache):
         transcript = await pool.transcribe(phone_message, priority=Priority.MESSAGE)
     assert transcript.engine == "whisper"
     assert cer(reference(MESSAGE_CLIP), transcript.text) < 0.5
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="Linux /proc")
+async def test_pause_freezes_the_workers_and_resume_lets_the_job_finish(tmp_path):
+    """Yielding to the media tick: a paused worker is stopped (state T) mid-job; after
+    resume the same job completes; close() while paused does not hang."""
+    release = tmp_path / "release"
+    async with TranscriptionPool(make_fake, workers=1) as pool:
+        assert (await pool.transcribe(_job(tmp_path, "warm", "pid"))).text.isdigit()
+        [process] = list(pool._executor._processes.values())
+        job = asyncio.ensure_future(pool.transcribe(_job(tmp_path, "held", f"hold:{release}")))
+        await _until(lambda: pool.running == 1, "job started")
+        pool.pause()
+        assert pool.paused
+        await _until(lambda: _state(process.pid) == "T", "worker stopped")
+        release.write_text("go")
+        await asyncio.sleep(0.3)
+        assert not job.done()  # frozen: it cannot see the release file
+        pool.resume()
+        assert (await asyncio.wait_for(job, 60)).text == "held"
+        assert pool.pauses == 1 and pool.paused_s > 0.2
+        pool.pause()  # closing while paused resumes first
+    assert not pool.paused

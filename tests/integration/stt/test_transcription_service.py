@@ -174,3 +174,33 @@ def test_disabled_setting_starts_nothing():
     """With [stt] enabled = false there is no transcription service."""
     settings = Settings(stt=SttSettings(enabled=False))
     assert start_transcription(settings, engine=None, spawn=lambda coro: None) is None
+
+
+async def test_a_message_transcribed_before_its_case_still_describes_it(db, tmp_path):
+    """The rare order: the voice message's transcript is stored before the IVR files the
+    case. When the case is created its description becomes the transcript, once; a case
+    whose description an agent already wrote keeps it."""
+    repo, service = db
+    wav = tmp_path / "msg.wav"
+    wav.write_bytes(b"RIFF")
+    said = Transcript.from_segments([Segment(0.2, 2.0, "建设路井盖丢了", 0)], engine="whisper",
+                                    language="zh", duration_s=2.0, elapsed_s=0.5)
+    transcription = TranscriptionService(TranscriptStore(repo.engine), ScriptedPool({str(wav): said}),
+                                         now=lambda: NOW)
+    rec = await service.recording_started(call_id="c-early", kind="message", path=str(wav),
+                                          channels=1, now=NOW)
+    await transcription.submit(rec)  # before the case exists
+    number = await service.file_report(channel="12319", reporter_phone="13800138000", call_id="c-early",
+                                       recording_ids=(rec,), variables={}, now=NOW)
+    case_id = (await repo.find_case_by_number(number)).id
+    assert await transcription.describe_new_case(service, case_id, NOW) is True
+    view = await repo.find_case_by_number(number)
+    assert view.description == "【留言转写】建设路井盖丢了"
+    # the transcript_ready path arriving late changes nothing more
+    assert await service.describe_from_transcript(case_id, "建设路井盖丢了", NOW) is False
+    assert await transcription.describe_new_case(service, case_id, NOW) is False
+    # no transcript yet: nothing happens
+    other = await service.file_report(channel="12319", reporter_phone="13800138001", call_id="c-none",
+                                      recording_ids=(), variables={}, now=NOW)
+    assert await transcription.describe_new_case(service, (await repo.find_case_by_number(other)).id,
+                                                 NOW) is False
