@@ -404,9 +404,10 @@ def run_round(target: str, n: int, args, work: Path, pcap: Path, wav: Path) -> d
             rec_before = wav_seconds(work / "recordings")
             env = None
             cmd = [HOTLINE, "serve", "--config", str(cfg)]
-            if target == "base":
+            code_root = args.base_root if target == "base" else args.hotline_root
+            if code_root:
                 # Same interpreter and venv, the code of another tree first on sys.path.
-                env = {**os.environ, "PYTHONPATH": str(args.base_root)}
+                env = {**os.environ, "PYTHONPATH": str(code_root)}
                 cmd = [PYTHON, "-c", "import sys; from callcenter.cli import main; sys.exit(main())",
                        "serve", "--config", str(cfg)]
             server = start(pinned(cmd, args.server_cpus), cwd=rnd, log=rnd / "server.log", env=env)
@@ -570,6 +571,9 @@ def main(argv=None) -> int:
     ap.add_argument("--jitter", type=float, default=5.0, help="p99 jitter target, ms")
     ap.add_argument("--pyvoip-n", default="50,75,100,150,200,400",
                     help="N list for pyVoIP (finer where it breaks; stops once collapsed)")
+    ap.add_argument("--hotline-root", default=None,
+                    help="run the hotline targets from this source tree (e.g. a `git worktree` of "
+                         "the commit under test, so the working tree can change meanwhile)")
     ap.add_argument("--repeat", type=int, default=1,
                     help="run the hotline targets' rounds this many times, interleaved; report "
                          "the median (figures of every run under 'runs')")
