@@ -290,6 +290,10 @@ def queue_transcriptions(cfg: Path, work: Path, minutes: float = 20.0) -> int:
     count = max(1, int(minutes * 60 / seconds))
     now = datetime.now().isoformat(sep=" ")
     with sqlite3.connect(work / "hotline.db") as db:
+        # Rounds share the database: what earlier rounds left queued (their calls' recordings
+        # too) would make every round's backlog longer than the last. Start from this one's.
+        db.execute("UPDATE transcript_jobs SET status = 'failed', error = 'bench: earlier round' "
+                   "WHERE status = 'queued'")
         for i in range(count):
             cur = db.execute(
                 "INSERT INTO recordings (call_id, kind, path, channels, duration_s, created_at) VALUES (?,?,?,?,?,?)",

@@ -155,6 +155,7 @@ class Hotline:
         self.live_stt = None
         self.cpu_plan = None
         self._media_yield = None
+        self.gc_pacer = None
         self.trunk_registrations: dict = {}
         # Side effects stored in the same transaction as a case change (SMS, follow-up calls).
         self._change_hooks: list = []
@@ -536,6 +537,8 @@ class Hotline:
             self.followups.stop()
         if self.live_stt is not None:
             await self.live_stt.stop()
+        if self.gc_pacer is not None:
+            self.gc_pacer.uninstall()
         if self._media_yield is not None:
             self._media_yield.stop()
         if self.transcription is not None:
@@ -574,7 +577,12 @@ def serve(settings: Settings) -> int:
         # Everything loaded at start-up stays: keep it out of the collector's way, and collect
         # young objects less often, so a full collection does not stall the 20 ms tick.
         gc.freeze()
-        gc.set_threshold(50_000, 20, 20)
+        # Collections run right after a media tick's sends, never in the middle of one.
+        from callcenter.gc_pacer import GcPacer
+
+        hotline.gc_pacer = GcPacer().install().start(reactor)
+        if hotline.rtp is not None:
+            hotline.rtp.after_tick = hotline.gc_pacer.after_tick
         # Helper threads (database, recording writer) hand the GIL back after at most this
         # long when the loop wants it; Python's default of 5 ms would be a 5 ms late tick.
         sys.setswitchinterval(SWITCH_INTERVAL_S)

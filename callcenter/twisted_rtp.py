@@ -107,6 +107,9 @@ class RtpEngine:
         # Seconds spent in the send ticks and read passes (what `busy_share` is made of).
         self.busy_s = 0.0
         self.on_tick: list[Callable[[float], None]] = []
+        # Called once per firing after its frames are sent (the GC pacer); unlike on_tick it
+        # does not keep the tick running when no call is up.
+        self.after_tick: Callable[[float], None] | None = None
         # Sockets the tick reads itself, by file descriptor, and one epoll set over them
         # (Linux), so a tick asks the kernel once which sockets have packets.
         self._polled: dict[int, RtpLeg] = {}
@@ -198,6 +201,11 @@ class RtpEngine:
         for _ in range(max(due, 1)):
             self._tick_all(now)
             self._n += 1
+        if self.after_tick is not None:
+            try:
+                self.after_tick(now)
+            except Exception:
+                log.exception("after-tick hook failed")
         if not self.legs and not self.on_tick:
             return
         next_at = self._t0 + self._n * FRAME_S

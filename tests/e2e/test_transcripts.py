@@ -50,6 +50,16 @@ def test_voice_message_transcript_is_attached_to_the_case(tmp_path, prompts_dir)
 
         status, found = server.api("/api/transcripts?q=" + quote(text[2:6]))
         assert status == 200 and any(case["number"] in str(hit) for hit in found.get("results", found)), found
+        # The pool's figures for operators: one job done, not paused now (no calls), and the
+        # recognition worker kept apart from the media tick where the machine allows it.
+        status, pool = server.api("/api/stt/status")
+        assert status == 200 and pool["enabled"] is True, pool
+        assert pool["completed"] >= 1 and pool["paused"] is False and pool["yield_above"] == 0.5, pool
+        assert pool["cpu_placement"].startswith("CPU placement:"), pool
+        import os
+
+        if len(os.sched_getaffinity(0)) >= 2:
+            assert "speech recognition on" in pool["cpu_placement"], pool
     finally:
         stop_server(server)
 

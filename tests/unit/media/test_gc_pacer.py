@@ -1,0 +1,62 @@
+"""The GC pacer (callcenter/gc_pacer.py): the generational schedule as a pure decision, and
+the adapter turning automatic collection off and back on."""
+
+import gc
+
+from twisted.internet.task import Clock
+
+from callcenter.gc_pacer import GcPacer, GcPolicy, decide
+
+P = GcPolicy(young=100, middle_every=3, full_every=2, full_min_interval_s=30.0)
+
+
+def test_nothing_below_the_young_threshold():
+    assert decide((99, 5, 5), P, 100.0, 0.0) is None
+
+
+def test_young_then_middle_then_full_in_turn():
+    assert decide((100, 0, 0), P, 100.0, 0.0) == 0
+    assert decide((100, 1, 0), P, 100.0, 0.0) == 0
+    assert decide((100, 2, 0), P, 100.0, 0.0) == 1   # third young collection: a middle one
+    assert decide((100, 2, 1), P, 100.0, 0.0) == 2   # and its turn for a full one
+
+
+def test_full_waits_for_its_interval():
+    assert decide((100, 2, 1), P, 100.0, 80.0) == 1  # only 20 s since the last full one
+    assert decide((100, 2, 1), P, 111.0, 80.0) == 2
+
+
+def test_the_schedule_simulated_matches_the_counters_python_keeps():
+    # gc.collect(g) resets the counters of g and younger and adds one to g+1.
+    counts, done, last_full = [0, 0, 0], [0, 0, 0], float("-inf")
+    for step in range(60):
+        counts[0] += 50
+        g = decide(tuple(counts), P, float(step), last_full)
+        if g is None:
+            continue
+        done[g] += 1
+        for i in range(g + 1):
+            counts[i] = 0
+        if g < 2:
+            counts[g + 1] += 1
+        else:
+            last_full = float(step)
+    assert done[0] > done[1] > 0 and done[2] >= 1
+
+
+def test_pacer_disables_automatic_collection_and_gives_it_back():
+    assert gc.isenabled()
+    clock = Clock()
+    pacer = GcPacer(GcPolicy(young=1)).install().start(clock)
+    try:
+        assert not gc.isenabled()
+        garbage = [[] for _ in range(10)]
+        for a, b in zip(garbage, garbage[1:]):
+            a.append(b), b.append(a)  # cycles only the collector can free
+        del garbage, a, b
+        pacer.after_tick(clock.seconds())
+        clock.advance(1.0)  # the quiet-time timer collects too
+        assert sum(pacer.stats()["collections"]) >= 2
+    finally:
+        pacer.uninstall()
+    assert gc.isenabled() and not clock.getDelayedCalls()
