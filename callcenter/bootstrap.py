@@ -139,7 +139,10 @@ class Hotline:
         self.settings = settings
         self.reactor = reactor
         self.tz = ZoneInfo(settings.ivr.timezone)
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recordings")
+        from callcenter.cpus import background_thread
+
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recordings",
+                                           initializer=background_thread)
         self._web_runner = None
         self._sip_port = None
         self.repo = None
@@ -202,6 +205,14 @@ class Hotline:
         from case_core.adapters import migrate
         from case_core.adapters.sqlalchemy_repo import SqlRepository, make_engine, sync_url
         from case_core.service import CaseService
+        from callcenter.cpus import background_thread
+
+        # Work the loop hands to threads (database transactions, file work) runs nicer than
+        # the loop itself, so a due media tick wins the core.
+        loop = asyncio.get_running_loop()
+        if getattr(loop, "_default_executor", None) is None:  # not twice on one loop (tests)
+            loop.set_default_executor(
+                ThreadPoolExecutor(thread_name_prefix="background", initializer=background_thread))
         from web.app import WebContext, create_app
         from web.auth import load_or_create_secret
 
@@ -574,10 +585,9 @@ def serve(settings: Settings) -> int:
     outcome = {"code": 0}
 
     def started(addresses: Addresses) -> None:
-        # Everything loaded at start-up stays: keep it out of the collector's way, and collect
-        # young objects less often, so a full collection does not stall the 20 ms tick.
+        # Everything loaded at start-up stays: keep it out of the collector's way. From here
+        # collections run right after a media tick's sends, never in the middle of one.
         gc.freeze()
-        # Collections run right after a media tick's sends, never in the middle of one.
         from callcenter.gc_pacer import GcPacer
 
         hotline.gc_pacer = GcPacer().install().start(reactor)

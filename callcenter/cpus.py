@@ -32,7 +32,11 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 __all__ = ["CpuPlan", "parse_cpu_list", "format_cpu_list", "plan", "machine_cpus",
-           "pin_process", "pin_self"]
+           "pin_process", "pin_self", "background_thread", "BACKGROUND_NICE"]
+
+# Helper threads of the server (recording writer, database work) run this much nicer than
+# the event loop's thread, so that the loop wins the core when its tick is due.
+BACKGROUND_NICE = 5
 
 
 @dataclass(frozen=True)
@@ -155,3 +159,17 @@ def pin_self(cpus: frozenset[int] | tuple[int, ...] | None) -> None:
         os.sched_setaffinity(0, cpus if cpus else machine_cpus()[1])
     except OSError:
         pass
+
+
+def background_thread() -> None:
+    """ThreadPoolExecutor initializer: make the calling thread nicer than the event loop's
+    (Linux keeps a nice value per thread). A helper that holds the GIL when preempted gets
+    the core back as soon as the loop waits for the GIL, so this cannot invert priorities."""
+    import threading
+
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + BACKGROUND_NICE))
+    except (AttributeError, OSError):
+        pass
+

@@ -86,3 +86,18 @@ def test_config_names_the_key_for_a_bad_list():
 def test_machine_cpus_reads_this_process():
     allowed, online = cpus.machine_cpus()
     assert allowed and allowed <= online
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="POSIX priorities")
+def test_background_threads_run_nicer_than_the_loop():
+    from concurrent.futures import ThreadPoolExecutor
+    import threading
+
+    def nice_here():
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    mine = nice_here()
+    with ThreadPoolExecutor(1, initializer=cpus.background_thread) as pool:
+        theirs = pool.submit(nice_here).result()
+    assert theirs == min(19, mine + cpus.BACKGROUND_NICE)
+    assert nice_here() == mine  # the calling thread is untouched
