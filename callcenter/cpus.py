@@ -127,7 +127,37 @@ def machine_cpus() -> tuple[frozenset[int], frozenset[int]]:
         online = parse_cpu_list(Path("/sys/devices/system/cpu/online").read_text().strip())
     except (OSError, ValueError):
         online = frozenset(range(os.cpu_count() or 1)) | allowed
-    return allowed, online
+    # In a container the cgroup's cpuset, not the host's CPU list, is what a worker may use.
+    usable = _cgroup_cpuset()
+    if usable and allowed <= usable:
+        online &= usable
+    return allowed, online | allowed
+
+
+def _cgroup_cpuset() -> frozenset[int] | None:
+    """The CPUs this process's cgroup may use (v2, else v1), or None when not limited/known."""
+    candidates = ["/sys/fs/cgroup/cpuset.cpus.effective", "/sys/fs/cgroup/cpuset/cpuset.effective_cpus",
+                  "/sys/fs/cgroup/cpuset/cpuset.cpus"]
+    try:
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            hierarchy, controllers, path = line.split(":", 2)
+            if path not in ("", "/") and (hierarchy == "0" or "cpuset" in controllers.split(",")):
+                base = "/sys/fs/cgroup" if hierarchy == "0" else "/sys/fs/cgroup/cpuset"
+                name = "cpuset.cpus.effective" if hierarchy == "0" else "cpuset.effective_cpus"
+                candidates.insert(0, f"{base}{path}/{name}")
+    except (OSError, ValueError):
+        pass
+    for candidate in candidates:
+        try:
+            text = Path(candidate).read_text().strip()
+        except OSError:
+            continue
+        if text:
+            try:
+                return parse_cpu_list(text)
+            except ValueError:
+                continue
+    return None
 
 
 def pin_process(cpus: frozenset[int]) -> bool:
