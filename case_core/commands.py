@@ -1,4 +1,5 @@
-"""`hotline import …` (reference data from CSV) and `hotline evaluate` (综合评价 as JSON).
+"""`hotline import …` (reference data from CSV), `hotline evaluate` (综合评价 as JSON) and
+`hotline user add|list|set` (staff accounts: role, and the department of 处置部门 staff).
 
 Imports validate every row with the domain loaders, store the good rows in the ref_*
 tables (replacing that table's previous contents in one transaction), print the count
@@ -141,6 +142,91 @@ def cmd_evaluate(settings, args) -> int:
     return 0
 
 
+def _password(args) -> str:
+    import getpass
+    import os
+
+    password = args.password or os.environ.get("HOTLINE_PASSWORD") or ""
+    if not password and sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+    if len(password) < 8:
+        raise UserError("a password of at least 8 characters is needed (--password, HOTLINE_PASSWORD "
+                        "or typed at the prompt)")
+    return password
+
+
+async def _check_role_department(repo, role: str | None, department: str | None) -> None:
+    from case_core.domain.workflow import ROLE_LABELS
+
+    if role is not None and role not in ROLE_LABELS:
+        raise UserError(f"unknown role {role!r} (roles: {', '.join(ROLE_LABELS)})")
+    if department:
+        from case_core.service import load_reference
+
+        known = (await load_reference(repo)).departments
+        if known and department not in known:
+            raise UserError(f"unknown department {department!r} (imported departments: "
+                            f"{', '.join(sorted(known))}); `hotline import departments FILE` adds them")
+
+
+def cmd_user_add(settings, args) -> int:
+    password = _password(args)
+
+    async def run():
+        repo = _repo(settings)
+        try:
+            if await repo.get_user(args.username) is not None:
+                raise UserError(f"user {args.username!r} exists; change it with `hotline user set`")
+            await _check_role_department(repo, args.role, args.department)
+            return await repo.create_user(username=args.username, password=password, role=args.role,
+                                          display_name=args.name or "", department=args.department,
+                                          now=datetime.now())
+        finally:
+            await repo.close()
+
+    user = asyncio.run(run())
+    print(f"user {user.username} ({user.role}{', department ' + user.department if user.department else ''}) created")
+    return 0
+
+
+def cmd_user_set(settings, args) -> int:
+    password = _password(args) if args.new_password else None
+
+    async def run():
+        repo = _repo(settings)
+        try:
+            await _check_role_department(repo, args.role, args.department)
+            return await repo.update_user(args.username, role=args.role, display_name=args.name,
+                                          department=args.department or None,
+                                          clear_department=args.department == "", password=password)
+        finally:
+            await repo.close()
+
+    user = asyncio.run(run())
+    if user is None:
+        raise UserError(f"no user {args.username!r}")
+    print(f"user {user.username}: role {user.role}, department {user.department or '-'}")
+    return 0
+
+
+def cmd_user_list(settings, args) -> int:
+    async def run():
+        repo = _repo(settings)
+        try:
+            return await repo.list_users()
+        finally:
+            await repo.close()
+
+    users = asyncio.run(run())
+    if args.json:
+        print(json.dumps([{"username": u.username, "name": u.display_name, "role": u.role,
+                           "department": u.department} for u in users], ensure_ascii=False, indent=2))
+    else:
+        for u in users:
+            print(f"{u.username}\t{u.role}\t{u.department or '-'}\t{u.display_name}")
+    return 0
+
+
 def register(sub, common) -> None:
     p = sub.add_parser("import", parents=[common], help="import reference data (categories, areas, routing…) from CSV")
     p.add_argument("kind", choices=KINDS, help="which table the CSV holds")
@@ -157,3 +243,26 @@ def register(sub, common) -> None:
     p.add_argument("--area-level", choices=("district", "street", "community", "grid"), default="street")
     p.add_argument("--weight", action="append", metavar="CODE=W", help="override a composite-score weight")
     p.set_defaults(func=cmd_evaluate)
+
+    users = sub.add_parser("user", help="staff accounts (web login)").add_subparsers(dest="user_command", required=True)
+    p = users.add_parser("add", parents=[common], help="create a user (password from --password, "
+                         "HOTLINE_PASSWORD or a prompt)")
+    p.add_argument("username")
+    p.add_argument("--role", required=True, help="agent, shift_lead, dispatcher, department, inspector, "
+                   "commander, supervisor or admin")
+    p.add_argument("--name", help="display name (default: the username)")
+    p.add_argument("--department", help="department code for department staff: they see and act on "
+                   "that department's cases only")
+    p.add_argument("--password")
+    p.set_defaults(func=cmd_user_add)
+    p = users.add_parser("set", parents=[common], help="change a user's role, name, department or password")
+    p.add_argument("username")
+    p.add_argument("--role")
+    p.add_argument("--name")
+    p.add_argument("--department", help='department code ("" = not tied to a department)')
+    p.add_argument("--new-password", action="store_true", help="set a new password (as for add)")
+    p.add_argument("--password")
+    p.set_defaults(func=cmd_user_set)
+    p = users.add_parser("list", parents=[common], help="list users")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_user_list)

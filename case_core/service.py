@@ -291,8 +291,11 @@ class CaseService:
         fields: Mapping[str, Any] | None = None,
         expected_version: int | None = None,
         now: datetime,
+        department: str | None = None,
     ) -> tuple[CaseView, list[CaseEvent]]:
-        """Perform one workflow action on a case and store the result.
+        """Perform one workflow action on a case and store the result. ``department``: the
+        actor's own department, if they are tied to one (department staff may act only on
+        cases dispatched to it).
 
         Raises NotFound, a WorkflowError (VersionConflict when someone else changed the
         case since ``expected_version`` or between our read and our write).
@@ -314,7 +317,8 @@ class CaseService:
         ref = await self.reference()
 
         def mutate(states: list[CaseState]):
-            new, events = self._apply(ref, states[0], action, actor, role, fields, expected_version, now)
+            new, events = self._apply(ref, states[0], action, actor, role, fields, expected_version, now,
+                                      department=department)
             return [new], events
 
         events, (view,) = await self.repo.update_states([case_id], mutate)
@@ -322,8 +326,8 @@ class CaseService:
         return view, events
 
     def _apply(self, ref: ReferenceData, state: CaseState, action: str, actor: str, role: str,
-               fields: dict[str, Any], expected_version: int | None, now: datetime
-               ) -> tuple[CaseState, list[CaseEvent]]:
+               fields: dict[str, Any], expected_version: int | None, now: datetime,
+               department: str | None = None) -> tuple[CaseState, list[CaseEvent]]:
         """The domain step, with what the reference data adds: routed department,
         the grid's inspector, and a deadline for each step the action starts."""
         fields = _coerce_fields(self.spec, fields)
@@ -346,7 +350,7 @@ class CaseService:
                     due = route.deadline(step, ref.calendar, now)
                     if due is not None and due > now:
                         fields[key] = due
-        command = CaseCommand(action, actor, role, fields, expected_version)
+        command = CaseCommand(action, actor, role, fields, expected_version, department)
         return workflow.apply(self.spec, state, command, now)
 
     async def merge_cases(

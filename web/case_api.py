@@ -237,7 +237,8 @@ async def case_action(request: web.Request) -> web.Response:
     service = request.app[CTX].service
     try:
         _view, events = await service.act(case_id, action, actor=user.username, role=user.role, fields=fields,
-                                          expected_version=expected, now=local_now(request))
+                                          expected_version=expected, now=local_now(request),
+                                          department=user.department)
     except NotFound:
         return _error(404, "not_found", "no such case")
     except VersionConflict as exc:

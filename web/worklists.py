@@ -346,8 +346,10 @@ async def worklist(request: web.Request) -> web.Response:
     now = local_now(request)
     ref = await ctx.service.reference()
     where = w.where(user.role)
-    # Users carry no department of their own yet, so a department narrows its list by hand.
+    # Department staff see their own department's cases; others may narrow the list by hand.
     department = request.query.get("department", "")
+    if user.role == "department" and user.department:
+        department = user.department
     if department:
         where = and_(where, _c.department == department)
     counts = await _counts(ctx.repo.engine, where, now)
@@ -460,7 +462,7 @@ async def action_submit(request: web.Request) -> web.Response:
         fields = fields_from_form(form, context["fields"])
     try:
         await ctx.service.act(case_id, action, actor=user.username, role=user.role, fields=fields,
-                              expected_version=expected, now=local_now(request))
+                              expected_version=expected, now=local_now(request), department=user.department)
     except NotFound:
         return _not_found(request, "案卷")
     except WorkflowError as exc:

@@ -273,6 +273,8 @@ users = Table(
     Column("role", String(32), nullable=False),
     Column("password_hash", Text, nullable=False),
     Column("created_at", DateTime(timezone=False), nullable=False),
+    # A department code (reference data) for 处置部门 staff; NULL: works across departments.
+    Column("department", String(32), nullable=True),
 )
 
 api_tokens = Table(

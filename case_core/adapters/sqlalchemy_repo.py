@@ -118,6 +118,11 @@ class UserView:
     username: str
     display_name: str
     role: str
+    department: str | None = None  # 处置部门 staff: the department whose cases they handle
+
+
+def _user_view(row) -> UserView:
+    return UserView(row.id, row.username, row.display_name, row.role, row.department)
 
 
 class NotFound(LookupError):
@@ -435,8 +440,10 @@ class SqlRepository:
 
     # -- users and tokens ---------------------------------------------------------------
     async def create_user(
-        self, *, username: str, password: str, role: str, display_name: str = "", now: datetime
+        self, *, username: str, password: str, role: str, display_name: str = "", now: datetime,
+        department: str | None = None,
     ) -> UserView:
+        """Create the user; an existing username is left as it is and returned."""
         async with self.engine.begin() as conn:
             existing = (
                 await conn.execute(select(orm.users.c.id).where(orm.users.c.username == username))
@@ -451,25 +458,49 @@ class SqlRepository:
                             role=role,
                             password_hash=security.hash_password(password),
                             created_at=now,
+                            department=department or None,
                         )
                         .returning(orm.users.c.id)
                     )
                 ).scalar_one()
             else:
-                uid = existing
-        return UserView(uid, username, display_name or username, role)
+                return await self.get_user(username)  # type: ignore[return-value]
+        return UserView(uid, username, display_name or username, role, department or None)
+
+    async def update_user(self, username: str, *, role: str | None = None, display_name: str | None = None,
+                          department: str | None = None, clear_department: bool = False,
+                          password: str | None = None) -> UserView | None:
+        """Change what is given; None if there is no such user."""
+        values: dict[str, Any] = {}
+        if role is not None:
+            values["role"] = role
+        if display_name is not None:
+            values["display_name"] = display_name
+        if department is not None or clear_department:
+            values["department"] = None if clear_department else department
+        if password is not None:
+            values["password_hash"] = security.hash_password(password)
+        if values:
+            async with self.engine.begin() as conn:
+                await conn.execute(update(orm.users).where(orm.users.c.username == username).values(**values))
+        return await self.get_user(username)
+
+    async def list_users(self) -> list[UserView]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(orm.users).order_by(orm.users.c.username))).all()
+        return [_user_view(r) for r in rows]
 
     async def get_user(self, username: str) -> UserView | None:
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(orm.users).where(orm.users.c.username == username))).first()
-        return None if row is None else UserView(row.id, row.username, row.display_name, row.role)
+        return None if row is None else _user_view(row)
 
     async def check_password(self, username: str, password: str) -> UserView | None:
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(orm.users).where(orm.users.c.username == username))).first()
         if row is None or not security.verify_password(password, row.password_hash):
             return None
-        return UserView(row.id, row.username, row.display_name, row.role)
+        return _user_view(row)
 
     async def create_token(self, username: str, now: datetime) -> str:
         user = await self.get_user(username)
@@ -493,7 +524,7 @@ class SqlRepository:
                     .where(orm.api_tokens.c.token_sha256 == security.token_digest(token))
                 )
             ).first()
-        return None if row is None else UserView(row.id, row.username, row.display_name, row.role)
+        return None if row is None else _user_view(row)
 
     # -- workflow: domain CaseState in and out ------------------------------------------
     async def load_state(self, case_id: int) -> CaseState:

@@ -285,6 +285,8 @@ class CaseCommand:
     role: str
     fields: Mapping[str, object] = field(default_factory=dict)
     expected_version: int | None = None
+    # The actor's own department (处置部门 staff); None: not tied to one department.
+    department: str | None = None
 
 
 @dataclass(frozen=True)
@@ -682,7 +684,8 @@ def apply(spec: WorkflowSpec, case: CaseState, command: CaseCommand,
           now: datetime) -> tuple[CaseState, list[CaseEvent]]:
     """Perform ``command`` on ``case`` at ``now``; return the new state and its events.
 
-    Checks, in order: version, action/status, role, fields, guard. Raises a
+    Checks, in order: version, action/status, role (and, for department staff, that the case
+    is with their department), fields, guard. Raises a
     ``WorkflowError`` subclass and leaves nothing changed when any check fails.
     """
     if command.expected_version is not None and command.expected_version != case.version:
@@ -705,6 +708,12 @@ def apply(spec: WorkflowSpec, case: CaseState, command: CaseCommand,
             f"role {command.role!r} may not {command.action} (allowed: {', '.join(t.roles)})",
             f"“{ROLE_LABELS.get(command.role, command.role)}”无权“{ACTION_LABELS[t.name]}”"
             f"（仅限{allowed}）")
+    if (command.role == "department" and command.department and case.department
+            and case.department != command.department):
+        raise NotPermitted(
+            f"case {case.number} is with department {case.department!r}, "
+            f"not {command.department!r}",
+            "该案卷已派遣给其他处置部门，本部门不能处理")
     if not isinstance(command.actor, str) or not command.actor.strip():
         raise MissingField("command needs an actor", "必须注明操作人", "actor")
     fields = _checked_fields(spec, t, case, command.fields, now)

@@ -263,3 +263,34 @@ async def test_handling_list_narrows_to_one_department(client, ctx):
     assert len(re.findall(r'data-case-id="(\d+)"', page)) == 2 and "路灯管理所" in page
     page = await (await client.get("/worklists/handling?department=lighting")).text()
     assert re.findall(r'data-case-id="(\d+)"', page) == [str(ids["lighting"])]
+
+
+async def test_department_staff_see_and_act_on_their_own_department_only(client, ctx):
+    """A department user tied to 路灯管理所 (`hotline user add --department lighting`) sees only
+    that department's 待处置 cases whatever the query says, handles them, and gets a 403 with
+    the reason on a case dispatched to another department (form and JSON API alike)."""
+    await ctx.repo.create_user(username="lamp1", password="pw-123456", role="department",
+                               department="lighting", now=NOW)
+    ids = {}
+    for dept in ("lighting", "sanitation"):
+        case = await new_case(ctx)
+        await ctx.service.act(case.id, "register", actor="shiftlead1", role="shift_lead", now=NOW)
+        await ctx.service.act(case.id, "dispatch", actor="dispatcher1", role="dispatcher",
+                              fields={"department": dept}, now=NOW)
+        ids[dept] = case.id
+    await login(client, "lamp1")
+    for query in ("", "?department=sanitation"):
+        page = await (await client.get(f"/worklists/handling{query}")).text()
+        assert re.findall(r'data-case-id="(\d+)"', page) == [str(ids["lighting"])], query
+    status, _, body = await submit(client, ids["lighting"], "handle")
+    assert status == 303, body
+    status, _, body = await submit(client, ids["sanitation"], "handle")
+    assert status == 403 and "其他处置部门" in body
+    resp = await client.post(f"/api/cases/{ids['sanitation']}/actions/handle", json={},
+                             headers={"X-Requested-With": "fetch"})
+    assert resp.status == 403 and (await resp.json())["error"] == "not_permitted"
+    assert (await ctx.service.get_case(ids["sanitation"])).status == "dispatched"
+    # a department user with no department of their own still sees every department
+    await login(client, "dept1")
+    page = await (await client.get("/worklists/handling")).text()
+    assert sorted(re.findall(r'data-case-id="(\d+)"', page)) == sorted(str(i) for i in ids.values())
