@@ -249,15 +249,21 @@ async def test_pending_send_back_waits_in_the_dispatchers_approvals(client, ctx)
     assert re.findall(r'data-case-id="(\d+)"', page) == []
 
 
-async def test_handling_list_narrows_to_one_department(client, ctx):
-    """待处置?department=lighting shows only the case dispatched to 路灯管理所."""
+async def dispatched_to(ctx, *departments: str) -> dict[str, int]:
+    """One registered case dispatched to each department: department → case id."""
     ids = {}
-    for dept in ("lighting", "sanitation"):
+    for dept in departments:
         case = await new_case(ctx)
         await ctx.service.act(case.id, "register", actor="shiftlead1", role="shift_lead", now=NOW)
         await ctx.service.act(case.id, "dispatch", actor="dispatcher1", role="dispatcher",
                               fields={"department": dept}, now=NOW)
         ids[dept] = case.id
+    return ids
+
+
+async def test_handling_list_narrows_to_one_department(client, ctx):
+    """待处置?department=lighting shows only the case dispatched to 路灯管理所."""
+    ids = await dispatched_to(ctx, "lighting", "sanitation")
     await login(client, "dept1")
     page = await (await client.get("/worklists/handling")).text()
     assert len(re.findall(r'data-case-id="(\d+)"', page)) == 2 and "路灯管理所" in page
@@ -271,13 +277,7 @@ async def test_department_staff_see_and_act_on_their_own_department_only(client,
     the reason on a case dispatched to another department (form and JSON API alike)."""
     await ctx.repo.create_user(username="lamp1", password="pw-123456", role="department",
                                department="lighting", now=NOW)
-    ids = {}
-    for dept in ("lighting", "sanitation"):
-        case = await new_case(ctx)
-        await ctx.service.act(case.id, "register", actor="shiftlead1", role="shift_lead", now=NOW)
-        await ctx.service.act(case.id, "dispatch", actor="dispatcher1", role="dispatcher",
-                              fields={"department": dept}, now=NOW)
-        ids[dept] = case.id
+    ids = await dispatched_to(ctx, "lighting", "sanitation")
     await login(client, "lamp1")
     for query in ("", "?department=sanitation"):
         page = await (await client.get(f"/worklists/handling{query}")).text()
