@@ -205,14 +205,6 @@ class Hotline:
         from case_core.adapters import migrate
         from case_core.adapters.sqlalchemy_repo import SqlRepository, make_engine, sync_url
         from case_core.service import CaseService
-        from callcenter.cpus import background_thread
-
-        # Work the loop hands to threads (database transactions, file work) runs nicer than
-        # the loop itself, so a due media tick wins the core.
-        loop = asyncio.get_running_loop()
-        if getattr(loop, "_default_executor", None) is None:  # not twice on one loop (tests)
-            loop.set_default_executor(
-                ThreadPoolExecutor(thread_name_prefix="background", initializer=background_thread))
         from web.app import WebContext, create_app
         from web.auth import load_or_create_secret
 
@@ -378,30 +370,24 @@ class Hotline:
 
     def stt_status(self) -> dict:
         """Figures of the batch transcription pool (GET /api/stt/status)."""
-        pool = getattr(self.transcription, "pool", None)
         y = self._media_yield
         out = {"enabled": self.transcription is not None, "yield_above": self.settings.stt.yield_above,
                "cpu_placement": self.cpu_plan.describe() if self.cpu_plan is not None else None,
                "media_busy_share": round(y.last_share, 3) if y is not None else None}
-        if pool is not None:
-            paused_s = pool.paused_total_s() if hasattr(pool, "paused_total_s") else 0.0
-            out.update({"workers": getattr(pool, "workers", None), "queued": getattr(pool, "queued", 0),
-                        "running": getattr(pool, "running", 0), "completed": getattr(pool, "completed", 0),
-                        "paused": bool(getattr(pool, "paused", False)), "pauses": getattr(pool, "pauses", 0),
-                        "paused_s": round(paused_s, 1)})
+        if self.transcription is not None:
+            out.update(self.transcription.pool.stats())
         return out
 
     def _start_media_yield(self) -> None:
         """Batch transcription pauses while the media loop is busy (callcenter/stt/yielding.py)."""
         threshold = self.settings.stt.yield_above
-        pool = getattr(self.transcription, "pool", None)
-        if threshold <= 0 or pool is None or not hasattr(pool, "pause"):
+        if threshold <= 0 or self.transcription is None:
             return
         from callcenter.stt.yielding import YieldPolicy
         from callcenter.transcription import MediaYield
 
         rtp = self.rtp
-        self._media_yield = MediaYield(pool, lambda: rtp.busy_s, self.reactor,
+        self._media_yield = MediaYield(self.transcription.pool, lambda: rtp.busy_s, self.reactor,
                                        YieldPolicy.from_threshold(threshold)).start()
 
     def _place_cpus(self) -> frozenset[int] | None:
@@ -578,7 +564,12 @@ class Hotline:
 
 def serve(settings: Settings) -> int:
     """Run until SIGINT/SIGTERM. Returns the process exit code."""
-    install_reactor()
+    from callcenter.cpus import background_thread
+
+    loop = install_reactor()
+    # Work the loop hands to threads (database transactions, file work) runs nicer than the
+    # loop itself, so a due media tick wins the core.
+    loop.set_default_executor(ThreadPoolExecutor(thread_name_prefix="background", initializer=background_thread))
     from twisted.internet import defer, reactor
 
     hotline = Hotline(settings, reactor)

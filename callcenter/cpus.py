@@ -32,7 +32,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 __all__ = ["CpuPlan", "parse_cpu_list", "format_cpu_list", "plan", "machine_cpus",
-           "pin_process", "pin_self", "background_thread", "BACKGROUND_NICE"]
+           "pin_process", "pin_self", "settle_worker", "background_thread", "BACKGROUND_NICE"]
 
 # Helper threads of the server (recording writer, database work) run this much nicer than
 # the event loop's thread, so that the loop wins the core when its tick is due.
@@ -202,4 +202,23 @@ def background_thread() -> None:
         os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + BACKGROUND_NICE))
     except (AttributeError, OSError):
         pass
+
+
+def settle_worker(cpus: frozenset[int] | None, *, nice: int, idle: bool = False) -> None:
+    """In a recognition worker process, first thing: run on ``cpus`` (`pin_self`), ``nice``
+    steps below the server, and with ``idle`` under SCHED_IDLE — only CPU time nobody else
+    wants, so the media tick's wake-ups always preempt it (what matters on one CPU, where
+    the worker cannot move away). Threads the worker starts later inherit all three."""
+    pin_self(cpus)
+    if not nice:
+        return
+    try:
+        os.nice(nice)
+    except OSError:
+        pass
+    if idle:
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        except (AttributeError, OSError):
+            pass
 

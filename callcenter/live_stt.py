@@ -54,14 +54,10 @@ def load_vosk_model(spec: str, language: str):
 # ---------------------------------------------------------------- worker process side
 def _worker_main(inbox, outbox: Connection, factory, spec: str, language: str, nice: int,
                  cpus: frozenset[int] | None = None) -> None:
-    from callcenter.cpus import pin_self
+    from callcenter.cpus import settle_worker
 
-    pin_self(cpus)  # off the media core (callcenter/cpus.py)
-    if nice:
-        try:
-            os.nice(nice)
-        except OSError:
-            pass
+    # Off the media core (callcenter/cpus.py) and niced; not SCHED_IDLE: live text is awaited.
+    settle_worker(cpus, nice=nice)
     try:
         model = factory(spec, language)
     except Exception as exc:  # report any load failure to the parent instead of dying silently

@@ -200,6 +200,11 @@ async def _create_from_form(request: web.Request, body: dict, *, kind: str, desc
     return case
 
 
+def _created(case) -> web.Response:
+    return _json({"number": case.number, "id": case.id, "status": case.status,
+                  "status_label": STATUS_LABELS.get(case.status, case.status)}, 201)
+
+
 @api_auth
 async def api_desk_case(request: web.Request) -> web.Response:
     """Save the screen-pop form (登记案卷): a report becomes an accepted case; wrap-up ends."""
@@ -220,8 +225,7 @@ async def api_desk_case(request: web.Request) -> web.Response:
     except WorkflowError as exc:
         return _workflow_refusal(exc)
     _wrap_up_done(request)
-    return _json({"number": case.number, "id": case.id, "status": case.status,
-                  "status_label": STATUS_LABELS.get(case.status, case.status)}, 201)
+    return _created(case)
 
 
 @api_auth
@@ -261,8 +265,7 @@ async def api_desk_answer(request: web.Request) -> web.Response:
                       "message": f"咨询已登记为案卷 {case.number}，但直办未完成：{exc.message_zh}",
                       "fields": {"answer": exc.message_zh}}, 422)
     _wrap_up_done(request)
-    return _json({"number": case.number, "id": case.id, "status": case.status,
-                  "status_label": STATUS_LABELS.get(case.status, case.status)}, 201)
+    return _created(case)
 
 
 @api_auth
@@ -277,10 +280,9 @@ async def api_desk_link(request: web.Request) -> web.Response:
         return _invalid({"case_number": "请选择或输入要关联的案卷编号"})
     number = normalize_case_number(typed)
     case_id = await ctx.repo.case_id_for_number(number) if len(number) <= 40 else None
-    if case_id is None:
-        message = f"找不到案卷“{typed[:40]}”，请核对编号"
-        return _invalid({"case_number": message}, status=404, message=message)
     try:
+        if case_id is None:
+            raise NotFound(number)
         case = await ctx.service.get_case(case_id)
     except NotFound:
         message = f"找不到案卷“{typed[:40]}”，请核对编号"

@@ -8,9 +8,7 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["register", "cmd_stt_transcribe", "cmd_extract", "build_extractor"]
-
-_DEMO_DATA = Path(__file__).resolve().parents[2] / "case_core" / "demo_data"
+__all__ = ["register", "cmd_stt_transcribe", "cmd_extract"]
 
 
 def _user_error(message: str) -> Exception:
@@ -59,29 +57,17 @@ def cmd_stt_transcribe(settings, args) -> int:
     return 0
 
 
-def build_extractor(settings=None):
-    """An Extractor over the national categories plus the demo district's local codes,
-    gazetteer and areas (a deployment's own files once its config names them)."""
-    from case_core.domain.categories import DEFAULT_CATEGORIES_PATH, load_category_directory
-    from case_core.domain.extraction import Extractor
-    from case_core.domain.reference import Gazetteer, load_areas, load_gazetteer
-
-    national = _stt_setting(settings, "categories_csv") or DEFAULT_CATEGORIES_PATH
-    if not Path(national).is_file():
-        raise _user_error(f"category table {national} is missing")
-    directory, errors = load_category_directory(national, [_DEMO_DATA / "local_categories.csv"])
-    if errors:
-        raise _user_error("; ".join(str(e) for e in errors[:3]))
-    places, _ = load_gazetteer(_DEMO_DATA / "gazetteer.csv")
-    areas, _ = load_areas(_DEMO_DATA / "areas.csv")
-    return Extractor(directory, Gazetteer(places), areas)
-
-
 def cmd_extract(settings, args) -> int:
     text = " ".join(args.text).strip()
     if not text:
         raise _user_error("give the report text to analyse, e.g. hotline extract 长江路井盖坏了")
-    result = build_extractor(settings).extract(text)
+    from callcenter.suggest import SuggestionDataError, load_extractor
+
+    try:
+        extractor = load_extractor(settings)  # the same reference data as the desk's suggestions
+    except SuggestionDataError as exc:
+        raise _user_error(str(exc)) from None
+    result = extractor.extract(text)
     print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
     return 0
 

@@ -50,22 +50,11 @@ _recognizer: Recognizer | None = None
 def _init_worker(factory: Callable[..., Recognizer], args: tuple, nice: int,
                  cpus: frozenset[int] | None = None) -> None:
     global _recognizer
-    from callcenter.cpus import pin_self
+    from callcenter.cpus import settle_worker
 
     _die_with_parent()
-    # Off the media core (see callcenter/cpus.py); None: anywhere, not the parent's pinning.
-    pin_self(cpus)
-    if nice:
-        try:
-            os.nice(nice)
-        except OSError:
-            pass
-        # Batch recognition may only use CPU nobody else wants: under SCHED_IDLE the media
-        # tick's wake-ups always preempt it (on a one-CPU machine, where it cannot move away).
-        try:
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        except (AttributeError, OSError):
-            pass
+    # Batch recognition: off the media core (callcenter/cpus.py), niced, SCHED_IDLE.
+    settle_worker(cpus, nice=nice, idle=True)
     _recognizer = factory(*args)
 
 
@@ -154,6 +143,12 @@ class TranscriptionPool:
             self._signal_workers(signal.SIGCONT)
             self.paused_s += time.monotonic() - self._paused_since
             self._paused_since = None
+
+    def stats(self) -> dict:
+        """The pool's figures (for GET /api/stt/status)."""
+        return {"workers": self.workers, "queued": self.queued, "running": self.running,
+                "completed": self.completed, "paused": self.paused, "pauses": self.pauses,
+                "paused_s": round(self.paused_total_s(), 1)}
 
     @property
     def queued(self) -> int:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import threading
 import time
+from contextlib import contextmanager
 
 import aiohttp
 import pytest
@@ -139,6 +140,44 @@ def _wait_status(server, token: str, wanted: str, timeout: float = 30.0) -> dict
     raise AssertionError(f"agent never became {wanted}: {body}\n{server.log()}")
 
 
+@contextmanager
+def _caller_on_agent1_with_agent2_by(server, tmp_path, clip: str, caller: str):
+    """agent1 (1001) and agent2 (1002) on baresip phones, agent1 ready; a sipp caller says
+    ``clip`` twice after choosing 1 and is answered by agent1. Yields (agent1's phone,
+    agent2's phone, call id, the clip's PCM, join) — join() waits for the caller's sipp
+    and checks it succeeded."""
+    from tests.e2e.peers.pcap import build_rtp_pcap
+
+    speech = speech_pcm(clip)
+    pcap = tmp_path / f"{caller}.pcap"
+    build_rtp_pcap(pcap, pcm_8k_mono=bytes(8000 * 2 * 12) + speech + speech + bytes(8000 * 2),
+                   dtmf=[(0.5, "1")])
+    with Baresip(user="1001", registrar=server.sip_target, password="hotline12319", answer_auto=True) as one, \
+            Baresip(user="1002", registrar=server.sip_target, password="hotline12319", answer_auto=True) as two:
+        one.wait_log(r"200 OK|registered", timeout=10)
+        two.wait_log(r"200 OK|registered", timeout=10)
+        assert server.post("/api/desk/state", {"state": "ready"}, token=server.token_for("agent1"))[0] == 200
+        results = {}
+        thread = threading.Thread(target=lambda: results.update(
+            r=run_sipp("call_report", target=server.sip_target, caller=caller, pcap=pcap, timeout=60)))
+        thread.start()
+
+        def join() -> None:
+            thread.join(timeout=60)
+            assert results["r"].returncode == 0, results["r"].log_text[-2000:]
+
+        call_id = _wait_status(server, server.token_for("agent1"), "on_call")["call"]
+        yield one, two, call_id, speech, join
+
+
+def _caller_heard_the_hold_tone(server, prompts_dir) -> bool:
+    """What the caller heard (right channel of the call recording) includes the hold tone."""
+    [case_wav] = list((server.dir / "recordings").rglob("*-call.wav"))
+    right = wav_pcm(case_wav.read_bytes())[0][1::2]
+    tone = wav_pcm((prompts_dir / "hold_tone.wav").read_bytes())[0]
+    return best_correlation(right, tone) > 0.9
+
+
 def test_second_caller_takes_the_callback_offer_and_is_called_back_when_the_agent_is_free(tmp_path, prompts_dir):
     """Two callers, one agent: the second keeps its place by pressing 1, hangs up, and is called back via the trunk."""
     from tests.e2e.peers.pcap import build_rtp_pcap
@@ -222,24 +261,10 @@ def test_supervisor_listens_in_silently_to_a_live_call(open_hotline, prompts_dir
 
 def test_agent_holds_then_transfers_the_caller_to_another_agent(open_hotline, prompts_dir, tmp_path):
     """Hold on agent1's phone plays the caller a hold tone; 转接 to agent2 bridges the caller to agent2's phone."""
-    from tests.e2e.peers.pcap import build_rtp_pcap
-
     server = open_hotline
     token1, token2 = server.token_for("agent1"), server.token_for("agent2")
-    speech = speech_pcm("aishell3_SSB19560155.wav")
-    pcm = bytes(8000 * 2 * 12) + speech + speech + bytes(8000 * 2)
-    pcap = tmp_path / "transfer.pcap"
-    build_rtp_pcap(pcap, pcm_8k_mono=pcm, dtmf=[(0.5, "1")])
-    with Baresip(user="1001", registrar=server.sip_target, password="hotline12319", answer_auto=True) as one, \
-            Baresip(user="1002", registrar=server.sip_target, password="hotline12319", answer_auto=True) as two:
-        one.wait_log(r"200 OK|registered", timeout=10)
-        two.wait_log(r"200 OK|registered", timeout=10)
-        assert server.post("/api/desk/state", {"state": "ready"}, token=token1)[0] == 200
-        results = {}
-        caller = threading.Thread(target=lambda: results.update(
-            r=run_sipp("call_report", target=server.sip_target, caller="13644445555", pcap=pcap, timeout=60)))
-        caller.start()
-        call_id = _wait_status(server, token1, "on_call")["call"]
+    with _caller_on_agent1_with_agent2_by(server, tmp_path, "aishell3_SSB19560155.wav", "13644445555") as (
+            one, two, call_id, speech, join):
         one.command("hold")
         time.sleep(2.5)
         one.command("resume")
@@ -252,38 +277,19 @@ def test_agent_holds_then_transfers_the_caller_to_another_agent(open_hotline, pr
                                    token=token1)
         assert status == 202, body
         _wait_status(server, token2, "on_call", timeout=15)
-        caller.join(timeout=60)
-        assert results["r"].returncode == 0, results["r"].log_text[-2000:]
+        join()
         heard = two.received_wav()
         assert heard is not None, two.log_text()[-2000:]
     assert heard_correlation(heard, speech) > 0.6
-    # What the caller heard (right channel of the call recording) includes the hold tone.
-    [case_wav] = list((server.dir / "recordings").rglob("*-call.wav"))
-    right = wav_pcm(case_wav.read_bytes())[0][1::2]
-    tone = wav_pcm((prompts_dir / "hold_tone.wav").read_bytes())[0]
-    assert best_correlation(right, tone) > 0.9
+    assert _caller_heard_the_hold_tone(server, prompts_dir)
 
 
 def test_attended_transfer_consults_agent2_then_hands_the_caller_over(open_hotline, prompts_dir, tmp_path):
     """咨询转接: agent1 holds the caller, talks to agent2, completes; agent2 then hears the caller."""
-    from tests.e2e.peers.pcap import build_rtp_pcap
-
     server = open_hotline
     token1, token2 = server.token_for("agent1"), server.token_for("agent2")
-    speech = speech_pcm("aishell1_BAC009S0002W0124.wav")
-    pcm = bytes(8000 * 2 * 12) + speech + speech + bytes(8000 * 2)
-    pcap = tmp_path / "consult.pcap"
-    build_rtp_pcap(pcap, pcm_8k_mono=pcm, dtmf=[(0.5, "1")])
-    with Baresip(user="1001", registrar=server.sip_target, password="hotline12319", answer_auto=True) as one, \
-            Baresip(user="1002", registrar=server.sip_target, password="hotline12319", answer_auto=True) as two:
-        one.wait_log(r"200 OK|registered", timeout=10)
-        two.wait_log(r"200 OK|registered", timeout=10)
-        assert server.post("/api/desk/state", {"state": "ready"}, token=token1)[0] == 200
-        results = {}
-        caller = threading.Thread(target=lambda: results.update(
-            r=run_sipp("call_report", target=server.sip_target, caller="13655556666", pcap=pcap, timeout=60)))
-        caller.start()
-        call_id = _wait_status(server, token1, "on_call")["call"]
+    with _caller_on_agent1_with_agent2_by(server, tmp_path, "aishell1_BAC009S0002W0124.wav", "13655556666") as (
+            one, two, call_id, speech, join):
         # agent2 is not ready yet: refused with a reason.
         status, body = server.post("/api/desk/consult", {"call_id": call_id, "action": "start", "kind": "agent",
                                                          "target": "agent2"}, token=token1)
@@ -299,14 +305,10 @@ def test_attended_transfer_consults_agent2_then_hands_the_caller_over(open_hotli
         assert status == 202, body
         assert server.api("/api/desk/status", token=token1)[1]["status"] == "wrap_up"
         assert server.api("/api/desk/status", token=token2)[1]["status"] == "paused"  # on the call now
-        caller.join(timeout=60)
-        assert results["r"].returncode == 0, results["r"].log_text[-2000:]
+        join()
         heard = two.received_wav()
         assert heard is not None
         # the call is over: the consulted colleague is offered queue calls again
         _wait_status(server, token2, "ready")
     assert heard_correlation(heard, speech) > 0.6
-    [case_wav] = list((server.dir / "recordings").rglob("*-call.wav"))
-    right = wav_pcm(case_wav.read_bytes())[0][1::2]
-    tone = wav_pcm((prompts_dir / "hold_tone.wav").read_bytes())[0]
-    assert best_correlation(right, tone) > 0.9  # the caller was on hold meanwhile
+    assert _caller_heard_the_hold_tone(server, prompts_dir)  # the caller was on hold meanwhile

@@ -370,19 +370,13 @@ def test_pyvoip_agent_phone_registers(server):
     phone = PyVoipPhone(server=server.sip_target, user="2002", password="pyvoip-pass-1", auto_answer=True)
     try:
         phone.start()
-        deadline = time.monotonic() + 10
-        while phone.status != PhoneStatus.REGISTERED and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert phone.status == PhoneStatus.REGISTERED
+        assert phone.wait_status(PhoneStatus.REGISTERED, timeout=10) == PhoneStatus.REGISTERED
     finally:
         phone.stop()
     bad = PyVoipPhone(server=server.sip_target, user="2002", password="wrong-password")
     try:
         bad.start()  # registers in the background: refused (403) three times, it gives up
-        deadline = time.monotonic() + 15
-        while bad.status != PhoneStatus.FAILED and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert bad.status == PhoneStatus.FAILED
+        assert bad.wait_status(PhoneStatus.FAILED, timeout=15) == PhoneStatus.FAILED
     finally:
         bad.stop()
 
@@ -435,10 +429,7 @@ def test_sha256_digest_when_configured(tmp_path, prompts_dir):
         phone = PyVoipPhone(server=s.sip_target, user="2202", password="pyvoip-pass-2")
         try:
             phone.start()
-            deadline = time.monotonic() + 10
-            while phone.status != PhoneStatus.REGISTERED and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert phone.status == PhoneStatus.REGISTERED
+            assert phone.wait_status(PhoneStatus.REGISTERED, timeout=10) == PhoneStatus.REGISTERED
         finally:
             phone.stop()
     finally:

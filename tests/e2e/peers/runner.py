@@ -636,6 +636,14 @@ class PyVoipPhone:
         """pyVoIP's PhoneStatus (REGISTERING, REGISTERED, FAILED, ...)."""
         return self.phone.get_status()
 
+    def wait_status(self, wanted, timeout: float = 10.0):
+        """Poll until ``status`` is ``wanted`` (a PhoneStatus) or ``timeout`` passes; returns the
+        last status, for the caller to assert on."""
+        deadline = time.monotonic() + timeout
+        while self.status != wanted and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.status
+
     def call(self, number: str, timeout: float = 10.0):
         """INVITE sip:number@server and wait until answered; returns pyVoIP's VoIPCall
         (write_audio(u8 bytes), read_audio(), hangup())."""

@@ -284,10 +284,7 @@ def test_pyvoip_gives_up_when_register_is_answered_501():
         phone = PyVoipPhone(server=sock.getsockname())
         try:
             phone.start()
-            deadline = time.monotonic() + 5
-            while phone.status != PhoneStatus.FAILED and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert phone.status == PhoneStatus.FAILED
+            assert phone.wait_status(PhoneStatus.FAILED, timeout=5) == PhoneStatus.FAILED
         finally:
             phone.stop()
             stop.set()

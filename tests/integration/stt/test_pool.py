@@ -145,3 +145,44 @@ async def test_pause_freezes_the_workers_and_resume_lets_the_job_finish(tmp_path
         assert pool.pauses == 1 and pool.paused_s > 0.2
         pool.pause()  # closing while paused resumes first
     assert not pool.paused
+
+
+_KILLED_PARENT = """
+import asyncio, os, signal, sys
+from callcenter.stt.pool import TranscriptionPool
+from tests.integration.stt.test_pool import make_fake
+
+async def main():
+    pool = TranscriptionPool(make_fake, workers=1)
+    print((await pool.transcribe(sys.argv[1])).text, flush=True)
+    pool.pause()
+    await asyncio.sleep(0.3)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="Linux /proc")
+def test_a_paused_worker_dies_with_a_killed_server(tmp_path):
+    """kill -9 of the server while its worker is frozen (SIGSTOP) must not leave the worker
+    stopped forever: the kernel's parent-death signal ends it."""
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[3]
+    proc = subprocess.run([sys.executable, "-c", _KILLED_PARENT, str(_job(tmp_path, "a", "pid"))],
+                          cwd=root, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr
+    worker = int(proc.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            state = _state(worker)
+        except FileNotFoundError:
+            return  # gone
+        if state in ("Z", "X"):
+            return  # dead, waiting to be reaped by init
+        time.sleep(0.05)
+    raise AssertionError(f"worker {worker} still in state {_state(worker)} after its parent was killed")
