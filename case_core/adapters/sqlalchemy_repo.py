@@ -463,8 +463,10 @@ class SqlRepository:
                         .returning(orm.users.c.id)
                     )
                 ).scalar_one()
-            else:
-                return await self.get_user(username)  # type: ignore[return-value]
+        if existing is not None:
+            # Read after the transaction closed: SQLite's pool has one connection, and asking
+            # for a second one while holding it waits forever (the second `make run` hung so).
+            return await self.get_user(username)  # type: ignore[return-value]
         return UserView(uid, username, display_name or username, role, department or None)
 
     async def update_user(self, username: str, *, role: str | None = None, display_name: str | None = None,
