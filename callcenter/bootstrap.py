@@ -463,7 +463,8 @@ class Hotline:
         async def queue_sms(conn, state, events) -> None:
             for event in events:
                 await enqueue_for_event(
-                    conn, event, reporter_phone=state.reporter_phone, now=event.at, templates=templates, settings=sms
+                    conn, event, reporter_phone=state.reporter_phone, now=event.at, templates=templates, settings=sms,
+                    state=state,
                 )
 
         self._change_hooks.append(queue_sms)

@@ -48,7 +48,7 @@ __all__ = [
     "sms_outbox", "sms_opt_outs", "STATUSES", "OutboxMessage",
     "enqueue_sms", "claim_due", "requeue_stale", "mark_sent", "mark_retry", "mark_failed",
     "mark_suppressed", "defer", "apply_dlr", "recent_sends", "opt_out", "opt_in", "is_opted_out",
-    "list_messages", "get_message", "DLR_CODES",
+    "list_messages", "get_message", "DLR_CODES", "handling_result", "enqueue_for_event",
 ]
 
 log = logging.getLogger(__name__)
@@ -376,6 +376,14 @@ async def list_messages(conn, *, status: str | None = None, case_number: str | N
     return [_message(r) for r in (await conn.execute(stmt)).all()]
 
 
+def handling_result(state: Any) -> str:
+    """The department's 处置结果: the `result` of the latest `report_done` in the case history."""
+    for entry in reversed(tuple(getattr(state, "history", ()) or ())):
+        if entry.action == "report_done" and str(entry.fields.get("result") or "").strip():
+            return str(entry.fields["result"]).strip()
+    return ""
+
+
 async def enqueue_for_event(
     conn: AsyncConnection,
     event: Any,
@@ -384,12 +392,15 @@ async def enqueue_for_event(
     now: datetime,
     templates: SmsTemplates | None = None,
     settings: NotifySettings | None = None,
+    state: Any = None,
 ) -> int | None:
     """Queue the SMS a case event calls for (see templates.EVENT_TEMPLATES), if any.
 
-    `event` is a `case_core.domain.workflow.CaseEvent`. The dedupe key is case, event and
-    case version, so the same change never texts twice while a later decline (after a
-    reopen) still does.
+    `event` is a `case_core.domain.workflow.CaseEvent`, `state` the case after it (a
+    `CaseState` with its history): closing carries no result of its own, so the 办结 text
+    takes the department's 处置结果 from the latest `report_done` in the history. The
+    dedupe key is case, event and case version, so the same change never texts twice while
+    a later decline (after a reopen) still does.
     """
     from callcenter.notify.templates import EVENT_TEMPLATES
 
@@ -397,9 +408,11 @@ async def enqueue_for_event(
     if template is None:
         return None
     fields = dict(event.fields or {})
-    context = {k: str(fields[k]) for k in ("reason", "result") if fields.get(k) is not None}
+    context = {k: str(fields[k]).strip() for k in ("reason", "result") if fields.get(k) is not None}
+    if not context.get("result") and state is not None:
+        context["result"] = handling_result(state)
     context.setdefault("reason", "")
-    context.setdefault("result", "")
+    context["result"] = context.get("result") or "已按规定处置完毕"
     return await enqueue_sms(
         conn,
         to=reporter_phone,

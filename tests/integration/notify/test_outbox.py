@@ -17,7 +17,7 @@ from callcenter.notify.outbox import enqueue_for_event, enqueue_sms, sms_outbox
 from callcenter.notify.settings import NotifySettings
 from case_core.adapters import migrate, orm
 from case_core.adapters.sqlalchemy_repo import make_engine, sync_url
-from case_core.domain.workflow import CaseEvent
+from case_core.domain.workflow import CaseEvent, CaseState, HistoryEntry
 
 NOW = datetime(2026, 3, 16, 10, 0)
 SETTINGS = NotifySettings()
@@ -101,6 +101,21 @@ async def test_case_events_map_to_templates_with_reason(engine):
         assert await enqueue_for_event(conn, other, reporter_phone="13900139002", now=NOW) is None
     [row] = await _rows(engine)
     assert row["dedupe_key"] == "20260316-0002:CaseDeclined:v2" and "原因：属物业管理范围" in row["text"]
+
+
+async def test_closed_text_carries_the_departments_result(engine):
+    """The 办结 SMS quotes the latest report_done 处置结果 from the case history, never "处理结果：。"."""
+    def done(result, version):
+        return HistoryEntry("dept1", "department", "report_done", NOW, "", "handling", "checking",
+                            {"result": result, "photos": ["a.jpg"]}, version)
+    state = CaseState("20260316-0003", "report", "phone", "13900139003", "井盖破损", "manhole", "某路",
+                      NOW, status="closed", version=9,
+                      history=(done("已派人查看", 5), done("破损井盖已更换", 7)))
+    ev = CaseEvent("CaseClosed", state.number, "close", NOW, "lead", "shift_lead", "checked", "closed", 9, {})
+    async with engine.begin() as conn:
+        assert await enqueue_for_event(conn, ev, reporter_phone="13900139003", now=NOW, state=state) is not None
+    [row] = await _rows(engine)
+    assert "处理结果：破损井盖已更换。" in row["text"] and "处理结果：。" not in row["text"]
 
 
 async def test_dispatcher_sends_once_and_never_again_after_restart(engine):
