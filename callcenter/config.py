@@ -60,6 +60,8 @@ class StorageSettings:
     dir: str = "var/recordings"
     # Delete recordings older than this many days (0 = keep them forever); the rows stay.
     retention_days: int = 0
+    # Largest photo upload accepted, in MB (photos are kept under dir/photos by sha256).
+    photo_max_mb: int = 10
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,25 @@ class FollowUpSettings:
 
 
 @dataclass(frozen=True)
+class WallboardSettings:
+    # Colour thresholds of the wall display: a figure at or beyond "red" is red, at or
+    # beyond "amber" amber, else green.
+    waiting_amber: int = 3
+    waiting_red: int = 6
+    longest_wait_amber_s: float = 30.0
+    longest_wait_red_s: float = 60.0
+    # Share answered within 15 s (0..1): below amber is amber, below red is red.
+    service_level_amber: float = 0.8
+    service_level_red: float = 0.6
+    # Share of offered calls abandoned (0..1).
+    abandon_rate_amber: float = 0.05
+    abandon_rate_red: float = 0.1
+    # An agent in one state (on a call, paused, wrap-up) this long is shown amber / red.
+    agent_state_amber_s: float = 300.0
+    agent_state_red_s: float = 600.0
+
+
+@dataclass(frozen=True)
 class Settings:
     sip: SipSettings = field(default_factory=SipSettings)
     rtp: RtpSettings = field(default_factory=RtpSettings)
@@ -170,6 +191,7 @@ class Settings:
     acd: AcdSettings = field(default_factory=AcdSettings)
     stt: SttSettings = field(default_factory=SttSettings)
     followup: FollowUpSettings = field(default_factory=FollowUpSettings)
+    wallboard: WallboardSettings = field(default_factory=WallboardSettings)
     trunks: tuple[TrunkSettings, ...] = ()
     # [sms]: callcenter.notify.settings.NotifySettings (its schema lives with the SMS code).
     sms: Any = None
@@ -199,6 +221,7 @@ _SECTIONS = {
     "acd": AcdSettings,
     "stt": SttSettings,
     "followup": FollowUpSettings,
+    "wallboard": WallboardSettings,
 }
 
 
@@ -248,6 +271,22 @@ def _check_hhmm(key: str, value: str) -> None:
         raise ConfigError(f"{key}: expected a time as HH:MM, got {value!r}") from None
 
 
+def _check_wallboard(w: WallboardSettings) -> None:
+    for name in ("waiting", "longest_wait", "agent_state"):
+        suffix = "_s" if name != "waiting" else ""
+        amber, red = getattr(w, f"{name}_amber{suffix}"), getattr(w, f"{name}_red{suffix}")
+        if amber < 0 or red < amber:
+            raise ConfigError(f"wallboard.{name}_red{suffix}: must be at least {name}_amber{suffix} "
+                              f"({amber}) and neither negative, got {red}")
+    for name in ("service_level", "abandon_rate"):
+        amber, red = getattr(w, f"{name}_amber"), getattr(w, f"{name}_red")
+        if not (0 <= amber <= 1 and 0 <= red <= 1):
+            raise ConfigError(f"wallboard.{name}_amber: shares are between 0 and 1, got {amber} / {red}")
+        if (name == "service_level" and red > amber) or (name == "abandon_rate" and red < amber):
+            word = "at most" if name == "service_level" else "at least"
+            raise ConfigError(f"wallboard.{name}_red: must be {word} {name}_amber ({amber}), got {red}")
+
+
 def validate(settings: Settings) -> Settings:
     _check_host("sip.host", settings.sip.host)
     _check_port("sip.port", settings.sip.port)
@@ -278,6 +317,9 @@ def validate(settings: Settings) -> Settings:
             raise ConfigError(f"followup.{key}: must not be negative")
     if settings.storage.retention_days < 0:
         raise ConfigError("storage.retention_days: must be 0 (keep forever) or a number of days")
+    if not 1 <= settings.storage.photo_max_mb <= 200:
+        raise ConfigError(f"storage.photo_max_mb: must be between 1 and 200, got {settings.storage.photo_max_mb}")
+    _check_wallboard(settings.wallboard)
     if not 1 <= settings.stt.workers <= 16:
         raise ConfigError(f"stt.workers: must be between 1 and 16, got {settings.stt.workers}")
     if settings.stt.cpus.strip().lower() not in ("auto", "off"):
