@@ -209,6 +209,11 @@ class CallbackScheduler:
             t = datetime.combine(day, time(0))
         return None
 
+    def due_time(self, kind: str, t: datetime) -> datetime:
+        """`t` moved to the first calling time at or after it, so a callback's `due_at` (its
+        next attempt, as /callbacks shows it) is always a moment a call may be placed."""
+        return self.next_calling_time(kind, t) or t
+
     def follow_up_deadline(self, closed_at: datetime) -> datetime:
         """End of calling hours on the Nth working day after the close day."""
         day, left = closed_at.date(), self.policy.follow_up_days
@@ -232,11 +237,11 @@ class CallbackScheduler:
             state = state.with_callback(replace(cb, status="cancelled"))
         elif isinstance(event, CallbackRescheduled):
             cb = self._get(state, event.callback_id, ("pending", "failed"))
-            state = state.with_callback(replace(cb, status="pending", due_at=event.due_at,
+            state = state.with_callback(replace(cb, status="pending", due_at=self.due_time(cb.kind, event.due_at),
                                                 deadline=max(cb.deadline, event.due_at) if cb.deadline else None))
         elif isinstance(event, CallNow):
             cb = self._get(state, event.callback_id, ("pending",))
-            state = state.with_callback(replace(cb, due_at=now))
+            state = state.with_callback(replace(cb, due_at=self.due_time(cb.kind, now)))
         elif not isinstance(event, Tick):
             raise CallbackError(f"unknown event {event!r}")
         state = self._dispatch(state, now, actions)
@@ -268,7 +273,7 @@ class CallbackScheduler:
         else:
             due = now + self.policy.follow_up_delay
             rank, deadline = due, self.follow_up_deadline(now)
-        cb = Callback(ev.callback_id, ev.kind, ev.number, due, rank, case_number=ev.case_number,
+        cb = Callback(ev.callback_id, ev.kind, ev.number, self.due_time(ev.kind, due), rank, case_number=ev.case_number,
                       agent=ev.agent, deadline=deadline)
         return state.with_callback(cb)
 
@@ -290,7 +295,7 @@ class CallbackScheduler:
         if start is None or (cb.deadline is not None and start > cb.deadline):
             actions.append(CallbackFailed(cb.id, "deadline"))
             return state.with_callback(replace(cb, status="failed"))
-        return state.with_callback(replace(cb, status="pending", due_at=due))
+        return state.with_callback(replace(cb, status="pending", due_at=start))
 
     def _dispatch(self, state: SchedulerState, now: datetime, actions: list) -> SchedulerState:
         ready: list[Callback] = []
@@ -303,6 +308,9 @@ class CallbackScheduler:
                 state = state.with_callback(replace(cb, status="failed"))
             elif start <= now:
                 ready.append(cb)
+            elif start != cb.due_at:
+                # Shown as the next attempt (/callbacks): never a time outside calling hours.
+                state = state.with_callback(replace(cb, due_at=start))
         ready.sort(key=lambda cb: (_KIND_ORDER[cb.kind], cb.rank, cb.id))
         free = self.policy.max_concurrent - state.dialing
         for cb in ready[: max(0, free)]:

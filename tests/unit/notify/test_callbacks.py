@@ -179,3 +179,54 @@ def test_night_queue_callback_is_placed_at_opening_even_on_a_weekend():
     assert actions == [SetTimer(datetime(2025, 3, 15, 8, 30))]
     s, actions = SCHEDULER.step(s, Tick(), datetime(2025, 3, 15, 8, 30))
     assert isinstance(actions[0], PlaceCall) and actions[0].attempt == 1
+
+
+def _in_calling_hours(t: datetime, policy: CallbackPolicy = SCHEDULER.policy) -> bool:
+    return any(start <= t.time() < end for start, end in policy.calling_hours)
+
+
+def test_next_attempt_shown_is_always_inside_calling_hours():
+    """due_at (the next attempt /callbacks shows) is a calling time: a follow-up closed at 01:32 is due
+    at 08:30, not 02:32; a no-answer at 19:45 retries at 08:30 next workday, not 20:15."""
+    s = SchedulerState()
+    s, _ = SCHEDULER.step(s, CallbackRequested("f", "follow_up", "13800138001"), datetime(2025, 3, 21, 1, 32))
+    assert s.callbacks["f"].due_at == datetime(2025, 3, 21, 8, 30)
+    s, _ = SCHEDULER.step(s, CallbackRequested("q", "queue", "13800138002"), datetime(2025, 3, 21, 12, 10))
+    assert s.callbacks["q"].due_at == datetime(2025, 3, 21, 13, 30)
+    s, _ = SCHEDULER.step(s, Tick(), datetime(2025, 3, 21, 19, 40))  # Friday evening: both placed
+    assert {cb.status for cb in s.callbacks.values()} == {"dialing"}
+    s, _ = SCHEDULER.step(s, CallEnded("f", "no_answer"), datetime(2025, 3, 21, 19, 45))
+    assert s.callbacks["f"].due_at == datetime(2025, 3, 24, 8, 30)  # Monday: follow-ups skip the weekend
+    s, _ = SCHEDULER.step(s, CallEnded("q", "busy"), datetime(2025, 3, 21, 19, 55))
+    assert s.callbacks["q"].due_at == datetime(2025, 3, 22, 8, 30)  # queue callbacks call on Saturday
+    s, _ = SCHEDULER.step(s, CallbackRescheduled("q", datetime(2025, 3, 22, 12, 15)), datetime(2025, 3, 21, 20, 0))
+    assert s.callbacks["q"].due_at == datetime(2025, 3, 22, 13, 30)
+
+
+def test_a_stale_due_time_is_moved_into_calling_hours_on_the_next_step():
+    """A pending callback loaded with a due time outside calling hours (an older row) is shown at its real next attempt."""
+    from callcenter.notify.callbacks import Callback
+
+    stale = Callback("r", "follow_up", "13800138003", datetime(2025, 3, 17, 2, 32), datetime(2025, 3, 17, 2, 32))
+    s, actions = SCHEDULER.step(SchedulerState().with_callback(stale), Tick(), datetime(2025, 3, 17, 3, 0))
+    assert s.callbacks["r"].due_at == datetime(2025, 3, 17, 8, 30) and actions == [SetTimer(datetime(2025, 3, 17, 8, 30))]
+
+
+def test_every_pending_due_time_falls_in_calling_hours_on_workdays():
+    """Over a week of requests and outcomes every 17 minutes, no pending callback is ever due outside calling
+    hours, nor a follow-up on a weekend."""
+    s, now, n = SchedulerState(), datetime(2025, 3, 17, 0, 0), 0
+    while now < datetime(2025, 3, 24):
+        if n % 3 == 0:
+            s, _ = SCHEDULER.step(s, CallbackRequested(f"c{n}", ("queue", "follow_up", "scheduled")[n % 9 // 3],
+                                                       "13800138000", due_at=now + timedelta(minutes=n % 50)), now)
+        for cb in list(s.callbacks.values()):
+            if cb.status == "dialing":
+                s, _ = SCHEDULER.step(s, CallEnded(cb.id, ("busy", "no_answer", "failed")[n % 3]), now)
+        s, _ = SCHEDULER.step(s, Tick(), now)
+        for cb in s.callbacks.values():
+            if cb.status == "pending":
+                assert _in_calling_hours(cb.due_at), (cb, now)
+                assert cb.kind != "follow_up" or WorkCalendar().is_workday(cb.due_at.date()), (cb, now)
+        now, n = now + timedelta(minutes=17), n + 1
+    assert n > 500 and any(cb.status == "failed" for cb in s.callbacks.values())
