@@ -317,6 +317,11 @@ class Hotline:
         from web.transcripts import STT_STATUS, TRANSCRIPTION
 
         app[NOTIFY] = s.sms
+        from case_core.photos import PhotoFiles, PhotoService
+        from web.photos import PHOTOS
+
+        app[PHOTOS] = PhotoService(PhotoFiles(s.path(s.storage.dir) / "photos", s.storage.photo_max_mb * 1024 * 1024),
+                                   self.repo.engine)
         if self.transcription is not None:
             app[TRANSCRIPTION] = self.transcription
             app[STT_STATUS] = self.stt_status

@@ -88,6 +88,8 @@ ROUTE_MODULES = (
     "web.transcripts",  # transcripts of recordings, search
     "web.worklists",  # role worklists and workflow action forms
     "web.callbacks",  # scheduled and past callbacks, follow-up surveys
+    "web.pickers",  # what the pickers offer: categories, departments, places, grid cells, transfer targets
+    "web.photos",  # case photos: upload, images, thumbnails
 )
 JINJA = web.AppKey("jinja", jinja2.Environment)
 

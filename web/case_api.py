@@ -16,6 +16,7 @@ from aiohttp import web
 
 from case_core.adapters.sqlalchemy_repo import CaseView, NotFound
 from case_core.domain import workflow
+from case_core.domain.categories import KIND_LABELS
 from case_core.domain.evaluation import DEFAULT_WEIGHTS, GROUP_BY
 from case_core.domain.reference import AREA_LEVELS
 from case_core.domain.workflow import NotPermitted, VersionConflict, WorkflowError
@@ -134,6 +135,9 @@ async def detail_json(request: web.Request, case_id: int) -> dict[str, Any]:
                         "required": list(t.required_fields), "optional": list(t.optional_fields),
                         "url": f"/api/cases/{case_id}/actions/{name}"})
     body["available_actions"] = actions
+    from web.photos import detail_extras  # category_name, photos, recordings with transcripts
+
+    body.update(await detail_extras(request, case))
     return body
 
 
@@ -297,10 +301,20 @@ async def evaluation(request: web.Request) -> web.Response:
 async def categories(request: web.Request) -> web.Response:
     ref = await request.app[CTX].service.reference()
     kind = request.query.get("kind") or None
-    text = request.query.get("q", "")
-    cats = ref.categories.search(text, kind) if text or kind else list(ref.categories)
-    return _json([{"key": c.key, "kind": c.kind, "code": c.code, "class_code": c.class_code,
-                   "class_name": c.class_name, "name": c.name, "label_zh": c.label_zh} for c in cats])
+    text = request.query.get("q", "").strip()
+    if text:
+        # Ranked for the pickers: name, pinyin (jinggai), initials, class name, code.
+        from web.pickers import category_index
+
+        try:
+            limit = max(1, min(500, int(request.query.get("limit", "30"))))
+        except ValueError:
+            raise _bad("limit must be a number") from None
+        return _json([m.to_dict() for m in category_index(ref.categories).search(text, kind=kind, limit=limit)])
+    cats = [c for c in ref.categories if kind is None or c.kind == kind]
+    return _json([{"key": c.key, "kind": c.kind, "kind_label": KIND_LABELS[c.kind], "code": c.code,
+                   "class_code": c.class_code, "class_name": c.class_name, "name": c.name,
+                   "label_zh": c.label_zh} for c in cats])
 
 
 def setup(app: web.Application) -> None:
