@@ -19,7 +19,7 @@ from case_core.adapters.sqlalchemy_repo import SqlRepository, make_engine, sync_
 from case_core.photos import PhotoFiles, PhotoService
 from case_core.service import CaseService
 from tests.integration.case_core.test_workflow_orm import demo_reference
-from web.app import WebContext, create_app
+from web.app import CTX, WebContext, create_app
 from web.photos import PHOTOS
 
 NOW = datetime(2026, 11, 23, 10, 0)
@@ -176,3 +176,27 @@ async def test_case_detail_has_category_name_photos_and_recording_transcripts(en
     assert [p["stage"] for p in detail["photos"]] == ["before"]
     assert detail["photos"][0]["thumb_url"].endswith("/thumb")
     assert detail["recordings"] == []
+
+
+async def test_case_detail_recordings_carry_their_time_aligned_transcript(env):
+    """Each recording of GET /api/cases/{id} has `transcript` with segments (times, channel)."""
+    from callcenter.stt.port import Segment, Transcript
+    from callcenter.stt_store import TranscriptStore
+
+    ctx_service = env.client_.app[CTX].service
+    rec = await ctx_service.recording_started(call_id="call-9", kind="call", path="/nowhere/call-9.wav",
+                                              channels=2, now=NOW)
+    number = await ctx_service.file_report(channel="12319", reporter_phone="13800000001", call_id="call-9",
+                                           recording_ids=(rec,), variables={}, now=NOW)
+    case_id = await ctx_service.repo.case_id_for_number(number)
+    store = TranscriptStore(ctx_service.repo.engine)
+    await store.mark_queued(rec, engine="whisper", now=NOW)
+    await store.save(rec, Transcript.from_segments(
+        (Segment(0.5, 3.0, "长江路十二号的井盖坏了", 0), Segment(3.5, 5.0, "好的，马上派人", 1)),
+        engine="whisper", language="zh", duration_s=6.0, elapsed_s=1.0), now=NOW)
+    resp, _ = await env.call("GET", f"/api/cases/{case_id}")
+    [recording] = (await resp.json())["recordings"]
+    assert recording["url"] == f"/recordings/{rec}.wav" and recording["transcript"]["status"] == "done"
+    assert recording["transcript"]["segments"] == [
+        {"channel": 0, "start_s": 0.5, "end_s": 3.0, "text": "长江路十二号的井盖坏了"},
+        {"channel": 1, "start_s": 3.5, "end_s": 5.0, "text": "好的，马上派人"}]
