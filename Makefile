@@ -9,7 +9,7 @@ HOTLINE := $(VENV)/bin/hotline
 CONFIG ?=
 CONFIG_ARG := $(if $(CONFIG),--config $(CONFIG),)
 
-.PHONY: run test setup system venv prepare
+.PHONY: run test setup system venv web prepare
 
 system:
 	bash .ci/install-system.sh
@@ -17,7 +17,10 @@ system:
 venv:
 	bash .ci/setup-venv.sh
 
-setup: system venv
+web:
+	bash .ci/setup-web.sh
+
+setup: system venv web
 
 prepare: setup
 	$(HOTLINE) db upgrade $(CONFIG_ARG)
