@@ -124,7 +124,8 @@ class Call:
                 if ev.play_id == "callback_confirm":
                     self.hangup("callback requested")
                 elif ev.play_id == "hold":
-                    held = self.consult is not None or (self.agent is not None and self.agent.holding)
+                    agent = self.agent
+                    held = self.consult is not None or (agent is not None and (agent.holding or agent.desk_held))
                     if held and self.leg is not None:
                         hold = self.router.prompts.sequence(("hold_tone",)) + bytes(8000 * 2 * 3)
                         self.leg.session.play(hold, "hold")
@@ -157,7 +158,8 @@ class Call:
         if self.live is not None:
             self.live.feed(pcm)
         agent = self.agent
-        if agent is not None and agent.bridged and agent.leg is not None and self.consult is None:
+        if agent is not None and agent.bridged and agent.leg is not None and self.consult is None \
+                and not agent.desk_held:
             agent.leg.session.feed_bridge(pcm)
         rec = self.msg_rec
         if rec is not None:
@@ -507,6 +509,39 @@ class Call:
             self.leg.session.hold(False)
             self.leg.session.play(self.router.prompts.sequence(("queue_wait",)), "transfer")
 
+    # -- call control from the agent's desk (the hotline is the B2BUA) ---------------------------
+    def desk_hold(self, held: bool) -> bool:
+        """保持 from the browser: the caller hears the hold tone and the agent and caller stop
+        hearing each other; False when there is no bridged agent (or a consultation runs)."""
+        agent = self.agent
+        if agent is None or not agent.bridged or self.ended or self.leg is None or self.consult is not None:
+            return False
+        if agent.desk_held != held:
+            agent.desk_held = held
+            self.leg.session.stop_playback()
+            if held:
+                self.leg.session.play(self.router.prompts.sequence(("hold_tone",)) + bytes(8000 * 2 * 3), "hold")
+            self.ivr_path.append("desk:hold" if held else "desk:resume")
+        return True
+
+    def desk_mute(self, muted: bool) -> bool:
+        """静音: the caller stops hearing the agent; the agent still hears the caller."""
+        agent = self.agent
+        if agent is None or not agent.bridged or self.ended:
+            return False
+        agent.muted = muted
+        return True
+
+    def desk_hangup(self) -> bool:
+        """挂断 from the browser: both the agent's phone and the caller get a BYE; the agent
+        goes to wrap-up as if they had hung up on the phone."""
+        agent = self.agent
+        if agent is None or not agent.bridged or self.ended:
+            return False
+        agent.hangup("agent hung up (desk)")
+        self.agent_gone(agent, "desk", None, True)
+        return True
+
     def start_consult(self, target: str, *, number: bool) -> bool:
         """咨询转接: hold the caller (hold tone) and call the target; the agent talks to it."""
         r = self.router
@@ -676,6 +711,8 @@ class AgentLeg:
         self.ended = False
         self.ring_timer: Any = None
         self.holding = False  # the far phone has us on hold
+        self.desk_held = False  # the agent holds the caller from the desk
+        self.muted = False  # the agent muted themselves from the desk
 
     def peer_session(self):
         if self.monitor:
@@ -698,7 +735,7 @@ class AgentLeg:
     def media_events(self, events) -> None:
         hook = getattr(self.call, "leg_media", None)
         for ev in events:
-            if isinstance(ev, media.AudioReceived) and self.bridged:
+            if isinstance(ev, media.AudioReceived) and self.bridged and not (self.muted or self.desk_held):
                 peer = self.peer_session()
                 if peer is not None:
                     peer.feed_bridge(ev.pcm)

@@ -15,6 +15,22 @@ STATES = ("ready", "paused", "logged_out")
 PAUSE_REASONS = {"break": "小休", "meal": "用餐", "meeting": "会议", "training": "培训", "no_answer": "未接听"}
 
 
+def call_outcome(answered: bool, ivr_path: str, left_message: bool) -> str:
+    """An earlier call in one word or two, as the agent reads it in the pop."""
+    steps = ivr_path.split()
+    if not answered:
+        return "未接通"
+    if any(s.startswith("agent:") for s in steps):
+        return "人工接听"
+    if left_message:
+        return "语音留言"
+    if any(s.startswith("queue:") for s in steps):
+        return "排队放弃"
+    if "callback" in steps:
+        return "预约回拨"
+    return "自助语音"
+
+
 class DeskError(ValueError):
     """A desk request that cannot be done; `message_zh` is shown to the agent."""
 
@@ -97,6 +113,31 @@ class DeskService:
         if target is not None and self.acd.state.agents[target].status == "paused":
             self.acd.handle(acd.AgentReady(target))
 
+    # -- call control from the browser (挂断, 保持/恢复, 静音) ---------------------------------------
+    CALL_ACTIONS = ("hangup", "hold", "resume", "mute", "unmute")
+
+    def call_control(self, username: str, action: str, call_id: str = "") -> dict[str, Any]:
+        """Act on the agent's current call; the answer says whether it is held and muted now."""
+        if action not in self.CALL_ACTIONS:
+            raise DeskError(f"unknown call action {action!r}", "未知的通话操作。")
+        if not call_id:
+            status = self.status(username) or {}
+            call_id = status.get("call") or ""
+        call = self.router.calls.get(call_id) if call_id else None
+        if call is None or getattr(call, "bridged_agent", None) != username or not hasattr(call, "desk_hold"):
+            raise DeskError("no live call", "您当前没有接通的通话。")
+        if action == "hangup":
+            ok = call.desk_hangup()
+        elif action in ("hold", "resume"):
+            ok = call.desk_hold(action == "hold")
+        else:
+            ok = call.desk_mute(action == "mute")
+        if not ok:
+            raise DeskError(f"{action} refused", "通话尚未接通、已结束，或正在咨询转接，不能执行此操作。")
+        agent = call.agent
+        return {"call_id": call_id, "action": action, "ended": action == "hangup",
+                "held": bool(agent is not None and agent.desk_held), "muted": bool(agent is not None and agent.muted)}
+
     def is_agent(self, username: str) -> bool:
         return self.acd is not None and username in self.acd.state.agents
 
@@ -149,24 +190,18 @@ class DeskService:
         return {"total": sum(by_status.values()), **by_status}
 
     async def screen_pop(self, username: str, call) -> dict[str, Any]:
-        """The case form's first content: who calls, what they did in the IVR, their history."""
+        """The case form's first content: who calls, what they did in the IVR, their history
+        (each earlier call with its outcome, duration, case, recording and message transcript)."""
         caller = call.caller or ""
-        history_calls = await self.repo.calls_by_caller(caller, limit=10) if caller else []
+        history_calls = await self.earlier_calls(caller, exclude=call.call_id) if caller else []
         cases = await self.repo.list_cases(reporter_phone=caller, limit=10) if caller else []
         return {
             "call_id": call.call_id,
             "caller": caller,
             "did": call.did,
             "ivr_path": list(call.ivr_path),
-            "earlier_calls": [
-                {
-                    "started_at": c["started_at"].isoformat(),
-                    "did": c["did"],
-                    "end_reason": c["end_reason"],
-                }
-                for c in history_calls
-                if c["call_id"] != call.call_id
-            ],
+            "transcript": list(getattr(call, "transcript_lines", ()) or ()),
+            "earlier_calls": history_calls,
             "earlier_cases": [
                 {
                     "id": c.id,
@@ -174,10 +209,66 @@ class DeskService:
                     "status": c.status,
                     "status_label": STATUS_LABELS.get(c.status, c.status),
                     "description": c.description,
+                    "created_at": c.created_at.strftime("%Y-%m-%d %H:%M"),
                 }
                 for c in cases
             ],
         }
+
+    async def earlier_calls(self, caller: str, *, exclude: str | None = None, limit: int = 10) -> list[dict]:
+        """The caller's last calls, newest first, in three reads (calls with their case,
+        recordings, message transcripts)."""
+        from sqlalchemy import select
+
+        from callcenter.stt_store import transcripts
+        from case_core.adapters.orm import calls, cases, recordings
+
+        async with self.repo.engine.connect() as conn:
+            rows = (await conn.execute(
+                select(calls, cases.c.number.label("case_number"))
+                .join(cases, cases.c.id == calls.c.case_id, isouter=True)
+                .where(calls.c.caller == caller)
+                .order_by(calls.c.started_at.desc()).limit(limit + 1)
+            )).all()
+            rows = [r for r in rows if r.call_id != exclude][:limit]
+            ids = [r.call_id for r in rows]
+            recs = (await conn.execute(
+                select(recordings.c.id, recordings.c.call_id, recordings.c.kind, recordings.c.duration_s)
+                .where(recordings.c.call_id.in_(ids)).order_by(recordings.c.id)
+            )).all() if ids else []
+            message_ids = [r.id for r in recs if r.kind == "message"]
+            segs = (await conn.execute(
+                select(transcripts.c.recording_id, transcripts.c.text)
+                .where(transcripts.c.recording_id.in_(message_ids))
+                .order_by(transcripts.c.recording_id, transcripts.c.start_s)
+            )).all() if message_ids else []
+        by_call: dict[str, dict[str, Any]] = {}
+        for r in recs:
+            by_call.setdefault(r.call_id, {})[r.kind] = r
+        texts: dict[int, list[str]] = {}
+        for s in segs:
+            texts.setdefault(s.recording_id, []).append(s.text)
+        out = []
+        for r in rows:
+            own = by_call.get(r.call_id, {})
+            message = own.get("message")
+            whole = own.get("call")
+            duration = (r.ended_at - r.answered_at).total_seconds() if r.ended_at and r.answered_at else None
+            out.append({
+                "call_id": r.call_id,
+                "started_at": r.started_at.strftime("%Y-%m-%d %H:%M"),
+                "did": r.did,
+                "direction": r.direction,
+                "end_reason": r.end_reason,
+                "outcome": call_outcome(r.answered_at is not None, r.ivr_path or "", message is not None),
+                "duration_s": round(duration) if duration is not None else None,
+                "case_id": r.case_id,
+                "case_number": r.case_number,
+                "recording_url": f"/recordings/{whole.id}.wav" if whole is not None else None,
+                "message_url": f"/recordings/{message.id}.wav" if message is not None else None,
+                "message_transcript": "".join(texts.get(message.id, [])) if message is not None else "",
+            })
+        return out
 
     async def link_call(self, call_id: str | None, case_id: int) -> bool:
         """Store a call on an existing case (关联已有案卷); see `link_call`."""

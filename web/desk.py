@@ -43,7 +43,7 @@ def _desk(request: web.Request):
     desk = request.app[CTX].desk
     if desk is None:
         raise web.HTTPServiceUnavailable(
-            text=json.dumps({"error": "no_acd", "message": "呼叫中心未启用"}), content_type="application/json"
+            text=json.dumps({"error": "no_acd", "message": "呼叫中心未启用"}, ensure_ascii=False), content_type="application/json"
         )
     return desk
 
@@ -509,6 +509,28 @@ async def api_consult(request: web.Request) -> web.Response:
 
 
 @api_auth
+async def api_call_control(request: web.Request) -> web.Response:
+    """挂断 / 保持 / 恢复 / 静音 / 取消静音 of the agent's current call (optional `call_id`)."""
+    desk = _desk(request)
+    action = request.match_info["action"]
+    if action not in desk.CALL_ACTIONS:
+        return json_error(404, "unknown_action", "未知的通话操作（hangup、hold、resume、mute、unmute）")
+    call_id = ""
+    if request.can_read_body:
+        body = await _body(request)
+        if isinstance(body, web.Response):
+            return body
+        call_id = _text(body, "call_id")
+    try:
+        result = desk.call_control(request[USER].username, action, call_id)
+    except DeskError as exc:
+        return json_error(409, "refused", exc.message_zh)
+    result["message"] = {"hangup": "已挂断", "hold": "已保持，来电人正在听等待音", "resume": "已恢复通话",
+                         "mute": "已静音，来电人听不到您", "unmute": "已取消静音"}[action]
+    return web.json_response(result)
+
+
+@api_auth
 async def api_listen(request: web.Request) -> web.Response:
     """监听: the supervisor's phone rings and then hears the call, unheard."""
     desk = _desk(request)
@@ -617,5 +639,6 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/api/wallboard/listen", api_listen)
     app.router.add_post("/api/desk/transfer", api_transfer)
     app.router.add_post("/api/desk/consult", api_consult)
+    app.router.add_post("/api/desk/call/{action}", api_call_control)
     app.router.add_get("/api/cdr.csv", api_cdr_csv)
     app.router.add_get("/api/queue-log.csv", api_queue_log_csv)

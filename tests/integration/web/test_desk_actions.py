@@ -321,4 +321,5 @@ async def test_screen_pop_lists_earlier_cases_with_their_status_label(env):
 
     data = await env.desk.screen_pop("agent1", Call())
     assert data["earlier_cases"] == [{"id": earlier.id, "number": earlier.number, "status": "accepted",
-                                      "status_label": "已受理", "description": "长江路路灯不亮"}]
+                                      "status_label": "已受理", "description": "长江路路灯不亮",
+                                      "created_at": earlier.created_at.strftime("%Y-%m-%d %H:%M")}]
