@@ -320,6 +320,9 @@ class Hotline:
         from case_core.photos import PhotoFiles, PhotoService
         from web.photos import PHOTOS
 
+        from web.wallboard import WALLBOARD_SETTINGS
+
+        app[WALLBOARD_SETTINGS] = s.wallboard
         app[PHOTOS] = PhotoService(PhotoFiles(s.path(s.storage.dir) / "photos", s.storage.photo_max_mb * 1024 * 1024),
                                    self.repo.engine)
         if self.transcription is not None:

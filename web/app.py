@@ -90,6 +90,7 @@ ROUTE_MODULES = (
     "web.callbacks",  # scheduled and past callbacks, follow-up surveys
     "web.pickers",  # what the pickers offer: categories, departments, places, grid cells, transfer targets
     "web.photos",  # case photos: upload, images, thumbnails
+    "web.wallboard",  # the wall display's charts of the day and colour thresholds
 )
 JINJA = web.AppKey("jinja", jinja2.Environment)
 

@@ -1,0 +1,57 @@
+"""The wall display's data beyond the live figures of `GET /api/wallboard` (web/desk.py).
+
+`GET /api/wallboard/today` (supervisors) →
+  {"day": "YYYY-MM-DD", "interval_s": 900,
+   "intervals": [{"start": "HH:MM", "offered", "answered", "abandoned", "service_level",
+                  "service_level_cum"}, ...],       # from the queue log (acd_store.queue_events)
+   "thresholds": {"waiting_amber", "waiting_red", "longest_wait_amber_s", ...},  # [wallboard]
+   "names": {"agent1": "张三", ...}}                # display names of the staff
+
+The charts start at 08:00, or earlier when the day's first call came earlier.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+
+from aiohttp import web
+
+from callcenter.acd.series import day_series
+from callcenter.acd_store import AcdStore
+from callcenter.config import WallboardSettings
+from web.app import CTX, USER, api_auth, json_error
+
+__all__ = ["WALLBOARD_SETTINGS", "INTERVAL_S", "setup"]
+
+WALLBOARD_SETTINGS = web.AppKey("wallboard_settings", WallboardSettings)
+INTERVAL_S = 900
+SUPERVISOR_ROLES = ("supervisor", "shift_lead", "commander", "admin")
+DAY_VIEW_START = dt.time(8, 0)
+
+
+@api_auth
+async def today(request: web.Request) -> web.Response:
+    if request[USER].role not in SUPERVISOR_ROLES:
+        return json_error(403, "forbidden", "需要班长或管理员权限")
+    from web.case_api import local_now
+
+    ctx = request.app[CTX]
+    now = local_now(request)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    records = await AcdStore(ctx.repo.engine).events_since(midnight)
+    start = min(midnight.replace(hour=DAY_VIEW_START.hour, minute=DAY_VIEW_START.minute), now)
+    first = min((r["at"] for r in records), default=None)
+    if first is not None and first < start:
+        start = midnight + dt.timedelta(seconds=((first - midnight).total_seconds() // INTERVAL_S) * INTERVAL_S)
+    series = day_series(records, start, now, INTERVAL_S)
+    settings = request.app.get(WALLBOARD_SETTINGS) or WallboardSettings()
+    names = {u.username: u.display_name or u.username for u in await ctx.repo.list_users()}
+    body = {"day": now.strftime("%Y-%m-%d"), "interval_s": INTERVAL_S, "intervals": [i.to_dict() for i in series],
+            "thresholds": dataclasses.asdict(settings), "names": names}
+    return web.json_response(body, dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/api/wallboard/today", today)
