@@ -165,6 +165,7 @@ class Hotline:
         self.registrar = None
         self.credentials = None
         self._accounts_refresher: asyncio.Task | None = None
+        self.metrics = None  # callcenter.metrics.HotlineMetrics behind GET /metrics
 
     def now_dt(self) -> datetime:
         return datetime.fromtimestamp(self.reactor.seconds(), self.tz).replace(tzinfo=None)
@@ -289,6 +290,7 @@ class Hotline:
         self._start_media_yield()
         desk = await self._start_acd(hub_holder)
         await self._start_followups(service)
+        self._start_metrics()
         if s.storage.retention_days > 0:
             self._retention = asyncio.ensure_future(self._purge_daily())
         from twisted.internet.error import CannotListenError
@@ -317,6 +319,10 @@ class Hotline:
         from web.transcripts import STT_STATUS, TRANSCRIPTION
 
         app[NOTIFY] = s.sms
+        if self.metrics is not None:
+            from web import metrics as metrics_route
+
+            metrics_route.setup(app, self.metrics, token=s.metrics.token)
         from case_core.photos import PhotoFiles, PhotoService
         from web.photos import PHOTOS
 
@@ -516,6 +522,32 @@ class Hotline:
         self.router.acd = self.acd
         return desk
 
+    def _start_metrics(self) -> None:
+        """Prometheus figures (GET /metrics): counted on the SIP socket, once per media tick,
+        as calls end and as screen pops go out; the rest is read from live state at scrape time."""
+        import ipaddress
+
+        from callcenter.metrics import HotlineMetrics
+
+        m = self.settings.metrics
+        if not m.enabled:
+            return
+        self.metrics = HotlineMetrics(self, node=m.node, engine=self.repo.engine, now_dt=self.now_dt,
+                                      db_ttl_s=m.cache_s)
+        self.sip.on_message = self.metrics.sip_message
+        self.rtp.on_lag = self.metrics.tick_lag.observe
+        self.router.on_call_ended = self.metrics.call_ended
+        if self.acd is not None and self.acd.screen_pop is not None:
+            self.acd.screen_pop = self.metrics.timed_screen_pop(self.acd.screen_pop)
+        self.metrics.start_loop_probe()
+        host = self.settings.web.host
+        try:
+            local = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            local = host == "localhost"
+        if not m.token and not local:
+            log.warning("GET /metrics is open on %s: set [metrics] token to require a bearer token", host)
+
     async def _refresh_accounts(self, accounts) -> None:
         while True:
             await asyncio.sleep(ACCOUNTS_REFRESH_S)
@@ -545,6 +577,8 @@ class Hotline:
             await self.live_stt.stop()
         if self.gc_pacer is not None:
             self.gc_pacer.uninstall()
+        if self.metrics is not None:
+            await self.metrics.stop()
         if self._media_yield is not None:
             self._media_yield.stop()
         if self.transcription is not None:

@@ -649,6 +649,11 @@ class Call:
         if self.leg is not None:
             self.leg.close()
         r.calls.pop(self.call_id, None)
+        if r.on_call_ended is not None:
+            try:
+                r.on_call_ended(self)
+            except Exception:
+                log.exception("call-ended hook failed on %s", self.call_id)
         if self.live is not None:
             self.live.close()
             self.live = None
@@ -1022,6 +1027,8 @@ class CallRouter:
         # Kept-place callbacks in progress, under the original caller's call id (the ACD's key).
         self.callbacks: dict[str, CallbackCall] = {}
         self.rejected = 0
+        # Hears every call with a citizen that ends (callcenter.metrics counts the outcomes).
+        self.on_call_ended: Callable[[Call], None] | None = None
         self._watchdog = None
 
     def call_variables(self, call: Call) -> dict:

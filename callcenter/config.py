@@ -180,6 +180,18 @@ class WallboardSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    # GET /metrics on the web port (Prometheus text format).
+    enabled: bool = True
+    # "" = open to whoever reaches the web port; else scrapers send `Authorization: Bearer <token>`.
+    token: str = ""
+    # This process's name on every scrape (hotline_build_info{node}); "" = the host name.
+    node: str = ""
+    # Seconds the database figures (cases, SMS, callbacks, RTF) are reused between scrapes.
+    cache_s: float = 5.0
+
+
+@dataclass(frozen=True)
 class Settings:
     sip: SipSettings = field(default_factory=SipSettings)
     rtp: RtpSettings = field(default_factory=RtpSettings)
@@ -192,6 +204,7 @@ class Settings:
     stt: SttSettings = field(default_factory=SttSettings)
     followup: FollowUpSettings = field(default_factory=FollowUpSettings)
     wallboard: WallboardSettings = field(default_factory=WallboardSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     trunks: tuple[TrunkSettings, ...] = ()
     # [sms]: callcenter.notify.settings.NotifySettings (its schema lives with the SMS code).
     sms: Any = None
@@ -222,6 +235,7 @@ _SECTIONS = {
     "stt": SttSettings,
     "followup": FollowUpSettings,
     "wallboard": WallboardSettings,
+    "metrics": MetricsSettings,
 }
 
 
@@ -287,6 +301,15 @@ def _check_wallboard(w: WallboardSettings) -> None:
             raise ConfigError(f"wallboard.{name}_red: must be {word} {name}_amber ({amber}), got {red}")
 
 
+def _check_metrics(m: MetricsSettings) -> None:
+    if m.token and (len(m.token) < 16 or any(c.isspace() or not c.isprintable() for c in m.token)):
+        raise ConfigError("metrics.token: use at least 16 printable characters without spaces (or \"\" for none)")
+    if any(c.isspace() or not c.isprintable() or c in '"\\' for c in m.node):
+        raise ConfigError(f"metrics.node: {m.node!r} must not contain spaces, quotes or backslashes")
+    if not 0 <= m.cache_s <= 300:
+        raise ConfigError(f"metrics.cache_s: must be between 0 and 300 seconds, got {m.cache_s}")
+
+
 def validate(settings: Settings) -> Settings:
     _check_host("sip.host", settings.sip.host)
     _check_port("sip.port", settings.sip.port)
@@ -320,6 +343,7 @@ def validate(settings: Settings) -> Settings:
     if not 1 <= settings.storage.photo_max_mb <= 200:
         raise ConfigError(f"storage.photo_max_mb: must be between 1 and 200, got {settings.storage.photo_max_mb}")
     _check_wallboard(settings.wallboard)
+    _check_metrics(settings.metrics)
     if not 1 <= settings.stt.workers <= 16:
         raise ConfigError(f"stt.workers: must be between 1 and 16, got {settings.stt.workers}")
     if settings.stt.cpus.strip().lower() not in ("auto", "off"):

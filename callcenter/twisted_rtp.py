@@ -110,6 +110,8 @@ class RtpEngine:
         # Called once per firing after its frames are sent (the GC pacer); unlike on_tick it
         # does not keep the tick running when no call is up.
         self.after_tick: Callable[[float], None] | None = None
+        # Called once per firing with how late it fired after its due time (callcenter.metrics).
+        self.on_lag: Callable[[float], None] | None = None
         # Sockets the tick reads itself, by file descriptor, and one epoll set over them
         # (Linux), so a tick asks the kernel once which sockets have packets.
         self._polled: dict[int, RtpLeg] = {}
@@ -193,6 +195,8 @@ class RtpEngine:
                 self._read_call.cancel()
             self._read_call = None
             self._read_all(now)
+        if self.on_lag is not None:
+            self.on_lag(max(0.0, now - (self._t0 + self._n * FRAME_S)))
         due = int((now - self._t0) / FRAME_S) + 1 - self._n
         if due > self.max_catch_up:
             self.frames_skipped += due - self.max_catch_up

@@ -31,10 +31,14 @@ class SipEndpoint(DatagramProtocol):
         self._timer_at: float | None = None
         self.datagrams_in = 0
         self.errors = 0
+        # Sees every datagram in and out: on_message(data, "in" | "out") (callcenter.metrics).
+        self.on_message: Callable[[bytes, str], None] | None = None
 
     # -- I/O in -------------------------------------------------------------------------
     def datagramReceived(self, data: bytes, addr) -> None:
         self.datagrams_in += 1
+        if self.on_message is not None:
+            self.on_message(data, "in")
         now = self.clock.seconds()
         try:
             self.ua.receive_datagram(data, (addr[0], addr[1]), now)
@@ -73,7 +77,10 @@ class SipEndpoint(DatagramProtocol):
     # -- I/O out ---------------------------------------------------------------------------
     def _after(self) -> None:
         if self.transport is not None:
+            on_message = self.on_message
             for data, addr in self.ua.datagrams_to_send():
+                if on_message is not None:
+                    on_message(data, "out")
                 try:
                     self.transport.write(data, addr)
                 except OSError as exc:
