@@ -127,7 +127,9 @@ def case_json(case: CaseView) -> dict[str, Any]:
 
 
 def json_error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": code, "message": message}, status=status)
+    """`{"error", "message"}` with the Chinese message as UTF-8, not \\u-escaped."""
+    return web.json_response({"error": code, "message": message}, status=status,
+                             dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
 
 async def current_user(request: web.Request) -> UserView | None:
@@ -208,7 +210,7 @@ def api_auth(handler):
     async def wrapped(request: web.Request):
         user = await current_user(request)
         if user is None:
-            return json_error(401, "unauthorized", "missing or invalid bearer token")
+            return json_error(401, "unauthorized", "未登录或令牌无效：请先登录，或在 Authorization 头中提供有效的 Bearer 令牌")
         if not _csrf_ok(request):
             return json_error(403, "csrf", "跨站请求被拒绝（缺少 X-Requested-With 头或来源不符）")
         request[USER] = user
@@ -240,7 +242,7 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
         value = int(raw)
     except ValueError:
         raise web.HTTPBadRequest(
-            text=json.dumps({"error": "bad_parameter", "message": f"{name} must be an integer"}),
+            text=json.dumps({"error": "bad_parameter", "message": f"参数 {name} 必须是整数"}, ensure_ascii=False),
             content_type="application/json",
         ) from None
     return max(low, min(high, value))
@@ -289,12 +291,12 @@ async def api_trunks(request: web.Request) -> web.Response:
 async def recording(request: web.Request) -> web.StreamResponse:
     user = await current_user(request)
     if user is None:
-        return json_error(401, "unauthorized", "log in or send a bearer token")
+        return json_error(401, "unauthorized", "请先登录，或提供 Bearer 令牌")
     ctx = request.app[CTX]
     try:
         rec = await ctx.repo.get_recording(int(request.match_info["rec_id"]))
     except (NotFound, ValueError):
-        return json_error(404, "not_found", "no such recording")
+        return json_error(404, "not_found", "录音不存在")
     path = Path(rec.path)
     if not path.is_file():
         return json_error(410, "gone", "录音文件已不存在（可能已按保存期限删除）")
@@ -304,7 +306,7 @@ async def recording(request: web.Request) -> web.StreamResponse:
 async def live(request: web.Request) -> web.WebSocketResponse:
     user = await current_user(request)
     if user is None:
-        raise web.HTTPUnauthorized()
+        raise web.HTTPUnauthorized(text="请先登录")
     ws = web.WebSocketResponse(heartbeat=30)
     await ws.prepare(request)
     hub = request.app[CTX].hub
@@ -318,16 +320,24 @@ async def live(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+_HTTP_ZH = {404: "没有这个接口", 405: "该接口不支持此请求方法", 413: "请求体过大"}
+
+
 @web.middleware
 async def errors_middleware(request: web.Request, handler):
     try:
         return await handler(request)
-    except web.HTTPException:
+    except web.HTTPException as exc:
+        # aiohttp's own refusals (no such route, wrong method) are English plain text.
+        if exc.status >= 400 and request.path.startswith("/api/") and exc.content_type != "application/json":
+            return json_error(exc.status, _HTTP_CODES.get(exc.status, "error"),
+                              _HTTP_ZH.get(exc.status, f"请求失败（HTTP {exc.status}）"))
         raise
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         if request.path.startswith("/api/"):
-            return json_error(500, "internal_error", "internal error; see the server log")
+            return json_error(500, "internal_error", "服务器内部错误，请稍后重试（详情见服务器日志）")
         return web.Response(text="服务器内部错误，请稍后重试。", status=500, content_type="text/plain", charset="utf-8")
 
 

@@ -81,7 +81,7 @@ def _case_id(request: web.Request) -> int:
     try:
         return int(request.match_info["case_id"])
     except ValueError:
-        raise web.HTTPNotFound(text=_dumps({"error": "not_found", "message": "no such case"}),
+        raise web.HTTPNotFound(text=_dumps({"error": "not_found", "message": "案卷不存在"}),
                                content_type="application/json") from None
 
 
@@ -147,7 +147,7 @@ async def case_detail(request: web.Request) -> web.Response:
     try:
         return _json(await detail_json(request, _case_id(request)))
     except NotFound:
-        return _error(404, "not_found", "no such case")
+        return _error(404, "not_found", "案卷不存在")
 
 
 def _flag(request: web.Request, name: str) -> bool | None:
@@ -158,7 +158,7 @@ def _flag(request: web.Request, name: str) -> bool | None:
         return True
     if raw.lower() in ("0", "false", "no"):
         return False
-    raise _bad(f"{name} must be true or false")
+    raise _bad(f"参数 {name} 只能是 true 或 false")
 
 
 @_api_auth
@@ -167,7 +167,7 @@ async def case_search(request: web.Request) -> web.Response:
     statuses = tuple(s for s in q.get("status", "").split(",") if s)
     for s in statuses:
         if s not in workflow.STATUS_LABELS:
-            raise _bad(f"unknown status {s!r}")
+            raise _bad(f"未知的状态 {s!r}")
     now = local_now(request)
     cases = await request.app[CTX].service.search(
         limit=_int_param(request, "limit", 50, 1, 500),
@@ -194,7 +194,7 @@ async def create_case(request: web.Request) -> web.Response:
     for name in ("description", "channel", "kind", "case_type", "reporter_phone", "address", "category",
                  "grid_cell"):
         if name in body and body[name] is not None and not isinstance(body[name], str):
-            raise _bad(f"{name} must be text")
+            raise _bad(f"参数 {name} 必须是文本")
     service = request.app[CTX].service
     try:
         view = await service.create_case(
@@ -221,7 +221,7 @@ async def case_duplicates(request: web.Request) -> web.Response:
     try:
         return _json(await _duplicates(request, _case_id(request)))
     except NotFound:
-        return _error(404, "not_found", "no such case")
+        return _error(404, "not_found", "案卷不存在")
 
 
 @_api_auth
@@ -231,12 +231,12 @@ async def case_action(request: web.Request) -> web.Response:
     body = await _json_body(request)
     fields = body.get("fields", {})
     if not isinstance(fields, dict):
-        raise _bad("fields must be a JSON object")
+        raise _bad("fields 必须是 JSON 对象")
     if "comment" in body and "comment" not in fields:
         fields = {**fields, "comment": body["comment"]}
     expected = body.get("expected_version")
     if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int)):
-        raise _bad("expected_version must be an integer")
+        raise _bad("expected_version 必须是整数")
     user = request[USER]
     service = request.app[CTX].service
     try:
@@ -244,7 +244,7 @@ async def case_action(request: web.Request) -> web.Response:
                                           expected_version=expected, now=local_now(request),
                                           department=user.department)
     except NotFound:
-        return _error(404, "not_found", "no such case")
+        return _error(404, "not_found", "案卷不存在")
     except VersionConflict as exc:
         current = (await service.get_case(case_id)).version
         return _workflow_error(exc, current_version=current)
@@ -259,11 +259,11 @@ async def case_action(request: web.Request) -> web.Response:
 def _when(request: web.Request, name: str) -> datetime:
     raw = request.query.get(name)
     if not raw:
-        raise _bad(f"{name} is required (YYYY-MM-DD or an ISO date-time)")
+        raise _bad(f"缺少参数 {name}（YYYY-MM-DD 或 ISO 8601 日期时间）")
     try:
         value = datetime.fromisoformat(raw)
     except ValueError:
-        raise _bad(f"{name} must be YYYY-MM-DD or an ISO date-time") from None
+        raise _bad(f"参数 {name} 应为 YYYY-MM-DD 或 ISO 8601 日期时间") from None
     return value.astimezone(TIMEZONE).replace(tzinfo=None) if value.tzinfo else value
 
 
@@ -276,8 +276,23 @@ def _weights(raw: str | None) -> dict[str, float]:
         try:
             out[code.strip()] = float(w)
         except ValueError:
-            raise _bad("weights must look like on_time_handle_rate:3,satisfaction_rate:2") from None
+            raise _bad("weights 的格式应为 on_time_handle_rate:3,satisfaction_rate:2") from None
     return out
+
+
+def _evaluation_problem_zh(exc: ValueError) -> str:
+    """The evaluation core's refusal (English, for the log) as the user reads it."""
+    text = str(exc)
+    code = text.split("'")[1] if text.count("'") >= 2 else ""
+    if "end after it starts" in text:
+        return "结束日期不能早于开始日期"
+    if "unknown indicator" in text:
+        return f"weights 中有未知的指标 {code}"
+    if "is a count" in text:
+        return f"{code} 是计数指标，只有比率可以加权"
+    if "must not be negative" in text:
+        return f"{code} 的权重不能为负数"
+    return f"评价参数有误（{text}）"
 
 
 @_api_auth
@@ -285,15 +300,15 @@ async def evaluation(request: web.Request) -> web.Response:
     start, end = _when(request, "start"), _when(request, "end")
     group_by = request.query.get("group_by") or None
     if group_by is not None and group_by not in GROUP_BY:
-        raise _bad(f"group_by must be one of {', '.join(GROUP_BY)}")
+        raise _bad(f"group_by 只能是 {'、'.join(GROUP_BY)} 之一")
     area_level = request.query.get("area_level", "street")
     if area_level != "grid" and area_level not in AREA_LEVELS:
-        raise _bad("area_level must be district, street, community or grid")
+        raise _bad("area_level 只能是 district、street、community 或 grid")
     try:
         groups = await request.app[CTX].service.evaluate(start, end, group_by=group_by, area_level=area_level,
                                                          weights=_weights(request.query.get("weights")))
     except ValueError as exc:
-        raise _bad(str(exc)) from None
+        raise _bad(_evaluation_problem_zh(exc)) from None
     return _json(evaluation_json(groups, start, end, group_by))
 
 
@@ -309,7 +324,7 @@ async def categories(request: web.Request) -> web.Response:
         try:
             limit = max(1, min(500, int(request.query.get("limit", "30"))))
         except ValueError:
-            raise _bad("limit must be a number") from None
+            raise _bad("limit 必须是数字") from None
         return _json([m.to_dict() for m in category_index(ref.categories).search(text, kind=kind, limit=limit)])
     cats = [c for c in ref.categories if kind is None or c.kind == kind]
     return _json([{"key": c.key, "kind": c.kind, "kind_label": KIND_LABELS[c.kind], "code": c.code,

@@ -51,7 +51,7 @@ def _error(status: int, code: str, message: str) -> web.Response:
 
 
 def _text(status: int, text: str) -> web.Response:
-    return web.Response(status=status, text=text, content_type="text/plain")
+    return web.Response(status=status, text=text, content_type="text/plain", charset="utf-8")
 
 
 async def dlr(request: web.Request) -> web.Response:
@@ -60,21 +60,21 @@ async def dlr(request: web.Request) -> web.Response:
         msg_id = int(q.get("id", ""))
         code = int(q.get("status", ""))
     except ValueError:
-        return _text(400, "id and status must be integers")
+        return _text(400, "id 和 status 必须是整数")
     token = q.get("t", "")
     engine = request.app[CTX].repo.engine
     async with engine.begin() as conn:
         status = await outbox.apply_dlr(conn, msg_id, token, code, now=local_now(request),
                                         smsc_id=q.get("smsc_id") or None)
     if status is None:
-        return _text(404, "no such message")
+        return _text(404, "短信不存在")
     return _text(200, status)
 
 
 async def mo(request: web.Request) -> web.Response:
     expected = _settings(request).inbound_token
     if not expected or not secrets.compare_digest(request.query.get("token", ""), expected):
-        return _text(403, "replies are not enabled or the token is wrong")
+        return _text(403, "未启用上行短信，或令牌错误")
     sender = request.query.get("from", "")
     text = request.query.get("text", "")
     if not _OPT_OUT.match(text):
@@ -84,7 +84,7 @@ async def mo(request: web.Request) -> web.Response:
         async with engine.begin() as conn:
             await outbox.opt_out(conn, sender, now=local_now(request), source="reply")
     except ValueError:
-        return _text(400, "from is not a mobile number")
+        return _text(400, "from 不是手机号码")
     # Empty body: with `omit-empty = true` Kannel sends no reply SMS.
     return _text(200, "")
 
@@ -104,7 +104,7 @@ async def messages(request: web.Request) -> web.Response:
     q = request.query
     status = q.get("status") or None
     if status and status not in outbox.STATUSES:
-        return _error(400, "bad_parameter", f"status must be one of {', '.join(outbox.STATUSES)}")
+        return _error(400, "bad_parameter", f"status 只能是 {'、'.join(outbox.STATUSES)} 之一")
     engine = request.app[CTX].repo.engine
     async with engine.connect() as conn:
         rows = await outbox.list_messages(
@@ -135,10 +135,10 @@ async def save_template(request: web.Request) -> web.Response:
         return _error(403, "forbidden", "需要管理员权限")
     name = request.match_info["name"]
     if name not in TEMPLATE_NAMES:
-        return _error(404, "not_found", f"unknown template {name!r} (known: {', '.join(TEMPLATE_NAMES)})")
+        return _error(404, "not_found", f"没有名为 {name} 的短信模板（可用：{'、'.join(TEMPLATE_NAMES)}）")
     t = _templates(request)
     if t.override_dir is None:
-        return _error(409, "no_templates_dir", "set [sms] templates_dir to edit templates")
+        return _error(409, "no_templates_dir", "要在线修改模板，请先在配置中设置 [sms] templates_dir")
     source = await request.text()
     try:
         t.save(name, source)
@@ -153,12 +153,12 @@ async def add_opt_out(request: web.Request) -> web.Response:
         body = await request.json()
         number = str(body["number"])
     except (ValueError, KeyError, TypeError):
-        return _error(400, "bad_request", 'expected JSON {"number": "138…"}')
+        return _error(400, "bad_request", '请求体应为 JSON，如 {"number": "138…"}')
     try:
         async with request.app[CTX].repo.engine.begin() as conn:
             n = await outbox.opt_out(conn, number, now=local_now(request), source="web")
-    except ValueError as exc:
-        return _error(422, "bad_number", str(exc))
+    except ValueError:
+        return _error(422, "bad_number", f"{number} 不是手机号码（11 位，可带 +86）")
     return _json({"number": n, "opted_out": True}, 201)
 
 
@@ -167,10 +167,10 @@ async def remove_opt_out(request: web.Request) -> web.Response:
     try:
         async with request.app[CTX].repo.engine.begin() as conn:
             removed = await outbox.opt_in(conn, request.match_info["number"])
-    except ValueError as exc:
-        return _error(422, "bad_number", str(exc))
+    except ValueError:
+        return _error(422, "bad_number", f"{request.match_info['number']} 不是手机号码（11 位，可带 +86）")
     if not removed:
-        return _error(404, "not_found", "number is not opted out")
+        return _error(404, "not_found", "该号码未退订")
     return _json({"number": request.match_info["number"], "opted_out": False})
 
 

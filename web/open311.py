@@ -58,7 +58,7 @@ def _parse_w3c(name: str, raw: str) -> datetime:
     try:
         value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
-        raise Open311Error(400, f"{name} must be a W3C date-time, e.g. 2026-11-23T09:00:00+08:00") from None
+        raise Open311Error(400, f"{name} 应为 W3C 日期时间，如 2026-11-23T09:00:00+08:00") from None
     return value.astimezone(TIMEZONE).replace(tzinfo=None) if value.tzinfo else value
 
 
@@ -115,7 +115,7 @@ async def services(request: web.Request) -> web.Response:
 async def service_definition(request: web.Request) -> web.Response:
     kind, code = _parse_code(request.match_info["code"])
     if (await _categories(request)).get(kind, code) is None:
-        raise Open311Error(404, f"service_code {request.match_info['code']} not found")
+        raise Open311Error(404, f"没有服务代码 {request.match_info['code']}")
     body = {"service_code": f"{kind}-{code}", "attributes": []}
     if request.match_info.get("fmt") == "xml":
         return web.Response(
@@ -167,12 +167,12 @@ async def get_requests(request: web.Request) -> web.Response:
         if start is None and end is None:
             start = local_now(request) - timedelta(days=90)
         if start is not None and end is not None and end <= start:
-            raise Open311Error(400, "end_date must be after start_date")
+            raise Open311Error(400, "end_date 必须晚于 start_date")
         statuses: tuple[str, ...] | None = None
         if q.get("status"):
             wanted = {s.strip() for s in q["status"].split(",")}
             if not wanted <= {"open", "closed"}:
-                raise Open311Error(400, "status must be open, closed or both")
+                raise Open311Error(400, "status 只能是 open、closed 或两者（open,closed）")
             if wanted == {"open"}:
                 statuses = tuple(s for s in STATUS_LABELS if s not in CLOSED_STATUSES)
             elif wanted == {"closed"}:
@@ -184,7 +184,7 @@ async def get_requests(request: web.Request) -> web.Response:
             if code is not None:
                 kind, num = _parse_code(code)
                 if not kind or not num:
-                    raise Open311Error(400, f"service_code {code!r} is malformed")
+                    raise Open311Error(400, f"服务代码 {code} 格式不正确（如 event-010101）")
                 category = f"{kind}:{num}"
             cases += await service.search(status=statuses, category=category, created_from=start,
                                           created_to=end + timedelta(seconds=1) if end else None,
@@ -199,7 +199,7 @@ async def get_request(request: web.Request) -> web.Response:
     found = await request.app[CTX].service.search(number=request.match_info["request_id"], limit=1,
                                                   with_recordings=False)
     if not found:
-        raise Open311Error(404, f"service request {request.match_info['request_id']} not found")
+        raise Open311Error(404, f"没有服务请求 {request.match_info['request_id']}")
     return _render(request, "service_requests", "request", [await _request_json(request, found[0])])
 
 
@@ -210,7 +210,7 @@ def _float(form, name: str) -> float | None:
     try:
         return float(raw)
     except ValueError:
-        raise Open311Error(400, f"{name} must be a number") from None
+        raise Open311Error(400, f"{name} 必须是数字") from None
 
 
 @_handler
@@ -223,22 +223,22 @@ async def post_request(request: web.Request) -> web.Response:
         key = header[len("Bearer "):].strip()
     user = await ctx.repo.user_for_token(key) if key else None
     if user is None:
-        raise Open311Error(403, "api_key is missing or invalid")
+        raise Open311Error(403, "缺少 api_key 或 api_key 无效")
     code = str(form.get("service_code") or "")
     if not code:
-        raise Open311Error(400, "service_code is required")
+        raise Open311Error(400, "缺少 service_code")
     kind, num = _parse_code(code)
     if (await _categories(request)).get(kind, num) is None:
-        raise Open311Error(404, f"service_code {code} not found")
+        raise Open311Error(404, f"没有服务代码 {code}")
     lat, lon = _float(form, "lat"), _float(form, "long")
     address = str(form.get("address_string") or "").strip()
     if (lat is None or lon is None) and not address and not form.get("address_id"):
-        raise Open311Error(400, "a location is required: lat and long, address_string or address_id")
+        raise Open311Error(400, "缺少位置：请提供 lat 和 long、address_string 或 address_id")
     if lat is not None and not -90 <= lat <= 90 or lon is not None and not -180 <= lon <= 180:
-        raise Open311Error(400, "lat/long are out of range")
+        raise Open311Error(400, "lat/long 超出范围")
     description = str(form.get("description") or "").strip()
     if not description:
-        raise Open311Error(400, "description is required")
+        raise Open311Error(400, "缺少 description（问题描述）")
     extra: dict[str, Any] = {"source": "open311"}
     if lat is not None and lon is not None:
         extra["location"] = {"lat": lat, "long": lon}

@@ -54,7 +54,7 @@ async def recording_transcript(request: web.Request) -> web.Response:
     rec_id = _id(request, "rec_id")
     found = await _store(request).for_recording(rec_id) if rec_id is not None else None
     if found is None:
-        return json_error(404, "not_found", "no such recording")
+        return json_error(404, "not_found", "录音不存在")
     body = found.to_dict()
     if request.query.get("suggest") in ("1", "true", "yes"):
         from callcenter.suggest import suggest_for_text
@@ -70,10 +70,10 @@ async def recording_transcript(request: web.Request) -> web.Response:
 async def retranscribe(request: web.Request) -> web.Response:
     service = request.app.get(TRANSCRIPTION)
     if service is None:
-        return json_error(503, "unavailable", "speech-to-text is not running in this process")
+        return json_error(503, "unavailable", "本进程未启用语音转写")
     rec_id = _id(request, "rec_id")
     if rec_id is None or await _store(request).recording(rec_id) is None:
-        return json_error(404, "not_found", "no such recording")
+        return json_error(404, "not_found", "录音不存在")
     service.recording_finished(rec_id)
     return _json({"recording_id": rec_id, "status": "queued"}, status=202)
 
@@ -83,7 +83,7 @@ async def case_transcript(request: web.Request) -> web.Response:
     case_id = _id(request, "case_id")
     found = await _store(request).for_case(case_id) if case_id is not None else None
     if found is None:
-        return json_error(404, "not_found", "no such case")
+        return json_error(404, "not_found", "案卷不存在")
     return _json({"case_id": case_id, "recordings": [r.to_dict() for r in found]})
 
 
@@ -91,7 +91,7 @@ async def case_transcript(request: web.Request) -> web.Response:
 async def search(request: web.Request) -> web.Response:
     q = (request.query.get("q") or "").strip()
     if not q:
-        return json_error(400, "bad_parameter", "q (the text to find) is required")
+        return json_error(400, "bad_parameter", "缺少参数 q（要查找的文字）")
     limit = _int_param(request, "limit", 50, 1, 200)
     offset = _int_param(request, "offset", 0, 0, 1_000_000)
     hits = await _store(request).search(q, limit=limit, offset=offset)

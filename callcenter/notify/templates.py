@@ -67,16 +67,16 @@ def _environment(loader: jinja2.BaseLoader | None = None) -> SandboxedEnvironmen
 
 def _describe(exc: Exception) -> str:
     if isinstance(exc, jinja2.TemplateSyntaxError):
-        return f"line {exc.lineno}: syntax error: {exc.message}"
+        return f"第 {exc.lineno} 行语法错误（syntax error）：{exc.message}"
     if isinstance(exc, jinja2.UndefinedError):
-        return f"unknown variable: {exc.message}"
-    return f"{type(exc).__name__}: {exc}"
+        return f"未知变量：{exc.message}"
+    return f"模板无法渲染（{type(exc).__name__}: {exc}）"
 
 
 def check_source(name: str, source: str, *, max_parts: int = 6) -> str | None:
     """The problem with a template text, or None if it renders a usable SMS."""
     if name not in SAMPLE_CONTEXT:
-        return f"unknown template {name!r} (known: {', '.join(TEMPLATE_NAMES)})"
+        return f"没有名为 {name!r} 的短信模板（可用：{', '.join(TEMPLATE_NAMES)}）"
     try:
         text = _environment().from_string(source).render(**SAMPLE_CONTEXT[name]).strip()
     except jinja2.TemplateError as exc:
@@ -84,10 +84,10 @@ def check_source(name: str, source: str, *, max_parts: int = 6) -> str | None:
     except Exception as exc:  # sandbox violations, bad filters at render time
         return _describe(exc)
     if not text:
-        return "renders an empty message"
+        return "渲染结果为空"
     parts = layout(text).count
     if parts > max_parts:
-        return f"too long: {parts} SMS parts with sample values (at most {max_parts})"
+        return f"太长（too long）：用示例值渲染需 {parts} 条短信，最多 {max_parts} 条"
     return None
 
 
@@ -109,13 +109,13 @@ class SmsTemplates:
 
     def source(self, name: str) -> str:
         if name not in SAMPLE_CONTEXT:
-            raise TemplateError(f"unknown template {name!r} (known: {', '.join(TEMPLATE_NAMES)})")
+            raise TemplateError(f"没有名为 {name!r} 的短信模板（可用：{', '.join(TEMPLATE_NAMES)}）")
         return self.path_of(name).read_text(encoding="utf-8")
 
     def render(self, name: str, context: Mapping[str, Any]) -> str:
         """The SMS text for `name`; raises TemplateError naming the file and the problem."""
         if name not in SAMPLE_CONTEXT:
-            raise TemplateError(f"unknown template {name!r} (known: {', '.join(TEMPLATE_NAMES)})")
+            raise TemplateError(f"没有名为 {name!r} 的短信模板（可用：{', '.join(TEMPLATE_NAMES)}）")
         try:
             return self._env.get_template(f"{name}.j2").render(**context).strip()
         except Exception as exc:
@@ -146,7 +146,7 @@ class SmsTemplates:
     def save(self, name: str, source: str) -> None:
         """Store the city's version of `name` after checking it; raises TemplateError if broken."""
         if self.override_dir is None:
-            raise TemplateError("no templates folder configured; set [sms] templates_dir")
+            raise TemplateError("未配置模板目录：请设置 [sms] templates_dir")
         problem = check_source(name, source, max_parts=self.max_parts)
         if problem:
             raise TemplateError(f"{name}: {problem}")

@@ -10,7 +10,7 @@ def test_template_check_reports_a_broken_city_template_and_exits_2(tmp_path, cap
     (tmp_path / "accepted.j2").write_text("{{ signature }}\n{% if %}", encoding="utf-8")
     assert cli.main(["sms", "template", "check", "--dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "accepted.j2" in err and "line 2" in err
+    assert "accepted.j2" in err and "第 2 行" in err
 
 
 def test_template_check_passes_the_shipped_templates(capsys):

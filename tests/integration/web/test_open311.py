@@ -84,7 +84,7 @@ async def test_post_is_refused_without_key_or_with_bad_input(env):
     assert resp.status == 403 and (await resp.json())[0]["code"] == 403
     no_place = {k: v for k, v in report(token).items() if k not in ("lat", "long", "address_string")}
     resp = await client.post("/open311/v2/requests.json", data=no_place)
-    assert resp.status == 400 and "location" in (await resp.json())[0]["description"]
+    assert resp.status == 400 and "缺少位置" in (await resp.json())[0]["description"]
     resp = await client.post("/open311/v2/requests.xml", data=report(token, service_code="matter-99999"))
     assert resp.status == 404 and ET.fromstring(await resp.read()).tag == "errors"
     resp = await client.post("/open311/v2/requests.json", data=report(token, description=" "))

@@ -37,7 +37,7 @@ def test_check_names_the_file_and_line_of_a_syntax_error(tmp_path):
     """An unclosed tag is reported with the file path and its line."""
     (tmp_path / "accepted.j2").write_text("第一行\n{{ case_number ", encoding="utf-8")
     [problem] = SmsTemplates(tmp_path).check()
-    assert problem.path.endswith("accepted.j2") and "line 2" in problem.message
+    assert problem.path.endswith("accepted.j2") and "第 2 行" in problem.message
 
 
 def test_check_rejects_unknown_variables_and_stray_files(tmp_path):
