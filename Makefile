@@ -9,7 +9,7 @@ HOTLINE := $(VENV)/bin/hotline
 CONFIG ?=
 CONFIG_ARG := $(if $(CONFIG),--config $(CONFIG),)
 
-.PHONY: run test setup system venv web prepare
+.PHONY: run test setup system venv web tts prepare
 
 system:
 	bash .ci/install-system.sh
@@ -20,7 +20,11 @@ venv:
 web:
 	bash .ci/setup-web.sh
 
-setup: system venv web
+# The neural prompt voice's own venv (.venv-tts: TensorFlow 2.15, numpy < 2), build-time only.
+tts:
+	bash .ci/setup-tts.sh
+
+setup: system venv web tts
 
 prepare: setup
 	$(HOTLINE) db upgrade $(CONFIG_ARG)
