@@ -41,10 +41,11 @@ async def today(request: web.Request) -> web.Response:
     now = local_now(request)
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     records = await AcdStore(ctx.repo.engine).events_since(midnight)
-    start = min(midnight.replace(hour=DAY_VIEW_START.hour, minute=DAY_VIEW_START.minute), now)
-    first = min((r["at"] for r in records), default=None)
-    if first is not None and first < start:
-        start = midnight + dt.timedelta(seconds=((first - midnight).total_seconds() // INTERVAL_S) * INTERVAL_S)
+    def floor(t: dt.datetime) -> dt.datetime:
+        return midnight + dt.timedelta(seconds=((t - midnight).total_seconds() // INTERVAL_S) * INTERVAL_S)
+
+    first = min((r["at"] for r in records), default=now)
+    start = floor(min(midnight.replace(hour=DAY_VIEW_START.hour, minute=DAY_VIEW_START.minute), now, first))
     series = day_series(records, start, now, INTERVAL_S)
     settings = request.app.get(WALLBOARD_SETTINGS) or WallboardSettings()
     names = {u.username: u.display_name or u.username for u in await ctx.repo.list_users()}
