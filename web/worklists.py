@@ -212,11 +212,16 @@ CHOICE_LABELS = {
 
 FIELD_HINTS = {
     "photos": "每行一个照片地址或编号",
-    "category": "如 component:01002（部件/事件类别代码）",
+    "category": "输入名称或拼音（如 井盖 / jinggai）后从列表选择",
     "inspector": "留空则按单元网格自动指派",
-    "grid_cell": "15 位单元网格编码",
-    "merged_into": "如 20261123-0001",
+    "grid_cell": "输入网格名称后从列表选择",
+    "merged_into": "输入编号、电话或描述中的词后从列表选择",
+    "merged_case": "输入编号、电话或描述中的词后从列表选择",
 }
+
+# Fields whose value is a code: chosen with a picker (static/picker.js), never typed.
+PICKER_FIELDS = {"category": "category", "grid_cell": "grid_cell", "inspector": "inspector",
+                 "department": "department", "merged_into": "case", "merged_case": "case"}
 
 # Long free text gets a textarea; the rest single-line inputs.
 _LONG_TEXT = {"reason", "comment", "result", "answer"}
@@ -226,10 +231,11 @@ _LONG_TEXT = {"reason", "comment", "result", "answer"}
 class FormField:
     name: str
     label: str
-    widget: str  # textarea, text, select, photos, datetime
+    widget: str  # textarea, text, select, photos, datetime, picker
     required: bool
     options: tuple[tuple[str, str], ...] = ()
     hint: str = ""
+    picker: str = ""  # the picker kind when widget == "picker"
 
 
 def form_fields(spec: workflow.WorkflowSpec, t: workflow.Transition, departments: dict[str, str],
@@ -252,6 +258,8 @@ def form_fields(spec: workflow.WorkflowSpec, t: workflow.Transition, departments
             first = ("", f"按指挥手册自动派往：{auto}") if auto else ("", "请选择部门")
             out.append(FormField(name, label, "select", required and not auto,
                                  (first, *sorted(departments.items(), key=lambda kv: kv[0])), hint))
+        elif name in PICKER_FIELDS:
+            out.append(FormField(name, label, "picker", required, (), hint, PICKER_FIELDS[name]))
         elif ftype == "photos":
             out.append(FormField(name, label, "photos", required, (), hint))
         elif ftype == "datetime":
@@ -390,7 +398,26 @@ async def _form_context(request: web.Request, case_id: int, action: str) -> dict
     suggested = await service.suggested_department(state) if t is not None and "department" in (
         t.required_fields + t.optional_fields) else None
     fields = form_fields(service.spec, t, departments, suggested) if t is not None else []
-    return {"case": view, "state": state, "transition": t, "fields": fields}
+    return {"case": view, "state": state, "transition": t, "fields": fields, "ref": ref}
+
+
+def picker_texts(ref, values: dict[str, Any]) -> dict[str, str]:
+    """What a picker shows for a code kept in the form (after a refused submit)."""
+    out: dict[str, str] = {}
+    category = values.get("category") or ""
+    if category and ref is not None:
+        try:
+            found = ref.categories.by_key(category)
+        except ValueError:
+            found = None
+        out["category"] = found.name if found else category
+    cell = ref.grid_cells.get(values.get("grid_cell") or "") if ref is not None else None
+    if cell is not None:
+        out["grid_cell"] = cell.name or cell.grid_id
+    dept = ref.departments.get(values.get("department") or "") if ref is not None else None
+    if dept is not None:
+        out["department"] = dept.name
+    return out
 
 
 def _render_form(request: web.Request, context: dict[str, Any], action: str, *, http_status: int = 200,
@@ -403,6 +430,7 @@ def _render_form(request: web.Request, context: dict[str, Any], action: str, *, 
                   action=action, action_label=ACTION_LABELS.get(action, action), fields=context["fields"],
                   can_submit=context["transition"] is not None and not blocked, error=error, error_field=error_field,
                   values=values or {}, csrf=csrf_token(request),
+                  picker_texts=picker_texts(context.get("ref"), values or {}),
                   expected_version=expected_version if expected_version is not None else case_view.version)
 
 
