@@ -52,6 +52,8 @@ LOOP_LAG_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 SCREEN_POP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 LOOP_PROBE_S = 0.5
+# callcenter.followup's callbacks.status values.
+CALLBACK_STATES = ("new", "pending", "dialing", "answered", "failed", "cancelled")
 
 # Every family this module exposes (README "Monitoring"; the dashboard test checks against
 # the real exposition, this list documents it).
@@ -332,21 +334,25 @@ class HotlineMetrics:
             yield family
 
     def _db_families(self):
+        from callcenter.notify.outbox import STATUSES as SMS_STATES
+        from case_core.domain.workflow import STATUS_LABELS
+
         db = self._db or {}
+        # Every known status has a series (0 when none), so a count that drops to 0 shows as 0.
         cases = GaugeMetricFamily("hotline_cases", "Cases by workflow status.", labels=["status"])
-        for status, n in sorted(db.get("case", {}).items()):
+        for status, n in sorted({**dict.fromkeys(STATUS_LABELS, 0), **db.get("case", {})}.items()):
             cases.add_metric([status], n)
         yield cases
         overdue = GaugeMetricFamily("hotline_cases_overdue", "Open cases whose current step is past its deadline (超期).")
         overdue.add_metric([], db.get("overdue", 0))
         yield overdue
         sms = GaugeMetricFamily("hotline_sms_outbox", "SMS outbox messages by state.", labels=["state"])
-        for state, n in sorted(db.get("sms", {}).items()):
+        for state, n in sorted({**dict.fromkeys(SMS_STATES, 0), **db.get("sms", {})}.items()):
             sms.add_metric([state], n)
         yield sms
         callbacks = GaugeMetricFamily("hotline_callbacks", "Callbacks and follow-up calls by status.",
                                       labels=["status"])
-        for status, n in sorted(db.get("callback", {}).items()):
+        for status, n in sorted({**dict.fromkeys(CALLBACK_STATES, 0), **db.get("callback", {})}.items()):
             callbacks.add_metric([status], n)
         yield callbacks
         due = GaugeMetricFamily("hotline_callbacks_due", "Callbacks waiting whose time has come.")
