@@ -261,10 +261,9 @@ def _filters(request: web.Request) -> dict[str, Any]:
 
 @page_auth
 async def cases_page(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    filters = _filters(request)
-    cases = await ctx.service.list_cases(**filters)
-    return render(request, "cases.html", cases=cases, user=request[USER], q=filters["text"] or "")
+    from web.case_list import list_context  # filters, sorting and paging in the URL
+
+    return render(request, "cases.html", user=request[USER], **await list_context(request))
 
 
 @page_auth

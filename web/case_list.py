@@ -1,0 +1,247 @@
+"""Filters, sorting and paging of the case list (`/cases`) and of each worklist, all in the
+URL query so that a link reproduces the view:
+
+    /cases?status=dispatched,handling&category=component:01002&department=D01&deadline=yellow
+          &channel=12319&from=2026-11-01&to=2026-11-30&q=井盖&sort=due&dir=asc&page=2
+
+- `status` one or more statuses (comma-separated); `category` a category key (`kind:code`,
+  chosen with the picker); `department` a department code (a list); `deadline` `overdue`
+  (超期) or `yellow` (黄灯: 80 % of the step's working time used, not yet overdue);
+  `channel`; `from` / `to` dates (YYYY-MM-DD, both days included); `q` text in number,
+  description or address.
+- `sort` one of `created` (default), `number`, `status`, `channel`, `category`,
+  `department`, `due`; `dir` `asc` or `desc` (default desc for created, asc otherwise).
+- `page` (30 rows a page).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+from typing import Any, Mapping
+from urllib.parse import urlencode
+
+from sqlalchemy import and_, func, or_, select, true
+from sqlalchemy.sql.elements import ColumnElement
+
+from case_core.adapters import orm
+from case_core.domain import workflow
+
+__all__ = ["PAGE_SIZE", "SORTS", "DEADLINES", "ListQuery", "parse_query", "where_clause", "order_by",
+           "page_of_ids", "deadline_of_state"]
+
+PAGE_SIZE = 30
+_c = orm.cases.c
+SORTS = {
+    "created": (_c.created_at,),
+    "number": (_c.number,),
+    "status": (_c.status,),
+    "channel": (_c.channel,),
+    "category": (_c.category_kind, _c.category_code),
+    "department": (_c.department,),
+    "due": (_c.due_at,),
+}
+DEADLINES = {"overdue": "超期", "yellow": "黄灯"}
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    status: tuple[str, ...] = ()
+    category: str = ""
+    department: str = ""
+    deadline: str = ""
+    channel: str = ""
+    date_from: date | None = None
+    date_to: date | None = None
+    q: str = ""
+    sort: str = "created"
+    dir: str = "desc"
+    page: int = 1
+    errors: tuple[str, ...] = field(default=(), compare=False)
+
+    def params(self, **changes: Any) -> dict[str, str]:
+        """The query's URL parameters (defaults left out), with `changes` applied."""
+        lq = replace(self, **changes) if changes else self
+        out = {
+            "status": ",".join(lq.status), "category": lq.category, "department": lq.department,
+            "deadline": lq.deadline, "channel": lq.channel,
+            "from": lq.date_from.isoformat() if lq.date_from else "",
+            "to": lq.date_to.isoformat() if lq.date_to else "", "q": lq.q,
+        }
+        if lq.sort != "created" or lq.dir != "desc":
+            out.update(sort=lq.sort, dir=lq.dir)
+        if lq.page > 1:
+            out["page"] = str(lq.page)
+        return {k: v for k, v in out.items() if v}
+
+    def url(self, path: str, **changes: Any) -> str:
+        params = self.params(**changes)
+        return f"{path}?{urlencode(params)}" if params else path
+
+    def sort_url(self, path: str, key: str) -> str:
+        """Link of a column header: sort by it, or flip the direction when it already is."""
+        if self.sort == key:
+            return self.url(path, dir="asc" if self.dir == "desc" else "desc", page=1)
+        return self.url(path, sort=key, dir="desc" if key == "created" else "asc", page=1)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.status or self.category or self.department or self.deadline or self.channel
+                    or self.date_from or self.date_to or self.q)
+
+
+def _date(raw: str, name: str, errors: list[str]) -> date | None:
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw[:10])
+    except ValueError:
+        errors.append(f"{name} 日期格式应为 YYYY-MM-DD")
+        return None
+
+
+def parse_query(query: Mapping[str, str]) -> ListQuery:
+    """The filters of a page's URL; unknown values are dropped and reported in `errors`."""
+    errors: list[str] = []
+    statuses = tuple(s for s in (query.get("status") or "").split(",") if s)
+    bad = [s for s in statuses if s not in workflow.STATUS_LABELS]
+    if bad:
+        errors.append(f"未知状态：{'、'.join(bad)}")
+    deadline = query.get("deadline") or ("overdue" if query.get("overdue") in ("1", "true") else "")
+    if deadline and deadline not in DEADLINES:
+        errors.append("时限筛选只能是 超期 或 黄灯")
+        deadline = ""
+    sort = query.get("sort") or "created"
+    if sort not in SORTS:
+        sort = "created"
+    direction = query.get("dir") or ("desc" if sort == "created" else "asc")
+    if direction not in ("asc", "desc"):
+        direction = "desc"
+    try:
+        page = max(1, int(query.get("page") or "1"))
+    except ValueError:
+        page = 1
+    date_from = _date(query.get("from") or "", "起始", errors)
+    date_to = _date(query.get("to") or "", "截止", errors)
+    if date_from and date_to and date_to < date_from:
+        errors.append("截止日期早于起始日期")
+    return ListQuery(
+        status=tuple(s for s in statuses if s in workflow.STATUS_LABELS),
+        category=(query.get("category") or "").strip(), department=(query.get("department") or "").strip(),
+        deadline=deadline, channel=(query.get("channel") or "").strip(), date_from=date_from, date_to=date_to,
+        q=(query.get("q") or "").strip(), sort=sort, dir=direction, page=page, errors=tuple(errors))
+
+
+def where_clause(lq: ListQuery, now: datetime) -> ColumnElement:
+    """Every filter but 黄灯 (which needs the working calendar: see `page_of_ids`)."""
+    parts: list[ColumnElement] = []
+    if lq.status:
+        parts.append(_c.status.in_(lq.status))
+    if lq.category:
+        kind, _, code = lq.category.rpartition(":")
+        if kind:
+            parts.append(_c.category_kind == kind)
+        parts.append(_c.category_code == code if len(code) == 5 else _c.category_code.like(f"{code}%"))
+    if lq.department:
+        parts.append(_c.department == lq.department)
+    if lq.channel:
+        parts.append(_c.channel == lq.channel)
+    if lq.date_from:
+        parts.append(_c.created_at >= datetime.combine(lq.date_from, datetime.min.time()))
+    if lq.date_to:
+        parts.append(_c.created_at < datetime.combine(lq.date_to + timedelta(days=1), datetime.min.time()))
+    if lq.q:
+        like = f"%{lq.q}%"
+        parts.append(or_(_c.number.like(like), _c.description.like(like), _c.address.like(like),
+                         _c.reporter_phone.like(like)))
+    if lq.deadline == "overdue":
+        parts.append(_c.due_at < now)
+    elif lq.deadline == "yellow":
+        parts.append(_c.due_at >= now)
+    return and_(true(), *parts)
+
+
+def order_by(lq: ListQuery, *, first: tuple = ()) -> list:
+    columns = SORTS[lq.sort]
+    ordered = [col.desc() if lq.dir == "desc" else col.asc() for col in columns]
+    if lq.sort == "due":  # cases without a deadline last, whichever the direction
+        ordered = [_c.due_at.is_(None).asc(), *ordered]
+    tie = _c.id.desc() if lq.dir == "desc" else _c.id.asc()
+    return [*first, *ordered, tie]
+
+
+def _parse_dt(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) and value else None
+
+
+def deadline_of_state(state: Mapping[str, Any], calendar, now: datetime) -> str | None:
+    """The colour (on_time / yellow / overdue) of the earliest open step deadline, or None."""
+    best = None
+    for clock in (state.get("deadlines") or {}).values():
+        due = _parse_dt(clock.get("due_at"))
+        if due is None or clock.get("done_at"):
+            continue
+        if best is None or due < best[0]:
+            best = (due, _parse_dt(clock.get("started_at")) or due)
+    if best is None:
+        return None
+    return calendar.deadline_status(best[0], now, started_at=best[1])
+
+
+async def page_of_ids(engine, where: ColumnElement, lq: ListQuery, now: datetime, calendar, *,
+                      first: tuple = ()) -> tuple[list[int], int, int]:
+    """(ids of the page, total matching, the page number actually shown)."""
+    order = order_by(lq, first=first)
+    async with engine.connect() as conn:
+        if lq.deadline == "yellow":
+            rows = (await conn.execute(select(_c.id, _c.state_json).where(where).order_by(*order))).all()
+            ids = [r.id for r in rows
+                   if deadline_of_state(json.loads(r.state_json or "{}"), calendar, now) == "yellow"]
+            total = len(ids)
+            page = min(lq.page, max(1, math.ceil(total / PAGE_SIZE)))
+            return ids[(page - 1) * PAGE_SIZE: page * PAGE_SIZE], total, page
+        total = (await conn.execute(select(func.count()).select_from(orm.cases).where(where))).scalar_one()
+        page = min(lq.page, max(1, math.ceil(total / PAGE_SIZE)))
+        query = select(_c.id).where(where).order_by(*order).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
+        ids = [r[0] for r in (await conn.execute(query)).all()]
+    return ids, int(total), page
+
+
+async def list_context(request) -> dict[str, Any]:
+    """What cases.html shows: the filters, one page of rows, the choices of each filter."""
+    from web.app import CTX, USER
+    from web.case_api import local_now
+    from web.worklists import current_deadline
+
+    ctx = request.app[CTX]
+    user = request[USER]
+    lq = parse_query(request.query)
+    now = local_now(request)
+    ref = await ctx.service.reference()
+    where = where_clause(lq, now)
+    # Department staff tied to a department see only its cases, here as on the worklist.
+    if user.role == "department" and user.department:
+        where = and_(where, _c.department == user.department)
+    ids, total, page = await page_of_ids(ctx.repo.engine, where, lq, now, ref.calendar)
+    found = {v.id: v for v in await ctx.service.search(case_ids=tuple(ids), limit=len(ids))} if ids else {}
+    rows = []
+    for case_id in ids:
+        v = found.get(case_id)
+        if v is None:
+            continue
+        cat = ref.categories.get(v.category_kind, v.category_code) if v.category_code else None
+        dept = ref.departments.get(v.department) if v.department else None
+        rows.append({"case": v, "category": cat.name if cat else "", "department": dept.name if dept else
+                     (v.department or ""), "deadline": current_deadline(v, ref.calendar, now)})
+    category_text = ""
+    if lq.category:
+        kind, _, code = lq.category.rpartition(":")
+        cat = ref.categories.get(kind, code) if kind else None
+        category_text = cat.name if cat else lq.category
+    return {"lq": lq, "rows": rows, "total": total, "page": page, "pages": max(1, math.ceil(total / PAGE_SIZE)),
+            "departments": sorted((code, d.name) for code, d in ref.departments.items()),
+            "statuses": list(workflow.STATUS_LABELS.items()), "deadlines": DEADLINES,
+            "category_text": category_text, "q": lq.q,
+            "own_department": user.department if user.role == "department" else None}
