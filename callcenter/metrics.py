@@ -36,7 +36,16 @@ log = logging.getLogger(__name__)
 __all__ = ["HotlineMetrics", "Histogram", "sip_start_line", "call_outcome", "CONTENT_TYPE_LATEST",
            "METRIC_NAMES", "SIP_METHODS", "AGENT_STATES"]
 
-VERSION = "0.1.0"
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hotline12319")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+VERSION = _version()
 
 # SIP methods counted by name; anything else is "other" (a peer must not grow our label set).
 SIP_METHODS = frozenset({"INVITE", "ACK", "BYE", "CANCEL", "REGISTER", "OPTIONS", "INFO", "UPDATE",
