@@ -1,6 +1,7 @@
 """Prompt levelling: silence trimmed, short fades, loudness normalised (ITU-R BS.1770).
 
-Every spoken prompt leaves the build at the same integrated loudness (−16 LUFS by default),
+Every spoken prompt leaves the build at the same integrated loudness (−16 LUFS by default,
+peaks held under −1 dBFS by a soft limiter),
 so units concatenated at play time (digits of a case number, numbers and their units)
 keep one level, and starts/ends fade over a few milliseconds so no join clicks. Pure
 numpy over int16 samples; K-weighting is applied in the frequency domain with the
@@ -105,18 +106,32 @@ def fade(x: np.ndarray, rate: int, seconds: float = 0.008) -> np.ndarray:
     return y
 
 
-def level(x: np.ndarray, rate: int, target_lufs: float = TARGET_LUFS) -> np.ndarray:
-    """Scale to target_lufs, but never past a −1 dBFS peak (the gain is capped instead)."""
-    x = np.asarray(x, dtype=np.float64)
-    current = loudness_lufs(x, rate)
-    if not np.isfinite(current):
+def _soft_limit(x: np.ndarray, ceiling: float, knee: float) -> np.ndarray:
+    """Samples above `knee` bend smoothly towards `ceiling` (tanh), which none exceeds."""
+    over = np.abs(x) > knee
+    if not np.any(over):
         return x
-    gain = 10 ** ((target_lufs - current) / 20)
-    peak = np.max(np.abs(x))
+    y = x.copy()
+    room = ceiling - knee
+    y[over] = np.sign(x[over]) * (knee + room * np.tanh((np.abs(x[over]) - knee) / room))
+    return y
+
+
+def level(x: np.ndarray, rate: int, target_lufs: float = TARGET_LUFS) -> np.ndarray:
+    """Scale to target_lufs; peaks that would pass −1 dBFS go through a soft limiter
+    (synthetic speech has sharp plosives), re-measured until the loudness is reached."""
+    x = np.asarray(x, dtype=np.float64)
     ceiling = 10 ** (_PEAK_CEILING_DBFS / 20)
-    if peak * gain > ceiling:
-        gain = ceiling / peak
-    return x * gain
+    y = x
+    for _ in range(4):
+        current = loudness_lufs(y, rate)
+        if not np.isfinite(current):
+            return y
+        if abs(current - target_lufs) < 0.05:
+            break
+        x = x * 10 ** ((target_lufs - current) / 20)
+        y = _soft_limit(x, ceiling, knee=ceiling / 2)
+    return y
 
 
 def finish_prompt(samples: np.ndarray, rate: int, *, target_lufs: float = TARGET_LUFS,

@@ -8,11 +8,13 @@ The telephone channel is 8 kHz, a 300–3400 Hz band-pass, and a G.711 A-law rou
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 import numpy as np
 
-__all__ = ["to_simplified", "normalize_for_cer", "cer", "edit_distance", "telephone_channel"]
+__all__ = ["to_simplified", "normalize_for_cer", "spoken_numbers_to_digits", "cer", "edit_distance",
+           "telephone_channel"]
 
 _t2s = None
 
@@ -36,6 +38,34 @@ def normalize_for_cer(text: str) -> str:
                    and not unicodedata.category(c).startswith(("P", "S")))
 
 
+_HANZI_DIGIT = {c: i for i, c in enumerate("零一二三四五六七八九")} | {"幺": 1, "两": 2, "〇": 0}
+_HANZI_UNIT = {"十": 10, "百": 100, "千": 1000, "万": 10_000}
+_NUMERAL_RUN = re.compile("[零〇一二三四五六七八九幺两十百千万]+")
+
+
+def _hanzi_number(run: str) -> str:
+    if not any(c in _HANZI_UNIT for c in run):
+        return "".join(str(_HANZI_DIGIT[c]) for c in run)  # read digit by digit: 幺二三幺九
+    total = section = digit = 0
+    for c in run:
+        if c in _HANZI_DIGIT:
+            digit = _HANZI_DIGIT[c]
+        elif c == "万":
+            total += (section + digit) * 10_000
+            section = digit = 0
+        else:
+            section += (digit or 1) * _HANZI_UNIT[c]
+            digit = 0
+    return str(total + section + digit)
+
+
+def spoken_numbers_to_digits(text: str) -> str:
+    """Numbers in hanzi → Arabic digits (十五 → 15, 幺二三幺九 → 12319, 两 → 2), so a CER
+    does not count "15分钟" against "十五分钟". For measuring only: transcripts keep the
+    caller's own form."""
+    return _NUMERAL_RUN.sub(lambda m: _hanzi_number(m.group()), text)
+
+
 def edit_distance(a: str, b: str) -> int:
     prev = list(range(len(b) + 1))
     for i, ca in enumerate(a, 1):
@@ -46,9 +76,12 @@ def edit_distance(a: str, b: str) -> int:
     return prev[-1]
 
 
-def cer(reference: str, hypothesis: str) -> float:
-    """Edit distance over reference length, both normalised."""
+def cer(reference: str, hypothesis: str, *, numbers: bool = False) -> float:
+    """Edit distance over reference length, both normalised (and with `numbers`, spoken
+    numbers written as digits on both sides)."""
     ref, hyp = normalize_for_cer(reference), normalize_for_cer(hypothesis)
+    if numbers:
+        ref, hyp = spoken_numbers_to_digits(ref), spoken_numbers_to_digits(hyp)
     if not ref:
         return 0.0 if not hyp else 1.0
     return edit_distance(ref, hyp) / len(ref)

@@ -60,7 +60,9 @@ class WhisperRecognizer:
     def __init__(self, model_dir: str | os.PathLike | None = None, *,
                  cache_dir: str | os.PathLike | None = None, language: str = "zh",
                  beam_size: int = 5, cpu_threads: int = 1,
-                 max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, vad_filter: bool | None = None) -> None:
+                 max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, vad_filter: bool | None = None,
+                 initial_prompt: str | None = None, hotwords: str | None = None,
+                 temperature: float | tuple[float, ...] = 0.0) -> None:
         from faster_whisper import WhisperModel
 
         self.model_dir = Path(model_dir) if model_dir else whisper_base_dir(cache_dir)
@@ -68,6 +70,10 @@ class WhisperRecognizer:
         self.beam_size = beam_size
         self.max_new_tokens = max_new_tokens
         self.vad_filter = vad_filter
+        # Decoding knobs measured by bench/stt_bench.py; the defaults are what won there.
+        self.initial_prompt = initial_prompt
+        self.hotwords = hotwords
+        self.temperature = temperature
         try:
             self._model = WhisperModel(str(self.model_dir), device="cpu", compute_type="int8",
                                        cpu_threads=cpu_threads, num_workers=1,
@@ -100,7 +106,8 @@ class WhisperRecognizer:
             return []
         pieces, _info = self._model.transcribe(
             audio, language=self.language, task="transcribe", beam_size=self.beam_size,
-            temperature=0.0, condition_on_previous_text=False, initial_prompt=None,
+            temperature=self.temperature, condition_on_previous_text=False,
+            initial_prompt=self.initial_prompt, hotwords=self.hotwords,
             max_new_tokens=self.max_new_tokens, vad_filter=vad_filter,
             without_timestamps=False)
         out = []

@@ -46,6 +46,7 @@ def test_example_file_documents_every_key_with_its_default():
         ("[database]\nurl = 'mysql://x'\n", "database.url: unsupported"),
         ("[sip\nport = 1\n", "not valid TOML"),
         ("[ivr]\nopen = '8 am'\n", "ivr.open: expected a time"),
+        ("[prompts]\nengine = 'festival'\n", "prompts.engine: expected \"neural\" or \"espeak\""),
     ],
 )
 def test_bad_config_names_the_key_and_the_problem(tmp_path, text, fragment):

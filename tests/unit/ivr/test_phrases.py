@@ -1,0 +1,72 @@
+"""Whole-phrase prompts for dynamic values: the table, their texts, and playback's swap."""
+
+from __future__ import annotations
+
+import wave
+
+import numpy as np
+
+from callcenter.prompts import PromptLibrary
+from ivr_flows.engine import say_prompts
+from ivr_flows.phrases import PHRASES, QUEUE_POSITION_MAX, WAIT_MINUTES_MAX, expand, phrase_text
+from ivr_flows.prompts_build import default_manifest_path, load_manifest, with_phrases
+
+
+def units_for_position(n: int) -> list[str]:
+    return ["queue_ahead", *say_prompts("number", n), "queue_people"]
+
+
+def test_every_queue_position_wait_and_status_has_a_phrase():
+    """Positions 1–20, waits 1–30 minutes and each case status are whole phrases."""
+    assert PHRASES["queue_ahead_12"] == ("queue_ahead", "num_ten", "num_2", "queue_people")
+    assert PHRASES["queue_eta_30"] == ("queue_eta", "num_3", "num_ten", "unit_minute")
+    assert PHRASES["case_status_is_closed"] == ("case_status_is", "status_closed")
+    assert f"queue_ahead_{QUEUE_POSITION_MAX}" in PHRASES
+    assert f"queue_eta_{WAIT_MINUTES_MAX}" in PHRASES
+    assert f"queue_ahead_{QUEUE_POSITION_MAX + 1}" not in PHRASES
+
+
+def test_phrase_texts_read_as_speech_with_liang_for_two():
+    """The synthesised sentence joins the unit texts; a count of two is 两, twelve stays 十二."""
+    specs = with_phrases(load_manifest(default_manifest_path()))
+    assert specs["queue_ahead_2"].text == "您前面还有两位"
+    assert specs["queue_ahead_12"].text == "您前面还有十二位"
+    assert specs["queue_eta_15"].text == "预计等待十五分钟"
+    assert specs["case_status_is_accepted"].text == "您查询的案件目前的办理状态是已受理"
+    texts = {"queue_ahead": "前面", "num_2": "二", "queue_people": "位"}
+    assert phrase_text("queue_ahead_2", texts) == "前面两位"
+
+
+def test_expand_swaps_runs_for_phrases_and_leaves_the_rest():
+    """A covered run becomes its phrase; a 45-minute wait and case numbers stay units."""
+    names = [*units_for_position(3), "queue_eta", *say_prompts("number", 45), "unit_minute",
+             "case_number_is", "digit_2", "digit_0"]
+    out = expand(names, lambda phrase, units: True)
+    assert out == ["queue_ahead_3", "queue_eta", "num_4", "num_ten", "num_5", "unit_minute",
+                   "case_number_is", "digit_2", "digit_0"]
+    assert expand(names, lambda phrase, units: False) == names
+
+
+def write_wav(path, seconds: float) -> None:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(np.full(int(8000 * seconds), 100, "<i2").tobytes())
+
+
+def test_library_plays_the_phrase_unless_a_unit_is_a_studio_recording(tmp_path):
+    """Built phrase WAVs replace their units; a studio unit keeps the sentence in one voice."""
+    built, studio = tmp_path / "built", tmp_path / "studio"
+    built.mkdir()
+    studio.mkdir()
+    for name in ("case_status_is", "status_closed"):
+        write_wav(built / f"{name}.wav", 0.5)
+    write_wav(built / "case_status_is_closed.wav", 1.25)
+    units = ["case_status_is", "status_closed"]
+    library = PromptLibrary(built, studio)
+    assert library.spoken(units) == ["case_status_is_closed"]
+    assert len(library.sequence(units)) == 2 * 10000
+    write_wav(studio / "status_closed.wav", 0.5)
+    assert PromptLibrary(built, studio).spoken(units) == units
+    assert PromptLibrary(tmp_path / "empty", None).spoken(units) == units
