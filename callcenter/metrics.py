@@ -61,6 +61,8 @@ LOOP_LAG_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 SCREEN_POP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 LOOP_PROBE_S = 0.5
+# A scrape waits this long for the database figures, then answers without them.
+DB_TIMEOUT_S = 5.0
 # callcenter.followup's callbacks.status values.
 CALLBACK_STATES = ("new", "pending", "dialing", "answered", "failed", "cancelled")
 
@@ -234,8 +236,8 @@ class HotlineMetrics:
                 return
             started = time.perf_counter()
             try:
-                self._db = await db_figures(self.engine, self.now_dt())
-            except Exception:
+                self._db = await asyncio.wait_for(db_figures(self.engine, self.now_dt()), DB_TIMEOUT_S)
+            except Exception:  # a slow or failing database must not fail the scrape: drop its figures
                 log.warning("metrics: database figures unavailable", exc_info=True)
                 self._db = None
             self._db_query_s = time.perf_counter() - started
