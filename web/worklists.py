@@ -14,6 +14,7 @@ derived from the session cookie instead (`csrf_token`).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import math
@@ -40,7 +41,7 @@ from case_core.domain.workflow import (
     VersionConflict,
     WorkflowError,
 )
-from web import auth
+from web import auth, case_list
 from web.app import CTX, JINJA, USER, current_user, page_auth, render
 from web.case_api import detail_json, local_now
 
@@ -360,10 +361,16 @@ async def worklist(request: web.Request) -> web.Response:
         department = user.department
     if department:
         where = and_(where, _c.department == department)
+    # Filters, sorting and paging from the URL as on /cases (web/case_list.py); unless a
+    # column is chosen, urgent first, then oldest first.
+    lq = case_list.parse_query(request.query)
+    chosen = "sort" in request.query
+    where = and_(where, case_list.where_clause(lq, now))
     counts = await _counts(ctx.repo.engine, where, now)
+    order = lq if chosen else dataclasses.replace(lq, sort="created", dir="asc")
+    ids, counts["total"], page = await case_list.page_of_ids(
+        ctx.repo.engine, where, order, now, ref.calendar, first=() if chosen else (_URGENT_FIRST,))
     pages = max(1, math.ceil(counts["total"] / PAGE_SIZE))
-    page = min(page, pages)
-    ids = await _page_ids(ctx.repo.engine, where, PAGE_SIZE, (page - 1) * PAGE_SIZE)
     found = {v.id: v for v in await ctx.service.search(case_ids=tuple(ids), limit=len(ids) or 1,
                                                        with_recordings=False)} if ids else {}
     spec = ctx.service.spec
@@ -382,9 +389,17 @@ async def worklist(request: web.Request) -> web.Response:
                      "department": dept.name if dept else (v.department or "")})
     return render(request, "worklist.html", user=user, overview=None, worklist=w, rows=rows, counts=counts,
                   page=page, pages=pages, role_label=ROLE_LABELS.get(user.role, user.role),
-                  department=department,
-                  departments=sorted((code, d.name) for code, d in ref.departments.items())
-                  if "dispatched" in w.statuses else [])
+                  department=department, lq=lq, sort_chosen=chosen, own_department=department
+                  if user.role == "department" and user.department else None,
+                  category_text=_category_text(ref, lq.category), deadline_choices=case_list.DEADLINES,
+                  statuses=[(s, workflow.STATUS_LABELS[s]) for s in w.statuses],
+                  departments=sorted((code, d.name) for code, d in ref.departments.items()))
+
+
+def _category_text(ref, key: str) -> str:
+    kind, _, code = key.rpartition(":")
+    found = ref.categories.get(kind, code) if kind else None
+    return found.name if found else key
 
 
 async def _form_context(request: web.Request, case_id: int, action: str) -> dict[str, Any]:

@@ -96,7 +96,7 @@
       }
       var b = r.body || {};
       group("队列", (b.queues || []).map(function (q) { return option("queue:" + q.name, q.label + "队列（等待 " + q.waiting + "）"); }));
-      group("坐席", (b.agents || []).filter(function (a) { return a.agent !== window.DESK_ME; }).map(function (a) {
+      group("坐席", (b.agents || []).filter(function (a) { return a.agent !== $("agent-status").dataset.agent; }).map(function (a) {
         var o = option("agent:" + a.agent, a.name + " · 分机 " + a.extension + " · " + a.status_label);
         o.disabled = a.status === "logged_out"; return o;
       }));
@@ -363,9 +363,12 @@
       day.appendChild(option(iso, iso + " 周" + WEEK.charAt(d.getDay()) + (i === 0 ? "（今天）" : i === 1 ? "（明天）" : "")));
     }
     for (var h = 8; h <= 20; h++) { ["00", "30"].forEach(function (m) { time.appendChild(option(pad(h) + ":" + m, pad(h) + ":" + m)); }); }
+    // An hour from now; before 08:00 that is 09:00 today, after the last slot 09:00 tomorrow.
     var next = new Date(now.getTime() + 60 * 60 * 1000);
-    time.value = pad(next.getHours()) + ":" + (next.getMinutes() < 30 ? "30" : "00");
-    if (!time.value) { time.value = "09:00"; day.selectedIndex = 1; }
+    var slot = next.getMinutes() <= 30 ? pad(next.getHours()) + ":30" : pad(next.getHours() + 1) + ":00";
+    if (next.getDate() !== now.getDate() || slot > "20:30") { time.value = "09:00"; day.selectedIndex = 1; }
+    else if (slot < "09:00") { time.value = "09:00"; }
+    else { time.value = slot; }
   }
   $("btn-callback").onclick = function () {
     var body = {call_id: $("f-call-id").value, number: $("f-phone").value,

@@ -1,0 +1,241 @@
+"""The agent's desk during real calls, in Chromium (zh-CN, 1366×768): pickers, call control
+from the browser, the richer pop with history, transfer, and the linked confirmation.
+
+A real `hotline serve`; agents' phones are auto-answering baresip (1001, 1002); the citizen
+is sipp, staying on the line until the hotline hangs up (`call_server_bye`), so a passing
+sipp run proves the caller got the BYE. Screenshots go to test-artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.e2e.audio import best_correlation, wav_pcm
+from tests.e2e.browser import assert_fits_width, launch, login, new_page, screenshot
+from tests.e2e.conftest import start_server, stop_server
+from tests.e2e.peers.pcap import build_rtp_pcap
+from tests.e2e.peers.runner import Baresip, run_sipp
+
+pytestmark = pytest.mark.e2e
+
+DESK_CONFIG = (
+    '[ivr]\nopen = "00:00"\nclose = "24:00"\nopen_days = "everyday"\n'
+    "[acd]\nwrap_up_s = 600.0\n"
+)
+MS = 1000
+CALLER = "13611112222"
+
+
+@pytest.fixture
+def desk_hotline(tmp_path, prompts_dir):
+    server = start_server(tmp_path, prompts_dir, extra=DESK_CONFIG)
+    try:
+        yield server
+    finally:
+        stop_server(server)
+
+
+@pytest.fixture
+def browser():
+    with launch() as b:
+        yield b
+
+
+class StayingCaller:
+    """sipp calls 12319, presses 1 and stays on the line until the hotline sends BYE."""
+
+    def __init__(self, server, tmp_path, name: str, seconds: int = 90):
+        self.pcap = tmp_path / f"{name}.pcap"
+        build_rtp_pcap(self.pcap, pcm_8k_mono=bytes(8000 * 2 * seconds), dtmf=[(0.5, "1")])
+        self.server, self.result = server, None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        self.result = run_sipp("call_server_bye", target=self.server.sip_target, caller=CALLER, pcap=self.pcap,
+                               timeout=120)
+
+    def got_bye(self, timeout: float = 20) -> bool:
+        self.thread.join(timeout=timeout)
+        return not self.thread.is_alive() and self.result is not None and self.result.ok
+
+
+def _status(server, token: str) -> dict:
+    return server.api("/api/desk/status", token=token)[1]
+
+
+def _wait_status(server, token: str, wanted: str, timeout: float = 20.0) -> dict:
+    deadline = time.monotonic() + timeout
+    body: dict = {}
+    while time.monotonic() < deadline:
+        body = _status(server, token)
+        if body.get("status") == wanted:
+            return body
+        time.sleep(0.2)
+    raise AssertionError(f"agent never became {wanted}: {body}\n{server.log()}")
+
+
+def _heard_hold_tone(server, prompts_dir) -> float:
+    """How well the only call recording's right channel (what the caller heard) matches the hold tone."""
+    [wav] = list((server.dir / "recordings").rglob("*-call.wav"))
+    right = wav_pcm(wav.read_bytes())[0][1::2]
+    tone = wav_pcm((prompts_dir / "hold_tone.wav").read_bytes())[0]
+    return best_correlation(right, tone)
+
+
+def _pick(page, search_id: str, text: str, *, choose: int = 0):
+    """Type into a picker, wait for its list, move down `choose` rows with the keyboard, Enter."""
+    page.fill(f"#{search_id}", text)
+    items = page.locator(f"#{search_id} ~ ul.picker-list li[role=option]")
+    expect(items.first).to_be_visible(timeout=10 * MS)
+    for _ in range(choose):
+        page.keyboard.press("ArrowDown")
+    page.keyboard.press("Enter")
+    return items
+
+
+def test_agent_uses_pickers_holds_and_hangs_up_from_the_browser_then_transfers_the_next_call(
+        desk_hotline, browser, tmp_path, prompts_dir):
+    """Pop → category by 井盖 and jinggai, place with grid cell → hold (caller hears the tone), mute,
+    hang up (caller gets BYE) → saved with a linked number; the caller's next call pops with that
+    call and case in its history, and is transferred to agent2 from the transfer target list."""
+    server = desk_hotline
+    token1, token2 = server.token_for("agent1"), server.token_for("agent2")
+    with Baresip(user="1001", registrar=server.sip_target, password="hotline12319", answer_auto=True) as phone, \
+            Baresip(user="1002", registrar=server.sip_target, password="hotline12319", answer_auto=True) as phone2:
+        phone.wait_log(r"200 OK|registered", timeout=10)
+        phone2.wait_log(r"200 OK|registered", timeout=10)
+        desk = new_page(browser)
+        with desk.expect_websocket(timeout=10 * MS):
+            login(desk, server.web_url, "agent1", next="/desk")
+        desk.click("#btn-ready")
+        expect(desk.locator("#agent-status")).to_have_attribute("data-status", "ready", timeout=10 * MS)
+
+        # -- first call ---------------------------------------------------------------------------
+        first = StayingCaller(server, tmp_path, "first")
+        expect(desk.locator("#pop-caller")).to_have_text(CALLER, timeout=40 * MS)
+        phone.wait_event("CALL_ESTABLISHED", timeout=20)
+        expect(desk.locator("#call-state")).to_have_text("通话中", timeout=10 * MS)
+        expect(desk.locator("#call-timer")).not_to_have_text("00:00", timeout=5 * MS)  # the timer runs
+        assert desk.locator("#pop-calls").inner_text().strip() == "无"
+        screenshot(desk, "desk-calls-01-pop")
+
+        # Category by Chinese: 部件 and 事项 with code and class name.
+        items = _pick(desk, "f-category-search", "井盖")
+        texts = items.all_inner_texts()
+        assert len(texts) >= 10 and all("井盖" in t for t in texts), texts
+        assert any("部件" in t for t in texts) and any("事项" in t for t in texts)
+        assert re.search(r"\d{5} · 市政公用设施", texts[0]), texts[0]
+        by_chinese = desk.locator("#f-category input[name=category]").input_value()
+        # ... and by pinyin: the same list, picking the second match with the keyboard.
+        desk.locator("#f-category-search").fill("")
+        items = _pick(desk, "f-category-search", "jinggai", choose=1)
+        assert items.all_inner_texts() == texts
+        category = desk.locator("#f-category input[name=category]").input_value()
+        assert re.fullmatch(r"(component|matter):\d{5}", category) and category != by_chinese
+        assert "井盖" in desk.locator("#f-category-search").input_value()
+        screenshot(desk, "desk-calls-02-category-picked")
+
+        # Place from the gazetteer: its grid cell comes with it.
+        _pick(desk, "f-address", "长江路")
+        assert desk.locator("#f-place input[name=grid_cell]").input_value() == "320102001002001"
+        expect(desk.locator("#f-place .picker-chosen")).to_contain_text("长江路东段")
+        desk.fill("#f-description", "长江路人行道上井盖破损，有行人绊倒风险")
+
+        # Hold from the browser: the caller hears the hold tone; then resume, mute, unmute.
+        desk.click("#btn-hold")
+        expect(desk.locator("#call-state")).to_have_text("保持中", timeout=5 * MS)
+        expect(desk.locator("#btn-hold")).to_have_text("恢复")
+        screenshot(desk, "desk-calls-03-on-hold")
+        time.sleep(2.5)
+        desk.click("#btn-hold")
+        expect(desk.locator("#call-state")).to_have_text("通话中", timeout=5 * MS)
+        desk.click("#btn-mute")
+        expect(desk.locator("#btn-mute")).to_have_attribute("aria-pressed", "true", timeout=5 * MS)
+        desk.click("#btn-mute")
+        expect(desk.locator("#btn-mute")).to_have_text("静音", timeout=5 * MS)
+
+        # The transfer panel opens under the call bar, not stretched over the page.
+        desk.click("#btn-transfer-open")
+        panel = desk.locator("#transfer-form")
+        expect(panel).to_be_visible()
+        expect(desk.locator("#transfer-target optgroup[label=坐席] option")).to_have_count(1, timeout=5 * MS)
+        assert panel.bounding_box()["width"] < 1000, panel.bounding_box()
+        assert desk.locator("#callbar").bounding_box()["width"] < 1000
+        screenshot(desk, "desk-calls-04-transfer-panel")
+        desk.click("#btn-transfer-open")
+
+        # Hang up from the browser: the caller gets BYE, the agent's phone too, wrap-up counts down.
+        desk.click("#btn-hangup")
+        assert first.got_bye(), (first.result and first.result.log_text[-2000:]) or server.log()
+        phone.wait_event("CALL_CLOSED", timeout=10)
+        expect(desk.locator("#agent-status")).to_have_attribute("data-status", "wrap_up", timeout=10 * MS)
+        expect(desk.locator("#wrap-countdown")).to_contain_text("话后处理 剩余 ", timeout=5 * MS)
+        assert re.search(r"剩余 (09:\d\d|10:00)", desk.locator("#wrap-countdown").inner_text())
+
+        # Save: a prominent confirmation with the number as a link and as it is read out.
+        desk.click("#btn-register")
+        expect(desk.locator("#saved")).to_be_visible(timeout=10 * MS)
+        number = desk.locator("#saved-link").inner_text().strip()
+        assert re.fullmatch(r"\d{8}-\d{4}", number), number
+        assert desk.locator("#saved-text").inner_text().strip() == "已登记案卷"
+        readout = number.replace("-", "")
+        assert desk.locator("#saved-readout").inner_text() == f"请告知来电人：案卷编号 {readout[:4]} {readout[4:8]} {readout[8:]}"
+        banner = desk.locator("#saved").bounding_box()
+        assert banner["y"] < 300 and banner["height"] >= 40, banner  # at the top of the pop, not small
+        screenshot(desk, "desk-calls-05-saved")
+        with desk.context.expect_page() as opened:
+            desk.click("#saved-link")
+        case_page = opened.value
+        case_page.wait_for_load_state()
+        assert case_page.locator("h1").first.inner_text().startswith(f"案卷 {number}")
+        case_page.close()
+        assert _heard_hold_tone(server, prompts_dir) > 0.9
+        [case] = server.wait_for_cases(reporter_phone=CALLER)
+        assert case["category"] == {"kind": category.split(":")[0], "code": category.split(":")[1]}
+        status, detail = server.api(f"/api/cases/{case['id']}")
+        assert detail["grid_cell"] == "320102001002001", detail
+        expect(desk.locator("#agent-status")).to_have_attribute("data-status", "ready", timeout=10 * MS)
+
+        # -- second call from the same number: history, then transfer to agent2 ---------------------
+        # agent2 is signed in but paused, so the queue gives this call to agent1.
+        assert server.post("/api/desk/state", {"state": "paused"}, token=token2)[0] == 200
+        second = StayingCaller(server, tmp_path, "second")
+        expect(desk.locator("#saved")).to_be_hidden(timeout=40 * MS)
+        phone.wait_event("CALL_ESTABLISHED", timeout=20)
+        earlier = desk.locator("#pop-calls li.call-item")
+        expect(earlier).to_have_count(1, timeout=10 * MS)
+        row = earlier.first.inner_text()
+        assert "人工接听" in row and number in row, row
+        assert re.match(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}", row), row  # never mm/dd/yyyy
+        assert earlier.first.locator(f"a.case-link[href='/cases/{case['id']}']").count() == 1
+        earlier.first.locator("button.play").click()
+        audio = earlier.first.locator("audio")
+        expect(audio).to_have_count(1)
+        src = audio.get_attribute("src")
+        assert re.fullmatch(r"/recordings/\d+\.wav", src), src
+        assert server.api(src)[0] == 200
+        assert number in desk.locator("#pop-cases").inner_text()
+        assert_fits_width(desk)
+        screenshot(desk, "desk-calls-06-history")
+
+        assert server.post("/api/desk/state", {"state": "ready"}, token=token2)[0] == 200
+        desk.click("#btn-transfer-open")
+        target = desk.locator("#transfer-target option[value='agent:agent2']")
+        expect(target).to_contain_text("示闲", timeout=5 * MS)
+        desk.select_option("#transfer-target", "agent:agent2")
+        desk.click("#transfer-form button[type=submit]")
+        expect(desk.locator("#transfer-form .field-error")).to_have_text("已转接", timeout=10 * MS)
+        _wait_status(server, token2, "on_call")
+        phone2.wait_event("CALL_ESTABLISHED", timeout=10)
+        screenshot(desk, "desk-calls-07-transferred")
+        # agent2 hangs up through the API: the caller gets BYE.
+        status, body = server.post("/api/desk/call/hangup", {}, token=token2)
+        assert status == 200 and body["ended"] is True, body
+        assert second.got_bye(), (second.result and second.result.log_text[-2000:]) or server.log()
+        assert desk.js_errors == []
