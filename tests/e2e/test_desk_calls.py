@@ -88,11 +88,13 @@ def _heard_hold_tone(server, prompts_dir) -> float:
     return best_correlation(right, tone)
 
 
-def _pick(page, search_id: str, text: str, *, choose: int = 0):
+def _pick(page, search_id: str, text: str, *, choose: int = 0, shot: str = ""):
     """Type into a picker, wait for its list, move down `choose` rows with the keyboard, Enter."""
     page.fill(f"#{search_id}", text)
     items = page.locator(f"#{search_id} ~ ul.picker-list li[role=option]")
     expect(items.first).to_be_visible(timeout=10 * MS)
+    if shot:
+        screenshot(page, shot)
     for _ in range(choose):
         page.keyboard.press("ArrowDown")
     page.keyboard.press("Enter")
@@ -126,7 +128,7 @@ def test_agent_uses_pickers_holds_and_hangs_up_from_the_browser_then_transfers_t
         screenshot(desk, "desk-calls-01-pop")
 
         # Category by Chinese: 部件 and 事项 with code and class name.
-        items = _pick(desk, "f-category-search", "井盖")
+        items = _pick(desk, "f-category-search", "井盖", shot="desk-calls-02a-category-list")
         texts = items.all_inner_texts()
         assert len(texts) >= 10 and all("井盖" in t for t in texts), texts
         assert any("部件" in t for t in texts) and any("事项" in t for t in texts)

@@ -128,9 +128,9 @@ def test_agent_answers_a_call_saves_the_case_and_the_supervisor_sees_it(desk_hot
         desk.click("#case-form button[type=submit]")
         saved = desk.locator("#saved")
         saved.wait_for(state="visible", timeout=10 * MS)
-        match = re.fullmatch(r"已登记案卷\s*(\S+)", saved.inner_text().strip())
-        assert match, saved.inner_text()
-        number = match.group(1)
+        assert desk.locator("#saved-text").inner_text().strip() == "已登记案卷", saved.inner_text()
+        number = desk.locator("#saved-link").inner_text().strip()
+        assert re.fullmatch(r"\d{8}-\d{4}", number), saved.inner_text()
         assert desk.url.endswith("/desk") and desk.locator("#desk-message").is_hidden()
         # saving ends wrap-up: the agent is ready again, shown live
         expect(desk.locator("#agent-status")).to_have_attribute("data-status", "ready", timeout=10 * MS)
