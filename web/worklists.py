@@ -363,13 +363,14 @@ async def worklist(request: web.Request) -> web.Response:
         where = and_(where, _c.department == department)
     # Filters, sorting and paging from the URL as on /cases (web/case_list.py); unless a
     # column is chosen, urgent first, then oldest first.
-    lq = case_list.parse_query(request.query)
+    lq = dataclasses.replace(case_list.parse_query(request.query), department=department)
     chosen = "sort" in request.query
     where = and_(where, case_list.where_clause(lq, now))
     counts = await _counts(ctx.repo.engine, where, now)
     order = lq if chosen else dataclasses.replace(lq, sort="created", dir="asc")
     ids, counts["total"], page = await case_list.page_of_ids(
-        ctx.repo.engine, where, order, now, ref.calendar, first=() if chosen else (_URGENT_FIRST,))
+        ctx.repo.engine, where, order, now, ref.calendar, first=() if chosen else (_URGENT_FIRST,),
+        page_size=PAGE_SIZE)
     pages = max(1, math.ceil(counts["total"] / PAGE_SIZE))
     found = {v.id: v for v in await ctx.service.search(case_ids=tuple(ids), limit=len(ids) or 1,
                                                        with_recordings=False)} if ids else {}

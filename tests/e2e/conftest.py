@@ -21,7 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
+from case_core.adapters.sqlalchemy_repo import sync_url
 from tests.e2e.peers.ports import free_tcp_port, free_udp_port, free_udp_port_block
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,6 +59,10 @@ class Server:
     web_url: str
     token: str
     output: list[str] = field(default_factory=list)
+
+    @property
+    def db_url(self) -> str:
+        return tomllib.loads(self.config.read_text(encoding="utf-8"))["database"]["url"]
 
     @property
     def sip_target(self) -> tuple[str, int]:
@@ -210,10 +217,34 @@ def stop_server(server: Server) -> int | None:
     return server.proc.returncode
 
 
+# The tests that matter most run on both databases: pass this as `indirect` parametrization to a
+# server fixture (`@BOTH_DATABASES` on a test using `hotline`), or take `db_url` (tests/conftest.py)
+# and give it to `start_server`. The rest run on SQLite only, to keep the suite's time in bounds.
+DATABASES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+BOTH_DATABASES = pytest.mark.parametrize("hotline", DATABASES, indirect=True)
+
+
+def server_db_url(request, tmp_path: Path) -> str:
+    """The database a server fixture should use: its indirect parameter, SQLite by default."""
+    if getattr(request, "param", "sqlite") == "postgresql":
+        return request.getfixturevalue("pg_url")
+    return f"sqlite:///{tmp_path / 'hotline.db'}"
+
+
+def query(db_url: str, sql: str, **params) -> list[tuple]:
+    """Rows of one SQL query against a server's database (SQLite or PostgreSQL), read as an operator would."""
+    engine = create_engine(sync_url(db_url), poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(text(sql), params)]
+    finally:
+        engine.dispose()
+
+
 @pytest.fixture
-def hotline(tmp_path, prompts_dir):
-    """A running hotline on SQLite."""
-    server = start_server(tmp_path, prompts_dir)
+def hotline(request, tmp_path, prompts_dir):
+    """A running hotline on SQLite (or PostgreSQL when parametrized indirectly with BOTH_DATABASES)."""
+    server = start_server(tmp_path, prompts_dir, db_url=server_db_url(request, tmp_path))
     try:
         yield server
     finally:
