@@ -21,12 +21,14 @@ from typing import Iterable, Mapping, Sequence
 import yaml
 
 from case_core.domain.categories import Category, CategoryDirectory
+from case_core.domain.classifier import CategoryModel
+from case_core.domain.extraction_numbers import find_phones, normalize_numerals, parse_chinese_number
 from case_core.domain.reference import Area, Gazetteer
 
 __all__ = [
     "Lexicon", "CategoryGuess", "PlaceGuess", "Urgency", "Extraction", "Extractor",
     "load_lexicon", "normalize_numerals", "find_phones", "parse_chinese_number",
-    "LEXICON_DIR",
+    "LEXICON_DIR", "UNCERTAIN_LABEL",
 ]
 
 LEXICON_DIR = Path(__file__).with_name("extraction_data")
@@ -98,91 +100,6 @@ def load_lexicon(directory: str | Path = LEXICON_DIR) -> Lexicon:
     )
 
 
-# ------------------------------------------------------------------------ numbers
-_DIGIT = {"零": 0, "〇": 0, "洞": 0, "一": 1, "幺": 1, "二": 2, "两": 2, "三": 3, "四": 4,
-          "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
-_UNIT = {"十": 10, "百": 100, "千": 1000, "万": 10000}
-_NUMERAL_RUN = re.compile(r"[零〇洞一幺二两三四五六七八九十百千万0-9]+")
-# A lone numeral before these is a quantity or an address part worth converting.
-_COUNTERS = "号栋幢楼层单元米弄室"
-
-
-def parse_chinese_number(text: str) -> int | None:
-    """Positional Chinese numerals (十二, 一百零五, 两千三, 三百五) → int; None if not one."""
-    if not text or any(c not in _DIGIT and c not in _UNIT for c in text):
-        return None
-    total, section, digit = 0, 0, None
-    last_unit = 10000 * 10
-    for c in text:
-        if c in _DIGIT:
-            digit = _DIGIT[c]
-        else:
-            unit = _UNIT[c]
-            if unit == 10000:
-                section = (section + (digit or 0)) * unit
-                total += section
-                section, digit = 0, None
-            else:
-                section += (1 if digit is None else digit) * unit
-                digit = None
-            last_unit = unit
-    if digit is not None:
-        # 三百五 means 350: a trailing digit counts in the unit below the last one.
-        if text[-2:-1] in _UNIT and last_unit >= 100 and text[-2] not in "零〇":
-            digit *= last_unit // 10
-        section += digit
-    return total + section
-
-
-def _convert_run(run: str, after: str) -> str:
-    if run.isdigit() and all(c in "0123456789" for c in run):
-        return run
-    if any(c in _UNIT for c in run):
-        value = parse_chinese_number(run)
-        return str(value) if value is not None else run
-    if len(run) >= 3 or (after and after in _COUNTERS):
-        return "".join(str(_DIGIT[c]) if c in _DIGIT else c for c in run)
-    return run
-
-
-def normalize_numerals(text: str) -> str:
-    """Full-width to half-width (NFKC) and spoken numerals to Arabic digits where they are
-    clearly numbers: digit strings of three or more (一三八 → 138), positional numbers
-    (二十三 → 23), and a numeral before a counter (三号楼 → 3号楼). Short words like 一堆
-    stay as they are."""
-    text = unicodedata.normalize("NFKC", text or "")
-    out: list[str] = []
-    pos = 0
-    for m in _NUMERAL_RUN.finditer(text):
-        out.append(text[pos:m.start()])
-        after = text[m.end():m.end() + 1]
-        out.append(_convert_run(m.group(), after))
-        pos = m.end()
-    out.append(text[pos:])
-    return "".join(out)
-
-
-_MOBILE = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
-_LANDLINE = re.compile(r"(?<!\d)0\d{2,3}-?\d{7,8}(?!\d)")
-_LOCAL = re.compile(r"(?:电话|号码|手机|打|拨|联系)[^\d]{0,4}(?<!\d)([2-9]\d{6,7})(?!\d)")
-_JOIN_DIGITS = re.compile(r"(?<=\d)[\s\-—–~～·.,，、]+(?=\d)")
-
-
-def find_phones(normalized: str) -> list[str]:
-    """Phone numbers in normalised text: mobiles, landlines with area code, and 7–8 digit
-    local numbers introduced by 电话/号码/打…; separators between digit groups ignored."""
-    joined = _JOIN_DIGITS.sub(lambda m: "-" if m.group().strip() == "-" else "", normalized)
-    found: list[str] = []
-    for rx in (_MOBILE, _LANDLINE):
-        for m in rx.finditer(joined):
-            if m.group() not in found:
-                found.append(m.group())
-    for m in _LOCAL.finditer(joined):
-        if not any(m.group(1) in f for f in found):
-            found.append(m.group(1))
-    return found
-
-
 # ------------------------------------------------------------------------ results
 @dataclass(frozen=True)
 class CategoryGuess:
@@ -239,10 +156,17 @@ class Extraction:
     phones: tuple[str, ...]
     numbers: tuple[str, ...]
     urgency: Urgency
+    # confident: ``category`` is the suggestion; uncertain: the model's best guess was
+    # below its threshold, ``category`` is None and the candidates are only offered (不确定);
+    # none: nothing in the text points to a category.
+    category_status: str = "none"
 
     def to_dict(self) -> dict:
-        """JSON-ready, with category keys (``matter:06010``) spelled out."""
+        """JSON-ready, with category keys (``matter:06010``) spelled out and
+        ``category_label`` (the name, 不确定 or null)."""
         data = asdict(self)
+        data["category_label"] = (self.category.name if self.category else
+                                  UNCERTAIN_LABEL if self.category_status == "uncertain" else None)
         for guess, raw in zip((self.category, *self.candidates),
                               (data["category"], *data["candidates"])):
             if guess is not None and raw is not None:
@@ -252,6 +176,7 @@ class Extraction:
 
 
 # ------------------------------------------------------------------------ extractor
+UNCERTAIN_LABEL = "不确定"
 _BRACKETS = re.compile(r"[（(][^）)]*[）)]")
 _SPACES = re.compile(r"\s+")
 _NEGATORS = ("没", "无", "未")
@@ -272,8 +197,10 @@ class Extractor:
 
     def __init__(self, categories: CategoryDirectory, gazetteer: Gazetteer | None = None,
                  areas: Iterable[Area] = (), lexicon: Lexicon | None = None,
-                 top_n: int = 3) -> None:
+                 top_n: int = 3, model: CategoryModel | None = None) -> None:
         self.lexicon = lexicon or load_lexicon()
+        self.model = model
+        self._matters: dict[str, tuple[Category, Category | None]] = {}
         self.gazetteer = gazetteer
         self.areas = tuple(a for a in areas if a.level in ("community", "street"))
         self.top_n = top_n
@@ -288,6 +215,7 @@ class Extractor:
             names = _name_keywords(component.name if component else cat.name)
             words += [w for w in names if w not in words]
             self._rules.append((cat, component, tuple(words), is_component_problem))
+            self._matters[cat.code] = (cat, component)
 
     # -- category
     def _score(self, text: str) -> list[tuple[float, Category, Category | None, tuple[str, ...]]]:
@@ -306,8 +234,25 @@ class Extractor:
         scored.sort(key=lambda s: (-s[0], s[1].code))
         return scored
 
+    def _model_guesses(self, text: str) -> tuple[tuple[CategoryGuess, ...], bool]:
+        """(top categories, confident?) from the trained model, restricted to the matter
+        codes of this directory."""
+        ranked = self.model.rank(text, self.top_n, allowed=self._matters)
+        guesses = []
+        for code, p in ranked:
+            cat, component = self._matters[code]
+            guesses.append(CategoryGuess(
+                kind="matter", code=cat.code, name=cat.name, class_name=cat.class_name,
+                score=round(p, 4), confidence=round(p, 3), matched=(),
+                component_code=component.code if component else None,
+                component_name=component.name if component else None))
+        return tuple(guesses), bool(ranked) and self.model.is_confident(ranked[0][1])
+
     def suggest_categories(self, text: str) -> tuple[CategoryGuess, ...]:
-        """Top categories for ``text`` (already normalised), best first."""
+        """Top categories for ``text`` (already normalised), best first: from the trained
+        model when there is one, else from the keyword lexicon."""
+        if self.model is not None:
+            return self._model_guesses(text)[0]
         scored = self._score(text)[: self.top_n]
         total = sum(s[0] for s in scored)
         guesses = []
@@ -390,7 +335,12 @@ class Extractor:
     # -- all together
     def extract(self, text: str) -> Extraction:
         normalized = _SPACES.sub("", normalize_numerals(text))
-        candidates = self.suggest_categories(normalized)
+        if self.model is not None:
+            candidates, confident = self._model_guesses(normalized)
+        else:
+            candidates = self.suggest_categories(normalized)
+            confident = bool(candidates)
+        status = "confident" if confident else "uncertain" if candidates else "none"
         places = self.find_places(normalized)
         phones = tuple(find_phones(normalized))
         numbers = tuple(n for n in re.findall(r"\d+", normalized)
@@ -398,9 +348,10 @@ class Extractor:
         grid = next((p.grid_id for p in places if p.grid_id), None)
         return Extraction(
             text=text, normalized=normalized,
-            category=candidates[0] if candidates else None, candidates=candidates,
+            category=candidates[0] if confident else None, candidates=candidates,
             places=places, grid_id=grid, address=self._address(normalized, places),
-            phones=phones, numbers=numbers, urgency=self.find_urgency(normalized))
+            phones=phones, numbers=numbers, urgency=self.find_urgency(normalized),
+            category_status=status)
 
     @staticmethod
     def _address(text: str, places: Sequence[PlaceGuess]) -> str | None:

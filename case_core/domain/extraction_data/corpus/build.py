@@ -129,6 +129,15 @@ class Builder:
         self.components = _load("components.yaml")
         self.matters = _load("matters.yaml")
         self.phrasing = _load("phrasing.yaml")
+        self.keywords = {code: self._clean_keywords(code, words)
+                         for code, words in _load("keywords.yaml").items()}
+
+    def _clean_keywords(self, code: str, words: list[str]) -> list[str]:
+        """A keyword found in the code's held-out phrases but in none of its training
+        phrases is dropped: the keyword list must not carry held-out wording over."""
+        train, held = _split_marked(self.matters[code])
+        return [w for w in words
+                if not any(w in h for h in held) or any(w in t for t in train)]
 
     def codes(self) -> list[str]:
         return sorted(set(self.components) | set(self.matters))
@@ -166,7 +175,13 @@ class Builder:
         else:
             train_says, held_says = _split_marked(self.matters[code])
             frame = rng.choice(frames["matter"])
-            fields = {"o": "", "p": "", "s": rng.choice(held_says if held else train_says)}
+            say = rng.choice(held_says if held else train_says)
+            keywords = self.keywords.get(code) if not held else None
+            if keywords and rng.random() < 0.5:
+                kw = rng.choice(keywords)
+                say = rng.choice([f"{say}，{kw}", f"{say}，就是{kw}的问题", f"{kw}，{say}",
+                                  f"有{kw}的情况", f"反映{kw}问题", f"{kw}"])
+            fields = {"o": "", "p": "", "s": say}
         opener = rng.choice(self._pool("openers", style))
         closer = rng.choice(self._pool("closers", style)).replace("{phone}", _phone(rng, style))
         text = frame.format(place=_place(rng, style), open=opener, close=closer,

@@ -1,0 +1,151 @@
+"""The category model: matter categories suggested from text by a linear model over
+character n-grams (TF-IDF), trained from the labelled corpus (`case_core.classifier_training`).
+
+This module owns prediction only, in plain numpy, so the server loads a trained model from
+one ``.npz`` file in milliseconds and never imports the training library:
+
+    model = CategoryModel.load(path)
+    model.rank("长江路井盖丢了", k=3)   # [("01023", 0.91), ("01001", 0.03), …]
+
+Features are the character 1–3-grams of `model_text(text)`: spoken numerals normalised,
+spaces, punctuation and digit runs removed (phone numbers and house numbers say nothing
+about the category), each n-gram weighted 1 + log(count) times its idf, the vector scaled
+to unit length — exactly what `TfidfVectorizer(analyzer=model_ngrams, sublinear_tf=True)`
+computes at training time. Scores are ``x @ weights + bias``; ``probabilities`` are their
+softmax at the ``temperature`` fitted on the validation split, and a top probability under
+``threshold`` (also chosen on the validation split) means 不确定.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from case_core.domain.extraction_numbers import normalize_numerals
+
+__all__ = ["CategoryModel", "model_text", "model_ngrams", "NGRAM_RANGE", "FORMAT_VERSION"]
+
+NGRAM_RANGE = (1, 3)
+FORMAT_VERSION = 1
+_DROP = re.compile(r"[\s\d\-—–~～·.,，。、;；:：!！?？\"'“”‘’()（）《》<>\[\]【】…]+")
+
+
+def model_text(text: str) -> str:
+    """The text the model reads: numerals normalised, then spaces, digits and punctuation
+    removed (ASR output with word spaces reads like typed text)."""
+    return _DROP.sub("", normalize_numerals(text or ""))
+
+
+def model_ngrams(text: str) -> list[str]:
+    """Character n-grams of `model_text(text)` (the analyzer used in training too)."""
+    t = model_text(text)
+    lo, hi = NGRAM_RANGE
+    return [t[i:i + n] for n in range(lo, hi + 1) for i in range(len(t) - n + 1)]
+
+
+@dataclass
+class CategoryModel:
+    """A trained linear model over TF-IDF character n-grams. ``labels`` are matter codes."""
+
+    labels: tuple[str, ...]
+    vocabulary: Mapping[str, int]
+    idf: np.ndarray            # (features,)
+    weights: np.ndarray        # (features, classes), float32
+    bias: np.ndarray           # (classes,)
+    temperature: float = 1.0
+    threshold: float = 0.0
+    meta: dict = field(default_factory=dict)
+
+    # -- prediction
+    def features(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """(feature indices, tf-idf values, unit length) of ``text``."""
+        counts: dict[int, int] = {}
+        vocab = self.vocabulary
+        for g in model_ngrams(text):
+            j = vocab.get(g)
+            if j is not None:
+                counts[j] = counts.get(j, 0) + 1
+        if not counts:
+            return np.empty(0, dtype=np.int64), np.empty(0)
+        idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+        tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+        values = (1.0 + np.log(tf)) * self.idf[idx]
+        norm = math.sqrt(float(values @ values))
+        return idx, values / norm if norm else values
+
+    def scores(self, text: str) -> np.ndarray:
+        idx, values = self.features(text)
+        return values @ self.weights[idx] + self.bias
+
+    def probabilities(self, text: str) -> np.ndarray:
+        s = self.scores(text) * self.temperature
+        s = np.exp(s - s.max())
+        return s / s.sum()
+
+    def rank(self, text: str, k: int = 3, allowed: Iterable[str] | None = None) -> list[tuple[str, float]]:
+        """The ``k`` most probable labels with their probability, best first; labels not in
+        ``allowed`` (e.g. a local code this city does not use) are left out and the rest
+        renormalised."""
+        p = self.probabilities(text)
+        if allowed is not None:
+            allow = set(allowed)
+            mask = np.array([lab in allow for lab in self.labels])
+            p = np.where(mask, p, 0.0)
+            total = p.sum()
+            if total <= 0:
+                return []
+            p = p / total
+        order = np.argsort(-p, kind="stable")[:k]
+        return [(self.labels[i], float(p[i])) for i in order if p[i] > 0]
+
+    def is_confident(self, probability: float) -> bool:
+        return probability >= self.threshold
+
+    # -- storage
+    def save(self, path: str | Path) -> None:
+        """One compressed ``.npz`` (no pickle): arrays plus a JSON header."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        words = sorted(self.vocabulary, key=self.vocabulary.__getitem__)
+        header = {"format": FORMAT_VERSION, "labels": list(self.labels), "temperature": self.temperature,
+                  "threshold": self.threshold, "ngram_range": list(NGRAM_RANGE), "meta": self.meta}
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez_compressed(tmp, header=np.array(json.dumps(header, ensure_ascii=False)),
+                            vocabulary=np.array("\n".join(words)), idf=self.idf.astype(np.float64),
+                            weights=self.weights.astype(np.float32), bias=self.bias.astype(np.float64))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CategoryModel":
+        """Read a model written by `save`; ValueError names the file when it is not one."""
+        try:
+            with np.load(Path(path), allow_pickle=False) as data:
+                header = json.loads(str(data["header"]))
+                words = str(data["vocabulary"]).split("\n")
+                idf, weights, bias = data["idf"], data["weights"], data["bias"]
+        except (OSError, KeyError, ValueError) as exc:
+            raise ValueError(f"{path}: not a category model ({exc})") from None
+        if header.get("format") != FORMAT_VERSION or tuple(header.get("ngram_range", ())) != NGRAM_RANGE:
+            raise ValueError(f"{path}: category model format {header.get('format')} is not {FORMAT_VERSION}")
+        if weights.shape != (len(words), len(header["labels"])):
+            raise ValueError(f"{path}: category model arrays do not match its header")
+        return cls(labels=tuple(header["labels"]), vocabulary={w: i for i, w in enumerate(words)},
+                   idf=idf, weights=weights, bias=bias, temperature=float(header["temperature"]),
+                   threshold=float(header["threshold"]), meta=header.get("meta") or {})
+
+
+def top_k_accuracy(model: CategoryModel, items: Sequence[tuple[str, str]], k: int = 3) -> tuple[float, float]:
+    """(top-1, top-k) share of ``(code, text)`` items whose code the model ranks first / in
+    its first ``k``."""
+    top1 = topk = 0
+    for code, text in items:
+        labels = [lab for lab, _ in model.rank(text, k)]
+        top1 += labels[:1] == [code]
+        topk += code in labels
+    n = max(1, len(items))
+    return top1 / n, topk / n
