@@ -191,7 +191,7 @@ def deadline_of_state(state: Mapping[str, Any], calendar, now: datetime) -> str 
 
 
 async def page_of_ids(engine, where: ColumnElement, lq: ListQuery, now: datetime, calendar, *,
-                      first: tuple = ()) -> tuple[list[int], int, int]:
+                      first: tuple = (), page_size: int = PAGE_SIZE) -> tuple[list[int], int, int]:
     """(ids of the page, total matching, the page number actually shown)."""
     order = order_by(lq, first=first)
     async with engine.connect() as conn:
@@ -200,11 +200,11 @@ async def page_of_ids(engine, where: ColumnElement, lq: ListQuery, now: datetime
             ids = [r.id for r in rows
                    if deadline_of_state(json.loads(r.state_json or "{}"), calendar, now) == "yellow"]
             total = len(ids)
-            page = min(lq.page, max(1, math.ceil(total / PAGE_SIZE)))
-            return ids[(page - 1) * PAGE_SIZE: page * PAGE_SIZE], total, page
+            page = min(lq.page, max(1, math.ceil(total / page_size)))
+            return ids[(page - 1) * page_size: page * page_size], total, page
         total = (await conn.execute(select(func.count()).select_from(orm.cases).where(where))).scalar_one()
-        page = min(lq.page, max(1, math.ceil(total / PAGE_SIZE)))
-        query = select(_c.id).where(where).order_by(*order).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
+        page = min(lq.page, max(1, math.ceil(total / page_size)))
+        query = select(_c.id).where(where).order_by(*order).limit(page_size).offset((page - 1) * page_size)
         ids = [r[0] for r in (await conn.execute(query)).all()]
     return ids, int(total), page
 

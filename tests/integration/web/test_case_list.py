@@ -102,3 +102,19 @@ async def test_department_staff_list_only_their_departments_cases(client, ctx):
     await login(client, "dept1")
     assert ids(await page(client, "/cases")) == [by_dept["lighting"]]
     assert ids(await page(client, "/cases?department=sanitation")) == []
+
+
+async def test_worklists_take_the_same_filters_and_sorting(client, ctx):
+    """待处置 filtered by department and text, sorted by number; the pager and headers keep the filters."""
+    from tests.integration.web.test_worklists import dispatched_to
+
+    by_dept = await dispatched_to(ctx, "lighting", "sanitation", "lighting")
+    await login(client, "admin")
+    text = await page(client, "/worklists/handling?department=sanitation")
+    assert ids(text) == [by_dept["sanitation"]]
+    text = await page(client, "/worklists/handling?deadline=overdue")
+    assert ids(text) == [] and "没有符合条件的案卷" in text
+    text = await page(client, "/worklists/handling?sort=number&dir=desc")
+    numbers = re.findall(r'<td class="case-no"><a href="/cases/\d+">([\d-]+)</a>', text)
+    assert numbers == sorted(numbers, reverse=True) and len(numbers) == 3
+    assert 'href="/worklists/handling?sort=number&amp;dir=asc"' in text
