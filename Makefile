@@ -35,4 +35,5 @@ run: prepare
 	$(HOTLINE) serve $(CONFIG_ARG)
 
 test: setup
+	bash .ci/ensure-postgres.sh
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
