@@ -309,6 +309,9 @@ class Hotline:
         secret = load_or_create_secret(
             (sqlite_path(url).parent if sqlite_path(url) else s.path("var")) / "web-secret.key"
         )
+        from web import timefmt
+
+        timefmt.configure(self.tz)  # JSON/CSV times carry [ivr] timezone's offset
         ctx = WebContext(repo=self.repo, service=service, secret=secret, now=self.reactor.seconds)
         hub_holder["hub"] = ctx.hub
         ctx.desk = desk

@@ -11,6 +11,7 @@ import json
 import logging
 import weakref
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,7 +22,7 @@ from case_core.adapters.sqlalchemy_repo import CaseView, NotFound, SqlRepository
 from case_core.domain.workflow import CHANNEL_LABELS, ROLE_LABELS, STATUS_LABELS
 from case_core.service import CaseService
 from callcenter.features import import_optional
-from web import auth
+from web import auth, timefmt
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class EventHub:
 
     def publish(self, kind: str, data: dict[str, Any] | None, *, to_user: str | None = None,
                 to_roles: tuple[str, ...] | None = None) -> None:
-        message = json.dumps({"type": kind, **(data or {})}, ensure_ascii=False, default=str)
+        message = json.dumps({"type": kind, **(data or {})}, ensure_ascii=False, default=timefmt.json_default)
         for ws, (username, role) in list(self._clients.items()):
             if ws.closed or (to_user is not None and username != to_user):
                 continue
@@ -110,8 +111,8 @@ def case_json(case: CaseView) -> dict[str, Any]:
         "category": (
             {"kind": case.category_kind, "code": case.category_code} if case.category_code else None
         ),
-        "created_at": case.created_at.isoformat(),
-        "updated_at": case.updated_at.isoformat(),
+        "created_at": timefmt.iso(case.created_at),
+        "updated_at": timefmt.iso(case.updated_at),
         "version": case.version,
         "recordings": [
             {
@@ -283,8 +284,12 @@ async def api_trunks(request: web.Request) -> web.Response:
     for name, client in request.app[CTX].trunks.items():
         st = client.status
         out.append({"name": name, "state": st.state, "detail": st.detail, "failures": st.failures,
-                    "expires_at": st.expires_at, "next_attempt_at": st.next_attempt_at})
-    return web.json_response(out)
+                    "expires_at": _epoch_iso(st.expires_at), "next_attempt_at": _epoch_iso(st.next_attempt_at)})
+    return web.json_response(out, dumps=timefmt.dumps)
+
+
+def _epoch_iso(seconds: float | None) -> str | None:
+    return None if seconds is None else timefmt.iso(datetime.fromtimestamp(seconds, timefmt.local_zone()))
 
 
 async def recording(request: web.Request) -> web.StreamResponse:
@@ -346,6 +351,7 @@ def create_app(ctx: WebContext) -> web.Application:
     app[JINJA] = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=jinja2.select_autoescape(["html"])
     )
+    app[JINJA].filters["dt"] = timefmt.page  # YYYY-MM-DD HH:MM, the one date format on pages
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/", index)
     app.router.add_get("/login", login_form)

@@ -19,12 +19,12 @@ calling hours, 503 no dialer; all with `message` in Chinese.
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 from sqlalchemy import select
 
+from web import timefmt
 from web.app import CTX, USER, api_auth, json_error, page_auth, render
 from web.desk import CALLBACK_STATUS_ZH, _body, _json, calling_hours_zh, callback_error_zh, check_callback_time
 from web.desk import _now as local_now
@@ -48,16 +48,11 @@ LIST_LIMIT = 200
 
 
 def _fmt(value: Any) -> str | None:
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            return value
-    return value.strftime("%m-%d %H:%M") if isinstance(value, datetime) else None
+    return timefmt.page(value) or None
 
 
 def _iso(value: Any) -> str | None:
-    return value.isoformat(timespec="seconds") if isinstance(value, datetime) else value
+    return timefmt.iso(value)
 
 
 def _may_change(user, item: dict) -> bool:
@@ -83,7 +78,7 @@ def _item(raw: dict, user, dialer, case_ids: dict[str, int]) -> dict[str, Any]:
         "deadline": _iso(raw.get("deadline")),
         "deadline_text": _fmt(raw.get("deadline")),
         "attempts": [
-            {**a, "outcome_label": OUTCOME_LABELS.get(a.get("outcome"), a.get("outcome")),
+            {**timefmt.with_offsets(a), "outcome_label": OUTCOME_LABELS.get(a.get("outcome"), a.get("outcome")),
              "started_at_text": _fmt(a.get("started_at")), "ended_at_text": _fmt(a.get("ended_at"))}
             for a in raw.get("attempts") or []
         ],
@@ -276,7 +271,7 @@ async def api_reschedule(request: web.Request) -> web.Response:
         if problem:
             raise _Invalid(problem)
         await dialer.reschedule(row["id"], due)
-        return f"已改期到 {due.strftime('%m-%d %H:%M')}"
+        return f"已改期到 {due.strftime('%Y-%m-%d %H:%M')}"
 
     try:
         return await _change(request, "改期", act)
@@ -299,7 +294,7 @@ async def api_call_now(request: web.Request) -> web.Response:
         now = dialer.now_dt()
         start = dialer.scheduler.next_calling_time(row["kind"], now)
         if start != now:
-            hint = f"；最近可在 {start.strftime('%m-%d %H:%M')} 拨出，可改期到该时间" if start else ""
+            hint = f"；最近可在 {start.strftime('%Y-%m-%d %H:%M')} 拨出，可改期到该时间" if start else ""
             raise Refused(409, f"现在不在外呼时段内（{calling_hours_zh(dialer)}），不能立即回拨{hint}")
         await dialer.call_now(row["id"])
         live = dialer.state.callbacks.get(row["id"])

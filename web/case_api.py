@@ -21,6 +21,7 @@ from case_core.domain.evaluation import DEFAULT_WEIGHTS, GROUP_BY
 from case_core.domain.reference import AREA_LEVELS
 from case_core.domain.workflow import NotPermitted, VersionConflict, WorkflowError
 from case_core.service import evaluation_json
+from web import timefmt
 from web.app import CTX, USER, _api_auth, _int_param, case_json
 
 # WebContext.now gives epoch seconds; cases are stored in the center's local time.
@@ -36,7 +37,9 @@ def _dumps(obj: Any) -> str:
 
 
 def _default(value: Any) -> Any:
-    if isinstance(value, (datetime, date)):
+    if isinstance(value, datetime):
+        return timefmt.iso(value)  # ISO 8601 with the center's offset
+    if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, (tuple, set, frozenset)):
         return list(value)

@@ -27,6 +27,7 @@ from callcenter.desk_service import PAUSE_REASONS, DeskError, link_call
 from case_core.adapters.sqlalchemy_repo import NotFound
 from case_core.domain.workflow import CASE_TYPE_LABELS, STATUS_LABELS, NotPermitted, WorkflowError
 from case_core.service import normalize_case_number
+from web import timefmt
 from web.app import CTX, USER, api_auth, json_error, page_auth, render
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def _now(request: web.Request) -> datetime:
 
 
 def _dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, default=str)
+    return timefmt.dumps(obj)  # times as ISO 8601 with the center's offset
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
@@ -345,7 +346,7 @@ def check_callback_time(dialer, text: str, now: datetime, kind: str = "scheduled
         return None, "预约时间不能超过30天以后"
     start = dialer.scheduler.next_calling_time(kind, due)
     if start != due:
-        hint = f"，最近可选 {start.strftime('%m-%d %H:%M')}" if start is not None else ""
+        hint = f"，最近可选 {start.strftime('%Y-%m-%d %H:%M')}" if start is not None else ""
         return None, f"预约时间不在外呼时段内（{calling_hours_zh(dialer)}）{hint}"
     return due, None
 
@@ -411,9 +412,9 @@ async def api_desk_callback(request: web.Request) -> web.Response:
     return _json({
         "id": callback_id,
         "number": number,
-        "due_at": due.isoformat(timespec="minutes"),
+        "due_at": timefmt.iso(due),
         "case_number": case_number,
-        "message": f"已预约 {due.strftime('%m-%d %H:%M')} 回拨 {number}，届时先振铃您的分机",
+        "message": f"已预约 {due.strftime('%Y-%m-%d %H:%M')} 回拨 {number}，届时先振铃您的分机",
     }, 201)
 
 
@@ -466,7 +467,7 @@ async def api_wallboard(request: web.Request) -> web.Response:
     desk = _desk(request)
     board = desk.acd.wallboard()
     board["cases_today"] = await desk.cases_today()
-    return web.json_response(board, dumps=lambda o: json.dumps(o, ensure_ascii=False, default=str))
+    return web.json_response(board, dumps=timefmt.dumps)
 
 
 @api_auth
@@ -604,9 +605,9 @@ async def api_cdr_csv(request: web.Request) -> web.Response:
     body = []
     for r in rows:
         duration = (r.ended_at - (r.answered_at or r.started_at)).total_seconds() if r.ended_at else ""
-        body.append([r.call_id, r.direction, r.did or "", r.caller or "", r.started_at.isoformat(sep=" "),
-                     r.answered_at.isoformat(sep=" ") if r.answered_at else "",
-                     r.ended_at.isoformat(sep=" ") if r.ended_at else "",
+        body.append([r.call_id, r.direction, r.did or "", r.caller or "", timefmt.iso(r.started_at),
+                     timefmt.iso(r.answered_at) if r.answered_at else "",
+                     timefmt.iso(r.ended_at) if r.ended_at else "",
                      f"{duration:.1f}" if duration != "" else "", r.end_reason or "", r.ivr_path or "", r.number or ""])
     return _csv_response(f"cdr-{start:%Y%m%d}.csv", header, body)
 
@@ -621,7 +622,7 @@ async def api_queue_log_csv(request: web.Request) -> web.Response:
     start, end = _period(request)
     events = [e for e in await AcdStore(request.app[CTX].repo.engine).events_since(start) if e["at"] < end]
     header = ["at", "kind", "queue", "call_id", "agent", "caller", "position", "wait_s", "talk_s", "wrap_s", "detail"]
-    rows = [[e["at"].isoformat(sep=" "), *(("" if e[k] is None else e[k]) for k in header[1:])] for e in events]
+    rows = [[timefmt.iso(e["at"]), *(("" if e[k] is None else e[k]) for k in header[1:])] for e in events]
     return _csv_response(f"queue-log-{start:%Y%m%d}.csv", header, rows)
 
 

@@ -23,6 +23,7 @@ from aiohttp import web
 from callcenter.notify import outbox
 from callcenter.notify.settings import NotifySettings
 from callcenter.notify.templates import TEMPLATE_NAMES, SmsTemplates, TemplateError, check_source
+from web import timefmt
 from web.app import CTX, USER, _api_auth, _int_param
 from web.case_api import local_now
 
@@ -111,7 +112,7 @@ async def messages(request: web.Request) -> web.Response:
             conn, status=status, case_number=q.get("case_number") or None, to=q.get("to") or None,
             limit=_int_param(request, "limit", 50, 1, 500),
         )
-    return _json([m.as_json() for m in rows])
+    return _json([timefmt.with_offsets(m.as_json()) for m in rows])
 
 
 @_staff

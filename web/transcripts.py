@@ -17,12 +17,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from aiohttp import web
 
 from callcenter.stt_store import TranscriptStore
+from web import timefmt
 from web.app import CTX, _int_param, api_auth, json_error
 
 __all__ = ["setup", "TRANSCRIPTION", "STT_STATUS"]
@@ -35,7 +35,7 @@ STT_STATUS = web.AppKey("stt_status", object)
 
 def _json(body: Any, status: int = 200) -> web.Response:
     return web.json_response(body, status=status,
-                             dumps=lambda o: json.dumps(o, ensure_ascii=False, default=str))
+                             dumps=timefmt.dumps)
 
 
 def _store(request: web.Request) -> TranscriptStore:

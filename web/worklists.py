@@ -212,7 +212,7 @@ CHOICE_LABELS = {
 }
 
 FIELD_HINTS = {
-    "photos": "每行一个照片地址或编号",
+    "photos": "从手机或电脑选择现场照片，可多张；上传后显示缩略图",
     "category": "输入名称或拼音（如 井盖 / jinggai）后从列表选择",
     "inspector": "留空则按单元网格自动指派",
     "grid_cell": "输入网格名称后从列表选择",

@@ -159,7 +159,7 @@ async def test_reschedule_moves_the_due_time(aiohttp_client, env):
     client = await login(aiohttp_client, env)
     status, body = await post(client, url(cid, "reschedule"), {"due_at": "2026-11-25T14:00"})
     assert status == 200, body
-    assert (body["due_at"], body["status"], body["message"]) == ("2026-11-25T14:00:00", "pending", "已改期到 11-25 14:00")
+    assert (body["due_at"], body["status"], body["message"]) == ("2026-11-25T14:00:00+08:00", "pending", "已改期到 2026-11-25 14:00")
     [row] = await env.dialer.list()
     assert row["due_at"] == datetime(2026, 11, 25, 14, 0)
 
@@ -168,7 +168,7 @@ async def test_reschedule_moves_the_due_time(aiohttp_client, env):
     ("", "预约时间格式不正确"),
     ("2026-11-25 25:00", "预约时间格式不正确"),
     ("2026-11-22T10:00", "预约时间必须晚于当前时间"),
-    ("2026-11-25T12:30", "预约时间不在外呼时段内（08:30–12:00、13:30–20:00），最近可选 11-25 13:30"),
+    ("2026-11-25T12:30", "预约时间不在外呼时段内（08:30–12:00、13:30–20:00），最近可选 2026-11-25 13:30"),
 ])
 async def test_reschedule_to_a_bad_time_is_a_422(aiohttp_client, env, due_at, expected):
     """A malformed, past or out-of-hours time is refused under `due_at`; the callback keeps its time."""

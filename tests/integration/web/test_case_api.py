@@ -80,7 +80,7 @@ async def test_whole_workflow_over_http_with_deadlines(api):
     assert case["status"] == "closed" and case["version"] == 9
     assert case["department"] == "municipal"  # suggested by the demo routing rules
     clocks = {d["step"]: d for d in case["deadlines"]}
-    assert clocks["handle"]["due_at"] == "2026-11-26T10:00:00"  # 3 working days
+    assert clocks["handle"]["due_at"] == "2026-11-26T10:00:00+08:00"  # 3 working days, with the offset
     assert clocks["handle"]["status"] == "done"
     assert [h["action"] for h in case["history"]][-1] == "close"
 
