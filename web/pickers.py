@@ -12,8 +12,9 @@ grid cells, inspectors and transfer targets, each as ranked JSON for `static/pic
 - `GET /api/desk/transfer-targets`: queues (with callers waiting), agents with their
   state, and numbers recently transferred to.
 
-Places and grid cells come from the imported reference data; with none imported they come
-from the demo district (as the desk's 识别 does), so a fresh `make run` has something to pick.
+Departments, places and grid cells come from the imported reference data; with none imported
+they come from the demo district (as the desk's 识别 does), so a fresh `make run` has
+something to pick.
 """
 
 from __future__ import annotations
@@ -50,6 +51,15 @@ def _limit(request: web.Request) -> int:
         return max(1, min(100, int(request.query.get("limit", LIMIT))))
     except ValueError:
         return LIMIT
+
+
+@functools.lru_cache(maxsize=1)
+def _demo_departments() -> dict:
+    from callcenter.suggest import DEMO_DATA
+    from case_core.domain.reference import load_departments
+
+    depts, _ = load_departments(DEMO_DATA / "departments.csv")
+    return {d.code: d for d in depts}
 
 
 @functools.lru_cache(maxsize=1)
@@ -125,7 +135,8 @@ async def api_departments(request: web.Request) -> web.Response:
         if rule.department and rule.matches(kind, code, grid, case_type) and rule.department not in suggested:
             suggested.append(rule.department)
     rank = {c: i for i, c in enumerate(suggested)}
-    depts = sorted(ref.departments.values(), key=lambda d: (rank.get(d.code, len(rank)), d.code))
+    known = ref.departments or _demo_departments()  # none imported: the demo district's
+    depts = sorted(known.values(), key=lambda d: (rank.get(d.code, len(rank)), d.code))
     return web.json_response({
         "suggested": suggested[0] if suggested else None,
         "departments": [{"code": d.code, "name": d.name, "suggested": d.code in rank, "phone": d.phone}

@@ -241,3 +241,71 @@ def test_agent_uses_pickers_holds_and_hangs_up_from_the_browser_then_transfers_t
         assert status == 200 and body["ended"] is True, body
         assert second.got_bye(), (second.result and second.result.log_text[-2000:]) or server.log()
         assert desk.js_errors == []
+
+
+CODE_FIELDS = ["department", "inspector", "grid_cell", "category", "merged_into", "merged_case"]
+
+
+def _typed_code_boxes(page) -> list[str]:
+    """Visible text boxes of the page whose name is a code field (there must be none)."""
+    return page.evaluate(
+        """(names) => Array.from(document.querySelectorAll('input, textarea'))
+            .filter(e => names.includes(e.name) && e.type !== 'hidden' && e.offsetParent !== null)
+            .map(e => e.tagName.toLowerCase() + ' ' + e.name)""", CODE_FIELDS)
+
+
+def _submit_action(page, server, user: str, case_id: int, action: str, pick, shot: str) -> None:
+    """Open the action form as `user`, check it types no code, let `pick` fill it, submit."""
+    page.context.clear_cookies()
+    login(page, server.web_url, user, next=f"/cases/{case_id}/actions/{action}")
+    assert _typed_code_boxes(page) == []
+    pick(page)
+    assert_fits_width(page)
+    screenshot(page, shot)
+    with page.expect_navigation():
+        page.click("form.action-form button[type=submit]")
+    assert f"/cases/{case_id}?done={action}" in page.url, page.locator("#form-error").all_inner_texts()
+
+
+def test_action_forms_offer_pickers_for_inspector_category_grid_cell_and_department(desk_hotline, browser):
+    """派发核实, 立案 and 派遣 in Chromium: the inspector, category (jinggai), grid cell and
+    department are picked from lists, never typed, and the case gets those codes."""
+    server = desk_hotline
+    status, normal = server.post("/api/cases", {"description": "梅园新村北门井盖缺失", "reporter_phone": "13900002222"})
+    assert status == 201, normal
+    status, urgent = server.post("/api/cases", {"description": "梅园小学门口井盖破损", "case_type": "urgent",
+                                                "reporter_phone": "13900003333"})
+    assert status == 201, urgent
+    page = new_page(browser)
+
+    def inspector(p):
+        p.click("#f-inspector-search")  # the list opens on focus: nothing to type
+        option = p.locator("#f-inspector li[role=option]", has_text="inspector1")
+        expect(option).to_be_visible(timeout=10 * MS)
+        option.click()
+        assert p.locator("#f-inspector input[name=inspector]").input_value() == "inspector1"
+
+    _submit_action(page, server, "agent1", normal["id"], "send_verify", inspector, "forms-01-send-verify")
+    assert server.api(f"/api/cases/{normal['id']}")[1]["status"] == "verifying"
+
+    def category_and_grid(p):
+        _pick(p, "f-category-search", "jinggai", shot="forms-02a-register-category-list")
+        assert re.fullmatch(r"(component|matter):\d{5}", p.locator("#f-category input[name=category]").input_value())
+        _pick(p, "f-grid_cell-search", "梅园新村北")
+        assert p.locator("#f-grid_cell input[name=grid_cell]").input_value() == "320102001001001"
+
+    _submit_action(page, server, "shiftlead1", urgent["id"], "register", category_and_grid, "forms-02-register")
+    detail = server.api(f"/api/cases/{urgent['id']}")[1]
+    assert detail["status"] == "registered" and detail["grid_cell"] == "320102001001001", detail
+    assert "井盖" in (detail.get("category_name") or "") or detail["category"]["code"], detail
+
+    def department(p):
+        p.click("#f-department-search")
+        option = p.locator("#f-department li[role=option]", has_text="市政设施养护中心")
+        expect(option).to_be_visible(timeout=10 * MS)
+        option.click()
+
+    _submit_action(page, server, "dispatcher1", urgent["id"], "dispatch", department, "forms-03-dispatch")
+    detail = server.api(f"/api/cases/{urgent['id']}")[1]
+    assert detail["status"] == "dispatched" and detail["department"] == "municipal", detail
+    assert page.js_errors == []
