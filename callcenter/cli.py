@@ -38,6 +38,7 @@ DEMO_AGENTS = [("agent1", "1001"), ("agent2", "1002"), ("supervisor1", "1900")]
 COMMAND_MODULES = (
     "case_core.commands",      # hotline import …, hotline evaluate …
     "callcenter.stt.commands",  # hotline stt transcribe, hotline extract
+    "callcenter.extract_commands",  # hotline extract train (after the stt module's extract)
     "callcenter.acd.commands",  # queues and agents
     "callcenter.notify.commands",  # SMS
     "callcenter.sip_commands",  # SIP accounts for agents' phones, trunks
@@ -90,7 +91,9 @@ def cmd_demo_seed(settings, args) -> int:
                     username=username, password=DEMO_PASSWORD, role=role, display_name=name, now=now
                 )
             await _seed_demo_agents(settings, repo, now)
-            if await repo.count_cases() == 0:
+            if args.city:
+                await _seed_demo_city(repo, now)
+            elif await repo.count_cases() == 0:
                 service = CaseService(repo)
                 for phone, text in (
                     ("13800138001", "人民路与解放路交叉口东北角雨水井盖破损，有行人绊倒风险。"),
@@ -113,6 +116,15 @@ def cmd_demo_seed(settings, args) -> int:
     agents = ", ".join(f"{u} → sip:{ext}@{settings.sip.host}:{settings.sip.port}" for u, ext in DEMO_AGENTS)
     print(f"demo agent phones (SIP password {DEMO_PASSWORD}): {agents}")
     return 0
+
+
+async def _seed_demo_city(repo, now) -> None:
+    from case_core.demo_city import seed_city
+
+    started = time.monotonic()
+    added = await seed_city(repo, now=now, password=DEMO_PASSWORD)
+    print(f"demo city: {added['reference_tables']} reference tables, {added['users']} users, {added['cases']} cases, "
+          f"{added['actions']} workflow actions added ({time.monotonic() - started:.1f} s)")
 
 
 async def _seed_demo_agents(settings, repo, now) -> None:
@@ -145,7 +157,7 @@ def cmd_token_create(settings, args) -> int:
     try:
         print(asyncio.run(create()))
     except NotFound as exc:
-        raise UserError(f"{exc}; create it with `hotline demo seed` or the admin page") from None
+        raise UserError(f"{exc}; create the account first: hotline user add {args.user} --role ROLE") from None
     return 0
 
 
@@ -233,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="demo data").add_subparsers(dest="demo_command", required=True)
     p = demo.add_parser("seed", parents=[common], help="create demo users (admin…) and sample cases")
+    p.add_argument("--city", action="store_true", help="the demo city instead of two sample cases: reference "
+                   "data, its staff and 90 days of cases in every state")
     p.set_defaults(func=cmd_demo_seed)
 
     prompts = sub.add_parser("prompts", help="IVR prompts").add_subparsers(dest="prompts_command", required=True)

@@ -6,13 +6,16 @@ areas — loaded once per process and reused.
 ``suggest_for_text(text, settings=settings)`` returns the extraction as JSON-ready data
 plus ``prefill``: the case form's fields (category key, address, grid cell, reporter
 phone, case type) as the desk fills them in. The first call reads the reference files
-(~60 ms); call ``load_extractor(settings)`` in a thread at start-up to keep that off the
-event loop.
+(~60 ms) and the category model (``category_model.npz`` in ``[stt] models_dir``, ~0.1 s;
+trained from the corpus first if it is missing, ~10 s once per machine); call
+``load_extractor(settings)`` in a thread at start-up to keep that off the event loop. A
+model file rewritten by ``hotline extract train`` is picked up on the next suggestion.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ __all__ = ["suggest_for_text", "load_extractor", "SuggestionDataError", "DEMO_DA
 
 DEMO_DATA = Path(__file__).resolve().parents[1] / "case_core" / "demo_data"
 _lock = threading.Lock()
+log = logging.getLogger(__name__)
 
 
 class SuggestionDataError(ValueError):
@@ -39,8 +43,27 @@ def _categories_path(settings) -> Path:
     return (settings.path(configured) if hasattr(settings, "path") else Path(configured)).resolve()
 
 
+def models_dir(settings) -> Path:
+    """``[stt] models_dir`` (default ``var/models``), where the category model file lives."""
+    stt = getattr(settings, "stt", None)
+    configured = getattr(stt, "models_dir", "") if stt is not None else ""
+    configured = configured or "var/models"
+    return (settings.path(configured) if hasattr(settings, "path") else Path(configured)).resolve()
+
+
+def _model(directory: Path):
+    from case_core.classifier_training import cached_model
+
+    try:
+        return cached_model(directory)
+    except (ImportError, OSError, ValueError) as exc:
+        # Suggestions keep working from the keyword lexicon rather than failing the desk.
+        log.warning("category model unavailable (%s); suggesting from the keyword lexicon", exc)
+        return None
+
+
 @functools.lru_cache(maxsize=4)
-def _extractor(categories_csv: Path) -> Extractor:
+def _extractor(categories_csv: Path, model_dir: Path | None = None, model_mtime: int = 0) -> Extractor:
     if not categories_csv.is_file():
         raise SuggestionDataError(f"category table {categories_csv} is missing")
     directory, errors = load_category_directory(categories_csv, [DEMO_DATA / "local_categories.csv"])
@@ -48,13 +71,22 @@ def _extractor(categories_csv: Path) -> Extractor:
         raise SuggestionDataError("; ".join(str(e) for e in errors[:3]))
     places, _ = load_gazetteer(DEMO_DATA / "gazetteer.csv")
     areas, _ = load_areas(DEMO_DATA / "areas.csv")
-    return Extractor(directory, Gazetteer(places), areas)
+    model = _model(model_dir) if model_dir is not None else None
+    return Extractor(directory, Gazetteer(places), areas, model=model)
 
 
 def load_extractor(settings=None) -> Extractor:
-    """The cached extractor for ``settings`` (loads the reference data on first use)."""
+    """The cached extractor for ``settings`` (loads the reference data and the category
+    model on first use, and again when the model file changes)."""
+    from case_core.classifier_training import MODEL_FILE
+
     with _lock:
-        return _extractor(_categories_path(settings))
+        directory = models_dir(settings)
+        try:
+            mtime = (directory / MODEL_FILE).stat().st_mtime_ns
+        except OSError:
+            mtime = 0
+        return _extractor(_categories_path(settings), directory, mtime)
 
 
 def suggest_for_text(text: str, *, settings=None) -> dict[str, Any]:
@@ -63,6 +95,7 @@ def suggest_for_text(text: str, *, settings=None) -> dict[str, Any]:
     data = extraction.to_dict()
     data["prefill"] = {
         "category": extraction.category.key if extraction.category else None,
+        "category_status": extraction.category_status,
         "address": extraction.address,
         "grid_cell": extraction.grid_id,
         "reporter_phone": extraction.phones[0] if extraction.phones else None,

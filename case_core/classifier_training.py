@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -123,15 +124,35 @@ def retrain(models_dir: Path, corrections: Sequence[tuple[str, str]] = ()) -> tu
     return model, path
 
 
+def shared_cache_dir() -> Path:
+    """Where a corpus-only model is kept for every configuration on this machine
+    (``$XDG_CACHE_HOME/hotline12319``), so a new models folder does not train again."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "hotline12319"
+
+
+def _load_current(path: Path) -> CategoryModel | None:
+    if not path.is_file():
+        return None
+    try:
+        model = CategoryModel.load(path)
+    except ValueError:
+        return None
+    return model if model.meta.get("corpus") == corpus_digest() else None
+
+
 def cached_model(models_dir: Path) -> CategoryModel:
-    """The model in ``models_dir``, trained from the corpus and saved there first if it is
-    missing, unreadable or from another corpus."""
+    """The model in ``models_dir``; if it is missing, unreadable or from another corpus,
+    the corpus-only model from `shared_cache_dir` (trained and saved there first if
+    needed) is copied in."""
     path = Path(models_dir) / MODEL_FILE
-    if path.is_file():
-        try:
-            model = CategoryModel.load(path)
-        except ValueError:
-            model = None
-        if model is not None and model.meta.get("corpus") == corpus_digest():
-            return model
-    return retrain(models_dir)[0]
+    model = _load_current(path)
+    if model is not None:
+        return model
+    shared = shared_cache_dir() / f"category_model-{corpus_digest()}.npz"
+    model = _load_current(shared)
+    if model is None:
+        model, _ = retrain(shared.parent)
+        (shared.parent / MODEL_FILE).replace(shared)
+    model.save(path)
+    return model

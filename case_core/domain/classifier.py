@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,7 +115,7 @@ class CategoryModel:
         words = sorted(self.vocabulary, key=self.vocabulary.__getitem__)
         header = {"format": FORMAT_VERSION, "labels": list(self.labels), "temperature": self.temperature,
                   "threshold": self.threshold, "ngram_range": list(NGRAM_RANGE), "meta": self.meta}
-        tmp = path.with_name(path.name + ".tmp.npz")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")
         np.savez_compressed(tmp, header=np.array(json.dumps(header, ensure_ascii=False)),
                             vocabulary=np.array("\n".join(words)), idf=self.idf.astype(np.float64),
                             weights=self.weights.astype(np.float32), bias=self.bias.astype(np.float64))
