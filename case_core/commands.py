@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -116,9 +116,13 @@ def _day(text: str) -> datetime:
 def cmd_evaluate(settings, args) -> int:
     from case_core.service import CaseService, evaluation_json
 
+    # --end names the last day of the period (inclusive): the period runs to the start of
+    # the next day. A date-time is taken as the exact (exclusive) end.
     start, end = _day(args.start), _day(args.end)
+    if len(args.end.strip()) == 10:
+        end += timedelta(days=1)
     if end <= start:
-        raise UserError("--end must be after --start")
+        raise UserError("--end must not be before --start")
     weights = dict(DEFAULT_WEIGHTS)
     for part in args.weight or ():
         code, _, w = part.partition("=")
@@ -238,7 +242,7 @@ def register(sub, common) -> None:
 
     p = sub.add_parser("evaluate", parents=[common], help="evaluation indicators (综合评价) for a period, as JSON")
     p.add_argument("--start", required=True, help="first day, YYYY-MM-DD (inclusive)")
-    p.add_argument("--end", required=True, help="end day, YYYY-MM-DD (exclusive)")
+    p.add_argument("--end", required=True, help="last day, YYYY-MM-DD (inclusive: the whole day counts)")
     p.add_argument("--group-by", choices=GROUP_BY, default=None, help="department, area, role or person")
     p.add_argument("--area-level", choices=("district", "street", "community", "grid"), default="street")
     p.add_argument("--weight", action="append", metavar="CODE=W", help="override a composite-score weight")

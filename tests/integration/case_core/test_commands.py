@@ -109,3 +109,45 @@ def test_evaluate_prints_indicators_as_json(config, capsys):
     assert (dispatch["numerator"], dispatch["denominator"], dispatch["value"]) == (1, 1, 1.0)
     assert dispatch["formula_zh"].startswith("按时派遣率")
     assert run("evaluate", "--start", "2026-11-24", "--end", "2026-11-01", "--config", path) == 2
+
+
+def test_evaluate_end_day_is_inclusive(config, capsys):
+    """`--end D` counts the whole of day D: a case dispatched at 15:00 on the end day is in; the period
+    in the JSON ends at the next midnight; --start = --end is one day."""
+    path, url = config
+    assert run("import", "departments", str(DEMO / "departments.csv"), "--config", path) == 0
+
+    async def seed(repo):
+        service = CaseService(repo)
+        t = datetime(2026, 11, 24, 15, 0)
+        view = await service.create_case(channel="inspector_app", description="井盖缺失", actor="i1",
+                                         role="inspector", now=t)
+        await service.act(view.id, "register", actor="l1", role="shift_lead", now=t)
+        await service.act(view.id, "dispatch", actor="d1", role="dispatcher", fields={"department": "municipal"},
+                          now=t)
+
+    asyncio.run(_with_repo(url, seed))
+    for start in ("2026-11-01", "2026-11-24"):
+        capsys.readouterr()
+        assert run("evaluate", "--start", start, "--end", "2026-11-24", "--group-by", "department",
+                   "--config", path) == 0
+        body = json.loads(capsys.readouterr().out)
+        assert body["end"].startswith("2026-11-25T00:00")
+        groups = {g["key"]: g for g in body["groups"]}
+        dispatch = {i["code"]: i for i in groups["municipal"]["indicators"]}["on_time_dispatch_rate"]
+        assert (dispatch["numerator"], dispatch["denominator"]) == (1, 1), start
+    capsys.readouterr()
+    assert run("evaluate", "--start", "2026-11-01", "--end", "2026-11-23", "--group-by", "department",
+               "--config", path) == 0
+    assert "municipal" not in {g["key"] for g in json.loads(capsys.readouterr().out)["groups"]}
+
+
+def test_token_for_an_unknown_user_points_to_user_add(config, capsys):
+    """`hotline token create nobody` says how to create the account (hotline user add), no admin page."""
+    path, _ = config
+    assert run("db", "upgrade", "--config", path) == 0
+    capsys.readouterr()
+    assert run("token", "create", "nobody", "--config", path) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and "hotline user add nobody --role" in err[-1]
+    assert "admin page" not in err[-1]
