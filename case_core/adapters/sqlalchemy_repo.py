@@ -586,6 +586,45 @@ class SqlRepository:
                 await conn.execute(update(orm.calls).where(orm.calls.c.call_id == call_id).values(case_id=case_id))
         return case_id
 
+    async def allocate_case_numbers(self, counts: Mapping[date, int]) -> dict[date, list[str]]:
+        """``counts[day]`` consecutive numbers for each day, in one transaction (bulk loads)."""
+        async with self.engine.begin() as conn:
+            out: dict[date, list[str]] = {}
+            for day, n in sorted(counts.items()):
+                key = day.strftime("%Y%m%d")
+                ins = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(orm.case_number_seq)
+                await conn.execute(ins.values(day=key, last_seq=0).on_conflict_do_nothing(index_elements=["day"]))
+                last = (await conn.execute(
+                    update(orm.case_number_seq).where(orm.case_number_seq.c.day == key)
+                    .values(last_seq=orm.case_number_seq.c.last_seq + n).returning(orm.case_number_seq.c.last_seq)
+                )).scalar_one()
+                out[day] = [format_case_number(day, seq) for seq in range(last - n + 1, last + 1)]
+        return out
+
+    async def insert_case_states(self, items: list[tuple[CaseState, dict[str, Any]]]) -> list[int]:
+        """Store many new cases ``(state, extra)``, each with its whole history, its facts and
+        their rollup, in one transaction (all or nothing; bulk loads such as the demo city)."""
+        def run(conn: Connection) -> list[int]:
+            ids, facts = [], []
+            for state, extra in items:
+                case_id = conn.execute(
+                    insert(orm.cases)
+                    .values(number=state.number, channel=state.channel, kind=state.kind, call_id=None,
+                            created_at=state.created_at, **_case_columns(state, extra))
+                    .returning(orm.cases.c.id)
+                ).scalar_one()
+                conn.execute(insert(orm.case_history),
+                             [_history_row(case_id, i, h) for i, h in enumerate(state.history, start=1)])
+                facts += _fact_rows(case_id, state)
+                ids.append(case_id)
+            if facts:
+                conn.execute(insert(orm.case_facts), facts)
+                conn.execute(_rollup_upsert(conn.dialect.name), _rollup_params({}, facts))
+            return ids
+
+        async with self.engine.begin() as conn:
+            return await conn.run_sync(run)
+
     async def save_states(self, changes: list[tuple[int, int, CaseState]]) -> None:
         """Persist new states ``(case_id, version read, new state)`` in one transaction.
 
