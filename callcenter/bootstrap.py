@@ -317,6 +317,7 @@ class Hotline:
         ctx.desk = desk
         ctx.followups = self.followups
         ctx.trunks = self.trunk_registrations
+        ctx.center_name = s.center.name
         app = create_app(ctx)
         from web.notify_api import NOTIFY
         from web.transcripts import STT_STATUS, TRANSCRIPTION

@@ -195,7 +195,15 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class CenterSettings:
+    # The service's name as citizens know it: page titles and header, the SMS signature
+    # (【name】 unless [sms] signature is set).
+    name: str = "12319城建服务热线"
+
+
+@dataclass(frozen=True)
 class Settings:
+    center: CenterSettings = field(default_factory=CenterSettings)
     sip: SipSettings = field(default_factory=SipSettings)
     rtp: RtpSettings = field(default_factory=RtpSettings)
     web: WebSettings = field(default_factory=WebSettings)
@@ -227,6 +235,7 @@ class Settings:
 
 
 _SECTIONS = {
+    "center": CenterSettings,
     "sip": SipSettings,
     "rtp": RtpSettings,
     "web": WebSettings,
@@ -314,6 +323,10 @@ def _check_metrics(m: MetricsSettings) -> None:
 
 
 def validate(settings: Settings) -> Settings:
+    name = settings.center.name
+    if not name.strip() or len(name) > 30 or any(c in name for c in "\r\n【】"):
+        raise ConfigError(f"center.name: expected the service's name (1-30 characters, no line breaks or 【】), "
+                          f"got {name!r}")
     _check_host("sip.host", settings.sip.host)
     _check_port("sip.port", settings.sip.port)
     _check_host("rtp.host", settings.rtp.host)
@@ -472,6 +485,9 @@ def from_mapping(data: dict[str, Any], *, base_dir: str = ".") -> Settings:
         from callcenter.notify.settings import from_mapping as sms_from_mapping
 
         kwargs["sms"] = sms_from_mapping(None, base_dir=base_dir)
+    if "signature" not in (data.get("sms") or {}) and "center" in kwargs:
+        # The SMS signature follows the center's name unless set on its own.
+        kwargs["sms"] = replace(kwargs["sms"], signature=f"【{kwargs['center'].name}】")
     return validate(Settings(**kwargs, base_dir=base_dir))
 
 

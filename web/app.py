@@ -75,6 +75,7 @@ class WebContext:
     desk: Any = None  # callcenter.desk_service.DeskService when the ACD runs
     followups: Any = None  # callcenter.followup.FollowUpDialer: callbacks and follow-up calls
     trunks: dict = field(default_factory=dict)  # trunk name → TrunkRegistration (register = true)
+    center_name: str = "12319城建服务热线"  # [center] name: page titles and header
 
 
 CTX = web.AppKey("ctx", WebContext)
@@ -352,6 +353,7 @@ def create_app(ctx: WebContext) -> web.Application:
         loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=jinja2.select_autoescape(["html"])
     )
     app[JINJA].filters["dt"] = timefmt.page  # YYYY-MM-DD HH:MM, the one date format on pages
+    app[JINJA].globals["center_name"] = ctx.center_name
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/", index)
     app.router.add_get("/login", login_form)

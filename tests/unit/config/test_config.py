@@ -72,3 +72,18 @@ def test_missing_file_is_a_config_error(tmp_path):
     """A config path that does not exist is reported, not a traceback."""
     with pytest.raises(config.ConfigError, match="cannot read"):
         config.load(tmp_path / "nope.toml")
+
+
+def test_center_name_is_one_setting_the_sms_signature_follows(tmp_path):
+    """[center] name defaults to 12319城建服务热线; the SMS signature is 【name】 unless [sms] signature is set;
+    an empty name is refused naming the key."""
+    assert config.load(None).center.name == "12319城建服务热线"
+    assert config.load(None).sms.signature == "【12319城建服务热线】"
+    cfg = tmp_path / "h.toml"
+    cfg.write_text('[center]\nname = "96310城市管理服务热线"\n', encoding="utf-8")
+    assert config.load(cfg).sms.signature == "【96310城市管理服务热线】"
+    cfg.write_text('[center]\nname = "96310城市管理服务热线"\n[sms]\nsignature = "【某市城管】"\n', encoding="utf-8")
+    assert config.load(cfg).sms.signature == "【某市城管】"
+    cfg.write_text('[center]\nname = " "\n', encoding="utf-8")
+    with pytest.raises(config.ConfigError, match="center.name"):
+        config.load(cfg)
