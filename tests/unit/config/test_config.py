@@ -87,3 +87,10 @@ def test_center_name_is_one_setting_the_sms_signature_follows(tmp_path):
     cfg.write_text('[center]\nname = " "\n', encoding="utf-8")
     with pytest.raises(config.ConfigError, match="center.name"):
         config.load(cfg)
+
+
+def test_example_promises_nothing_as_unimplemented():
+    """The example file describes what the hotline does (trunk registration is implemented), never "not implemented"."""
+    text = EXAMPLE.read_text(encoding="utf-8")
+    assert "not implemented" not in text.lower()
+    assert "# register = false" in text and "/api/trunks" in text
