@@ -198,7 +198,28 @@ async def _create_from_form(request: web.Request, body: dict, *, kind: str, desc
         grid_cell=extras["grid_cell"],
     )
     await link_call(ctx.repo, _text(body, "call_id") or None, case.id)
+    await _note_category_correction(request, case.id, description, extras["category"])
     return case
+
+
+async def _note_category_correction(request: web.Request, case_id: int, description: str,
+                                    chosen: str | None) -> None:
+    """A category other than the one suggested for this description is stored as a
+    correction (`hotline extract train` learns from it); never fails the saved case."""
+    if not chosen:
+        return
+    from callcenter import suggest
+    from case_core.corrections import record_correction
+
+    ctx = request.app[CTX]
+    try:
+        data = await asyncio.to_thread(suggest.suggest_for_text, description,
+                                       settings=getattr(ctx, "settings", None))
+        await record_correction(ctx.repo.engine, case_id=case_id, text=description,
+                                suggested=(data.get("prefill") or {}).get("category"), chosen=chosen,
+                                actor=request[USER].username, now=_now(request))
+    except Exception:  # noqa: BLE001 - the case is saved; a lost correction only costs training data
+        log.exception("could not store the category correction of case %s", case_id)
 
 
 def _created(case) -> web.Response:
@@ -444,12 +465,15 @@ async def api_desk_suggest(request: web.Request) -> web.Response:
     candidates = [{**c, "label": _category_label(c)} for c in (data.get("candidates") or [])[:3]]
     urgency = data.get("urgency") or {}
     found = []
-    if candidates:
+    confident = bool(candidates) and data.get("category_status", "confident") == "confident"
+    if confident:
         found.append("类别")
     if data.get("address") or data.get("grid_id"):
         found.append("地点")
     return _json({
-        "category": candidates[0] if candidates else None,
+        "category": candidates[0] if confident else None,
+        "category_status": data.get("category_status") or ("confident" if candidates else "none"),
+        "category_label": candidates[0]["name"] if confident else data.get("category_label"),
         "candidates": candidates,
         "address": data.get("address"),
         "grid_cell": data.get("grid_id"),
@@ -458,7 +482,8 @@ async def api_desk_suggest(request: web.Request) -> web.Response:
         "urgency": urgency,
         "case_type_label": CASE_TYPE_LABELS.get(urgency.get("case_type") or "normal"),
         "prefill": data.get("prefill") or {},
-        "message": ("已识别：" + "、".join(found)) if found else "未识别出类别或地点，请手动填写",
+        "message": (("已识别：" + "、".join(found)) if found else "未识别出类别或地点，请手动填写") + (
+            "；类别不确定，请从候选中选择" if candidates and not confident else ""),
     })
 
 

@@ -123,13 +123,21 @@ class CategoryGuess:
 @dataclass(frozen=True)
 class PlaceGuess:
     """A place named in the text: from the gazetteer (road/landmark…), the area list
-    (community/street), or only recognised by its suffix (``source='text'``, no grid)."""
+    (community/street), or only recognised by its suffix (``source='text'``, no grid).
+
+    A crossing (解放路和人民路路口) is one place of kind ``junction`` whose ``roads`` are
+    both roads (each also listed as a place of its own); ``direction`` is a side said
+    right after the name (东门大桥南侧 → 南侧), ``house_number`` a number after a road
+    (长江路12号 → 12号)."""
 
     name: str
     kind: str
     source: str
     grid_id: str | None = None
     area_code: str | None = None
+    roads: tuple[str, ...] = ()
+    direction: str | None = None
+    house_number: str | None = None
 
 
 @dataclass(frozen=True)
@@ -177,6 +185,13 @@ class Extraction:
 
 # ------------------------------------------------------------------------ extractor
 UNCERTAIN_LABEL = "不确定"
+_ROAD_END = ("路", "街", "道", "巷", "弄", "胡同")
+_JOINERS = "和与跟同及、"
+_CROSSING = re.compile(r"的?(十字路口|丁字路口|交叉路口|交叉口|交汇处|交界处|路口)")
+_DIRECTION = re.compile(
+    r"(?:的)?(东南角|东北角|西南角|西北角|东南侧|东北侧|西南侧|西北侧|斜对面|对面|旁边|附近|门口|"
+    r"[东南西北](?:侧|边|面|门|头|口|出口)|后面|背后|出口|入口|里面|外面|下面|底下|上面)")
+_HOUSE_NUMBER = re.compile(r"\d+(?:-\d+)?(?:号(?:院|楼)?|弄|栋|幢)")
 _BRACKETS = re.compile(r"[（(][^）)]*[）)]")
 _SPACES = re.compile(r"\s+")
 _NEGATORS = ("没", "无", "未")
@@ -283,7 +298,54 @@ class Extractor:
         # Gazetteer places before areas: they carry a grid cell.
         found.sort(key=lambda p: p.source != "gazetteer")
         found += self._mentions(masked)
-        return tuple(found)
+        surfaces = {}
+        if self.gazetteer is not None:
+            for place in self.gazetteer.places:
+                said = next((n for n in (place.name, *place.aliases) if n and n in text), None)
+                if said:
+                    surfaces.setdefault(place.name, said)
+        found = [self._with_detail(text, p, surfaces.get(p.name, p.name)) for p in found]
+        return tuple(self._junctions(text, found) + found)
+
+    @staticmethod
+    def _with_detail(text: str, place: PlaceGuess, said: str) -> PlaceGuess:
+        """The house number or side said right after the place's name (as ``said``)."""
+        i = text.find(said)
+        if i < 0:
+            return place
+        rest = text[i + len(said):]
+        number = _HOUSE_NUMBER.match(rest) if place.kind in ("road",) else None
+        if number:
+            rest = rest[number.end():]
+        side = _DIRECTION.match(rest)
+        return PlaceGuess(place.name, place.kind, place.source, place.grid_id, place.area_code,
+                          place.roads, side.group(1) if side else None,
+                          number.group() if number else None)
+
+    @staticmethod
+    def _junctions(text: str, places: Sequence[PlaceGuess]) -> list[PlaceGuess]:
+        """Two roads joined by 和/与/跟… and followed by 路口/交叉口…: one junction."""
+        roads = [p for p in places if p.kind == "road" or p.name.endswith(_ROAD_END)]
+        out: list[PlaceGuess] = []
+        for a in roads:
+            i = text.find(a.name)
+            if i < 0:
+                continue
+            after = text[i + len(a.name):]
+            if not after or after[0] not in _JOINERS:
+                continue
+            for b in roads:
+                if b is a or not after[1:].startswith(b.name):
+                    continue
+                crossing = _CROSSING.match(after[1 + len(b.name):])
+                if crossing:
+                    name = a.name + after[0] + b.name + crossing.group(1)
+                    tail = after[1 + len(b.name) + crossing.end():]
+                    side = _DIRECTION.match(tail)
+                    out.append(PlaceGuess(name, "junction", a.source if a.source == b.source else "text",
+                                          a.grid_id or b.grid_id, None, (a.name, b.name),
+                                          side.group(1) if side else None))
+        return out
 
     def _mentions(self, text: str) -> list[PlaceGuess]:
         """Names ending in a place suffix, read left to right; each found name is masked
@@ -301,7 +363,10 @@ class Extractor:
                     continue
                 j = i
                 while (j > 0 and i - j < 6 and chars[j - 1] not in lex.stop_chars
-                       and chars[j - 1] != "\0" and not chars[j - 1].isdigit()):
+                       and chars[j - 1] != "\0" and not chars[j - 1].isdigit()
+                       and not (chars[j - 1] in _JOINERS and j >= 2 and
+                                ("".join(chars[max(0, j - 3):j - 1]).endswith(_ROAD_END)
+                                 or chars[j - 2] == "\0"))):
                     j -= 1
                 name = "".join(chars[j:end])
                 if i - j >= 2 and name not in lex.not_names:
@@ -355,9 +420,13 @@ class Extractor:
 
     @staticmethod
     def _address(text: str, places: Sequence[PlaceGuess]) -> str | None:
-        """The first place with a house number or crossing right after it, if any."""
+        """A junction's name, else the first place with a house number or crossing right
+        after it, if any."""
         if not places:
             return None
+        junction = next((p for p in places if p.kind == "junction"), None)
+        if junction is not None:
+            return junction.name
         first = min(places, key=lambda p: (text.find(p.name) if p.name in text else len(text)))
         i = text.find(first.name)
         if i < 0:

@@ -80,6 +80,10 @@ def _convert_run(run: str, after: str) -> str:
     if run.isdigit() and all(c in "0123456789" for c in run):
         return run
     if any(c in _UNIT for c in run):
+        # 十字路口, 十分, 千万, 万一 are words: a number starts with a digit or with 十
+        # followed by more (十二), or is a lone 十 before a counter (十号).
+        if run[0] in _UNIT and (run[0] != "十" or (len(run) == 1 and not (after and after in _COUNTERS))):
+            return run
         value = parse_chinese_number(run)
         return str(value) if value is not None else run
     if len(run) >= 3 and sum(c not in _RADIO for c in run) >= 2:

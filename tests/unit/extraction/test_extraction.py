@@ -72,8 +72,9 @@ def test_extract_prefills_a_case(extractor):
 def test_place_not_in_gazetteer_is_still_mentioned(extractor):
     """Roads the gazetteer lacks are reported from their suffix, without a grid cell."""
     result = extractor.extract("人民路与解放路交叉口东北角路灯不亮")
-    assert [(p.name, p.source, p.grid_id) for p in result.places] == [
-        ("人民路", "text", None), ("解放路", "text", None)]
+    assert [(p.name, p.kind, p.source, p.grid_id) for p in result.places] == [
+        ("人民路与解放路交叉口", "junction", "text", None),
+        ("人民路", "road", "text", None), ("解放路", "road", "text", None)]
     assert result.address == "人民路与解放路交叉口"
     assert result.grid_id is None
 
