@@ -42,6 +42,7 @@ COMMAND_MODULES = (
     "callcenter.acd.commands",  # queues and agents
     "callcenter.notify.commands",  # SMS
     "callcenter.sip_commands",  # SIP accounts for agents' phones, trunks
+    "callcenter.backup",  # hotline backup FILE, hotline restore FILE
 )
 
 
