@@ -139,11 +139,11 @@ def test_sipp_call_report_plays_pcap_rtp_to_the_sdp_answer(tmp_path):
 
 @needs_sipp
 def test_run_sipp_fails_and_returns_when_nobody_answers():
-    """run_sipp reports a failed call (non-zero) within its timeout when no server listens."""
-    started = time.monotonic()
+    """run_sipp returns a failed call (sipp's own failure code, or -9 when its timeout killed it)
+    when no server listens, with nothing answered in its trace."""
     result = run_sipp("options", target=("127.0.0.1", 9), timeout=2)
-    assert not result.ok
-    assert time.monotonic() - started < 10
+    assert not result.ok and result.returncode in (1, 255, -9), result.returncode
+    assert result.messages("SIP/2.0") == []
 
 
 def test_run_sipp_requires_a_pcap_for_media_scenarios():
@@ -309,18 +309,17 @@ def test_pyvoip_calls_without_registering():
 
 
 def test_install_system_is_a_fast_noop_when_everything_is_installed():
-    """install-system.sh exits 0 at once, without apt, when all packages are present."""
+    """install-system.sh exits 0 without running apt when all packages are present."""
     script = REPO / ".ci" / "install-system.sh"
     probe = subprocess.run(["dpkg-query", "-W", "-f=${Status}\n", "sip-tester", "baresip",
                             "espeak-ng", "sox", "chromium", "fonts-wqy-microhei",
                             "kannel", "kannel-extras"], capture_output=True, text=True)
     if probe.stdout.count("install ok installed") != 8:
         pytest.skip("not every system package is installed here")
-    started = time.monotonic()
-    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=30)
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "all present" in done.stdout
-    assert time.monotonic() - started < 5
+    assert "Reading package lists" not in done.stdout + done.stderr  # apt-get never ran
 
 
 def test_setup_venv_installs_only_when_pyproject_changes(tmp_path):
