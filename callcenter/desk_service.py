@@ -216,58 +216,65 @@ class DeskService:
         }
 
     async def earlier_calls(self, caller: str, *, exclude: str | None = None, limit: int = 10) -> list[dict]:
-        """The caller's last calls, newest first, in three reads (calls with their case,
-        recordings, message transcripts)."""
+        """The caller's last calls, newest first: one read for the calls with their case and
+        recordings, and one more only when some left a voice message (its transcript)."""
         from sqlalchemy import select
 
         from callcenter.stt_store import transcripts
         from case_core.adapters.orm import calls, cases, recordings
 
+        last = (select(calls).where(calls.c.caller == caller)
+                .order_by(calls.c.started_at.desc()).limit(limit + 1).subquery())
+        query = (
+            select(last, cases.c.number.label("case_number"), recordings.c.id.label("rec_id"),
+                   recordings.c.kind.label("rec_kind"))
+            .select_from(last.outerjoin(cases, cases.c.id == last.c.case_id)
+                         .outerjoin(recordings, recordings.c.call_id == last.c.call_id))
+            .order_by(last.c.started_at.desc(), recordings.c.id)
+        )
         async with self.repo.engine.connect() as conn:
-            rows = (await conn.execute(
-                select(calls, cases.c.number.label("case_number"))
-                .join(cases, cases.c.id == calls.c.case_id, isouter=True)
-                .where(calls.c.caller == caller)
-                .order_by(calls.c.started_at.desc()).limit(limit + 1)
-            )).all()
-            rows = [r for r in rows if r.call_id != exclude][:limit]
-            ids = [r.call_id for r in rows]
-            recs = (await conn.execute(
-                select(recordings.c.id, recordings.c.call_id, recordings.c.kind, recordings.c.duration_s)
-                .where(recordings.c.call_id.in_(ids)).order_by(recordings.c.id)
-            )).all() if ids else []
-            message_ids = [r.id for r in recs if r.kind == "message"]
+            rows = (await conn.execute(query)).all()
+            message_ids = [r.rec_id for r in rows if r.rec_kind == "message" and r.call_id != exclude]
             segs = (await conn.execute(
                 select(transcripts.c.recording_id, transcripts.c.text)
                 .where(transcripts.c.recording_id.in_(message_ids))
                 .order_by(transcripts.c.recording_id, transcripts.c.start_s)
             )).all() if message_ids else []
-        by_call: dict[str, dict[str, Any]] = {}
-        for r in recs:
-            by_call.setdefault(r.call_id, {})[r.kind] = r
         texts: dict[int, list[str]] = {}
-        for s in segs:
-            texts.setdefault(s.recording_id, []).append(s.text)
-        out = []
+        for seg in segs:
+            texts.setdefault(seg.recording_id, []).append(seg.text)
+        by_call: dict[str, dict[str, Any]] = {}
         for r in rows:
-            own = by_call.get(r.call_id, {})
-            message = own.get("message")
-            whole = own.get("call")
-            duration = (r.ended_at - r.answered_at).total_seconds() if r.ended_at and r.answered_at else None
-            out.append({
-                "call_id": r.call_id,
-                "started_at": r.started_at.strftime("%Y-%m-%d %H:%M"),
-                "did": r.did,
-                "direction": r.direction,
-                "end_reason": r.end_reason,
-                "outcome": call_outcome(r.answered_at is not None, r.ivr_path or "", message is not None),
-                "duration_s": round(duration) if duration is not None else None,
-                "case_id": r.case_id,
-                "case_number": r.case_number,
-                "recording_url": f"/recordings/{whole.id}.wav" if whole is not None else None,
-                "message_url": f"/recordings/{message.id}.wav" if message is not None else None,
-                "message_transcript": "".join(texts.get(message.id, [])) if message is not None else "",
-            })
+            if r.call_id == exclude:
+                continue
+            entry = by_call.get(r.call_id)
+            if entry is None:
+                duration = (r.ended_at - r.answered_at).total_seconds() if r.ended_at and r.answered_at else None
+                entry = by_call[r.call_id] = {
+                    "call_id": r.call_id,
+                    "started_at": r.started_at.strftime("%Y-%m-%d %H:%M"),
+                    "did": r.did,
+                    "direction": r.direction,
+                    "end_reason": r.end_reason,
+                    "duration_s": round(duration) if duration is not None else None,
+                    "case_id": r.case_id,
+                    "case_number": r.case_number,
+                    "recording_url": None,
+                    "message_url": None,
+                    "message_transcript": "",
+                    "_answered": r.answered_at is not None,
+                    "_ivr": r.ivr_path or "",
+                }
+            if r.rec_kind == "call":
+                entry["recording_url"] = f"/recordings/{r.rec_id}.wav"
+            elif r.rec_kind == "message":
+                entry["message_url"] = f"/recordings/{r.rec_id}.wav"
+                entry["message_transcript"] = "".join(texts.get(r.rec_id, []))
+        out = []
+        for entry in list(by_call.values())[:limit]:
+            answered, ivr_path = entry.pop("_answered"), entry.pop("_ivr")
+            entry["outcome"] = call_outcome(answered, ivr_path, entry["message_url"] is not None)
+            out.append(entry)
         return out
 
     async def link_call(self, call_id: str | None, case_id: int) -> bool:

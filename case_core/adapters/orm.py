@@ -263,6 +263,7 @@ recordings = Table(
     Column("created_at", DateTime(timezone=False), nullable=False),
 )
 Index("ix_recordings_case_id", recordings.c.case_id)
+Index("ix_recordings_call_id", recordings.c.call_id)
 
 users = Table(
     "users",
