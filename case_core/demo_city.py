@@ -386,10 +386,12 @@ def _add_duplicates(rng: random.Random, plans: list[CasePlan], now: datetime, wo
 
 
 # ------------------------------------------------------------------------------ seeding
-async def seed_city(repo, *, now: datetime, password: str, log=print) -> dict[str, int]:
+async def seed_city(repo, *, now: datetime, password: str, cases: int = CASES,
+                    staged: bool = True) -> dict[str, int]:
     """Import the city's reference data, create its staff and play its case history.
 
-    Returns counts of what was added (all zero on a second run).
+    Returns counts of what was added (all zero on a second run). ``staged=False`` stores
+    every action in its own transaction, as the running hotline does (slow; tests compare).
     """
     from case_core.service import CaseService, load_reference
 
@@ -403,8 +405,8 @@ async def seed_city(repo, *, now: datetime, password: str, log=print) -> dict[st
     if await _city_cases(repo) > 0:
         return added
     ref = await load_reference(repo)
-    staged = _StagedRepo(repo)
-    service = CaseService(staged, reference=ref)
+    target = _StagedRepo(repo) if staged else repo
+    service = CaseService(target, reference=ref)
     places = [(p.name, p.kind, p.grid_id) for p in ref.gazetteer.places]
 
     def route(category, grid, ctype):
@@ -414,8 +416,9 @@ async def seed_city(repo, *, now: datetime, password: str, log=print) -> dict[st
         hours = 21.0 if limit is None else limit.amount * (ref.calendar.hours_per_day if limit.unit == "d" else 1)
         return r.department, hours
 
-    plans = plan_city(now, places, route=route, calendar=ref.calendar)
-    await staged.reserve_numbers([p.created_at.date() for p in plans])
+    plans = plan_city(now, places, route=route, cases=cases, calendar=ref.calendar)
+    if staged:
+        await target.reserve_numbers([p.created_at.date() for p in plans])
     events: list[tuple[datetime, int, int, CasePlan, Step | None]] = []
     for p in plans:
         events.append((p.created_at, p.index, -1, p, None))
@@ -438,7 +441,8 @@ async def seed_city(repo, *, now: datetime, password: str, log=print) -> dict[st
         await service.act(ids[index], step.action, actor=step.actor, role=step.role, fields=fields, now=at,
                           department=step.department)
         added["actions"] += 1
-    await staged.store()
+    if staged:
+        await target.store()
     return added
 
 
