@@ -169,7 +169,7 @@ def cmd_prompts_build(settings, args) -> int:
     override = settings.path(settings.prompts.override_dir) if settings.prompts.override_dir else None
     started = time.monotonic()
     built = build_prompts(default_manifest_path(), out, override_dir=override, force=args.force,
-                          engine=settings.prompts.engine)
+                          engine=settings.prompts.engine, center_name=settings.center.name)
     engine = (out / ".engine").read_text(encoding="utf-8").strip() if (out / ".engine").is_file() else "?"
     print(f"{len(built)} prompts in {out} ({time.monotonic() - started:.1f} s, engine {engine})")
     return 0

@@ -197,7 +197,7 @@ class MetricsSettings:
 @dataclass(frozen=True)
 class CenterSettings:
     # The service's name as citizens know it: page titles and header, the SMS signature
-    # (【name】 unless [sms] signature is set).
+    # (【name】 unless [sms] signature is set) and the IVR welcome (hotline prompts build).
     name: str = "12319城建服务热线"
 
 

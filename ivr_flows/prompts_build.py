@@ -30,7 +30,7 @@ import tempfile
 import wave
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +42,12 @@ __all__ = [
     "ManifestError", "PromptBuildError", "PromptSpec", "load_manifest", "load_pinyin_overrides",
     "default_manifest_path", "to_pinyin", "build_prompts", "check_prompts", "SAMPLE_RATE",
     "ENGINES", "NeuralVoice", "default_tts_python", "speakable_text", "with_phrases",
+    "DEFAULT_CENTER_NAME", "with_center_name",
 ]
+
+# The service's name as the shipped manifest says it; `[center] name` replaces it.
+DEFAULT_CENTER_NAME = "12319城建服务热线"
+_CENTER_STAMP = ".center_name"
 
 SAMPLE_RATE = 8000
 _PARALLEL = 3  # espeak-ng processes at once; the machine is shared
@@ -342,10 +347,18 @@ def with_phrases(specs: Mapping[str, PromptSpec]) -> dict[str, PromptSpec]:
     return out
 
 
+def with_center_name(specs: Mapping[str, PromptSpec], center_name: str) -> dict[str, PromptSpec]:
+    """The prompts with the shipped service name (DEFAULT_CENTER_NAME) replaced by the
+    center's own (`[center] name`), e.g. in the welcome."""
+    return {n: (replace(s, text=s.text.replace(DEFAULT_CENTER_NAME, center_name))
+                if s.text and DEFAULT_CENTER_NAME in s.text else s) for n, s in specs.items()}
+
+
 def build_prompts(manifest_path: str | Path, out_dir: str | Path, *,
                   override_dir: str | Path | None = None, force: bool = False,
                   engine: str = "neural", tts_python: str | Path | None = None,
-                  notice: Callable[[str], None] | None = None) -> list[Path]:
+                  notice: Callable[[str], None] | None = None,
+                  center_name: str = DEFAULT_CENTER_NAME) -> list[Path]:
     """Build every prompt of the manifest (and its dynamic phrases) into out_dir/NAME.wav;
     returns the files written.
 
@@ -358,7 +371,9 @@ def build_prompts(manifest_path: str | Path, out_dir: str | Path, *,
         raise PromptBuildError(f"unknown prompt engine {engine!r} (use one of {', '.join(ENGINES)})")
     say = notice or (lambda msg: print(msg, file=sys.stderr))
     manifest_path = Path(manifest_path)
-    specs = with_phrases(load_manifest(manifest_path))
+    shipped = with_phrases(load_manifest(manifest_path))
+    specs = with_center_name(shipped, center_name)
+    named = {n for n, s in shipped.items() if s.text and DEFAULT_CENTER_NAME in s.text}
     overrides = load_pinyin_overrides(manifest_path)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -377,6 +392,9 @@ def build_prompts(manifest_path: str | Path, out_dir: str | Path, *,
             engine = "espeak"
     stamp = out_dir / _ENGINE_STAMP
     previous = stamp.read_text(encoding="utf-8").strip() if stamp.is_file() else ""
+    center_stamp = out_dir / _CENTER_STAMP
+    renamed = (center_stamp.read_text(encoding="utf-8").strip() if center_stamp.is_file()
+               else DEFAULT_CENTER_NAME) != center_name  # prompts saying the name are stale
 
     def jobs_for(current: str) -> list[tuple[PromptSpec, Path, Path | None]]:
         jobs = []
@@ -386,7 +404,7 @@ def build_prompts(manifest_path: str | Path, out_dir: str | Path, *,
             if override is not None and not override.is_file():
                 override = None
             sources = [manifest_path] + ([override] if override else [])
-            stale = not spec.is_tone and override is None and previous != current
+            stale = not spec.is_tone and override is None and (previous != current or (renamed and name in named))
             if force or stale or not _up_to_date(dest, sources):
                 jobs.append((spec, dest, override))
         return jobs
@@ -419,6 +437,7 @@ def build_prompts(manifest_path: str | Path, out_dir: str | Path, *,
         if voice is not None:
             voice.close()
     stamp.write_text(engine + "\n", encoding="utf-8")
+    center_stamp.write_text(center_name + "\n", encoding="utf-8")
     return built
 
 

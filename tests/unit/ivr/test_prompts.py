@@ -226,3 +226,31 @@ def test_check_prompts_lists_missing_wavs(tmp_path):
         (tmp_path / f"{name}.wav").write_bytes(b"")
     assert check_prompts([flows["survey"]], tmp_path) == ["beep", "survey_thanks"]
     assert "welcome" in check_prompts(flows, tmp_path)
+
+
+def test_welcome_says_the_configured_center_name():
+    """[center] name replaces the shipped name in the welcome text; other prompts are unchanged."""
+    from ivr_flows.prompts_build import DEFAULT_CENTER_NAME, with_center_name
+
+    shipped = load_manifest(default_manifest_path())
+    assert DEFAULT_CENTER_NAME in shipped["welcome"].text
+    named = with_center_name(shipped, "某市城市管理服务热线")
+    assert named["welcome"].text == shipped["welcome"].text.replace(DEFAULT_CENTER_NAME, "某市城市管理服务热线")
+    assert named["menu_main"] == shipped["menu_main"]
+    assert with_center_name(shipped, DEFAULT_CENTER_NAME) == shipped
+
+
+@needs_tools
+def test_a_new_center_name_rebuilds_only_the_prompts_that_say_it(tmp_path):
+    """Changing [center] name rebuilds the prompts that say the name (and only those); the same name again builds nothing."""
+    from ivr_flows.prompts_build import DEFAULT_CENTER_NAME
+
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(TINY.replace("hello: 您好", f"hello: 欢迎致电{DEFAULT_CENTER_NAME}"), encoding="utf-8")
+    out = tmp_path / "out"
+    build_prompts(manifest, out, engine="espeak")
+    before = (out / "hello.wav").read_bytes()
+    assert build_prompts(manifest, out, engine="espeak") == []
+    assert [p.name for p in build_prompts(manifest, out, engine="espeak", center_name="某市热线")] == ["hello.wav"]
+    assert (out / "hello.wav").read_bytes() != before
+    assert build_prompts(manifest, out, engine="espeak", center_name="某市热线") == []
