@@ -25,7 +25,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from case_core.domain.classifier import CategoryModel, model_ngrams
+from case_core.domain.classifier import NONE_LABEL, CategoryModel, model_ngrams
 from case_core.domain.extraction_data import corpus as corpus_package
 
 __all__ = ["CORPUS_DIR", "MODEL_FILE", "SEED", "read_corpus", "corpus_digest", "train_model",
@@ -57,13 +57,16 @@ def _softmax(scores: np.ndarray, temperature: float) -> np.ndarray:
     return s / s.sum(axis=1, keepdims=True)
 
 
-def choose_threshold(top_p: np.ndarray, correct: np.ndarray, wrong_cost: float = 2.0) -> float:
+def choose_threshold(top_p: np.ndarray, correct: np.ndarray, chatter: np.ndarray | None = None,
+                     wrong_cost: float = 2.0) -> float:
     """The probability under which an answer becomes 不确定, minimising
-    ``wrong_cost × confident wrong + 1 × uncertain`` over the given answers."""
+    ``wrong_cost × confident wrong + 1 × 不确定 where the category was right`` (for
+    ``chatter``, text naming no problem, 不确定 is the right answer and costs nothing)."""
+    chatter = np.zeros(len(top_p), dtype=bool) if chatter is None else chatter
     best_t, best_cost = 0.0, float("inf")
     for t in np.unique(np.concatenate([[0.0], top_p])):
         answered = top_p >= t
-        cost = wrong_cost * np.sum(answered & ~correct) + np.sum(~answered)
+        cost = wrong_cost * np.sum(answered & ~correct) + np.sum(~answered & ~chatter)
         if cost < best_cost:
             best_t, best_cost = float(t), cost
     return best_t
@@ -98,7 +101,13 @@ def train_model(items: Sequence[tuple[str, str]], *, validation: Sequence[tuple[
                 best = (nll, float(temp))
         temperature = best[1]
         p = _softmax(scores, temperature)
-        threshold = choose_threshold(p.max(axis=1), p.argmax(axis=1) == truth)
+        # As `CategoryModel.rank` sees it: the best category, with chatter's share kept.
+        none = np.array([lab == NONE_LABEL for lab in labels])
+        categories = np.where(none, 0.0, p)
+        best = categories.argmax(axis=1)
+        top_p = categories.max(axis=1)
+        is_chatter = np.array([c == NONE_LABEL for c, _ in validation])
+        threshold = choose_threshold(top_p, (best == truth) & ~is_chatter, is_chatter)
     vocabulary = {str(k): int(v) for k, v in vectorizer.vocabulary_.items()}
     return CategoryModel(labels=labels, vocabulary=vocabulary, idf=vectorizer.idf_.astype(np.float64),
                          weights=weights, bias=np.asarray(bias, dtype=np.float64),

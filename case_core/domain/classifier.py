@@ -29,9 +29,12 @@ import numpy as np
 
 from case_core.domain.extraction_numbers import normalize_numerals
 
-__all__ = ["CategoryModel", "model_text", "model_ngrams", "NGRAM_RANGE", "FORMAT_VERSION"]
+__all__ = ["CategoryModel", "model_text", "model_ngrams", "top_k_accuracy", "NGRAM_RANGE",
+           "FORMAT_VERSION", "NONE_LABEL"]
 
 NGRAM_RANGE = (1, 3)
+# Label of talk that names no problem; its probability counts against every category.
+NONE_LABEL = "none"
 FORMAT_VERSION = 1
 _DROP = re.compile(r"[\s\d\-—–~～·.,，。、;；:：!！?？\"'“”‘’()（）《》<>\[\]【】…]+")
 
@@ -89,18 +92,18 @@ class CategoryModel:
         return s / s.sum()
 
     def rank(self, text: str, k: int = 3, allowed: Iterable[str] | None = None) -> list[tuple[str, float]]:
-        """The ``k`` most probable labels with their probability, best first; labels not in
-        ``allowed`` (e.g. a local code this city does not use) are left out and the rest
-        renormalised."""
+        """The ``k`` most probable categories with their probability, best first. Labels
+        not in ``allowed`` (e.g. a local code this city does not use) are left out and the
+        rest renormalised — together with `NONE_LABEL`, whose share is never returned but
+        keeps chatter from looking like a confident category."""
         p = self.probabilities(text)
-        if allowed is not None:
-            allow = set(allowed)
-            mask = np.array([lab in allow for lab in self.labels])
-            p = np.where(mask, p, 0.0)
-            total = p.sum()
-            if total <= 0:
-                return []
-            p = p / total
+        allow = set(allowed) if allowed is not None else set(self.labels)
+        keep = np.array([lab in allow and lab != NONE_LABEL for lab in self.labels])
+        none = np.array([lab == NONE_LABEL for lab in self.labels])
+        total = p[keep].sum() + p[none].sum()
+        if total <= 0 or not keep.any():
+            return []
+        p = np.where(keep, p, 0.0) / total
         order = np.argsort(-p, kind="stable")[:k]
         return [(self.labels[i], float(p[i])) for i in order if p[i] > 0]
 
@@ -143,6 +146,7 @@ class CategoryModel:
 def top_k_accuracy(model: CategoryModel, items: Sequence[tuple[str, str]], k: int = 3) -> tuple[float, float]:
     """(top-1, top-k) share of ``(code, text)`` items whose code the model ranks first / in
     its first ``k``."""
+    items = [(c, t) for c, t in items if c != NONE_LABEL]
     top1 = topk = 0
     for code, text in items:
         labels = [lab for lab, _ in model.rank(text, k)]

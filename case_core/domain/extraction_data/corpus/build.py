@@ -25,6 +25,8 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 SPLITS = {"train": 26, "validation": 6, "heldout": 8}
+NONE = "none"  # the label of talk that names no problem (training and validation only)
+CHATTER = {"train": 120, "validation": 30}
 DEFAULT_SEED = 12319
 HELDOUT_MARK = "||"
 
@@ -204,7 +206,25 @@ class Builder:
                         seen.add(text)
                         texts.append(text)
                 out[split] += [(code, t) for t in texts]
+            if split in CHATTER:
+                rng = random.Random(f"{self.seed}:{split}:{NONE}")
+                texts = []
+                while len(texts) < CHATTER[split]:
+                    text = self._chatter(rng)
+                    if text not in seen or len(seen) > 10 ** 6:
+                        seen.add(text)
+                        texts.append(text)
+                out[split] += [(NONE, t) for t in texts]
         return out
+
+    def _chatter(self, rng: random.Random) -> str:
+        said = rng.choice(self.phrasing["chatter"])
+        text = rng.choice(self.phrasing["openers"]["train"]) + said.format(
+            place=_place(rng, "train"), phone=_phone(rng, "train"))
+        if rng.random() < 0.3:
+            text += "，" + rng.choice(self.phrasing["chatter"]).format(
+                place=_place(rng, "train"), phone=_phone(rng, "train"))
+        return self._noise(rng, _tidy(text), "train")
 
 
 def write(rows: dict[str, list[tuple[str, str]]], directory: Path = HERE) -> None:

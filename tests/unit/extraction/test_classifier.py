@@ -1,0 +1,123 @@
+"""The category model trained on the labelled corpus (fixed seed) in the test run: accuracy
+floors on the held-out split, 不确定 below the threshold, corrections taken in, the model
+file round trip, and the corpus itself (every matter code; held-out wording kept apart)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from case_core.classifier_training import read_corpus, train_model, training_items
+from case_core.domain.categories import load_category_directory
+from case_core.domain.classifier import NONE_LABEL, CategoryModel, model_text, top_k_accuracy
+from case_core.domain.extraction import UNCERTAIN_LABEL, Extractor
+from case_core.domain.extraction_data.corpus.build import Builder
+from pathlib import Path
+
+DEMO = Path(__file__).resolve().parents[3] / "case_core" / "demo_data"
+# Measured 2026-12-07 on this corpus (bench/classifier_bench.py): see bench/README.md.
+# Floors are the measurement minus a margin of about three points.
+HELD_OUT_TOP1_FLOOR = 0.77
+HELD_OUT_TOP3_FLOOR = 0.87
+CORRECTION = ("01046", "小区里那个铁疙瘩转盘又咯吱咯吱转不动了")
+
+
+@pytest.fixture(scope="module")
+def model() -> CategoryModel:
+    return train_model(training_items([CORRECTION]), validation=read_corpus("validation"))
+
+
+def test_held_out_accuracy_stays_above_its_floor(model):
+    """On the held-out split (wording training never saw) top-1 and top-3 stay above the measured floors."""
+    top1, top3 = top_k_accuracy(model, read_corpus("heldout"))
+    assert top1 >= HELD_OUT_TOP1_FLOOR and top3 >= HELD_OUT_TOP3_FLOOR, (top1, top3)
+
+
+def test_validation_split_is_nearly_all_right(model):
+    """Texts in the training wording (validation split) are ranked first ≥ 95 % of the time."""
+    top1, _ = top_k_accuracy(model, read_corpus("validation"))
+    assert top1 >= 0.95, top1
+
+
+def test_low_confidence_says_uncertain(model):
+    """Text about nothing in the directory gets 不确定 with candidates offered, not a category."""
+    directory, _ = load_category_directory(local=[DEMO / "local_categories.csv"])
+    extractor = Extractor(directory, model=model)
+    result = extractor.extract("你好我想问一下今天天气怎么样")
+    assert result.category is None and result.category_status == "uncertain"
+    assert len(result.candidates) == 3
+    assert result.to_dict()["category_label"] == UNCERTAIN_LABEL
+    sure = extractor.extract("长江路十二号门口的雨水井盖不见了")
+    assert sure.category_status == "confident" and sure.category.key == "matter:01003"
+    assert sure.category.component_name == "雨水井盖"
+
+
+def test_threshold_was_fitted_and_splits_answers(model):
+    """The threshold lies inside (0, 1) and some held-out answers fall on each side of it."""
+    assert 0 < model.threshold < 1
+    top = [model.rank(t, 1)[0][1] for _, t in read_corpus("heldout")[::7]]
+    assert any(p < model.threshold for p in top) and any(p >= model.threshold for p in top)
+
+
+def test_a_correction_is_learned(model):
+    """A stored correction (repeated in training) makes its own text come out as the agent's category."""
+    assert model.rank(CORRECTION[1], 1)[0][0] == CORRECTION[0]
+
+
+def test_codes_a_city_does_not_use_are_never_suggested(model):
+    """Without the local table, the local code 06901 (共享单车乱停放) is not offered."""
+    directory, _ = load_category_directory()
+    result = Extractor(directory, model=model).extract("共享单车乱停放把盲道都堵了")
+    assert "06901" not in [c.code for c in result.candidates]
+    assert result.candidates
+
+
+def test_model_file_round_trip(model, tmp_path):
+    """A saved model loads back with the same vocabulary and the same probabilities."""
+    path = tmp_path / "m.npz"
+    model.save(path)
+    loaded = CategoryModel.load(path)
+    text = "解放路和人民路路口的红绿灯一直黄灯闪"
+    assert loaded.labels == model.labels and loaded.threshold == model.threshold
+    assert np.allclose(loaded.probabilities(text), model.probabilities(text), atol=1e-6)
+
+
+def test_a_file_that_is_not_a_model_is_refused(tmp_path):
+    """A broken model file is a ValueError naming the file, not a crash later."""
+    bad = tmp_path / "category_model.npz"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="category_model.npz"):
+        CategoryModel.load(bad)
+
+
+def test_model_text_drops_spaces_digits_and_punctuation():
+    """Word-spaced transcripts and phone numbers read the same as plain text."""
+    assert model_text("路 灯 不 亮，电话 幺三八 零零一三 八零零一") == model_text("路灯不亮电话")
+
+
+def test_corpus_covers_every_matter_code_in_every_split():
+    """Every matter code of the national table and the demo local table has texts in train, validation and held-out."""
+    directory, _ = load_category_directory(local=[DEMO / "local_categories.csv"])
+    codes = {c.code for c in directory if c.kind == "matter"}
+    for split in ("train", "validation", "heldout"):
+        assert {c for c, _ in read_corpus(split)} - {NONE_LABEL} == codes, split
+    assert len(read_corpus("train")) >= 5000
+
+
+def test_held_out_split_is_written_apart():
+    """No held-out text occurs in training, and the held-out-only wording never appears in training texts."""
+    train = {t for _, t in read_corpus("train")} | {t for _, t in read_corpus("validation")}
+    held = read_corpus("heldout")
+    assert not train & {t for _, t in held}
+    builder = Builder()
+    for code, phrases in builder.matters.items():
+        reserved = phrases[phrases.index("||") + 1:]
+        train_texts = [t for c, t in read_corpus("train") if c == code]
+        assert not any(r in t for r in reserved for t in train_texts), code
+
+
+def test_corpus_build_is_deterministic():
+    """The builder with the default seed reproduces the stored files exactly."""
+    rows = Builder().build()
+    assert rows["heldout"] == read_corpus("heldout")
+    assert rows["train"] == read_corpus("train")
