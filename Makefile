@@ -28,7 +28,7 @@ setup: system venv web tts
 
 prepare: setup
 	$(HOTLINE) db upgrade $(CONFIG_ARG)
-	$(HOTLINE) demo seed $(CONFIG_ARG)
+	$(HOTLINE) demo seed --city $(CONFIG_ARG)
 	$(HOTLINE) prompts build $(CONFIG_ARG)
 
 run: prepare
