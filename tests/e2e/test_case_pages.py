@@ -7,6 +7,7 @@ Screenshots: test-artifacts/screenshots/pages-*.png.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import re
 import subprocess
 from urllib.parse import parse_qs, urlparse
@@ -76,7 +77,9 @@ def _seed_transcribed_call(server, tmp_path) -> int:
         finally:
             await repo.close()
 
-    return asyncio.run(seed())
+    # Playwright's sync API runs an event loop in this thread: seed from another one.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, seed()).result()
 
 
 def test_case_page_transcript_follows_the_player_and_photos_upload_from_the_file_chooser(hotline, browser, tmp_path):
