@@ -42,7 +42,7 @@ async def _case_for(request: web.Request, case_id_text: str) -> CaseView | web.R
     try:
         case = await request.app[CTX].service.get_case(int(case_id_text))
     except (NotFound, ValueError):
-        return json_error(404, "not_found", "no such case")
+        return json_error(404, "not_found", "案卷不存在")
     if not may_see(request[USER], case):
         return _forbidden()
     return case
@@ -78,7 +78,7 @@ async def _read_upload(request: web.Request, max_bytes: int) -> tuple[bytes | No
 async def upload(request: web.Request) -> web.Response:
     service = _service(request)
     if service is None:
-        return json_error(503, "unavailable", "photo storage is not configured in this process")
+        return json_error(503, "unavailable", "本进程未配置照片存储")
     case = await _case_for(request, request.match_info["case_id"])
     if isinstance(case, web.Response):
         return case
@@ -115,7 +115,7 @@ async def case_photos(request: web.Request) -> web.Response:
 async def _image(request: web.Request, thumb: bool) -> web.StreamResponse:
     user = await current_user(request)
     if user is None:
-        return json_error(401, "unauthorized", "log in or send a bearer token")
+        return json_error(401, "unauthorized", "请先登录，或提供 Bearer 令牌")
     request[USER] = user
     service = _service(request)
     try:
@@ -123,7 +123,7 @@ async def _image(request: web.Request, thumb: bool) -> web.StreamResponse:
     except ValueError:
         photo = None
     if photo is None:
-        return json_error(404, "not_found", "no such photo")
+        return json_error(404, "not_found", "照片不存在")
     case = await _case_for(request, str(photo.case_id))
     if isinstance(case, web.Response):
         return case
