@@ -312,7 +312,7 @@ async def evaluation(request: web.Request) -> web.Response:
                                                          weights=_weights(request.query.get("weights")))
     except ValueError as exc:
         raise _bad(_evaluation_problem_zh(exc)) from None
-    return _json(evaluation_json(groups, start, end, group_by))
+    return _json(timefmt.with_offsets(evaluation_json(groups, start, end, group_by), ("start", "end")))
 
 
 @_api_auth

@@ -73,6 +73,8 @@ async def test_json_apis_and_csv_carry_the_offset_and_pages_show_minutes(aiohttp
         "/api/cases": await (await client.get("/api/cases", headers=auth)).json(),
         "/api/cases/{id}": await (await client.get(f"/api/cases/{case['id']}", headers=auth)).json(),
         "/api/sms/messages": await (await client.get("/api/sms/messages", headers=auth)).json(),
+        "/api/evaluation": await (await client.get("/api/evaluation?start=2026-11-01&end=2026-11-24",
+                                                   headers=auth)).json(),
     }
     seen = []
     for url, doc in documents.items():
@@ -82,6 +84,7 @@ async def test_json_apis_and_csv_carry_the_offset_and_pages_show_minutes(aiohttp
     assert {".created_at", ".updated_at"} <= {w[w.index("."):] for w in seen if w.startswith("[0]")}
     assert any("history" in w for w in seen) and any("created_at" in w for w in seen)
     assert documents["/api/cases/{id}"]["created_at"] == "2026-11-23T10:00:00+08:00"
+    assert documents["/api/evaluation"]["start"] == "2026-11-01T00:00:00+08:00"
 
     cdr = await client.get("/api/cdr.csv?from=2026-11-23", headers=auth)
     assert cdr.status == 200
