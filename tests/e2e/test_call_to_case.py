@@ -9,6 +9,7 @@ import urllib.request
 import pytest
 
 from tests.e2e.audio import best_correlation, decode_ulaw, report_pcap, wav_pcm
+from tests.e2e.conftest import BOTH_DATABASES, query
 from tests.e2e.peers.pcap import encode_g711, speech_pcm
 from tests.e2e.peers.runner import run_sipp
 
@@ -18,6 +19,7 @@ SPEECH = "aishell1_BAC009S0002W0122.wav"
 CALLER = "13812345678"
 
 
+@BOTH_DATABASES
 def test_sipp_report_becomes_a_case_with_the_callers_audio(hotline, prompts_dir, tmp_path):
     """sipp presses 1, speaks, presses #: an accepted 12319 case with a recording of that speech appears."""
     speech = speech_pcm(SPEECH)
@@ -31,6 +33,8 @@ def test_sipp_report_becomes_a_case_with_the_callers_audio(hotline, prompts_dir,
     assert re.fullmatch(r"\d{8}-\d{4,}", case["number"])
     kinds = {r["kind"]: r for r in case["recordings"]}
     assert set(kinds) == {"call", "message"}
+    # Stored in the configured database (SQLite or PostgreSQL), once.
+    assert query(hotline.db_url, "select number from cases where reporter_phone = :p", p=CALLER) == [(case["number"],)]
 
     status, wav = hotline.api(kinds["message"]["url"])
     assert status == 200

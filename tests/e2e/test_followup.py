@@ -15,14 +15,14 @@ pytestmark = pytest.mark.e2e
 REPORTER = "13900001111"
 
 
-def test_reporter_answers_the_follow_up_call_and_presses_2(tmp_path, prompts_dir):
+def test_reporter_answers_the_follow_up_call_and_presses_2(db_url, tmp_path, prompts_dir):
     """A consultation answered directly triggers a survey call through the trunk; '2' is stored as 基本满意."""
     with Baresip(user=REPORTER, answer_auto=True) as citizen:
         extra = (
             f'[[trunks]]\nname = "carrier"\nhost = "127.0.0.1"\nport = {citizen.sip_port}\nallow = ["127.0.0.1"]\n'
             '[followup]\ndelay_s = 0.5\ncalling_hours = "00:00-23:59"\nworkdays_only = false\nring_timeout_s = 15.0\n'
         )
-        server = start_server(tmp_path, prompts_dir, extra=extra)
+        server = start_server(tmp_path, prompts_dir, db_url=db_url, extra=extra)
         try:
             agent = server.token_for("agent1")
             status, created = server.post(

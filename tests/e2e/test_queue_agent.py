@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from tests.e2e.audio import best_correlation, heard_correlation, report_pcap, wav_pcm
-from tests.e2e.conftest import start_server, stop_server
+from tests.e2e.conftest import DATABASES, query, server_db_url, start_server, stop_server
 from tests.e2e.peers.pcap import speech_pcm
 from tests.e2e.peers.runner import Baresip, run_sipp
 
@@ -22,9 +22,10 @@ ALWAYS_OPEN = '[ivr]\nopen = "00:00"\nclose = "24:00"\nopen_days = "everyday"\n'
 
 
 @pytest.fixture
-def open_hotline(tmp_path, prompts_dir):
-    """A hotline that is always within business hours (so option 1 goes to the queue)."""
-    server = start_server(tmp_path, prompts_dir, extra=ALWAYS_OPEN)
+def open_hotline(request, tmp_path, prompts_dir):
+    """A hotline that is always within business hours (so option 1 goes to the queue); SQLite unless
+    parametrized indirectly with the database."""
+    server = start_server(tmp_path, prompts_dir, db_url=server_db_url(request, tmp_path), extra=ALWAYS_OPEN)
     try:
         yield server
     finally:
@@ -68,6 +69,7 @@ class EventListener:
         return [e for _, e in self.events if e.get("type") == kind]
 
 
+@pytest.mark.parametrize("open_hotline", DATABASES, indirect=True)
 def test_queue_call_rings_the_ready_agent_pops_the_form_and_bridges_audio(open_hotline, prompts_dir, tmp_path):
     """Caller presses 1 → agent1's baresip rings and answers → screen pop to agent1 only → audio bridged → case saved."""
     server = open_hotline
@@ -106,6 +108,7 @@ def test_queue_call_rings_the_ready_agent_pops_the_form_and_bridges_audio(open_h
     [case] = server.wait_for_cases(reporter_phone=caller)
     assert case["number"] == saved["number"] and case["description"] == "幸福路井盖缺失"
     assert any(r["kind"] == "call" and r["channels"] == 2 for r in case["recordings"])
+    assert query(server.db_url, "select number from cases where reporter_phone = :p", p=caller) == [(saved["number"],)]
     assert server.api("/api/desk/status", token=agent_token)[1]["status"] == "ready"
     board = server.api("/api/wallboard")[1]
     report = next(q for q in board["queues"] if q["queue"] == "report")
