@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 HERE = Path(__file__).resolve().parent
-SPLITS = {"train": 26, "validation": 6, "heldout": 8}
+SPLITS = {"train": 36, "validation": 6, "heldout": 8}
 NONE = "none"  # the label of talk that names no problem (training and validation only)
 CHATTER = {"train": 120, "validation": 30}
 DEFAULT_SEED = 12319
@@ -131,6 +131,9 @@ class Builder:
         self.components = _load("components.yaml")
         self.matters = _load("matters.yaml")
         self.phrasing = _load("phrasing.yaml")
+        for code, extra in _load("matters_extra.yaml").items():
+            i = self.matters[code].index(HELDOUT_MARK)
+            self.matters[code] = self.matters[code][:i] + extra + self.matters[code][i:]
         self.keywords = {code: self._clean_keywords(code, words)
                          for code, words in _load("keywords.yaml").items()}
 
@@ -171,7 +174,10 @@ class Builder:
             kind, *objects = self.components[code]
             train_objs, held_objs = _split_list(objects)
             obj = rng.choice(held_objs if held else train_objs)
-            problem = rng.choice(self.phrasing["problems"][kind]["heldout" if held else "train"])
+            if not held and rng.random() < 0.3:
+                problem = rng.choice(self.phrasing["problems"]["generic"]["train"])
+            else:
+                problem = rng.choice(self.phrasing["problems"][kind]["heldout" if held else "train"])
             frame = rng.choice(frames["component"])
             fields = {"o": obj, "p": problem, "s": ""}
         else:
