@@ -7,7 +7,8 @@
    "thresholds": {"waiting_amber", "waiting_red", "longest_wait_amber_s", ...},  # [wallboard]
    "names": {"agent1": "张三", ...}}                # display names of the staff
 
-The charts start at 08:00, or earlier when the day's first call came earlier.
+The charts start at 08:00, or earlier when the day's first call came earlier (and cover
+at least the last two hours).
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ async def today(request: web.Request) -> web.Response:
         return midnight + dt.timedelta(seconds=((t - midnight).total_seconds() // INTERVAL_S) * INTERVAL_S)
 
     first = min((r["at"] for r in records), default=now)
-    start = floor(min(midnight.replace(hour=DAY_VIEW_START.hour, minute=DAY_VIEW_START.minute), now, first))
+    # At least the last two hours, so that a few intervals give the day its shape.
+    start = floor(max(midnight, min(midnight.replace(hour=DAY_VIEW_START.hour, minute=DAY_VIEW_START.minute),
+                                    now - dt.timedelta(hours=2), first)))
     series = day_series(records, start, now, INTERVAL_S)
     settings = request.app.get(WALLBOARD_SETTINGS) or WallboardSettings()
     names = {u.username: u.display_name or u.username for u in await ctx.repo.list_users()}

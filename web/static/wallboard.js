@@ -121,12 +121,12 @@
       scales: {x: {grid: grid, ticks: Object.assign({maxRotation: 0, autoSkipPadding: 12}, ticks)}}};
     if (!charts.calls) {
       charts.calls = new Chart(document.getElementById("chart-calls"), {type: "bar", data: {labels: labels, datasets: [
-        {label: "来电", data: offered, backgroundColor: "#4a90d9"},
-        {label: "接通", data: answered, backgroundColor: "#2fb36b"},
-        {label: "放弃", data: abandoned, backgroundColor: "#e0533d"}]},
+        {label: "来电", data: offered, backgroundColor: "#4a90d9", maxBarThickness: 22},
+        {label: "接通", data: answered, backgroundColor: "#2fb36b", maxBarThickness: 22},
+        {label: "放弃", data: abandoned, backgroundColor: "#e0533d", maxBarThickness: 22}]},
         options: Object.assign({}, common, {scales: Object.assign({}, common.scales, {y: {beginAtZero: true, grid: grid, ticks: Object.assign({precision: 0}, ticks)}})})});
       charts.sl = new Chart(document.getElementById("chart-sl"), {type: "line", data: {labels: labels, datasets: [
-        {label: "全天累计 %", data: slCum, borderColor: "#f5c542", backgroundColor: "#f5c542", spanGaps: true, tension: .2, pointRadius: 2},
+        {label: "全天累计 %", data: slCum, borderColor: "#f5c542", backgroundColor: "#f5c542", spanGaps: true, tension: .2, pointRadius: 3},
         {label: "本时段 %", data: sl, borderColor: "#7fb2e5", backgroundColor: "#7fb2e5", borderDash: [4, 4], spanGaps: false, pointRadius: 2, borderWidth: 1.5},
         {label: "目标 " + target + "%", data: labels.map(function () { return target; }), borderColor: "rgba(47,179,107,.8)", pointRadius: 0, borderWidth: 1}]},
         options: Object.assign({}, common, {scales: Object.assign({}, common.scales, {y: {min: 0, max: 100, grid: grid, ticks: Object.assign({callback: function (v) { return v + "%"; }}, ticks)}})})});
