@@ -19,7 +19,6 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("ref_grid_cells", schema=None) as batch_op:
         batch_op.add_column(sa.Column("geometry_json", sa.Text(), nullable=True))
-        batch_op.add_column(sa.Column("area", sa.String(12), nullable=True))
     with op.batch_alter_table("cases", schema=None) as batch_op:
         batch_op.add_column(sa.Column("lat", sa.Float(), nullable=True))
         batch_op.add_column(sa.Column("lon", sa.Float(), nullable=True))
@@ -30,5 +29,4 @@ def downgrade() -> None:
         batch_op.drop_column("lon")
         batch_op.drop_column("lat")
     with op.batch_alter_table("ref_grid_cells", schema=None) as batch_op:
-        batch_op.drop_column("area")
         batch_op.drop_column("geometry_json")
