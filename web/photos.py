@@ -20,6 +20,7 @@ from aiohttp import web
 
 from case_core.adapters.sqlalchemy_repo import CaseView, NotFound, UserView
 from case_core.photos import STAGES, PhotoError, PhotoService
+from web import timefmt
 from web.app import CTX, USER, api_auth, current_user, json_error
 
 __all__ = ["PHOTOS", "setup", "may_see", "detail_extras"]
@@ -99,7 +100,7 @@ async def upload(request: web.Request) -> web.Response:
                                   now=local_now(request))
     except PhotoError as exc:
         return json_error(exc.status, exc.code, exc.message_zh)
-    return web.json_response(photo.to_dict(), status=201)
+    return web.json_response(timefmt.with_offsets(photo.to_dict()), status=201, dumps=timefmt.dumps)
 
 
 @api_auth
@@ -109,7 +110,7 @@ async def case_photos(request: web.Request) -> web.Response:
     if isinstance(case, web.Response):
         return case
     photos = await service.for_case(case.id) if service is not None else []
-    return web.json_response([p.to_dict() for p in photos])
+    return web.json_response(timefmt.with_offsets([p.to_dict() for p in photos]), dumps=timefmt.dumps)
 
 
 async def _image(request: web.Request, thumb: bool) -> web.StreamResponse:

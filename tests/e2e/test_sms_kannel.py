@@ -22,7 +22,7 @@ from callcenter.notify.settings import NotifySettings
 from case_core.adapters import migrate
 from case_core.adapters.sqlalchemy_repo import SqlRepository, make_engine, sync_url
 from case_core.service import CaseService
-from tests.e2e.conftest import restart_server, start_server, stop_server
+from tests.e2e.conftest import query, restart_server, start_server, stop_server
 from tests.e2e.kannel import PASSWORD, USERNAME, kannel_available, start_kannel
 from tests.e2e.peers.ports import free_tcp_port
 from web.app import WebContext, create_app
@@ -120,7 +120,7 @@ async def test_case_sms_reaches_the_phone_once_and_its_dlr_marks_it_delivered(sq
         await repo.close()
 
 
-def test_real_server_texts_the_reporter_once_through_kannel_and_the_dlr_marks_it_delivered(tmp_path, prompts_dir):
+def test_real_server_texts_the_reporter_once_through_kannel_and_the_dlr_marks_it_delivered(db_url, tmp_path, prompts_dir):
     """A case created through the running `hotline serve` API sends exactly one SMS with its number to
     fakesmsc via Kannel, and Kannel's delivery report to the server marks it delivered."""
     reporter = "13922224444"
@@ -133,7 +133,7 @@ def test_real_server_texts_the_reporter_once_through_kannel_and_the_dlr_marks_it
             f'kannel_username = "{USERNAME}"\nkannel_password = "{PASSWORD}"\n'
             'dlr_base_url = "http://127.0.0.1:9"\nquiet_start = "00:00"\nquiet_end = "00:00"\npoll_s = 0.5\n'
         )
-        server = start_server(tmp_path, prompts_dir, extra=extra)
+        server = start_server(tmp_path, prompts_dir, db_url=db_url, extra=extra)
         # Delivery reports go to the server's own web port, known only now: point there and restart.
         web_base = server.web_url.rstrip("/")
         config = server.config.read_text(encoding="utf-8")
@@ -166,6 +166,7 @@ def test_real_server_texts_the_reporter_once_through_kannel_and_the_dlr_marks_it
         assert msg["status"] == "delivered" and msg["dlr_status"] in (1, 8) and msg["delivered_at"]
         received = kannel.received()
         assert len(received) == 1, received
+        assert query(db_url, "select status from sms_outbox where to_number = :n", n=reporter) == [("delivered",)]
         sender, receiver, text = received[0]
         assert (sender, receiver) == ("12319", reporter)
         assert text == msg["text"] and number in text
