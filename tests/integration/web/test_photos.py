@@ -96,6 +96,7 @@ async def test_a_jpeg_is_stored_by_hash_with_a_thumbnail_and_served(env):
     assert status == 201, body
     assert body["url"] == f"/api/photos/{body['id']}" and body["thumb_url"] == f"/api/photos/{body['id']}/thumb"
     assert body["stage"] == "before" and (body["width"], body["height"]) == (800, 600)
+    assert body["uploaded_at"] == "2026-11-23T10:00:00+08:00" and body["uploaded_by"] == "agent1"
     sha = hashlib.sha256(data).hexdigest()
     assert (env.dir / sha[:2] / f"{sha}.jpg").read_bytes() == data
     resp, image = await env.call("GET", body["url"])
