@@ -290,6 +290,7 @@ class Hotline:
         self._start_media_yield()
         desk = await self._start_acd(hub_holder)
         await self._start_followups(service)
+        self._preload_suggestions()
         self._start_metrics()
         if s.storage.retention_days > 0:
             self._retention = asyncio.ensure_future(self._purge_daily())
@@ -318,6 +319,7 @@ class Hotline:
         ctx.followups = self.followups
         ctx.trunks = self.trunk_registrations
         ctx.center_name = s.center.name
+        ctx.map_settings = s.map
         app = create_app(ctx)
         from web.notify_api import NOTIFY
         from web.transcripts import STT_STATUS, TRANSCRIPTION
@@ -462,6 +464,19 @@ class Hotline:
             spawn=self._spawn,
         )
         await self.followups.start()
+
+    def _preload_suggestions(self) -> None:
+        """Reference data and the category model loaded (trained once per machine if
+        missing) in a thread, so the first 识别 on the desk does not wait for them."""
+        from callcenter import suggest
+
+        async def load() -> None:
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, suggest.load_extractor, self.settings)
+            except Exception:
+                log.exception("suggestions: could not load the reference data or category model")
+
+        self._spawn(load())
 
     async def _run_change_hooks(self, conn, state, events) -> None:
         for hook in self._change_hooks:

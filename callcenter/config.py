@@ -195,6 +195,20 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class MapSettings:
+    # Base map of /map and the inspectors' app: an XYZ or WMTS (KVP) tile URL template with
+    # {z} {x} {y} (and {key}), e.g. 天地图 "http://t0.tianditu.gov.cn/vec_w/wmts?SERVICE=WMTS&
+    # REQUEST=GetTile&VERSION=1.0.0&LAYER=vec&STYLE=default&TILEMATRIXSET=w&FORMAT=tiles&
+    # TILEMATRIX={z}&TILEROW={y}&TILECOL={x}&tk={key}". "" = no tile server: the map is drawn
+    # from the imported vector data alone (grid cells, areas, roads).
+    tile_url: str = ""
+    # Credit line shown on the map for the tiles (e.g. "天地图 GS(2024)0568号").
+    attribution: str = ""
+    # The tile service's key, put where the URL says {key} (天地图's tk).
+    key: str = ""
+
+
+@dataclass(frozen=True)
 class CenterSettings:
     # The service's name as citizens know it: page titles and header, the SMS signature
     # (【name】 unless [sms] signature is set) and the IVR welcome (hotline prompts build).
@@ -216,6 +230,7 @@ class Settings:
     followup: FollowUpSettings = field(default_factory=FollowUpSettings)
     wallboard: WallboardSettings = field(default_factory=WallboardSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    map: MapSettings = field(default_factory=MapSettings)
     trunks: tuple[TrunkSettings, ...] = ()
     # [sms]: callcenter.notify.settings.NotifySettings (its schema lives with the SMS code).
     sms: Any = None
@@ -248,6 +263,7 @@ _SECTIONS = {
     "followup": FollowUpSettings,
     "wallboard": WallboardSettings,
     "metrics": MetricsSettings,
+    "map": MapSettings,
 }
 
 
@@ -313,6 +329,17 @@ def _check_wallboard(w: WallboardSettings) -> None:
             raise ConfigError(f"wallboard.{name}_red: must be {word} {name}_amber ({amber}), got {red}")
 
 
+def _check_map(m: MapSettings) -> None:
+    url = m.tile_url.strip()
+    if url and not (url.startswith(("http://", "https://", "/")) and all(p in url for p in ("{z}", "{x}", "{y}"))):
+        raise ConfigError(f"map.tile_url: expected \"\" (no tile server) or an http(s) URL template with "
+                          f"{{z}}, {{x}} and {{y}}, got {m.tile_url!r}")
+    if "{key}" in url and not m.key:
+        raise ConfigError("map.key: map.tile_url has {key} but no key is set")
+    if any(c in m.key for c in "\"'<> &?#"):
+        raise ConfigError("map.key: must not contain spaces, quotes, <, >, &, ? or #")
+
+
 def _check_metrics(m: MetricsSettings) -> None:
     if m.token and (len(m.token) < 16 or any(c.isspace() or not c.isprintable() for c in m.token)):
         raise ConfigError("metrics.token: use at least 16 printable characters without spaces (or \"\" for none)")
@@ -360,6 +387,7 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError(f"storage.photo_max_mb: must be between 1 and 200, got {settings.storage.photo_max_mb}")
     _check_wallboard(settings.wallboard)
     _check_metrics(settings.metrics)
+    _check_map(settings.map)
     if not 1 <= settings.stt.workers <= 16:
         raise ConfigError(f"stt.workers: must be between 1 and 16, got {settings.stt.workers}")
     if settings.stt.cpus.strip().lower() not in ("auto", "off"):

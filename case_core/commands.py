@@ -36,7 +36,8 @@ def _repo(settings):
     return SqlRepository(make_engine(settings.database_url()))
 
 
-async def _validate(repo, kind: str, path: Path, local: bool) -> tuple[list[dict[str, Any]], list]:
+async def _validate(repo, kind: str, path: Path, local: bool, crs: str = "wgs84"
+                    ) -> tuple[list[dict[str, Any]], list]:
     """Rows for the ref table and the RowErrors, checked against what is already imported."""
     if kind == "categories":
         existing = CategoryDirectory(await category_list(repo, local=False)) if local else None
@@ -48,9 +49,15 @@ async def _validate(repo, kind: str, path: Path, local: bool) -> tuple[list[dict
         return [{"code": a.code, "level": a.level, "name": a.name, "parent_code": a.parent_code} for a in areas], errors
     if kind == "grid_cells":
         communities = [r["code"] for r in await repo.reference_rows("areas") if r["level"] == "community"]
+        if path.suffix.lower() in (".geojson", ".json"):
+            from case_core.domain import geo
+
+            shapes, errors = geo.load_grid_geojson(path, communities or None, crs=crs)
+            return [{"grid_id": s.cell.grid_id, "name": s.cell.name, "inspector": s.cell.inspector,
+                     "x": s.cell.x, "y": s.cell.y, "geometry_json": s.geometry_json} for s in shapes], errors
         cells, errors = reference.load_grid_cells(path, communities or None)
-        return [{"grid_id": c.grid_id, "name": c.name, "inspector": c.inspector, "x": c.x, "y": c.y}
-                for c in cells], errors
+        return [{"grid_id": c.grid_id, "name": c.name, "inspector": c.inspector, "x": c.x, "y": c.y,
+                 "geometry_json": None} for c in cells], errors
     if kind == "gazetteer":
         grids = [r["grid_id"] for r in await repo.reference_rows("grid_cells")]
         places, errors = reference.load_gazetteer(path, grids or None)
@@ -77,11 +84,14 @@ def cmd_import(settings, args) -> int:
         raise UserError(f"{path}: no such file")
     if args.local and args.kind != "categories":
         raise UserError("--local applies to categories only")
+    crs = getattr(args, "crs", "wgs84")
+    if crs != "wgs84" and (args.kind != "grid_cells" or path.suffix.lower() not in (".geojson", ".json")):
+        raise UserError("--crs applies to grid_cells from a .geojson file only")
 
     async def run() -> tuple[int, list, bool]:
         repo = _repo(settings)
         try:
-            rows, errors = await _validate(repo, args.kind, path, args.local)
+            rows, errors = await _validate(repo, args.kind, path, args.local, crs)
             fatal = not rows and any(e.line <= 1 for e in errors)
             # A table half-replaced by a file with mistakes would silently lose rules.
             if fatal or args.check or (errors and not args.skip_bad):
@@ -234,10 +244,13 @@ def cmd_user_list(settings, args) -> int:
 def register(sub, common) -> None:
     p = sub.add_parser("import", parents=[common], help="import reference data (categories, areas, routing…) from CSV")
     p.add_argument("kind", choices=KINDS, help="which table the CSV holds")
-    p.add_argument("file", help="CSV file (UTF-8, header row)")
+    p.add_argument("file", help="CSV file (UTF-8, header row); grid_cells also take a .geojson of polygons")
     p.add_argument("--local", action="store_true", help="categories: the city's local subclasses, on top of the national table")
     p.add_argument("--check", action="store_true", help="validate and report only; write nothing")
     p.add_argument("--skip-bad", action="store_true", help="import the valid rows even if some rows are bad")
+    p.add_argument("--crs", choices=("wgs84", "cgcs2000", "gcj02"), default="wgs84",
+                   help="grid_cells .geojson: the file's coordinates (gcj02 is converted to WGS-84; "
+                        "cgcs2000 is taken as WGS-84)")
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("evaluate", parents=[common], help="evaluation indicators (综合评价) for a period, as JSON")

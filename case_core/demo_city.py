@@ -34,7 +34,7 @@ DAYS = 90
 REFERENCE_FILES = (
     ("departments", "city_departments.csv"),
     ("areas", "city_areas.csv"),
-    ("grid_cells", "city_grid_cells.csv"),
+    ("grid_cells", "grid_cells.geojson"),    # polygons (地理编码); same cells as city_grid_cells.csv
     ("gazetteer", "city_gazetteer.csv"),
     ("categories", "local_categories.csv"),
     ("routing", "city_routing_rules.csv"),

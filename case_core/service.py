@@ -16,6 +16,7 @@ from case_core.adapters.sqlalchemy_repo import CaseView, SqlRepository
 from case_core.domain import workflow
 from case_core.domain.calendar import HolidayEntry, WorkCalendar
 from case_core.domain.categories import DEFAULT_CATEGORIES_PATH, Category, CategoryDirectory, load_categories
+from case_core.domain.geo import GridIndex
 from case_core.domain.duplicates import DuplicateSuggestion, nearby_by_distance, suggest_duplicates
 from case_core.domain.evaluation import (
     DEFAULT_WEIGHTS,
@@ -77,6 +78,8 @@ class ReferenceData:
     gazetteer: Gazetteer = field(default_factory=lambda: Gazetteer(()))
     grid_cells: Mapping[str, GridCell] = field(default_factory=dict)
     departments: Mapping[str, Department] = field(default_factory=dict)
+    # 地理编码: the imported grid-cell polygons in a spatial index (None: no polygons imported).
+    geo: GridIndex | None = None
 
 
 async def category_list(repo: SqlRepository, *, local: bool = True) -> list[Category]:
@@ -101,14 +104,16 @@ async def load_reference(repo: SqlRepository) -> ReferenceData:
         date.fromisoformat(r["day"]): HolidayEntry(date.fromisoformat(r["day"]), bool(r["workday"]), r["name"])
         for r in await repo.reference_rows("holidays")
     }
-    cells = {r["grid_id"]: GridCell(r["grid_id"], r["name"], r["inspector"], r["x"], r["y"])
-             for r in await repo.reference_rows("grid_cells")}
+    cell_rows = await repo.reference_rows("grid_cells")
+    cells = {r["grid_id"]: GridCell(r["grid_id"], r["name"], r["inspector"], r["x"], r["y"]) for r in cell_rows}
     places = [Place(r["name"], r["kind"], r["grid_id"], tuple(a for a in r["aliases"].split("|") if a))
               for r in await repo.reference_rows("gazetteer")]
     depts = {r["code"]: Department(r["code"], r["name"], r["parent_code"], r["phone"])
              for r in await repo.reference_rows("departments")}
+    shapes = [(r["grid_id"], json.loads(r["geometry_json"])) for r in cell_rows if r.get("geometry_json")]
+    geo = GridIndex(shapes, [(p.name, p.grid_id) for p in places if p.kind == "road"]) if shapes else None
     return ReferenceData(RoutingTable(rules), WorkCalendar(holiday_file=holidays), CategoryDirectory(cats),
-                         Gazetteer(places), cells, depts)
+                         Gazetteer(places), cells, depts, geo)
 
 
 @dataclass(frozen=True)
@@ -255,15 +260,24 @@ class CaseService:
         category: str | None = None,
         grid_cell: str | None = None,
         extra: dict[str, Any] | None = None,
+        lat: float | None = None,
+        lon: float | None = None,
     ) -> CaseView:
         """Accept a report or consultation from the web, the API or Open311 (受理).
 
-        The grid cell is looked up in the gazetteer from the address when not given;
+        The grid cell comes from the position (WGS-84 ``lat``/``lon``, or ``extra``'s Open311
+        ``location``) when grid polygons are imported, else from the address in the gazetteer;
         reports that skip verification start their 立案 clock at once.
         """
         ref = await self.reference()
         if category:
             _check_category(ref, category)
+        extra = dict(extra or {})
+        if lat is not None and lon is not None:
+            extra["location"] = {"lat": lat, "long": lon}
+        loc = extra.get("location") or {}
+        if not grid_cell and ref.geo is not None and loc.get("lat") is not None and loc.get("long") is not None:
+            grid_cell = ref.geo.cell_at(float(loc["long"]), float(loc["lat"]))
         if not grid_cell and address:
             grid_cell = ref.gazetteer.grid_cell_for(address)
         deadlines = {}

@@ -76,6 +76,7 @@ class WebContext:
     followups: Any = None  # callcenter.followup.FollowUpDialer: callbacks and follow-up calls
     trunks: dict = field(default_factory=dict)  # trunk name → TrunkRegistration (register = true)
     center_name: str = "12319城建服务热线"  # [center] name: page titles and header
+    map_settings: Any = None  # callcenter.config.MapSettings ([map]): base map tiles; None = none
 
 
 CTX = web.AppKey("ctx", WebContext)
@@ -93,6 +94,7 @@ ROUTE_MODULES = (
     "web.pickers",  # what the pickers offer: categories, departments, places, grid cells, transfer targets
     "web.photos",  # case photos: upload, images, thumbnails
     "web.wallboard",  # the wall display's charts of the day and colour thresholds
+    "web.geo",  # 地理编码 and the map: locate, grid and cases as GeoJSON, /map
 )
 JINJA = web.AppKey("jinja", jinja2.Environment)
 

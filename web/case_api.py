@@ -103,6 +103,8 @@ def _summary_json(case: CaseView) -> dict[str, Any]:
         "urgent": case.case_type == "urgent",
         "department": case.department,
         "grid_cell": case.grid_cell,
+        "lat": case.lat,
+        "lon": case.lon,
         "inspector": case.inspector,
         "due_at": case.due_at,
     })
@@ -166,14 +168,20 @@ def _flag(request: web.Request, name: str) -> bool | None:
 
 @_api_auth
 async def case_search(request: web.Request) -> web.Response:
+    cases = await request.app[CTX].service.search(**search_filters(request))
+    return _json([_summary_json(c) for c in cases])
+
+
+def search_filters(request: web.Request, *, default_limit: int = 50, max_limit: int = 500) -> dict[str, Any]:
+    """The query parameters of `GET /api/cases` (also `GET /api/geo/cases`) as search arguments."""
     q = request.query
     statuses = tuple(s for s in q.get("status", "").split(",") if s)
     for s in statuses:
         if s not in workflow.STATUS_LABELS:
             raise _bad(f"未知的状态 {s!r}")
     now = local_now(request)
-    cases = await request.app[CTX].service.search(
-        limit=_int_param(request, "limit", 50, 1, 500),
+    return dict(
+        limit=_int_param(request, "limit", default_limit, 1, max_limit),
         offset=_int_param(request, "offset", 0, 0, 10_000_000),
         status=statuses or None,
         category=q.get("category") or None,
@@ -186,7 +194,6 @@ async def case_search(request: web.Request) -> web.Response:
         channel=q.get("channel") or None,
         oldest_first=q.get("order") == "oldest",
     )
-    return _json([_summary_json(c) for c in cases])
 
 
 @_api_auth
@@ -198,9 +205,17 @@ async def create_case(request: web.Request) -> web.Response:
                  "grid_cell"):
         if name in body and body[name] is not None and not isinstance(body[name], str):
             raise _bad(f"参数 {name} 必须是文本")
+    lat, lon = body.get("lat"), body.get("lon")
+    if (lat is None) != (lon is None):
+        raise _bad("lat 和 lon 须同时提供")
+    if lat is not None:
+        if isinstance(lat, bool) or isinstance(lon, bool) or not isinstance(lat, (int, float)) \
+                or not isinstance(lon, (int, float)) or not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            raise _bad("lat/lon 必须是 WGS-84 经纬度数值（纬度 -90…90，经度 -180…180）")
     service = request.app[CTX].service
     try:
         view = await service.create_case(
+            lat=lat, lon=lon,
             channel=text("channel") or "12319", description=text("description") or "", actor=user.username,
             role=user.role, now=local_now(request), kind=text("kind") or "report",
             case_type=text("case_type") or "normal", reporter_phone=text("reporter_phone") or "",

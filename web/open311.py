@@ -146,9 +146,11 @@ async def _request_json(request: web.Request, case: CaseView) -> dict[str, Any]:
         "address": case.address or None,
         "address_id": None,
         "zipcode": None,
-        "lat": location.get("lat"),
-        "long": location.get("long"),
+        "lat": location.get("lat", case.lat),
+        "long": location.get("long", case.lon),
         "media_url": case.state.get("media_url"),
+        # Extension: the grid cell (单元网格) the position or address was located in.
+        "grid_cell": case.grid_cell,
     }
 
 

@@ -66,6 +66,9 @@ Index("ix_cases_reporter_phone", cases.c.reporter_phone)
 # Added in 0002 (workflow): who holds the case and when its earliest open step is due.
 cases.append_column(Column("inspector", String(64)))
 cases.append_column(Column("due_at", DateTime(timezone=False)))
+# Added in 0014: where the case was found (WGS-84), when known.
+cases.append_column(Column("lat", Float))
+cases.append_column(Column("lon", Float))
 # Worklists: "dispatched, department X, newest first" and "checking, inspector Y".
 Index("ix_cases_status_department_created", cases.c.status, cases.c.department, cases.c.created_at)
 Index("ix_cases_department_created", cases.c.department, cases.c.created_at)
@@ -187,6 +190,8 @@ ref_grid_cells = Table(
     Column("x", Float),
     Column("y", Float),
 )
+# Added in 0014 (地理编码): the cell's polygon as a GeoJSON geometry, WGS-84 lon/lat.
+ref_grid_cells.append_column(Column("geometry_json", Text))
 
 ref_places = Table(
     "ref_places",

@@ -110,6 +110,8 @@ class CaseView:
     grid_cell: str | None = None
     inspector: str | None = None
     due_at: datetime | None = None
+    lat: float | None = None
+    lon: float | None = None
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,8 @@ def _case_view(row, recordings=(), history=()) -> CaseView:
         grid_cell=m["grid_cell"],
         inspector=m.get("inspector"),
         due_at=m.get("due_at"),
+        lat=m.get("lat"),
+        lon=m.get("lon"),
     )
 
 
@@ -1320,10 +1324,17 @@ def _case_columns(state: CaseState, extra: dict[str, Any]) -> dict[str, Any]:
         "department": state.department,
         "inspector": state.inspector,
         "due_at": min(open_dues) if open_dues else None,
+        # The position lives in state_json's "location" (Open311 lat/long); the columns copy it.
+        "lat": _coord((extra.get("location") or {}).get("lat")),
+        "lon": _coord((extra.get("location") or {}).get("long")),
         "updated_at": updated_at,
         "version": state.version,
         "state_json": json.dumps({**extra, **workflow_state}, ensure_ascii=False),
     }
+
+
+def _coord(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def _history_row(case_id: int, seq: int, h: HistoryEntry) -> dict[str, Any]:

@@ -1,0 +1,152 @@
+"""地理编码 and the map's JSON on SQLite and PostgreSQL: the demo city's polygons imported from
+GeoJSON, /api/geo/locate (inside, border, outside), /api/geo/grid, /api/geo/cases with filters,
+cases located from their position (case API and Open311), and who may open /map."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from case_core.adapters import migrate
+from case_core.adapters.sqlalchemy_repo import SqlRepository, make_engine, sync_url
+from case_core.commands import _validate
+from case_core.service import CaseService
+from web.app import CTX, WebContext, create_app  # noqa: F401
+
+DEMO = Path(__file__).resolve().parents[3] / "case_core" / "demo_data"
+NOW = datetime(2026, 11, 23, 10, 0)
+USERS = {"agent1": "agent", "dispatcher1": "dispatcher", "commander1": "commander"}
+CELL_A, CELL_B = "320102001001001", "320102001001002"
+
+
+def _ring(gid: str) -> list[list[float]]:
+    doc = json.loads((DEMO / "grid_cells.geojson").read_text(encoding="utf-8"))
+    return next(f for f in doc["features"] if f["properties"]["grid_id"] == gid)["geometry"]["coordinates"][0]
+
+
+def _centre(gid: str) -> tuple[float, float]:
+    ring = _ring(gid)
+    return (ring[0][0] + ring[2][0]) / 2, (ring[0][1] + ring[2][1]) / 2
+
+
+@pytest.fixture
+async def env(db_url, aiohttp_client):
+    migrate.upgrade(sync_url(db_url))
+    repo = SqlRepository(make_engine(db_url))
+    for kind, name in (("areas", "city_areas.csv"), ("grid_cells", "grid_cells.geojson"),
+                       ("gazetteer", "city_gazetteer.csv")):
+        rows, errors = await _validate(repo, kind, DEMO / name, False)
+        assert errors == []
+        await repo.replace_reference(kind, rows)
+    for name, role in USERS.items():
+        await repo.create_user(username=name, password="pw-123456", role=role, now=NOW)
+    service = CaseService(repo)
+    ts = NOW.replace(tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()
+    client = await aiohttp_client(create_app(WebContext(repo=repo, service=service, secret=b"k" * 32, now=lambda: ts)))
+    tokens = {name: await repo.create_token(name, NOW) for name in USERS}
+
+    class Env:
+        async def get(self, path, user="agent1", **kw):
+            resp = await client.get(path, headers={"Authorization": f"Bearer {tokens[user]}"}, **kw)
+            return resp.status, (await resp.json() if resp.content_type == "application/json" else await resp.text())
+
+        async def post(self, path, user="agent1", **kw):
+            resp = await client.post(path, headers={"Authorization": f"Bearer {tokens[user]}"}, **kw)
+            return resp.status, (await resp.json() if resp.content_type == "application/json" else await resp.text())
+
+        token = tokens
+        client_ = client
+        repo_ = repo
+
+    yield Env()
+    await repo.close()
+
+
+async def test_locate_inside_on_a_border_and_outside(env):
+    """Inside → that cell with its community and road; on the shared edge → the smaller grid ID;
+    outside the district → 404 with a Chinese message; a bad number → 400."""
+    lon, lat = _centre("320102001002001")
+    status, body = await env.get(f"/api/geo/locate?lat={lat}&lon={lon}")
+    assert status == 200
+    assert body["grid_cell"] == "320102001002001" and body["area"] == "320102001002"
+    assert body["nearest_road"] == "长江路" and body["grid_name"] == "长江路东段" and body["area_name"]
+    edge_lon = _ring(CELL_A)[1][0]
+    status, body = await env.get(f"/api/geo/locate?lat={_centre(CELL_A)[1]}&lon={edge_lon}")
+    assert (status, body["grid_cell"]) == (200, CELL_A)
+    status, body = await env.get("/api/geo/locate?lat=39.9&lon=116.39")
+    assert status == 404 and body["error"] == "outside_grid" and "不在任何单元网格内" in body["message"]
+    status, body = await env.get("/api/geo/locate?lat=abc&lon=116.39")
+    assert status == 400 and "lat" in body["message"]
+
+
+async def test_grid_is_a_feature_collection_of_the_imported_polygons(env):
+    """36 demo cells, each with id, area (community) and its polygon in lon/lat."""
+    status, fc = await env.get("/api/geo/grid")
+    assert status == 200 and fc["type"] == "FeatureCollection" and len(fc["features"]) == 36
+    f = next(f for f in fc["features"] if f["id"] == CELL_A)
+    assert f["properties"]["id"] == CELL_A and f["properties"]["area"] == CELL_A[:12]
+    assert f["geometry"]["type"] == "Polygon" and f["geometry"]["coordinates"][0][0] == _ring(CELL_A)[0]
+
+
+async def test_a_case_with_a_position_is_filed_in_the_cell_it_lies_in(env):
+    """POST /api/cases with lat/lon: grid cell from the polygon (not the address's), lat/lon kept
+    in the API; /api/geo/cases has it as a point with number and status; filters apply."""
+    lon, lat = _centre(CELL_B)
+    status, body = await env.post("/api/cases", json={"description": "井盖缺失", "address": "长江路12号",
+                                                       "lat": lat, "lon": lon})
+    assert status == 201, body
+    assert (body["grid_cell"], body["lat"], body["lon"]) == (CELL_B, lat, lon)
+    no_pos_status, no_pos = await env.post("/api/cases", json={"description": "路灯不亮", "address": "长江路"})
+    assert no_pos_status == 201 and no_pos["lat"] is None and no_pos["grid_cell"] == "320102001002001"
+    status, listed = await env.get("/api/cases")
+    assert {c["id"]: (c["lat"], c["lon"], c["grid_cell"]) for c in listed}[body["id"]] == (lat, lon, CELL_B)
+
+    status, fc = await env.get("/api/geo/cases", user="dispatcher1")
+    assert status == 200
+    by_id = {f["id"]: f for f in fc["features"]}
+    assert by_id[body["id"]]["geometry"]["coordinates"] == [round(lon, 7), round(lat, 7)]
+    assert by_id[body["id"]]["properties"]["number"] == body["number"]
+    assert by_id[body["id"]]["properties"]["status"] == "accepted"
+    assert by_id[body["id"]]["properties"]["located"] == "gps"
+    # No position of its own: drawn at its cell's centre, and said so.
+    assert by_id[no_pos["id"]]["properties"]["located"] == "grid"
+    status, fc = await env.get("/api/geo/cases?q=路灯")
+    assert [f["id"] for f in fc["features"]] == [no_pos["id"]]
+    status, fc = await env.get("/api/geo/cases?status=closed")
+    assert fc["features"] == []
+    status, err = await env.get("/api/geo/cases?deadline=red")
+    assert status == 400
+
+
+async def test_a_position_outside_the_grid_is_not_filed_in_a_wrong_cell(env):
+    """A case far outside every cell keeps its position but gets no grid cell from it."""
+    status, body = await env.post("/api/cases", json={"description": "井盖缺失", "lat": 39.9, "lon": 116.39})
+    assert status == 201 and body["grid_cell"] is None and body["lat"] == 39.9
+    status, err = await env.post("/api/cases", json={"description": "井盖缺失", "lat": 39.9})
+    assert status == 400
+
+
+async def test_open311_lat_long_locates_the_grid_cell(env):
+    """An Open311 request with lat/long is filed in the cell containing it and shows it."""
+    lon, lat = _centre(CELL_A)
+    resp = await env.client_.post("/open311/v2/requests.json", data={
+        "api_key": env.token["agent1"], "service_code": "component-01002", "lat": str(lat), "long": str(lon),
+        "description": "井盖破损"})
+    assert resp.status == 201, await resp.text()
+    number = (await resp.json())[0]["service_request_id"]
+    resp = await env.client_.get(f"/open311/v2/requests/{number}.json")
+    row = (await resp.json())[0]
+    assert (row["lat"], row["long"], row["grid_cell"]) == (lat, lon, CELL_A)
+
+
+async def test_map_page_is_for_dispatchers_and_commanders(env):
+    """/map renders with Leaflet from /static/vendor for a dispatcher; an agent is refused."""
+    status, html = await env.get("/map", user="dispatcher1")
+    assert status == 200 and "/static/vendor/leaflet/leaflet.js" in html and "markercluster" in html
+    assert "data-tile-url=\"\"" in html           # no tile server configured
+    status, html = await env.get("/map", user="agent1")
+    assert status == 403

@@ -1,0 +1,84 @@
+// /map: cases as markers coloured by deadline (超期 red, 黄灯 amber) or else by status,
+// clustered when dense, over the grid-cell outlines; click a marker → the case. The base map
+// is the [map] tile server when one is configured, else only the vector data drawn here.
+(function () {
+  var el = document.getElementById("map");
+  var map = L.map(el, {preferCanvas: false, zoomControl: true, attributionControl: true});
+  var tileUrl = el.dataset.tileUrl;
+  if (tileUrl) {
+    L.tileLayer(tileUrl, {attribution: el.dataset.tileAttribution || "", maxZoom: 19}).addTo(map);
+  }
+  map.attributionControl.setPrefix("Leaflet");
+  var NEW = {accepted: 1, verifying: 1, verified: 1};
+  var DONE = {closed: 1, followed_up: 1, evaluated: 1, declined: 1, void: 1, merged: 1, direct_answered: 1};
+  var STREET_COLOURS = ["#dbeafe", "#dcfce7", "#fef9c3", "#fce7f3", "#ede9fe", "#ffedd5"];
+  var streets = {};
+
+  function cls(p) {
+    if (p.deadline === "overdue") return "dl-overdue";
+    if (p.deadline === "yellow") return "dl-yellow";
+    if (DONE[p.status]) return "st-done";
+    if (NEW[p.status]) return "st-new";
+    return "st-open";
+  }
+  function esc(s) { return String(s == null ? "" : s).replace(/[&<>"]/g, function (c) { return {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[c]; }); }
+
+  var gridLayer = L.geoJSON(null, {
+    style: function (f) {
+      var s = f.properties.street;
+      if (!(s in streets)) streets[s] = STREET_COLOURS[Object.keys(streets).length % STREET_COLOURS.length];
+      return {color: "#64748b", weight: 1, fillColor: streets[s], fillOpacity: 0.55};
+    },
+    onEachFeature: function (f, layer) {
+      layer.bindTooltip(f.properties.name || f.properties.id, {permanent: true, direction: "center", className: "grid-label"});
+      layer.bindPopup("<b>" + esc(f.properties.name) + "</b><br>" + esc(f.properties.id) + "<br>" + esc(f.properties.area_name) + " · 监督员 " + esc(f.properties.inspector));
+    }
+  }).addTo(map);
+  var clusters = L.markerClusterGroup({maxClusterRadius: 40, disableClusteringAtZoom: 18, showCoverageOnHover: false,
+    iconCreateFunction: function (cluster) {
+      var kids = cluster.getAllChildMarkers(), red = 0, amber = 0;
+      kids.forEach(function (m) { if (m.options.deadline === "overdue") red++; else if (m.options.deadline === "yellow") amber++; });
+      var c = red ? "marker-cluster-large" : amber ? "marker-cluster-medium" : "marker-cluster-small";
+      return L.divIcon({html: "<div><span>" + kids.length + "</span></div>", className: "marker-cluster " + c, iconSize: L.point(40, 40)});
+    }});
+  map.addLayer(clusters);
+
+  function loadGrid() {
+    return fetch("/api/geo/grid", {credentials: "same-origin"}).then(function (r) { return r.json(); }).then(function (fc) {
+      gridLayer.addData(fc);
+      if (fc.features.length) map.fitBounds(gridLayer.getBounds(), {padding: [10, 10]});
+      else map.setView([32.05, 118.78], 14);
+    });
+  }
+  function loadCases() {
+    var form = document.getElementById("map-filters");
+    var params = new URLSearchParams();
+    new FormData(form).forEach(function (v, k) { if (v) params.set(k, v); });
+    history.replaceState(null, "", "/map" + (params.toString() ? "?" + params : ""));
+    params.set("limit", "5000");
+    return fetch("/api/geo/cases?" + params, {credentials: "same-origin"}).then(function (r) { return r.json(); }).then(function (fc) {
+      clusters.clearLayers();
+      var markers = (fc.features || []).map(function (f) {
+        var p = f.properties, c = f.geometry.coordinates;
+        var icon = L.divIcon({className: "mk " + cls(p) + (p.located === "grid" ? " located-grid" : ""), iconSize: [14, 14]});
+        var m = L.marker([c[1], c[0]], {icon: icon, title: p.number + " " + p.status_label, deadline: p.deadline, keyboard: true});
+        m.bindPopup('<div class="map-popup"><a href="' + p.url + '">' + esc(p.number) + "</a> " + esc(p.status_label) +
+                    (p.deadline_label ? " · " + esc(p.deadline_label) : "") + "<br>" + esc(p.description) + "<br>" + esc(p.address) + "</div>");
+        m.on("dblclick", function () { location.href = p.url; });
+        return m;
+      });
+      clusters.addLayers(markers);
+      document.getElementById("map-count").textContent = "共 " + markers.length + " 件" + (fc.unlocated ? "（" + fc.unlocated + " 件无位置）" : "");
+      el.dataset.markers = String(markers.length);
+    });
+  }
+  // Filters from the URL (a link reproduces the view).
+  var form = document.getElementById("map-filters");
+  new URLSearchParams(location.search).forEach(function (v, k) {
+    var f = form.elements[k];
+    if (f && f.type === "checkbox") f.checked = v === f.value; else if (f && f.tagName) f.value = v;
+  });
+  form.addEventListener("submit", function (e) { e.preventDefault(); loadCases(); });
+  window.hotlineMap = {map: map, clusters: clusters, reload: loadCases};
+  loadGrid().then(loadCases).then(function () { el.dataset.ready = "1"; });
+})();
