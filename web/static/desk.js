@@ -376,11 +376,13 @@
     if (savedNumber) body.case_number = savedNumber;
     post("/api/desk/callback", body, function (b) { saved(b.message || "已预约回拨", null); });
   };
-  // -- keyboard: Alt+H hang up, Alt+P hold/resume, Alt+M mute, Alt+T transfer, Alt+S 识别, Alt+Enter save --
+  // -- keyboard: Alt+R ready, Alt+H hang up, Alt+P hold/resume, Alt+M mute, Alt+T transfer, Alt+S 识别, Alt+Enter save
   document.addEventListener("keydown", function (e) {
-    if (!e.altKey || $("pop").hidden) return;
-    var map = {h: "btn-hangup", p: "btn-hold", m: "btn-mute", t: "btn-transfer-open", s: "btn-suggest", r: "btn-ready"};
+    if (!e.altKey) return;
     var key = e.key.toLowerCase();
+    if (key === "r") { e.preventDefault(); $("btn-ready").click(); return; }
+    if ($("pop").hidden) return;
+    var map = {h: "btn-hangup", p: "btn-hold", m: "btn-mute", t: "btn-transfer-open", s: "btn-suggest"};
     if (key === "enter") { e.preventDefault(); $("btn-register").click(); return; }
     if (map[key] && !$(map[key]).disabled) { e.preventDefault(); $(map[key]).click(); }
   });
