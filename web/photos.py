@@ -158,7 +158,7 @@ async def detail_extras(request: web.Request, case: CaseView) -> dict[str, Any]:
         "category_class_name": cat.class_name if cat else None,
     }
     service = _service(request)
-    out["photos"] = [p.to_dict() for p in await service.for_case(case.id)] if service is not None else []
+    out["photos"] = timefmt.with_offsets([p.to_dict() for p in await service.for_case(case.id)]) if service is not None else []
     transcripts = {t.recording_id: t for t in (await TranscriptStore(ctx.repo.engine).for_case(case.id) or [])}
     recordings = []
     for r in case.recordings:
