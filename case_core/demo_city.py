@@ -124,8 +124,11 @@ SURVEY = (("satisfied", 70), ("basically_satisfied", 17), ("dissatisfied", 9), (
 CHANNELS = (("12319", 50), ("96310", 20), ("wechat", 12), ("website", 6), ("mayor_line", 5), ("video", 3),
             ("iot", 2), ("media", 1), ("leader", 1))
 # (last action, how many cases, oldest creation in hours before the seed time)
-STOPS = (("accept", 5, 3), ("send_verify", 6, 30), ("verify", 4, 40), ("register", 4, 48), ("dispatch", 5, 60),
-         ("handle", 8, 100), ("report_done", 5, 120), ("check", 4, 120), ("approve_extension", 2, 150))
+STOPS = (("accept", 3, 20), ("send_verify", 4, 48), ("verify", 3, 72), ("register", 3, 72), ("dispatch", 3, 96),
+         ("handle", 6, 150), ("report_done", 4, 150), ("check", 3, 150), ("apply_extension", 2, 200),
+         ("approve_extension", 2, 200), ("approve_suspend", 2, 300), ("approve_defer", 2, 300), ("direct_answer", 2, 30))
+_STOP_SCENARIO = {"apply_extension": "extension", "approve_extension": "extension", "approve_suspend": "suspend",
+                  "approve_defer": "defer", "direct_answer": "consultation"}
 SUFFIXES = ("门口", "东侧", "西侧", "南门", "北门", "附近", "对面", "路口", "人行道上", "公交站旁")
 
 
@@ -184,10 +187,7 @@ def plan_city(now: datetime, places: list[tuple[str, str, str]], *, route,
     def created_time() -> datetime:
         # Calls come between 07:00 and 21:00, fewer at weekends; a few cases are very recent.
         while True:
-            if rng.random() < 0.06:
-                t = now - timedelta(hours=rng.uniform(0.2, 30))
-            else:
-                t = start + timedelta(seconds=rng.uniform(0, (now - start).total_seconds()))
+            t = start + timedelta(seconds=rng.uniform(0, (now - start).total_seconds()))
             if not 7 <= t.hour < 21 or t >= now:
                 continue
             if not cal.is_workday(t.date()) and rng.random() < 0.5:
@@ -197,7 +197,7 @@ def plan_city(now: datetime, places: list[tuple[str, str, str]], *, route,
     def one(i: int, created: datetime, scenario: str | None = None) -> CasePlan:
         agent = rng.choice(AGENTS)
         lead = rng.choice(SHIFT_LEADS)
-        if scenario is None and rng.random() < 0.08:
+        if scenario == "consultation" or (scenario is None and rng.random() < 0.08):
             q, a = rng.choice(CONSULTATIONS)
             p = CasePlan(i, created, _pick(rng, CHANNELS[:4]), "consultation", "normal",
                          rng.choice(regulars if rng.random() < 0.3 else phones), q, "", "matter:10901", agent, "agent")
@@ -210,7 +210,9 @@ def plan_city(now: datetime, places: list[tuple[str, str, str]], *, route,
         address = f"{name}{rng.choice(SUFFIXES)}" if rng.random() < 0.7 else f"{name}{rng.randint(1, 188)}号"
         scenario = scenario or _pick(rng, (("full", 60), ("inspector", 8), ("not_confirmed", 5), ("decline", 3),
                                ("rework", 5), ("void", 3), ("send_back", 3), ("extension", 4), ("urgent", 4),
-                               ("suspend", 1), ("defer", 1), ("stuck", 4)))
+                               ("suspend", 0.5), ("defer", 0.5), ("stuck", 4)))
+        if scenario in ("stuck", "suspend", "defer") and created < now - timedelta(days=20):
+            scenario = "full"   # long-parked cases would be a scandal, not a demo
         channel = "inspector_app" if scenario == "inspector" else _pick(rng, CHANNELS)
         phone = "" if channel in ("inspector_app", "video", "iot") else rng.choice(
             regulars if rng.random() < 0.3 else phones)
@@ -324,7 +326,7 @@ def plan_city(now: datetime, places: list[tuple[str, str, str]], *, route,
         for _ in range(count):
             for _attempt in range(100):
                 created = _daytime_before(rng, now - timedelta(hours=rng.uniform(0.2, max_age_h)))
-                p = one(len(plans), created, "extension" if stop == "approve_extension" else "full")
+                p = one(len(plans), created, _STOP_SCENARIO.get(stop, "full"))
                 if stop == "accept":
                     p.steps = []
                     break
@@ -344,9 +346,9 @@ def plan_city(now: datetime, places: list[tuple[str, str, str]], *, route,
 def _daytime_before(rng: random.Random, t: datetime) -> datetime:
     """``t`` if people call then (07:00–21:00), else a time the evening before."""
     if t.hour >= 21:
-        t = t.replace(hour=20, minute=rng.randint(0, 59))
+        t = t.replace(hour=rng.randint(8, 20), minute=rng.randint(0, 59))
     elif t.hour < 7:
-        t = (t - timedelta(days=1)).replace(hour=rng.randint(17, 20), minute=rng.randint(0, 59))
+        t = (t - timedelta(days=1)).replace(hour=rng.randint(8, 20), minute=rng.randint(0, 59))
     return t.replace(microsecond=0)
 
 
