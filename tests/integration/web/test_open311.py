@@ -19,7 +19,9 @@ NOW = datetime(2026, 11, 23, 10, 0)
 SPEC_SERVICE = {"service_code", "service_name", "description", "metadata", "type", "keywords", "group"}
 SPEC_REQUEST = {"service_request_id", "status", "status_notes", "service_name", "service_code", "description",
                 "agency_responsible", "service_notice", "requested_datetime", "updated_datetime",
-                "expected_datetime", "address", "address_id", "zipcode", "lat", "long", "media_url"}
+                "expected_datetime", "address", "address_id", "zipcode", "lat", "long", "media_url",
+                # The one extension (issue 13): the grid cell the position or address is located in.
+                "grid_cell"}
 SPEC_POST = {"service_request_id", "service_notice", "account_id"}
 
 
