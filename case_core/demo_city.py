@@ -433,7 +433,7 @@ async def seed_city(repo, *, now: datetime, password: str, cases: int = CASES,
             view = await service.create_case(
                 channel=p.channel, description=p.description, actor=p.actor, role=p.role, now=at, kind=p.kind,
                 case_type=p.case_type, reporter_phone=p.reporter_phone, address=p.address, category=p.category,
-                extra={"source": SOURCE})
+                extra={"source": SOURCE, **_position(ref, p)})
             ids[index], numbers[index] = view.id, view.number
             added["cases"] += 1
             continue
@@ -494,6 +494,21 @@ class _StagedRepo:
 class _View:
     id: int
     number: str
+
+
+def _position(ref, p: CasePlan) -> dict:
+    """Where a report was found (地理编码 for the map): a point inside its place's grid cell,
+    from a generator of its own so that the plan's random stream stays as it was."""
+    grid = ref.gazetteer.grid_cell_for(p.address) if p.kind == "report" and p.address else None
+    shape = ref.geo.geometry(grid) if ref.geo is not None and grid else None
+    if shape is None:
+        return {}
+    rng = random.Random(SEED * 1000 + p.index)
+    w, s, e, n = shape.bounds
+    lon, lat = w + (e - w) * rng.uniform(0.12, 0.88), s + (n - s) * rng.uniform(0.12, 0.88)
+    if ref.geo.cell_at(lon, lat) != grid:   # a cell that is not a rectangle: no position rather than a wrong one
+        return {}
+    return {"location": {"lat": round(lat, 6), "long": round(lon, 6)}}
 
 
 async def _city_cases(repo) -> int:
