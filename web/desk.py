@@ -198,8 +198,14 @@ async def _create_from_form(request: web.Request, body: dict, *, kind: str, desc
         grid_cell=extras["grid_cell"],
     )
     await link_call(ctx.repo, _text(body, "call_id") or None, case.id)
-    await _note_category_correction(request, case.id, description, extras["category"])
+    # In the background: the first suggestion after a start may still be loading the model.
+    task = asyncio.ensure_future(_note_category_correction(request, case.id, description, extras["category"]))
+    _CORRECTIONS.add(task)
+    task.add_done_callback(_CORRECTIONS.discard)
     return case
+
+
+_CORRECTIONS: set[asyncio.Task] = set()  # corrections being stored (kept referenced until done)
 
 
 async def _note_category_correction(request: web.Request, case_id: int, description: str,

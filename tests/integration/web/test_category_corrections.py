@@ -4,7 +4,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlalchemy import select
+
+from web import desk
 
 from case_core.adapters.sqlalchemy_repo import make_sync_engine
 from case_core.corrections import category_corrections, load_corrections
@@ -14,6 +18,8 @@ TEXT = "长江路12号门口的雨水井盖不见了"
 
 
 async def _rows(ctx):
+    """The stored corrections, once the desk's background writes have finished."""
+    await asyncio.gather(*list(desk._CORRECTIONS))
     async with ctx.repo.engine.connect() as conn:
         return (await conn.execute(select(category_corrections).order_by(category_corrections.c.id))).all()
 
