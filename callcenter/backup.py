@@ -310,6 +310,7 @@ def restore(target: Target, archive: Path, *, force: bool = False) -> dict:
     if manifest["database"] != target.kind:
         raise BackupError(f"{archive} holds a {manifest['database']} database but database.url is {target.kind}: "
                           f"restore it into a {manifest['database']} database")
+    _check_revision(manifest, archive)
     held = held_data(target)
     existing = [p for p in target.storage_dir.rglob("*") if p.is_file()] if target.storage_dir.is_dir() else []
     if (held or existing) and not force:
@@ -338,6 +339,26 @@ def restore(target: Target, archive: Path, *, force: bool = False) -> dict:
 
     migrate.upgrade(sync_url(target.url))  # a backup from an older version gets today's schema
     return manifest
+
+
+def _check_revision(manifest: dict, archive: Path) -> None:
+    """A backup from a newer version has a schema this one cannot migrate: refuse it up front."""
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    from case_core.adapters import migrate
+
+    script = ScriptDirectory.from_config(migrate.alembic_config("sqlite://"))
+    for rev in (manifest.get("schema_revision") or "").split(","):
+        if not rev:
+            continue
+        try:
+            known = script.get_revision(rev)
+        except CommandError:
+            known = None
+        if known is None:
+            raise BackupError(f"{archive} was made by a newer hotline (schema {rev}, this version knows up to "
+                              f"{', '.join(migrate.heads())}): restore it with that version or newer")
 
 
 def _write_files(tar: tarfile.TarFile, manifest: dict, storage: Path) -> None:

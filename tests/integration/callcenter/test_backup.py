@@ -104,3 +104,22 @@ def test_postgres_backup_under_concurrent_inserts_restores_exactly_the_counted_r
             assert conn.execute(text("select count(*) from sms_opt_outs")).scalar_one() == restored["counts"]["sms_opt_outs"] == written[1]
     finally:
         check.dispose()
+
+
+def test_a_backup_from_a_newer_schema_is_refused_before_anything_is_written(sqlite_url, tmp_path):
+    """An archive whose schema revision this version does not know is refused; the target stays untouched."""
+    source = _installation(sqlite_url, tmp_path / "rec")
+    backup(source, tmp_path / "b.tar", now=NOW)
+
+    def newer(name, data):
+        if name != MANIFEST:
+            return data
+        manifest = json.loads(data)
+        manifest["schema_revision"] = "9999"
+        return json.dumps(manifest).encode()
+
+    _rewrite(tmp_path / "b.tar", tmp_path / "newer.tar", newer)
+    fresh = Target(f"sqlite:///{tmp_path / 'fresh.db'}", tmp_path / "fresh-rec")
+    with pytest.raises(BackupError, match="made by a newer hotline"):
+        restore(fresh, tmp_path / "newer.tar")
+    assert not (tmp_path / "fresh.db").exists() and not (tmp_path / "fresh-rec").exists()
