@@ -39,10 +39,16 @@ FORMAT_VERSION = 1
 _DROP = re.compile(r"[\s\d\-—–~～·.,，。、;；:：!！?？\"'“”‘’()（）《》<>\[\]【】…]+")
 
 
+# "我的电话是 138…", "联系电话：025-…": the cue of a phone number, with the number.
+_PHONE_CUE = re.compile(r"(?:我的|我|联系|回我|打我|家里|我家)?(?:电话|手机|号码|座机)(?:号码)?(?:是|为)?"
+                        r"[\s:：,，]*(?=[\d\s\-]{7,})")
+
+
 def model_text(text: str) -> str:
-    """The text the model reads: numerals normalised, then spaces, digits and punctuation
-    removed (ASR output with word spaces reads like typed text)."""
-    return _DROP.sub("", normalize_numerals(text or ""))
+    """The text the model reads: numerals normalised, phone numbers and their cue words
+    (电话是…) dropped, then spaces, digits and punctuation removed (ASR output with word
+    spaces reads like typed text)."""
+    return _DROP.sub("", _PHONE_CUE.sub("", normalize_numerals(text or "")))
 
 
 def model_ngrams(text: str) -> list[str]:
