@@ -3,7 +3,7 @@
 // is the [map] tile server when one is configured, else only the vector data drawn here.
 (function () {
   var el = document.getElementById("map");
-  var map = L.map(el, {preferCanvas: false, zoomControl: true, attributionControl: true});
+  var map = L.map(el, {maxZoom: 19, minZoom: 8, zoomSnap: 0.25, zoomControl: true, attributionControl: true});
   var tileUrl = el.dataset.tileUrl;
   if (tileUrl) {
     L.tileLayer(tileUrl, {attribution: el.dataset.tileAttribution || "", maxZoom: 19}).addTo(map);
@@ -38,7 +38,7 @@
     iconCreateFunction: function (cluster) {
       var kids = cluster.getAllChildMarkers(), red = 0, amber = 0;
       kids.forEach(function (m) { if (m.options.deadline === "overdue") red++; else if (m.options.deadline === "yellow") amber++; });
-      var c = red ? "marker-cluster-large" : amber ? "marker-cluster-medium" : "marker-cluster-small";
+      var c = red ? "cl-overdue" : amber ? "cl-yellow" : "cl-ok";
       return L.divIcon({html: "<div><span>" + kids.length + "</span></div>", className: "marker-cluster " + c, iconSize: L.point(40, 40)});
     }});
   map.addLayer(clusters);
@@ -80,5 +80,6 @@
   });
   form.addEventListener("submit", function (e) { e.preventDefault(); loadCases(); });
   window.hotlineMap = {map: map, clusters: clusters, reload: loadCases};
-  loadGrid().then(loadCases).then(function () { el.dataset.ready = "1"; });
+  loadGrid().then(loadCases).then(function () { el.dataset.ready = "1"; },
+    function (err) { window.__mapError = String(err); console.error("map: " + err); });
 })();
