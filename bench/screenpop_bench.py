@@ -316,7 +316,7 @@ async def _ws_clients(url: str, tokens: dict[str, str], out: Path) -> None:
             data = json.loads(msg.data)
             kind = data.get("type", "?")
             counts[kind] += 1
-            if kind in ("screen_pop", "screen_pop_cancelled"):
+            if kind in ("screen_pop", "screen_pop_cancelled", "screen_pop_history"):
                 pops.append((t, user, kind, data.get("call_id"), data.get("caller")))
                 if kind == "screen_pop" and data.get("agent") != user:
                     wrong_agent += 1
@@ -360,7 +360,8 @@ def ring_log(path: Path) -> list[tuple[int, str, str]]:
 
 
 def pair_by_call(invites: list[tuple[int, str, str]], rings: list[tuple[int, str, str]], pops: list,
-                 agent_to_ext: dict[str, str], slack_ms: float = 1000.0) -> tuple[list, dict]:
+                 agent_to_ext: dict[str, str], slack_ms: float = 1000.0,
+                 kind_wanted: str = "screen_pop") -> tuple[list, dict]:
     """Per ring decision (agent, caller's call id): its INVITE is the first transmission to
     that agent's extension closest to the log line (the line follows the send by < 1 ms
     when the server is not starved; `slack_ms` bounds the search); its pop is the
@@ -377,7 +378,7 @@ def pair_by_call(invites: list[tuple[int, str, str]], rings: list[tuple[int, str
         ts.sort()
     pop_at: dict[tuple[str, str], int] = {}
     for t, user, kind, cid, _caller in pops:
-        if kind == "screen_pop" and (user, cid) not in pop_at:
+        if kind == kind_wanted and (user, cid) not in pop_at:
             pop_at[(user, cid)] = t
     used: set[tuple[str, int]] = set()
     out, no_invite, log_after_invite = [], 0, []
@@ -601,6 +602,11 @@ def analyze(work: Path, meta: dict) -> dict:
     rings = ring_log(work / "server.log")
     pairs, counts = pair_by_call(invites, rings, pops, agent_to_ext)
     sipp_pairs, _ = pair_by_call(sipp_invites, rings, pops, agent_to_ext)
+    # The second stage: the caller's history (earlier calls with outcome, duration, case,
+    # recording and message transcript; earlier cases). Every bench call comes from one
+    # number, so after ten calls each pop carries a full history.
+    history_pairs, _ = pair_by_call(invites, rings, pops, agent_to_ext, kind_wanted="screen_pop_history")
+    history = [ms for _, ms in history_pairs if ms is not None]
     wall0, hold = meta["wall0"], meta["hold"]
     plateau_wall = (wall0 + hold + 1.0, wall0 + meta["calls"] / meta["rate"])
     got = [ms for _, ms in pairs if ms is not None]
@@ -620,6 +626,8 @@ def analyze(work: Path, meta: dict) -> dict:
                  else "sipp: agent sipp's receive time of the INVITE (no tap)",
         "screen_pop_ms": latency_stats(got),
         "screen_pop_ms_plateau": latency_stats(got_plateau),
+        "screen_pop_history_ms": latency_stats(history),
+        "history_delivered_pct": round(100 * len(history) / len(history_pairs), 1) if history_pairs else None,
         "screen_pop_ms_from_sipp_receive": latency_stats([ms for _, ms in sipp_pairs if ms is not None]),
         "p95_all_rings_ms": None if p95_all is None else (round(p95_all, 1) if p95_all != float("inf")
                                                            else "no pop (over 5 % never arrived)"),
@@ -668,6 +676,8 @@ def summary(doc: dict) -> str:
             f"INVITE->screen_pop p50/p95/p99 {s.get('p50')}/{s.get('p95')}/{s.get('p99')} ms "
             f"(n={s.get('n')}, {doc.get('pops_delivered_pct')} % of rung calls got a pop; p95 over all "
             f"rung calls {doc.get('p95_all_rings_ms')}; target p95 <= {TARGET_P95_MS:g}: {doc.get('target_met')}); "
+            f"history p50/p95 {doc.get('screen_pop_history_ms', {}).get('p50')}/"
+            f"{doc.get('screen_pop_history_ms', {}).get('p95')} ms; "
             f"answered {doc.get('calls_answered')}; decisions/s on the plateau "
             f"{q.get('decisions_per_s')}; server CPU {cpu.get('server_cpu_pct')} %, "
             f"CPU pressure {cpu.get('cpu_pressure_pct')} %")
