@@ -215,6 +215,7 @@ class Extractor:
                  top_n: int = 3, model: CategoryModel | None = None) -> None:
         self.lexicon = lexicon or load_lexicon()
         self.model = model
+        self._unseen_rules: list = []  # rules of matter codes the model has no label for
         self._matters: dict[str, tuple[Category, Category | None]] = {}
         self.gazetteer = gazetteer
         self.areas = tuple(a for a in areas if a.level in ("community", "street"))
@@ -231,12 +232,15 @@ class Extractor:
             words += [w for w in names if w not in words]
             self._rules.append((cat, component, tuple(words), is_component_problem))
             self._matters[cat.code] = (cat, component)
+        if model is not None:
+            labels = set(model.labels)
+            self._unseen_rules = [r for r in self._rules if r[0].code not in labels]
 
     # -- category
-    def _score(self, text: str) -> list[tuple[float, Category, Category | None, tuple[str, ...]]]:
+    def _score(self, text: str, rules=None) -> list[tuple[float, Category, Category | None, tuple[str, ...]]]:
         has_anomaly = any(w in text for w in self.lexicon.anomaly)
         scored = []
-        for cat, component, words, is_component_problem in self._rules:
+        for cat, component, words, is_component_problem in (self._rules if rules is None else rules):
             matched = tuple(w for w in words if all(p in text for p in w.split("&")))
             if not matched:
                 continue
@@ -261,7 +265,22 @@ class Extractor:
                 score=round(p, 4), confidence=round(p, 3), matched=(),
                 component_code=component.code if component else None,
                 component_name=component.name if component else None))
-        return tuple(guesses), bool(ranked) and self.model.is_confident(ranked[0][1])
+        confident = bool(ranked) and self.model.is_confident(ranked[0][1])
+        # A code the model never saw (a city's new local code) can only be found by its
+        # name: the lexicon's match on it is offered as the first candidate, 不确定.
+        unseen = self._lexicon_guesses(text, self._unseen_rules) if self._unseen_rules else []
+        if unseen:
+            guesses = [unseen[0]] + [g for g in guesses if g.code != unseen[0].code]
+            return tuple(guesses[: self.top_n]), False
+        return tuple(guesses), confident
+
+    def _lexicon_guesses(self, text: str, rules) -> list[CategoryGuess]:
+        return [CategoryGuess(
+            kind="matter", code=cat.code, name=cat.name, class_name=cat.class_name,
+            score=round(score, 2), confidence=0.0, matched=matched,
+            component_code=component.code if component else None,
+            component_name=component.name if component else None)
+            for score, cat, component, matched in self._score(text, rules)[: self.top_n]]
 
     def suggest_categories(self, text: str) -> tuple[CategoryGuess, ...]:
         """Top categories for ``text`` (already normalised), best first: from the trained

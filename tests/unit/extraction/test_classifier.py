@@ -72,6 +72,17 @@ def test_codes_a_city_does_not_use_are_never_suggested(model):
     assert result.candidates
 
 
+def test_a_local_code_the_model_never_saw_is_offered_by_its_name(model, tmp_path):
+    """A city's new local code, absent from the corpus, comes first by its name but 不确定 (the agent decides)."""
+    local = tmp_path / "local.csv"
+    local.write_text("kind,code,class_code,class_name,name\nmatter,09902,09,,电动车进楼充电\n", encoding="utf-8")
+    directory, errors = load_category_directory(local=[local])
+    assert errors == []
+    result = Extractor(directory, model=model).extract("有人电动车进楼充电，拉线到楼道里")
+    assert result.candidates[0].code == "09902" and result.category_status == "uncertain"
+    assert Extractor(directory, model=model).extract("长江路12号门口的雨水井盖不见了").category.code == "01003"
+
+
 def test_model_file_round_trip(model, tmp_path):
     """A saved model loads back with the same vocabulary and the same probabilities."""
     path = tmp_path / "m.npz"
