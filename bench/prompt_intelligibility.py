@@ -6,8 +6,10 @@ product's own Whisper, scored by character error rate. Prints one JSON object.
 For each engine (the neural voice, and espeak-ng as the baseline, built in the same run
 with `build_prompts(force=True)`):
 
-- `sentences`: every spoken prompt of the manifest that is a sentence (not a digit, number,
-  unit or status word; those are only ever heard inside a dynamic phrase);
+- `sentences`: every spoken prompt of the manifest that is played on its own (not a digit,
+  number, unit or status word, nor a lead-in that is only ever heard with a value after it:
+  queue_ahead, queue_eta, case_status_is, case_number_is — those are measured inside the
+  dynamic phrases);
 - `dynamic`: a sample of dynamic phrases as the call plays them (`PromptLibrary.sequence`,
   so whole-phrase prompts where they exist, levelled units otherwise): queue positions,
   waits, every case status, case numbers read digit by digit.
@@ -16,7 +18,9 @@ Channel: 300–3400 Hz band-pass and a G.711 A-law round trip (`telephone_channe
 Recogniser: Whisper base int8 (callcenter/stt/whisper_stt.py, the product's decoding).
 CER: spaces/punctuation removed, traditional → simplified, and spoken numbers written as
 digits on both sides (十五 = 15, 幺二三幺九 = 12319, 两 = 2), so a correct "15分钟" is not an
-error. Pooled CER = all edits ÷ all reference characters; per prompt listed too.
+error. Pooled CER = all edits ÷ all reference characters; per prompt listed too. `ser` is
+the same over toneless pinyin syllables: what was heard, not which homophone Whisper wrote
+(反映/反应, 您/你 count as errors in CER but not in SER).
 """
 
 from __future__ import annotations
@@ -43,11 +47,12 @@ from ivr_flows.loader import CASE_STATUSES  # noqa: E402
 from ivr_flows.prompts_build import build_prompts, default_manifest_path, load_manifest  # noqa: E402
 
 _UNIT = re.compile(r"(digit|num|unit|status)_")
+LEAD_INS = frozenset({"queue_ahead", "queue_people", "queue_eta", "case_status_is", "case_number_is"})
 
 
 def sentence_prompts(specs) -> dict[str, str]:
     return {n: s.text for n, s in specs.items()
-            if s.text and not _UNIT.match(n) and len(s.text) > 1}
+            if s.text and not _UNIT.match(n) and n not in LEAD_INS}
 
 
 def dynamic_sample(specs, seed: int = 12319) -> list[tuple[str, list[str], str]]:
@@ -77,8 +82,25 @@ def score(reference: str, hypothesis: str) -> tuple[int, int]:
     return edit_distance(ref, hyp), len(ref)
 
 
+def _syllables(text: str) -> list[str]:
+    from pypinyin import Style, lazy_pinyin
+
+    from callcenter.stt.quality import _hanzi_number
+
+    # Digits back to hanzi so 15 and 十五 are the same syllables; 幺 reads as 一.
+    text = re.sub(r"\d", lambda m: "零一二三四五六七八九"[int(m.group())], normalize_for_cer(text))
+    text = re.sub("[零一二三四五六七八九幺两十百千万]+", lambda m: "".join(
+        "零一二三四五六七八九"[int(d)] for d in _hanzi_number(m.group())), text)
+    return lazy_pinyin(text, style=Style.NORMAL)
+
+
+def syllable_score(reference: str, hypothesis: str) -> tuple[int, int]:
+    ref, hyp = _syllables(reference), _syllables(hypothesis)
+    return edit_distance(ref, hyp), len(ref)
+
+
 def measure(recognizer, library: PromptLibrary, items, tmp: Path) -> dict:
-    errors = chars = 0
+    errors = chars = s_errors = syllables = 0
     rows = []
     for label, names, reference in items:
         pcm = library.sequence(names)
@@ -87,12 +109,16 @@ def measure(recognizer, library: PromptLibrary, items, tmp: Path) -> dict:
             w.write(telephone_channel(pcm, 1, 8000))
         hyp = recognizer.transcribe(path).text
         e, n = score(reference, hyp)
+        se, sn = syllable_score(reference, hyp)
         errors += e
         chars += n
+        s_errors += se
+        syllables += sn
         rows.append({"prompt": label, "played": " ".join(library.spoken(names)) if len(names) > 1
-                     else names[0], "ref": reference, "hyp": hyp, "cer": round(e / n, 3),
+                     else names[0], "ref": reference, "hyp": hyp, "cer": round(e / n, 3), "ser": round(se / sn, 3),
                      "seconds": round(len(pcm) / 16000, 2)})
-    return {"items": len(rows), "chars": chars, "cer": round(errors / chars, 4), "per_prompt": rows}
+    return {"items": len(rows), "chars": chars, "cer": round(errors / chars, 4),
+            "ser": round(s_errors / syllables, 4), "per_prompt": rows}
 
 
 def main() -> int:

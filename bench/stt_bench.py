@@ -35,7 +35,7 @@ from callcenter.stt.quality import cer, edit_distance, normalize_for_cer, teleph
 PUNCT_PROMPT = "以下是普通话的句子，使用简体中文，带标点。"
 
 
-def domain_words(categories: int = 30) -> list[str]:
+def domain_words(categories: int = 12) -> list[str]:
     """Category names (GB/T 47678.5, spread evenly over the directory) and gazetteer
     places: the words callers report."""
     import csv
