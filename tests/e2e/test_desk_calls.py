@@ -232,7 +232,8 @@ def test_agent_uses_pickers_holds_and_hangs_up_from_the_browser_then_transfers_t
         expect(target).to_contain_text("示闲", timeout=5 * MS)
         desk.select_option("#transfer-target", "agent:agent2")
         desk.click("#transfer-form button[type=submit]")
-        expect(desk.locator("#transfer-form .field-error")).to_have_text("已转接", timeout=10 * MS)
+        expect(desk.locator("#call-message")).to_have_text(re.compile("^已转接给 "), timeout=10 * MS)
+        assert "已转接给 " in desk.locator("#callbar").inner_text()  # said where the agent looks
         _wait_status(server, token2, "on_call")
         phone2.wait_event("CALL_ESTABLISHED", timeout=10)
         screenshot(desk, "desk-calls-07-transferred")

@@ -122,7 +122,12 @@
     var t = target();
     if (!t.kind) { transferSay("请选择转接目标或填写外线号码"); return; }
     hotlineApi("POST", "/api/desk/transfer", {call_id: call.id, kind: t.kind, target: t.target}).then(function (r) {
-      if (r.status === 202) { if (t.kind === "number") rememberNumber(t.target); transferSay("已转接"); setCallState("ended"); }
+      if (r.status === 202) {
+        if (t.kind === "number") rememberNumber(t.target);
+        transferSay("已转接"); setCallState("ended");
+        callMessage("已转接给 " + ($("transfer-target").selectedOptions[0] && !$("transfer-number").value.trim()
+          ? $("transfer-target").selectedOptions[0].textContent.split(" · ")[0] : t.target));
+      }
       else transferSay(r.body.message || "转接失败");
     });
   };
@@ -139,7 +144,7 @@
       transferSay(r.body.message || "操作失败");
       if (r.status === 202 && action === "start") setCallState("held");
       if (r.status === 202 && action === "cancel") setCallState("on_call");
-      if (r.status === 202 && action === "complete") setCallState("ended");
+      if (r.status === 202 && action === "complete") { setCallState("ended"); callMessage(r.body.message); }
     });
   }
   $("consult-start").onclick = function () { consult("start"); };
