@@ -37,4 +37,5 @@ run: prepare
 
 test: setup
 	bash .ci/ensure-postgres.sh
+	$(VENV)/bin/python -m case_core.classifier_training
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)

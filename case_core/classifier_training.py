@@ -29,7 +29,8 @@ from case_core.domain.classifier import NONE_LABEL, CategoryModel, model_ngrams
 from case_core.domain.extraction_data import corpus as corpus_package
 
 __all__ = ["CORPUS_DIR", "MODEL_FILE", "SEED", "read_corpus", "corpus_digest", "train_model",
-           "cached_model", "choose_threshold", "retrain", "training_items"]
+           "cached_model", "shared_model", "shared_cache_dir", "choose_threshold", "retrain",
+           "training_items"]
 
 CORPUS_DIR = Path(corpus_package.__file__).resolve().parent
 MODEL_FILE = "category_model.npz"
@@ -150,18 +151,33 @@ def _load_current(path: Path) -> CategoryModel | None:
     return model if model.meta.get("corpus") == corpus_digest() else None
 
 
+def shared_model() -> CategoryModel:
+    """The corpus-only model in `shared_cache_dir`, trained and saved there first if
+    missing (``python -m case_core.classifier_training`` does this ahead of time)."""
+    shared = shared_cache_dir() / f"category_model-{corpus_digest()}.npz"
+    model = _load_current(shared)
+    if model is None:
+        model = train_model(training_items(), validation=read_corpus("validation"),
+                            meta={"corpus": corpus_digest(), "corrections": 0})
+        model.save(shared)
+        for old in shared.parent.glob("category_model-*.npz"):
+            if old != shared:
+                old.unlink(missing_ok=True)
+    return model
+
+
 def cached_model(models_dir: Path) -> CategoryModel:
     """The model in ``models_dir``; if it is missing, unreadable or from another corpus,
-    the corpus-only model from `shared_cache_dir` (trained and saved there first if
-    needed) is copied in."""
+    the corpus-only `shared_model` is copied in."""
     path = Path(models_dir) / MODEL_FILE
     model = _load_current(path)
     if model is not None:
         return model
-    shared = shared_cache_dir() / f"category_model-{corpus_digest()}.npz"
-    model = _load_current(shared)
-    if model is None:
-        model, _ = retrain(shared.parent)
-        (shared.parent / MODEL_FILE).replace(shared)
+    model = shared_model()
     model.save(path)
     return model
+
+
+if __name__ == "__main__":
+    print(f"category model for corpus {corpus_digest()}: {len(shared_model().labels)} labels, "
+          f"in {shared_cache_dir()}")
