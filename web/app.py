@@ -95,6 +95,7 @@ ROUTE_MODULES = (
     "web.photos",  # case photos: upload, images, thumbnails
     "web.wallboard",  # the wall display's charts of the day and colour thresholds
     "web.geo",  # 地理编码 and the map: locate, grid and cases as GeoJSON, /map
+    "web.field",  # the inspectors' phone app /m/: reports, my tasks, steps, positions
 )
 JINJA = web.AppKey("jinja", jinja2.Environment)
 

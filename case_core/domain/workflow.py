@@ -105,6 +105,7 @@ CHANNEL_LABELS: dict[str, str] = {
     "12319": "12319 城建服务热线",
     "96310": "96310 城管热线",
     "inspector_app": "监督员上报",
+    "inspector": "监督员上报（城管通）",
     "website": "网站",
     "wechat": "微信",
     "mayor_line": "市长热线",
@@ -131,7 +132,7 @@ STEP_LABELS: dict[str, str] = {
 STEPS = tuple(STEP_LABELS)
 
 # Inspectors' own reports and urgent cases are confirmed on the spot: no separate 核实.
-VERIFY_EXEMPT_CHANNELS = frozenset({"inspector_app"})
+VERIFY_EXEMPT_CHANNELS = frozenset({"inspector_app", "inspector"})
 
 # Fields a command may set on the case itself (everything else only goes into history).
 _STATE_FIELDS = ("department", "inspector", "category", "grid_cell", "case_type",
