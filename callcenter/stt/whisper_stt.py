@@ -1,7 +1,9 @@
 """The faster-whisper backend: accurate batch transcripts of recordings and messages.
 
 Loads the Whisper base model (CTranslate2, int8) offline from the directory that
-``models.whisper_base_dir`` assembles from the PyPI packages. Decoding is deliberately
+``models.whisper_base_dir`` assembles from the PyPI packages, unless an operator put a
+larger CTranslate2 Whisper in the models directory as ``whisper-<size>/``
+(``models.find_whisper_model``: the largest wins), which is then used as it is. Decoding is deliberately
 steady: temperature 0 with no fallback, no conditioning on earlier text (a loop cannot
 feed itself), no initial prompt (Whisper sometimes echoes it back), a cap on new tokens
 per 30-s window, and runaway repetitions collapsed. A stereo recording is transcribed
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from callcenter.stt.models import whisper_base_dir
+from callcenter.stt.models import default_models_dir, find_whisper_model, whisper_base_dir
 from callcenter.stt.port import Segment, SttError, Transcript
 from callcenter.stt.quality import to_simplified
 
@@ -65,7 +67,12 @@ class WhisperRecognizer:
                  temperature: float | tuple[float, ...] = 0.0) -> None:
         from faster_whisper import WhisperModel
 
-        self.model_dir = Path(model_dir) if model_dir else whisper_base_dir(cache_dir)
+        if model_dir:
+            self.model_dir = Path(model_dir)
+        else:
+            # A larger model dropped beside the base model's cache wins (find_whisper_model).
+            models_dir = Path(cache_dir).parent if cache_dir is not None else default_models_dir()
+            self.model_dir = find_whisper_model(models_dir) or whisper_base_dir(cache_dir)
         self.language = language
         self.beam_size = beam_size
         self.max_new_tokens = max_new_tokens
