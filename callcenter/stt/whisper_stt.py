@@ -10,7 +10,9 @@ per 30-s window, and runaway repetitions collapsed. A stereo recording is transc
 per channel (0 = caller, 1 = agent); there the bundled Silero VAD skips each channel's
 silence (the other party talking), which keeps segment times right. Mono files skip the
 VAD by default: on short messages it clipped first syllables and did not lower CER. Whisper sometimes answers Mandarin in traditional characters; zh output
-is mapped to simplified, which search and extraction expect.
+is mapped to simplified, which search and extraction expect, and given Chinese
+punctuation (Whisper base mostly writes pauses as spaces; an initial prompt asking for
+punctuation cost accuracy, see bench/README.md).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from callcenter.stt.models import default_models_dir, find_whisper_model, whispe
 from callcenter.stt.port import Segment, SttError, Transcript
 from callcenter.stt.quality import to_simplified
 
-__all__ = ["WhisperRecognizer", "load_recognizer", "collapse_repeats", "resample"]
+__all__ = ["WhisperRecognizer", "load_recognizer", "collapse_repeats", "resample", "punctuate_zh"]
 
 _WHISPER_RATE = 16000
 # Mandarin read speech runs at ~4–6 characters/s, i.e. under ~200 tokens in a 30-s window;
@@ -38,6 +40,21 @@ _REPEAT = re.compile(r"(.{1,12}?)\1{3,}")
 def collapse_repeats(text: str) -> str:
     """Cut a unit repeated four or more times in a row down to one (Whisper's loops)."""
     return _REPEAT.sub(r"\1", text)
+
+
+_ASCII_PUNCT = str.maketrans({",": "，", "?": "？", "!": "！", ";": "；", ":": "："})
+_CJK = r"\u4e00-\u9fff"
+_GAP = re.compile(rf"(?<=[{_CJK}0-9])\s+(?=[{_CJK}0-9])")
+
+
+def punctuate_zh(text: str) -> str:
+    """Chinese punctuation for a Whisper segment: full-width marks, the pauses Whisper
+    writes as spaces between hanzi become ，, and a segment ends with 。 unless it
+    already ends with a mark. Words stay as said (no number rewriting)."""
+    text = _GAP.sub("，", text.strip().translate(_ASCII_PUNCT))
+    if text and re.match(rf"[{_CJK}\w]", text[-1]):
+        text += "。"
+    return text
 
 
 def resample(x: np.ndarray, rate: int, target: int = _WHISPER_RATE) -> np.ndarray:
@@ -121,7 +138,7 @@ class WhisperRecognizer:
         for piece in pieces:
             text = collapse_repeats(piece.text.strip())
             if self.language == "zh":
-                text = to_simplified(text)
+                text = punctuate_zh(to_simplified(text))
             if text:
                 out.append(Segment(round(piece.start, 3), round(piece.end, 3), text, channel))
         return out

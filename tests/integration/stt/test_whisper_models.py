@@ -56,3 +56,18 @@ def test_traditional_characters_become_simplified():
     assert to_simplified("意味著這個問題") == "意味着这个问题"
     assert to_simplified("跟著他走") == "跟着他走"
     assert to_simplified("著名的著作很顯著") == "著名的著作很显著"  # where 著 is simplified too
+
+
+def test_segments_get_chinese_punctuation():
+    """Pauses written as spaces become ，, ASCII marks become full-width, a segment ends with 。."""
+    from callcenter.stt.whisper_stt import punctuate_zh
+
+    assert punctuate_zh("您好 欢迎致电12319 本次通话将被录音") == "您好，欢迎致电12319，本次通话将被录音。"
+    assert punctuate_zh("请按一,结束请按2?") == "请按一，结束请按2？"
+    assert punctuate_zh("") == ""
+
+
+def test_transcript_is_punctuated(whisper, phone_message):
+    """A real message's transcript carries Chinese punctuation, numbers left as spoken."""
+    text = whisper.transcribe(phone_message).text
+    assert text.endswith("。") and not any(c in text for c in ",?!")
