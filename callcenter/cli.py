@@ -120,12 +120,14 @@ def cmd_demo_seed(settings, args) -> int:
 
 
 async def _seed_demo_city(repo, now) -> None:
+    from callcenter.demo_calls import seed_calls
     from case_core.demo_city import seed_city
 
     started = time.monotonic()
     added = await seed_city(repo, now=now, password=DEMO_PASSWORD)
+    calls = await seed_calls(repo.engine, now)
     print(f"demo city: {added['reference_tables']} reference tables, {added['users']} users, {added['cases']} cases, "
-          f"{added['actions']} workflow actions added ({time.monotonic() - started:.1f} s)")
+          f"{added['actions']} workflow actions, {calls} calls added ({time.monotonic() - started:.1f} s)")
 
 
 async def _seed_demo_agents(settings, repo, now) -> None:

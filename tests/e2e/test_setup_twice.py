@@ -1,7 +1,7 @@
 """`make run` twice on one database: the Makefile's set-up commands (db upgrade, demo seed
 --city, prompts build) and then `hotline serve`, stopped with SIGTERM, twice in a row, on
 SQLite and PostgreSQL. The second set-up adds nothing (users, SIP accounts, agents, cases,
-history, reference data) and the server starts healthy after each."""
+history, calls and queue log, reference data) and the server starts healthy after each."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ def snapshot(db_url: str) -> dict[str, list]:
         "agents": sorted(query(db_url, "select username, extension from agent_profiles")),
         "cases": sorted(query(db_url, "select number, status, version from cases")),
         "history": query(db_url, "select count(*) from case_history"),
+        "calls": query(db_url, "select count(*) from calls") + query(db_url, "select count(*) from queue_events"),
         "facts": query(db_url, "select count(*) from case_facts") + query(db_url, "select sum(n) from case_fact_rollup"),
         "reference": [query(db_url, f"select count(*) from {t}") for t in tables],
     }
@@ -73,6 +74,7 @@ def test_make_run_twice_keeps_everything_once(db_url, tmp_path, prompts_dir):
 
     first, second = snaps
     assert len(first["cases"]) >= 300 and len(first["users"]) >= 20 and len(first["sip_accounts"]) == 3
+    assert first["calls"][0][0] > 100
     assert all(rows[0][0] > 0 for rows in first["reference"][:5]), first["reference"]
     assert second == first
     city = [line for out in outputs for line in out.splitlines() if line.startswith("demo city:")]
