@@ -15,6 +15,10 @@ from callcenter.media.wav import read_wav, to_8k_mono
 from ivr_flows.phrases import expand
 
 
+DIGIT_GROUP = 4
+DIGIT_GROUP_PAUSE = bytes(int(0.25 * 8000) * 2)  # 250 ms of 8 kHz 16-bit silence
+
+
 class MissingPrompt(LookupError):
     """A flow asked for a prompt that has no WAV file."""
 
@@ -63,4 +67,16 @@ class PromptLibrary:
         return expand(list(names), self._phrase_usable)
 
     def sequence(self, names) -> bytes:
-        return b"".join(self.pcm(n) for n in self.spoken(names))
+        """PCM of the prompts in order; a long run of digits (a case number read digit by
+        digit) gets a short pause after every fourth, as people group 2026 1207 0001."""
+        out: list[bytes] = []
+        digits = 0
+        for name in self.spoken(names):
+            if name.startswith("digit_"):
+                if digits and digits % DIGIT_GROUP == 0:
+                    out.append(DIGIT_GROUP_PAUSE)
+                digits += 1
+            else:
+                digits = 0
+            out.append(self.pcm(name))
+        return b"".join(out)

@@ -70,3 +70,17 @@ def test_library_plays_the_phrase_unless_a_unit_is_a_studio_recording(tmp_path):
     write_wav(studio / "status_closed.wav", 0.5)
     assert PromptLibrary(built, studio).spoken(units) == units
     assert PromptLibrary(tmp_path / "empty", None).spoken(units) == units
+
+
+def test_case_numbers_are_read_in_groups_of_four(tmp_path):
+    """Twelve digits play as three groups with a 250 ms pause between; other prompts join directly."""
+    for name in ("case_number_is", *(f"digit_{d}" for d in range(10))):
+        write_wav(tmp_path / f"{name}.wav", 0.25)
+    library = PromptLibrary(tmp_path)
+    digits = [f"digit_{c}" for c in "202612070001"]
+    pcm = library.sequence(["case_number_is", *digits])
+    assert len(pcm) == 13 * 4000 + 2 * 4000  # bytes: 13 prompts of 0.25 s, 2 pauses of 0.25 s
+    samples = np.frombuffer(pcm, "<i2")
+    pause = samples[2000 * 5:2000 * 6]  # after case_number_is and 4 digits
+    assert not pause.any() and samples[2000 * 4:2000 * 5].all() and samples[2000 * 6:2000 * 7].all()
+    assert len(library.sequence(digits[:4])) == 4 * 4000
