@@ -6,6 +6,7 @@ import os
 import signal
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,16 @@ from tests.e2e.peers.runner import Baresip, run_sipp
 pytestmark = pytest.mark.e2e
 
 REPORTER = "13922223333"
+
+
+@contextmanager
+def _stop_on_error(server):
+    """Leave no server behind when a check fails before the test stops it itself."""
+    try:
+        yield
+    except BaseException:
+        stop_server(server)
+        raise
 
 
 def _wait_until_scheduled(db_url: str, server) -> None:
@@ -49,20 +60,21 @@ def test_pending_sms_and_follow_up_survive_a_kill_and_go_out_once(db_url, tmp_pa
         closed = (trunk + '[sms]\nquiet_start = "00:00"\nquiet_end = "23:59"\npoll_s = 0.5\n'
                   '[followup]\ndelay_s = 0.0\nworkdays_only = false\ncalling_hours = "03:00-03:01"\n')
         server = start_server(tmp_path, prompts_dir, db_url=db_url, extra=closed)
-        db = db_url
-        agent = server.token_for("agent1")
-        status, created = server.post(
-            "/api/cases", {"description": "咨询：办理占道许可", "kind": "consultation", "reporter_phone": REPORTER},
-            token=agent)
-        assert status == 201, created
-        status, body = server.post(f"/api/cases/{created['id']}/actions/direct_answer",
-                                   {"fields": {"answer": "请到政务中心办理"}, "expected_version": created["version"]},
-                                   token=agent)
-        assert status == 200, body
-        _wait_until_scheduled(db, server)
-        assert query(db, f"select status from sms_outbox where to_number = '{REPORTER}'") == [("queued",)]
-        os.killpg(server.proc.pid, signal.SIGKILL)
-        server.proc.wait(timeout=10)
+        with _stop_on_error(server):
+            db = db_url
+            agent = server.token_for("agent1")
+            status, created = server.post(
+                "/api/cases", {"description": "咨询：办理占道许可", "kind": "consultation", "reporter_phone": REPORTER},
+                token=agent)
+            assert status == 201, created
+            status, body = server.post(f"/api/cases/{created['id']}/actions/direct_answer",
+                                       {"fields": {"answer": "请到政务中心办理"}, "expected_version": created["version"]},
+                                       token=agent)
+            assert status == 200, body
+            _wait_until_scheduled(db, server)
+            assert query(db, f"select status from sms_outbox where to_number = '{REPORTER}'") == [("queued",)]
+            os.killpg(server.proc.pid, signal.SIGKILL)
+            server.proc.wait(timeout=10)
 
         # Open again, restart on the same database.
         text = server.config.read_text(encoding="utf-8")
@@ -114,53 +126,54 @@ def test_sigterm_mid_message_hangs_up_cleanly_and_a_restart_loses_and_repeats_no
         closed = (trunk + '[sms]\nquiet_start = "00:00"\nquiet_end = "23:59"\npoll_s = 0.5\n'
                   '[followup]\ndelay_s = 0.0\nworkdays_only = false\ncalling_hours = "03:00-03:01"\n')
         server = start_server(tmp_path, prompts_dir, db_url=db_url, extra=closed)
-        agent = server.token_for("agent1")
-        status, created = server.post(
-            "/api/cases", {"description": "咨询：办理占道许可", "kind": "consultation", "reporter_phone": REPORTER},
-            token=agent)
-        assert status == 201, created
-        status, body = server.post(f"/api/cases/{created['id']}/actions/direct_answer",
-                                   {"fields": {"answer": "请到政务中心办理"}, "expected_version": created["version"]},
-                                   token=agent)
-        assert status == 200, body
-        _wait_until_scheduled(db_url, server)
+        with _stop_on_error(server):
+            agent = server.token_for("agent1")
+            status, created = server.post(
+                "/api/cases", {"description": "咨询：办理占道许可", "kind": "consultation", "reporter_phone": REPORTER},
+                token=agent)
+            assert status == 201, created
+            status, body = server.post(f"/api/cases/{created['id']}/actions/direct_answer",
+                                       {"fields": {"answer": "请到政务中心办理"}, "expected_version": created["version"]},
+                                       token=agent)
+            assert status == 200, body
+            _wait_until_scheduled(db_url, server)
 
-        # A citizen calls, presses 1 and is still speaking when the hotline is stopped.
-        speech = speech_pcm(SPEECH)
-        pcap = report_pcap(tmp_path, prompts_dir, speech, press_hash=False, tail_s=4.0)
-        outcome: dict = {}
-        caller = threading.Thread(target=lambda: outcome.update(sipp=run_sipp(
-            "call_server_bye", target=server.sip_target, caller=CALLER, pcap=pcap, timeout=60)))
-        caller.start()
-        try:
-            _wait_for_file(server.dir / "recordings", "*-msg-*.wav", 30, server.log)
-            time.sleep(1.3 + 3.0)  # the beep and 1 s of silence, then 3 s of the 6 s of speech
-            os.killpg(server.proc.pid, signal.SIGTERM)
-            assert server.proc.wait(timeout=30) == 0, server.log()
-        finally:
-            caller.join(timeout=70)
-        assert outcome["sipp"].returncode == 0, outcome["sipp"].log_text[-2000:]  # the hotline's BYE reached it
-        assert "Traceback" not in server.log(), server.log()
+            # A citizen calls, presses 1 and is still speaking when the hotline is stopped.
+            speech = speech_pcm(SPEECH)
+            pcap = report_pcap(tmp_path, prompts_dir, speech, press_hash=False, tail_s=4.0)
+            outcome: dict = {}
+            caller = threading.Thread(target=lambda: outcome.update(sipp=run_sipp(
+                "call_server_bye", target=server.sip_target, caller=CALLER, pcap=pcap, timeout=60)))
+            caller.start()
+            try:
+                _wait_for_file(server.dir / "recordings", "*-msg-*.wav", 30, server.log)
+                time.sleep(1.3 + 3.0)  # the beep and 1 s of silence, then 3 s of the 6 s of speech
+                os.killpg(server.proc.pid, signal.SIGTERM)
+                assert server.proc.wait(timeout=30) == 0, server.log()
+            finally:
+                caller.join(timeout=70)
+            assert outcome["sipp"].returncode == 0, outcome["sipp"].log_text[-2000:]  # the hotline's BYE reached it
+            assert "Traceback" not in server.log(), server.log()
 
-        # Everything the stop left behind is stored once and closed.
-        [(case_id, number, status)] = query(db_url, "select id, number, status from cases where reporter_phone = :p",
-                                            p=CALLER)
-        assert status == "accepted"
-        recs = query(db_url, "select kind, path, channels, duration_s from recordings where case_id = :c order by kind",
-                     c=case_id)
-        assert [r[0] for r in recs] == ["call", "message"], recs
-        for kind, path, channels, duration_s in recs:
-            samples, got_channels, rate = wav_pcm(Path(path).read_bytes())  # a complete WAV header
-            assert (got_channels, rate) == (channels, 8000) and duration_s > 1.0
-            assert abs(len(samples) / channels / 8000 - duration_s) < 0.5, (kind, len(samples), duration_s)
-        message = wav_pcm(Path(recs[1][1]).read_bytes())[0]
-        sent = decode_ulaw(encode_g711(speech, "PCMU"))
-        assert best_correlation(message, sent[: 8000 * 3 // 2]) > 0.8  # what was said before the stop is kept
-        assert query(db_url, "select end_reason is not null, ended_at is not null from calls where caller = :p",
-                     p=CALLER) == [(True, True)]
-        assert query(db_url, "select to_number, status from sms_outbox order by to_number") == [
-            (CALLER, "queued"), (REPORTER, "queued")]
-        assert query(db_url, "select status from callbacks") == [("pending",)]
+            # Everything the stop left behind is stored once and closed.
+            [(case_id, number, status)] = query(db_url, "select id, number, status from cases where reporter_phone = :p",
+                                                p=CALLER)
+            assert status == "accepted"
+            recs = query(db_url, "select kind, path, channels, duration_s from recordings where case_id = :c order by kind",
+                         c=case_id)
+            assert [r[0] for r in recs] == ["call", "message"], recs
+            for kind, path, channels, duration_s in recs:
+                samples, got_channels, rate = wav_pcm(Path(path).read_bytes())  # a complete WAV header
+                assert (got_channels, rate) == (channels, 8000) and duration_s > 1.0
+                assert abs(len(samples) / channels / 8000 - duration_s) < 0.5, (kind, len(samples), duration_s)
+            message = wav_pcm(Path(recs[1][1]).read_bytes())[0]
+            sent = decode_ulaw(encode_g711(speech, "PCMU"))
+            assert best_correlation(message, sent[: 8000 * 3 // 2]) > 0.8  # what was said before the stop is kept
+            assert query(db_url, "select end_reason is not null, ended_at is not null from calls where caller = :p",
+                         p=CALLER) == [(True, True)]
+            assert query(db_url, "select to_number, status from sms_outbox order by to_number") == [
+                (CALLER, "queued"), (REPORTER, "queued")]
+            assert query(db_url, "select status from callbacks") == [("pending",)]
 
         # Open again and restart on the same database and recordings.
         text = server.config.read_text(encoding="utf-8")
