@@ -14,7 +14,9 @@ with `build_prompts(force=True)`):
   so whole-phrase prompts where they exist, levelled units otherwise): queue positions,
   waits, every case status, case numbers read digit by digit.
 
-Channel: 300–3400 Hz band-pass and a G.711 A-law round trip (`telephone_channel`).
+Channel: 300–3400 Hz band-pass and a G.711 A-law round trip (`telephone_channel`); each
+clip has 0.5 s of silence before and after, as prompts are heard within a call (Whisper
+mishears the first syllable of audio that starts at sample 0).
 Recogniser: Whisper base int8 (callcenter/stt/whisper_stt.py, the product's decoding).
 CER: spaces/punctuation removed, traditional → simplified, and spoken numbers written as
 digits on both sides (十五 = 15, 幺二三幺九 = 12319, 两 = 2), so a correct "15分钟" is not an
@@ -47,6 +49,7 @@ from ivr_flows.loader import CASE_STATUSES  # noqa: E402
 from ivr_flows.prompts_build import build_prompts, default_manifest_path, load_manifest  # noqa: E402
 
 _UNIT = re.compile(r"(digit|num|unit|status)_")
+_PAD = bytes(8000)  # 0.5 s of 8 kHz 16-bit silence
 LEAD_INS = frozenset({"queue_ahead", "queue_people", "queue_eta", "case_status_is", "case_number_is"})
 
 
@@ -106,7 +109,7 @@ def measure(recognizer, library: PromptLibrary, items, tmp: Path) -> dict:
         pcm = library.sequence(names)
         path = tmp / "clip.wav"
         with WavWriter(path, channels=1, sample_rate=8000) as w:
-            w.write(telephone_channel(pcm, 1, 8000))
+            w.write(telephone_channel(_PAD + pcm + _PAD, 1, 8000))
         hyp = recognizer.transcribe(path).text
         e, n = score(reference, hyp)
         se, sn = syllable_score(reference, hyp)

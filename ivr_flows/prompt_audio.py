@@ -77,9 +77,10 @@ def loudness_lufs(x: np.ndarray, rate: int) -> float:
     return float(-0.691 + 10 * np.log10(np.mean(kept)))
 
 
-def trim_silence(x: np.ndarray, rate: int, *, below_peak_db: float = 40.0,
-                 margin_s: float = 0.04) -> np.ndarray:
-    """Cut leading and trailing stretches quieter than the loudest 10 ms frame − below_peak_db."""
+def trim_silence(x: np.ndarray, rate: int, *, below_peak_db: float = 45.0,
+                 margin_s: float = 0.06) -> np.ndarray:
+    """Cut leading and trailing stretches quieter than the loudest 10 ms frame − below_peak_db,
+    keeping margin_s on each side (soft onsets such as the n of 您 stay whole)."""
     frame = max(1, rate // 100)
     n = len(x) // frame
     if n == 0:
