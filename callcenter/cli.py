@@ -125,9 +125,11 @@ async def _seed_demo_city(repo, now) -> None:
 
     started = time.monotonic()
     added = await seed_city(repo, now=now, password=DEMO_PASSWORD)
-    calls = await seed_calls(repo.engine, now)
+    calls = 0 if added["kept"] else await seed_calls(repo.engine, now)
     print(f"demo city: {added['reference_tables']} reference tables, {added['users']} users, {added['cases']} cases, "
           f"{added['actions']} workflow actions, {calls} calls added ({time.monotonic() - started:.1f} s)")
+    if added["kept"]:
+        print(f"demo city: not added — this database has its own {', '.join(added['kept'])} (never replaced)")
 
 
 async def _seed_demo_agents(settings, repo, now) -> None:

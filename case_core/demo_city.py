@@ -8,8 +8,9 @@ so history, deadlines (按期/黄灯/超期), follow-up answers and the evaluati
 the hotline would have recorded. Actions planned after the seed time are left out, which
 leaves the recent cases in every state of the workflow.
 
-Idempotent: reference tables already holding the city's rows are left alone, users and
-cases are only added when missing (the city's cases carry ``source = demo_city``).
+Idempotent and safe on a database in use: reference tables are only filled when empty
+(a table with other rows is the operator's own data, and then no demo cases are added),
+users and cases only when missing (the city's cases carry ``source = demo_city``).
 """
 
 from __future__ import annotations
@@ -392,19 +393,23 @@ async def seed_city(repo, *, now: datetime, password: str, cases: int = CASES,
                     staged: bool = True) -> dict[str, int]:
     """Import the city's reference data, create its staff and play its case history.
 
-    Returns counts of what was added (all zero on a second run). ``staged=False`` stores
+    Returns counts of what was added (all zero on a second run) and ``kept``: reference
+    tables holding the operator's own data, which are never replaced (then no cases are
+    added either: a database with its own city gets no demo city). ``staged=False`` stores
     every action in its own transaction, as the running hotline does (slow; tests compare).
     """
     from case_core.service import CaseService, load_reference
 
-    added = {"reference_tables": await _import_reference(repo), "users": 0, "cases": 0, "actions": 0}
+    changed, kept = await _import_reference(repo)
+    added = {"reference_tables": changed, "users": 0, "cases": 0, "actions": 0, "kept": kept}
     have = {u.username for u in await repo.list_users()}
     for username, role, name, dept in CITY_USERS:
         if username not in have:
             await repo.create_user(username=username, password=password, role=role, display_name=name,
                                    department=dept, now=now)
             added["users"] += 1
-    if await _city_cases(repo) > 0:
+    if kept or await _city_cases(repo) > 0:
+        # Cases routed by someone else's reference data would not be the demo city.
         return added
     ref = await load_reference(repo)
     target = _StagedRepo(repo) if staged else repo
@@ -521,22 +526,26 @@ async def _city_cases(repo) -> int:
             orm.cases.c.state_json.like(f'%"source": "{SOURCE}"%')))).scalar_one()
 
 
-async def _import_reference(repo) -> int:
-    """Load each city CSV into its ref table unless the table already holds exactly those rows."""
+async def _import_reference(repo) -> tuple[int, list[str]]:
+    """Load each city file into its ref table when that table is empty. A table holding other
+    rows is the operator's own data: it is never replaced (returned in the second list)."""
     from case_core.commands import _validate
 
-    changed = 0
+    changed, kept = 0, []
     for kind, name in REFERENCE_FILES:
         local = kind == "categories"
         rows, errors = await _validate(repo, kind, DEMO_DATA / name, local)
-        if errors:
-            raise ValueError(f"demo data {name}: {errors[0]}")
         stored = [r for r in await repo.reference_rows(kind) if not local or r.get("local")]
-        if _same_rows(stored, rows):
+        if stored:
+            if errors or not _same_rows(stored, rows):
+                kept.append(kind)
+            continue
+        if errors:   # the demo files are valid on their own: another table holds other data
+            kept.append(kind)
             continue
         await repo.replace_reference(kind, rows, local=local)
         changed += 1
-    return changed
+    return changed, kept
 
 
 def _same_rows(stored: list[dict], rows: list[dict]) -> bool:

@@ -108,8 +108,18 @@ async def test_the_city_has_every_state_warnings_and_real_figures_and_a_second_s
 
     before = _snapshot(repo)
     again = await demo_city.seed_city(repo, now=NOW + timedelta(days=3), password="hotline12319")
-    assert again == {"reference_tables": 0, "users": 0, "cases": 0, "actions": 0}
+    assert again == {"reference_tables": 0, "users": 0, "cases": 0, "actions": 0, "kept": []}
     assert _snapshot(repo) == before
+
+
+async def test_a_database_with_its_own_reference_data_gets_no_demo_city(repo, tmp_path):
+    """A city that imported its own departments keeps them; no demo cases are routed by them."""
+    await repo.replace_reference("departments", [{"code": "roads", "name": "道路管理处", "parent_code": None,
+                                                  "phone": ""}])
+    added = await demo_city.seed_city(repo, now=NOW, password="hotline12319")
+    assert "departments" in added["kept"] and added["cases"] == 0
+    assert [r["code"] for r in await repo.reference_rows("departments")] == ["roads"]
+    assert await repo.count_cases() == 0
 
 
 async def test_staged_play_stores_what_one_transaction_per_action_stores(tmp_path):
