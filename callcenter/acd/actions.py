@@ -108,7 +108,7 @@ class EndWrapUp(Action):
 LOG_KINDS = (
     "join", "ring", "no_answer", "ring_cancelled", "connect", "abandon", "exit", "overflow",
     "callback_offer", "callback", "callback_placed", "callback_failed", "callback_expired",
-    "transfer", "complete", "wrap_up",
+    "callback_restored", "transfer", "complete", "wrap_up",
 )
 
 

@@ -804,6 +804,42 @@ def _transfer_requested(run: _Run, e: ev.TransferRequested) -> None:
                 detail=f"transfer from {e.agent} to {e.target}")
 
 
+def _callbacks_restored(run: _Run, e: ev.CallbacksRestored) -> None:
+    """Kept places back in their queues, ordered by original enqueue time among the callers
+    already there (priority still first): every entry's `seq` is renumbered in that order."""
+    restored: list[QueueEntry] = []
+    for p in e.places:
+        if p.queue not in run.cfg.queues:
+            raise IllegalEvent(f"unknown queue {p.queue!r}")
+        if run.call_in_progress(p.call):
+            raise IllegalEvent(f"call {p.call!r} is already queued or connected")
+        restored.append(QueueEntry(
+            call=p.call, queue=p.queue, caller=p.caller, priority=p.priority, skill=p.skill,
+            joined_at=p.joined_at, seq=0, status="callback", callback_number=p.number,
+            callback_requested_at=p.requested_at, callback_expires_at=p.expires_at,
+            callback_offered=True))
+    if not restored:
+        return
+    # Existing entries' seq already follows their joined_at; restored ones go before an
+    # existing caller who joined at the same instant, among themselves in the given order.
+    ranked = sorted(
+        [(x.joined_at, 1, x.seq, x) for x in run.entries.values()]
+        + [(x.joined_at, 0, i, x) for i, x in enumerate(restored)],
+        key=lambda t: t[:3])
+    entries = {}
+    for seq, (_, _, _, x) in enumerate(ranked, start=1):
+        entries[x.call] = _evolve(x, seq=seq)
+    run.entries = entries
+    run.seq = max(run.seq, len(ranked))
+    run.order, run.skilled = _build_order(entries)
+    run.owned = set(run.order)
+    run.firsts = None
+    for x in restored:
+        x = entries[x.call]
+        run.log("callback_restored", x.queue, x.call, caller=x.caller, position=run.position(x),
+                wait_s=_secs(run.now, x.joined_at), detail=x.callback_number)
+
+
 def _tick(run: _Run, e: ev.Tick) -> None:
     run.fire_timeouts()
 
@@ -824,6 +860,7 @@ _HANDLERS = {
     ev.CallbackAnswered: _callback_answered,
     ev.CallbackFailed: _callback_failed,
     ev.TransferRequested: _transfer_requested,
+    ev.CallbacksRestored: _callbacks_restored,
     ev.Tick: _tick,
 }
 

@@ -6,6 +6,7 @@ engine's business. Times come in as `now` to `step`, never inside events.
 
 from __future__ import annotations
 
+import datetime as _dt
 from dataclasses import dataclass
 
 from callcenter.acd.model import TRANSFER_KINDS, IllegalEvent
@@ -14,7 +15,7 @@ __all__ = [
     "Event", "AgentLoggedIn", "AgentLoggedOut", "AgentReady", "AgentPaused",
     "CallerJoined", "CallerAbandoned", "CallerLeft", "AgentAnswered", "AgentNoAnswer",
     "CallEnded", "WrapUpDone", "CallbackRequested", "CallbackAnswered", "CallbackFailed",
-    "TransferRequested", "Tick",
+    "TransferRequested", "KeptPlace", "CallbacksRestored", "Tick",
 ]
 
 
@@ -157,6 +158,49 @@ class TransferRequested(Event):
         if self.kind not in TRANSFER_KINDS:
             raise IllegalEvent(f"TransferRequested.kind must be one of {TRANSFER_KINDS}, "
                                f"got {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class KeptPlace:
+    """A kept-place callback as stored: `joined_at` is the original enqueue time (the place)."""
+
+    call: str
+    queue: str
+    caller: str
+    number: str
+    joined_at: _dt.datetime
+    requested_at: _dt.datetime
+    expires_at: _dt.datetime
+    priority: int = 0
+    skill: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("call", "queue", "caller", "number"):
+            if name != "caller" or self.caller:
+                _name(getattr(self, name), f"KeptPlace.{name}")
+        for name in ("joined_at", "requested_at", "expires_at"):
+            value = getattr(self, name)
+            if not isinstance(value, _dt.datetime) or value.tzinfo is None:
+                raise IllegalEvent(f"KeptPlace.{name} must be an aware datetime, got {value!r}")
+        p = self.priority
+        if isinstance(p, bool) or not isinstance(p, int) or p < 0:
+            raise IllegalEvent(f"KeptPlace.priority must be an int ≥ 0, got {p!r}")
+
+
+@dataclass(frozen=True)
+class CallbacksRestored(Event):
+    """Kept-place callbacks put back into their queues (after a restart, or for another try
+    after a failed one), each at its original place: ordered by `joined_at` among the
+    callers already there."""
+
+    places: tuple[KeptPlace, ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.places, tuple) or not all(isinstance(p, KeptPlace) for p in self.places):
+            raise IllegalEvent("CallbacksRestored.places must be a tuple of KeptPlace")
+        calls = [p.call for p in self.places]
+        if len(set(calls)) != len(calls):
+            raise IllegalEvent("CallbacksRestored.places names a call twice")
 
 
 @dataclass(frozen=True)
