@@ -119,6 +119,10 @@ class AcdSettings:
     callback_offer_after_s: float = 30.0
     # Number shown to citizens when we call them back.
     callback_from: str = "12319"
+    # A kept-place callback that fails this many times (busy, no answer) moves to the
+    # scheduled-callback list (/callbacks); between tries it waits callback_retry_s.
+    callback_max_tries: int = 3
+    callback_retry_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -369,6 +373,10 @@ def validate(settings: Settings) -> Settings:
         value = getattr(settings.acd, key)
         if not 0 <= value <= 3600:
             raise ConfigError(f"acd.{key}: must be between 0 and 3600 seconds, got {value}")
+    if not 1 <= settings.acd.callback_max_tries <= 20:
+        raise ConfigError(f"acd.callback_max_tries: must be between 1 and 20, got {settings.acd.callback_max_tries}")
+    if not 1 <= settings.acd.callback_retry_s <= 3600:
+        raise ConfigError(f"acd.callback_retry_s: must be between 1 and 3600 seconds, got {settings.acd.callback_retry_s}")
     f = settings.followup
     try:
         from callcenter.notify.callbacks import CallbackError, CallbackPolicy
