@@ -78,6 +78,13 @@ class AcdDriver:
         self._timer_at: datetime | None = None
         self._wallboard_pending = False
         self.errors = 0
+        # Kept-place callbacks in the database (callcenter.kept_callbacks), when set.
+        self.kept = None
+        self.kept_max_tries = 3
+        self.kept_retry_s = 60.0
+        self._kept_calls: set[str] = set()
+        self._kept_lock = None
+        self.stopping = False  # no new callbacks are placed once the hotline is stopping
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.seconds(), self.tz)
@@ -131,6 +138,80 @@ class AcdDriver:
                 self._wallboard_changed()
         self._rearm()
         return True
+
+    # -- kept-place callbacks in the database ----------------------------------------------------
+    def keep_places(self, store, *, max_tries: int, retry_s: float) -> None:
+        self.kept, self.kept_max_tries, self.kept_retry_s = store, max_tries, retry_s
+
+    async def restore_kept(self) -> int:
+        """Every pending kept place back into its queue at its original place; how many."""
+        if self.kept is None:
+            return 0
+        places = tuple(await self.kept.pending())
+        if not places:
+            return 0
+        if not self.handle(acd.CallbacksRestored(places)):
+            for place in places:  # one refused place must not keep the others out
+                self.handle(acd.CallbacksRestored((place,)))
+        restored = [p for p in places if p.call in self.state.entries]
+        self._kept_calls.update(p.call for p in restored)
+        log.info("ACD: %d kept-place callback(s) restored to their queues", len(restored))
+        return len(restored)
+
+    def _kept_op(self, coro) -> None:
+        """Database changes of kept places run one after another, in the order of the events."""
+        import asyncio
+
+        if self._kept_lock is None:
+            self._kept_lock = asyncio.Lock()
+        lock = self._kept_lock
+
+        async def run() -> None:
+            async with lock:
+                await coro
+
+        self.spawn(run())
+
+    def _kept_event(self, a) -> None:
+        now = self.now()
+        kind = a.kind
+        if kind == "callback":
+            entry = self.state.entries.get(a.call)
+            if entry is None or entry.callback_number is None:
+                return
+            self._kept_calls.add(a.call)
+            self._kept_op(self.kept.add(acd.KeptPlace(
+                call=entry.call, queue=entry.queue, caller=entry.caller, number=entry.callback_number,
+                joined_at=entry.joined_at, requested_at=entry.callback_requested_at,
+                expires_at=entry.callback_expires_at, priority=entry.priority, skill=entry.skill,
+            ), now))
+        elif a.call not in self._kept_calls:
+            return
+        elif kind == "connect":
+            self._kept_calls.discard(a.call)
+            self._kept_op(self.kept.finish(a.call, "done", "answered", now))
+        elif kind == "callback_failed":
+            self._kept_op(self._kept_failed(a.call, a.agent, a.detail or "failed", now))
+        elif kind == "callback_expired":
+            self._kept_calls.discard(a.call)
+            self._kept_op(self.kept.expire(a.call, now))
+        elif kind == "exit":
+            self._kept_calls.discard(a.call)
+            self._kept_op(self.kept.finish(a.call, "cancelled", a.detail or "cancelled", now))
+
+    async def _kept_failed(self, call: str, agent: str | None, reason: str, now: datetime) -> None:
+        result = await self.kept.failed(call, agent, reason, now, self.kept_max_tries)
+        if isinstance(result, acd.KeptPlace):
+            self.clock.callLater(self.kept_retry_s, self._kept_retry, result)
+        else:
+            self._kept_calls.discard(call)
+            if result is not None:
+                log.info("kept-place callback %s moved to the scheduled callbacks as %s", call, result)
+
+    def _kept_retry(self, place) -> None:
+        if self.stopping or place.call in self.state.entries:
+            return
+        self.handle(acd.CallbacksRestored((place,)))
 
     def _wallboard_changed(self) -> None:
         """Tell supervisors' wallboards to refresh: at most once a second, however busy it is."""
@@ -204,6 +285,8 @@ class AcdDriver:
             if call is not None and hasattr(call, "offer_callback"):
                 call.offer_callback()
         elif isinstance(a, acd.PlaceCallback):
+            if self.stopping:  # the place stays pending in the database for the next start
+                return
             agent = self.state.agents[a.agent]
             queue = self.state.config.queues[a.queue]
             if not router.place_callback(a.call, a.number, a.agent, agent.extension, a.queue, queue.ring_timeout_s):
@@ -221,6 +304,8 @@ class AcdDriver:
             log.info("queue %s: %s call=%s agent=%s %s", a.queue, a.kind, a.call, a.agent or "-", a.detail or "")
             self.log.append(a)
             self.spawn(self.record(a))
+            if self.kept is not None:
+                self._kept_event(a)
             self._wallboard_changed()
         else:
             log.info("ACD action %s is not supported by the call side yet", type(a).__name__)

@@ -539,6 +539,13 @@ class Hotline:
         desk.extensions = {p.username: p.extension for p in profiles}
         self.acd.screen_pop = desk.screen_pop
         self.router.acd = self.acd
+        # Callers who chose "call me back, keep my place" before a stop get their place back.
+        from callcenter.kept_callbacks import KeptCallbackStore
+
+        self.acd.keep_places(KeptCallbackStore(self.repo.engine, self.tz),
+                             max_tries=self.settings.acd.callback_max_tries,
+                             retry_s=self.settings.acd.callback_retry_s)
+        await self.acd.restore_kept()
         return desk
 
     def _start_metrics(self) -> None:
@@ -584,6 +591,8 @@ class Hotline:
                 await self._accounts_refresher
             except asyncio.CancelledError:
                 pass
+        if self.acd is not None:
+            self.acd.stopping = True  # hanging up frees agents: no callback is placed then
         if self.router is not None:
             self.router.stop()
         if self.acd is not None:
