@@ -18,6 +18,7 @@ an IndexedDB queue on the phone (`static/m/app.js`) that sends each submission e
 from __future__ import annotations
 
 import json
+from html import escape as html_escape
 import math
 import weakref
 from datetime import datetime
@@ -242,7 +243,8 @@ async def get_positions(request: web.Request) -> web.Response:
 async def app_shell(request: web.Request) -> web.Response:
     """The single page of the phone app. It asks /api/field/* itself and sends people without a
     session to /login?next=/m/; the service worker keeps this page for offline use."""
-    html = (M_DIR / "index.html").read_text(encoding="utf-8").replace("{{ center_name }}", request.app[CTX].center_name)
+    html = (M_DIR / "index.html").read_text(encoding="utf-8").replace("{{ center_name }}", html_escape(request.app[CTX].center_name))
+    html = html.replace("{{ position_interval_s }}", f"{POSITION_INTERVAL_S:g}")
     return web.Response(text=html, content_type="text/html", charset="utf-8",
                         headers={"Cache-Control": "no-cache"})
 
