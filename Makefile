@@ -30,7 +30,7 @@ prepare: setup
 	$(HOTLINE) db upgrade $(CONFIG_ARG)
 	$(HOTLINE) demo seed --city $(CONFIG_ARG)
 	$(HOTLINE) prompts build $(CONFIG_ARG)
-	$(HOTLINE) extract train $(CONFIG_ARG)
+	$(HOTLINE) extract train --if-changed $(CONFIG_ARG)
 
 run: prepare
 	$(HOTLINE) serve $(CONFIG_ARG)

@@ -81,7 +81,7 @@ def main() -> int:
     areas, _ = load_areas(DEMO / "areas.csv")
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        _, path = retrain(Path(tmp))
+        _, path, _ = retrain(Path(tmp))
         train_s = time.perf_counter() - t0
         loads = []
         for _ in range(3):

@@ -29,10 +29,11 @@ def cmd_extract_train(settings, args) -> int:
     finally:
         engine.dispose()
     started = time.monotonic()
-    model, path = retrain(models_dir(settings), corrections)
+    model, path, trained = retrain(models_dir(settings), corrections, force=not args.if_changed)
     top1, top3 = top_k_accuracy(model, read_corpus("validation"))
     print(json.dumps({
-        "model": str(path), "texts": model.meta.get("texts"), "corrections": len(corrections),
+        "model": str(path), "trained": trained,
+        "texts": model.meta.get("texts"), "corrections": len(corrections),
         "classes": len(model.labels), "threshold": round(model.threshold, 3),
         "validation_top1": round(top1, 4), "validation_top3": round(top3, 4),
         "seconds": round(time.monotonic() - started, 1),
@@ -51,6 +52,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
             return cmd_extract_train(settings, args)
         return analyse(settings, args)
 
+    extract.add_argument("--if-changed", action="store_true", dest="if_changed",
+                         help="with train: keep the model when the corpus and the corrections are unchanged")
     extract.set_defaults(func=dispatch)
     extract.description = ("hotline extract TEXT: suggestion as JSON; "
                            "hotline extract train: retrain the category model from the corpus "

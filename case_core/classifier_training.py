@@ -125,13 +125,30 @@ def training_items(corrections: Iterable[tuple[str, str]] = ()) -> list[tuple[st
     return items
 
 
-def retrain(models_dir: Path, corrections: Sequence[tuple[str, str]] = ()) -> tuple[CategoryModel, Path]:
-    """Train from corpus + corrections and write the model file; returns (model, path)."""
-    model = train_model(training_items(corrections), validation=read_corpus("validation"),
-                        meta={"corpus": corpus_digest(), "corrections": len(corrections)})
+def corrections_digest(corrections: Sequence[tuple[str, str]]) -> str:
+    """A fingerprint of the agents' corrections, order-independent."""
+    h = hashlib.sha256()
+    for code, text in sorted(corrections):
+        h.update(f"{code}\t{text}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def retrain(models_dir: Path, corrections: Sequence[tuple[str, str]] = (), *,
+            force: bool = True) -> tuple[CategoryModel, Path, bool]:
+    """Train from corpus + corrections and write the model file; returns (model, path,
+    trained). With ``force=False`` a model already trained on this corpus and these
+    corrections is kept (a repeated `make run` does not spend seconds retraining)."""
     path = Path(models_dir) / MODEL_FILE
+    fingerprint = corrections_digest(corrections)
+    if not force:
+        current = _load_current(path)
+        if current is not None and current.meta.get("corrections_digest") == fingerprint:
+            return current, path, False
+    model = train_model(training_items(corrections), validation=read_corpus("validation"),
+                        meta={"corpus": corpus_digest(), "corrections": len(corrections),
+                              "corrections_digest": fingerprint})
     model.save(path)
-    return model, path
+    return model, path, True
 
 
 def shared_cache_dir() -> Path:

@@ -43,3 +43,21 @@ def test_train_learns_stored_corrections(tmp_path, capsys):
     assert main(["extract", "--config", str(config), TEXT]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["candidates"][0]["key"] == "matter:01046"
+
+    # A repeated set-up (`make run` runs `extract train --if-changed`) keeps this model, and a
+    # new correction makes it train again.
+    assert main(["extract", "train", "--if-changed", "--config", str(config)]) == 0
+    assert json.loads(capsys.readouterr().out)["trained"] is False
+
+    async def one_more() -> None:
+        engine = make_engine(db)
+        try:
+            assert await record_correction(engine, case_id=None, text="桥下那个铁疙瘩又响了", suggested="matter:01037",
+                                           chosen="matter:01046", actor="agent1", now=datetime(2026, 12, 7, 10))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(one_more())
+    assert main(["extract", "train", "--if-changed", "--config", str(config)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["trained"] is True and report["corrections"] == 3
