@@ -190,6 +190,7 @@ def test_agent_uses_pickers_holds_and_hangs_up_from_the_browser_then_transfers_t
         assert desk.locator("#saved-readout").inner_text() == f"请告知来电人：案卷编号 {readout[:4]} {readout[4:8]} {readout[8:]}"
         banner = desk.locator("#saved").bounding_box()
         assert banner["y"] < 300 and banner["height"] >= 40, banner  # at the top of the pop, not small
+        expect(desk.locator("#btn-register")).to_be_disabled()  # no second case from a second click
         screenshot(desk, "desk-calls-05-saved")
         with desk.context.expect_page() as opened:
             desk.click("#saved-link")
@@ -223,6 +224,13 @@ def test_agent_uses_pickers_holds_and_hangs_up_from_the_browser_then_transfers_t
         assert re.fullmatch(r"/recordings/\d+\.wav", src), src
         assert server.api(src)[0] == 200
         assert number in desk.locator("#pop-cases").inner_text()
+        expect(desk.locator("#btn-register")).to_be_enabled()
+        # Typing the description is enough: category, place and grid cell are chosen without 识别.
+        desk.locator("#f-description").type("梅园新村北门口的路灯不亮了")
+        expect(desk.locator("#f-place input[name=grid_cell]")).to_have_value("320102001001001", timeout=10 * MS)
+        expect(desk.locator("#f-category input[name=category]")).to_have_value(
+            re.compile(r"^(component|matter):\d{5}$"), timeout=10 * MS)
+        assert desk.locator("#f-category-search").input_value()  # shown by name, not as a code
         assert_fits_width(desk)
         screenshot(desk, "desk-calls-06-history")
 

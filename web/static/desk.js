@@ -183,6 +183,8 @@
     else { link.hidden = true; }
     $("saved-readout").textContent = b && b.number ? "请告知来电人：案卷编号 " + readout(b.number) : "";
     $("saved").hidden = false; message("");
+    // Saved once: the same call is not filed twice by a second click (a new pop enables them again).
+    ["btn-register", "btn-answer", "btn-link"].forEach(function (id) { $(id).disabled = true; });
     $("saved").scrollIntoView({block: "nearest"});
     // Saving ends wrap-up: show the agent's new state even if the live event is missed.
     hotlineApi("GET", "/api/desk/status").then(function (r) { if (r.status === 200) showStatus(r.body); }, function () {});
@@ -212,6 +214,7 @@
     $("f-phone").value = ev.caller || ""; $("f-description").value = ev.description || "";
     $("f-kind").value = "report"; $("f-answer").value = "";
     resetForm(); fillDueDays();
+    ["btn-register", "btn-answer", "btn-link"].forEach(function (id) { $(id).disabled = false; });
     if (ev.description) suggest();
     if (ev.callback) { setCallState("on_call"); call.since = Date.now(); }
   }
@@ -322,6 +325,13 @@
     $("f-category").picker.set(c.key, c.name, {kind: c.kind, badge: kindLabel, detail: c.code + " · " + (c.class_name || "")});
   }
   $("btn-suggest").onclick = function () { suggest(); };
+  // Typing the description is enough: once the agent pauses, suggestions fill what is still empty.
+  var typingTimer = null;
+  $("f-description").addEventListener("input", function () {
+    clearTimeout(typingTimer);
+    var text = this.value.trim();
+    if (text.length >= 6) typingTimer = setTimeout(function () { suggestFrom(text, true); }, 900);
+  });
   $("f-category").addEventListener("picked", function () { touched.category = true; departmentHint(); });
   $("f-place").addEventListener("picked", function () { touched.place = true; departmentHint(); });
   // The department the routing rules would send this to, for the agent's information.
