@@ -123,7 +123,9 @@ class DeskService:
         if not call_id:
             status = self.status(username) or {}
             call_id = status.get("call") or ""
-        call = self.router.calls.get(call_id) if call_id else None
+        call = self.router.find(call_id) if call_id else None
+        if call is not None and not hasattr(call, "desk_hold") and getattr(call, "agent_id", None) == username:
+            raise DeskError("callback call", "预约回拨的通话请在话机上挂断、保持或静音。")
         if call is None or getattr(call, "bridged_agent", None) != username or not hasattr(call, "desk_hold"):
             raise DeskError("no live call", "您当前没有接通的通话。")
         if action == "hangup":
