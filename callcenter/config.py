@@ -213,6 +213,13 @@ class MapSettings:
 
 
 @dataclass(frozen=True)
+class FieldSettings:
+    # 城管通 (/m/): seconds between position reports of an inspector who switched on
+    # "上班中" (opt-in); the map shows inspectors seen within 5 × this (at least 10 minutes).
+    position_interval_s: float = 60.0
+
+
+@dataclass(frozen=True)
 class CenterSettings:
     # The service's name as citizens know it: page titles and header, the SMS signature
     # (【name】 unless [sms] signature is set) and the IVR welcome (hotline prompts build).
@@ -235,6 +242,7 @@ class Settings:
     wallboard: WallboardSettings = field(default_factory=WallboardSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     map: MapSettings = field(default_factory=MapSettings)
+    inspectors: FieldSettings = field(default_factory=FieldSettings)
     trunks: tuple[TrunkSettings, ...] = ()
     # [sms]: callcenter.notify.settings.NotifySettings (its schema lives with the SMS code).
     sms: Any = None
@@ -268,6 +276,7 @@ _SECTIONS = {
     "wallboard": WallboardSettings,
     "metrics": MetricsSettings,
     "map": MapSettings,
+    "inspectors": FieldSettings,
 }
 
 
@@ -396,6 +405,9 @@ def validate(settings: Settings) -> Settings:
     _check_wallboard(settings.wallboard)
     _check_metrics(settings.metrics)
     _check_map(settings.map)
+    if not 10 <= settings.inspectors.position_interval_s <= 3600:
+        raise ConfigError(f"inspectors.position_interval_s: must be between 10 and 3600 seconds, "
+                          f"got {settings.inspectors.position_interval_s}")
     if not 1 <= settings.stt.workers <= 16:
         raise ConfigError(f"stt.workers: must be between 1 and 16, got {settings.stt.workers}")
     if settings.stt.cpus.strip().lower() not in ("auto", "off"):

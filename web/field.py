@@ -38,7 +38,7 @@ FIELD = web.AppKey("field_service", FieldService)
 FIELD_ROLES = frozenset({"inspector", "admin"})
 MAX_PHOTOS = 9
 M_DIR = STATIC / "m"
-POSITION_INTERVAL_S = 60.0   # [field] position_interval_s, set by bootstrap
+POSITION_INTERVAL_S = 60.0   # [inspectors] position_interval_s, set by bootstrap
 
 
 def _json(body: Any, status: int = 200, headers: dict | None = None) -> web.Response:
