@@ -9,7 +9,12 @@
   var touched = {category: false, place: false};  // the agent chose these by hand: suggestions leave them
   function pad(n) { return (n < 10 ? "0" : "") + n; }
   function mmss(s) { s = Math.max(0, Math.floor(s)); return pad(Math.floor(s / 60)) + ":" + pad(s % 60); }
-  function localTime(iso) { return iso ? new Date(iso.length <= 19 ? iso : iso.slice(0, 19)).getTime() : null; }
+  // ISO 8601 with an offset (the API's convention) as is; a naive one is the center's local time.
+  function localTime(iso) {
+    if (!iso) return null;
+    var t = /(Z|[+-]\d\d:\d\d)$/.test(iso) ? new Date(iso) : new Date(iso.slice(0, 19));
+    return isNaN(t.getTime()) ? null : t.getTime();
+  }
   function message(text) { var m = $("desk-message"); m.textContent = text || ""; m.hidden = !text; }
   function callMessage(text) { $("call-message").textContent = text || ""; }
 
