@@ -320,9 +320,9 @@ class Hotline:
         ctx.trunks = self.trunk_registrations
         ctx.center_name = s.center.name
         ctx.map_settings = s.map
-        import web.field
+        from web import field as web_field  # not `import web.field`: that rebinds `web` (aiohttp) here
 
-        web.field.POSITION_INTERVAL_S = s.inspectors.position_interval_s
+        web_field.POSITION_INTERVAL_S = s.inspectors.position_interval_s
         app = create_app(ctx)
         from web.notify_api import NOTIFY
         from web.transcripts import STT_STATUS, TRANSCRIPTION
