@@ -153,9 +153,13 @@ class DeskService:
             raise DeskError(f"unknown state {state!r}", "未知的状态。")
         agent = self.acd.state.agents[username]
         if state == "ready":
-            if agent.status == "logged_out" and not self.acd.handle(acd.AgentLoggedIn(username)):
-                raise DeskError("cannot log in", "当前不能签入。")
-            if agent.status == "wrap_up":
+            if agent.status == "logged_out":
+                if not self.acd.handle(acd.AgentLoggedIn(username)):
+                    raise DeskError("cannot log in", "当前不能签入。")
+                # Logged in is ready: a waiting caller or a kept-place callback may already
+                # ring this agent, which is what 示闲 asked for.
+                ok = True
+            elif agent.status == "wrap_up":
                 ok = self.acd.handle(acd.WrapUpDone(username))
             else:
                 ok = self.acd.state.agents[username].status == "ready" or self.acd.handle(acd.AgentReady(username))
