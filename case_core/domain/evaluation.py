@@ -27,6 +27,8 @@ GROUP_BY = ("department", "area", "role", "person")
 # Which role answers for a step that is still open (nobody has acted on it yet).
 _STEP_ROLE = {"verify": "inspector", "register": "shift_lead", "dispatch": "dispatcher",
               "handle": "department", "check": "inspector", "case": "shift_lead"}
+# Channels of inspectors' own reports (城管通 and the older inspector_app).
+INSPECTOR_CHANNELS = frozenset({"inspector", "inspector_app"})
 _TIMED_ACTIONS = {"verify": "verify", "register": "register", "dispatch": "dispatch",
                   "report_done": "handle", "check": "check", "close": "case"}
 
@@ -80,7 +82,12 @@ def extract_facts(case: CaseState, *, until: datetime) -> list[Fact]:
         facts.append(Fact(kind, case.number, h.at, role, person, department, case.grid_cell, **kw))
         return len(facts) - 1
 
+    # 监督员上报: an inspector's own report is 有效 once it is registered (立案), not when declined.
+    reporter = history[0].actor if history and case.channel in INSPECTOR_CHANNELS else None
+    last_report: int | None = None
     for h in history:
+        if reporter is not None and h.action in ("register", "decline"):
+            last_report = add("inspector_report", h, reporter, "inspector", ok=h.action == "register")
         if h.action == "dispatch":
             department = h.fields.get("department", department)
         step = _TIMED_ACTIONS.get(h.action)
@@ -101,6 +108,8 @@ def extract_facts(case: CaseState, *, until: datetime) -> list[Fact]:
             department = None
         elif h.action == "approve_void" and last_register is not None:
             facts[last_register] = _replace(facts[last_register], ok=False, flipped_at=h.at)
+            if last_report is not None and facts[last_report].ok:   # a voided report was not 有效
+                facts[last_report] = _replace(facts[last_report], ok=False, flipped_at=h.at)
         elif h.action == "rework":
             person, role = last_handler or (department or "", "department")
             add("rework", h, person, role)
@@ -211,6 +220,13 @@ INDICATORS: tuple[Indicator, ...] = (
     Indicator("on_time_check_rate", "按时核查率",
               "按时核查率 = 按时核查数 ÷ 应核查数 × 100%（应核查数 = 期内核查数 + 期内到期未核查数）",
               _timed_ok("check"), _timed("check")),
+    Indicator("valid_report_count", "有效上报数",
+              "有效上报数 = 期内立案的监督员上报案卷数（立案后作废的不计）",
+              lambda f: f.kind == "inspector_report" and f.ok is True),
+    Indicator("valid_report_rate", "有效上报率",
+              "有效上报率 = 有效上报数 ÷ 期内审核的监督员上报数 × 100%（审核 = 立案或不予立案）",
+              lambda f: f.kind == "inspector_report" and f.ok is True,
+              lambda f: f.kind == "inspector_report"),
     Indicator("satisfaction_rate", "满意率",
               "满意率 = (满意数 + 基本满意数) ÷ 有效回访数 × 100%（未接通不计入）",
               lambda f: f.kind == "follow_up" and f.ok is True,

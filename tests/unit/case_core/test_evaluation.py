@@ -87,6 +87,8 @@ def test_overall_indicators(cases):
         "on_time_verify_rate": (0, 0),
         "on_time_check_rate": (2, 2),
         "satisfaction_rate": (1, 2),            # A satisfied, consultation dissatisfied
+        "valid_report_count": (2, None),        # inspector reports A, B, C registered; C voided
+        "valid_report_rate": (2, 3),
     }
 
 
@@ -96,7 +98,7 @@ def test_formula_text_travels_with_figure(cases):
     assert res["rework_rate"].formula_zh.startswith("返工率 = 返工数 ÷ 处置反馈数")
     assert res["rework_rate"].value == 0.5 and res["rework_rate"].display == "50.00%"
     assert res["on_time_verify_rate"].value is None and res["on_time_verify_rate"].display == "—"
-    assert all(i.formula_zh for i in INDICATORS) and len(INDICATORS) == 12
+    assert all(i.formula_zh for i in INDICATORS) and len(INDICATORS) == 14
 
 
 def test_by_department(cases):
