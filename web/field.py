@@ -48,6 +48,15 @@ def _json(body: Any, status: int = 200, headers: dict | None = None) -> web.Resp
 _services: "weakref.WeakKeyDictionary[web.Application, FieldService]" = weakref.WeakKeyDictionary()
 
 
+def position_max_age_s() -> float:
+    """Inspectors seen within this are on duty (5 position intervals, at least 10 minutes)."""
+    return max(600.0, POSITION_INTERVAL_S * 5)
+
+
+def field_service(request: web.Request) -> FieldService:
+    return _service(request)
+
+
 def _service(request: web.Request) -> FieldService:
     """The app's FieldService (`app[FIELD]` when set, else made on first use: the photo store
     is put on the app after the routes)."""
@@ -226,7 +235,7 @@ async def get_positions(request: web.Request) -> web.Response:
     lat = _float(q, "lat", -90, 90, required=False)
     lon = _float(q, "lon", -180, 180, required=False)
     service, now = _service(request), _now(request)
-    max_age = max(600.0, POSITION_INTERVAL_S * 5)
+    max_age = position_max_age_s()
     rows = (await service.nearest_inspectors(lat, lon, now=now, max_age_s=max_age) if lat is not None and lon is not None
             else await service.positions(now=now, max_age_s=max_age))
     users = {u.username: u.display_name for u in await request.app[CTX].repo.list_users()}

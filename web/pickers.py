@@ -8,7 +8,8 @@ grid cells, inspectors and transfer targets, each as ranked JSON for `static/pic
 - `GET /api/reference/places?q=`: gazetteer places (name, alias or a whole address) with
   their grid cell.
 - `GET /api/reference/grid_cells?q=`: grid cells by name or code, with the inspector.
-- `GET /api/reference/inspectors?grid_cell=`: inspector accounts, the cell's own first.
+- `GET /api/reference/inspectors?grid_cell=&case_id=`: inspector accounts, with `case_id` those
+  on duty (城管通 position) nearest to the case first (`distance_m`), then the cell's own.
 - `GET /api/desk/transfer-targets`: queues (with callers waiting), agents with their
   state, and numbers recently transferred to.
 
@@ -150,9 +151,37 @@ async def api_inspectors(request: web.Request) -> web.Response:
     cell = cells.get(request.query.get("grid_cell", ""))
     own = cell.inspector if cell else ""
     users = [u for u in await request.app[CTX].repo.list_users() if u.role == "inspector"]
-    users.sort(key=lambda u: (u.username != own, u.username))
+    # With `case_id`: inspectors on duty (a recent position from 城管通) nearest to the case first.
+    near = await _inspector_distances(request, request.query.get("case_id", ""))
+    users.sort(key=lambda u: (u.username not in near, near.get(u.username, 0), u.username != own, u.username))
     return web.json_response([{"username": u.username, "name": u.display_name or u.username,
-                               "suggested": u.username == own} for u in users])
+                               "suggested": u.username == own, "on_duty": u.username in near,
+                               "distance_m": near.get(u.username)} for u in users])
+
+
+async def _inspector_distances(request: web.Request, case_id: str) -> dict[str, int]:
+    """username → metres from the case (its position, else its cell's centre) for inspectors on duty."""
+    if not case_id.isdigit():
+        return {}
+    from case_core.adapters.sqlalchemy_repo import NotFound
+    from web.field import field_service, position_max_age_s
+
+    ctx = request.app[CTX]
+    try:
+        case = await ctx.service.get_case(int(case_id))
+    except NotFound:
+        return {}
+    lat, lon = case.lat, case.lon
+    ref = await ctx.service.reference()
+    if (lat is None or lon is None) and case.grid_cell and ref.geo is not None and ref.geo.centre(case.grid_cell):
+        lon, lat = ref.geo.centre(case.grid_cell)
+    if lat is None or lon is None:
+        return {}
+    from web.case_api import local_now
+
+    found = await field_service(request).nearest_inspectors(lat, lon, now=local_now(request),
+                                                            max_age_s=position_max_age_s())
+    return {p["username"]: p["distance_m"] for p in found}
 
 
 @api_auth

@@ -34,6 +34,10 @@ def test_map_draws_grid_and_cases_without_any_tile_server(city_hotline):
     assert status == 200
     overdue = [f for f in fc["features"] if f["properties"]["deadline"] == "overdue"]
     assert len(fc["features"]) > 100 and overdue, "the demo city has located cases, some of them overdue"
+    # inspector1 is on duty (城管通 shares the position) in 梅园新村北.
+    status, _ = server.post("/api/field/position", {"lat": 32.0445, "lon": 118.7734, "accuracy": 10},
+                            token=server.token_for("inspector1"))
+    assert status == 200
     with launch() as browser:
         page = new_page(browser)
         outside: list[str] = []
@@ -55,6 +59,7 @@ def test_map_draws_grid_and_cases_without_any_tile_server(city_hotline):
         # The 36 grid cells are drawn as SVG paths with their names.
         assert page.locator(".leaflet-overlay-pane path").count() == 36
         assert page.locator(".grid-label", has_text="梅园新村北").count() == 1
+        assert page.get_attribute("#map", "data-inspectors") == "1" and page.locator(".insp").count() == 1
         assert int(page.locator("#map").get_attribute("data-markers")) == len(fc["features"])
         # Clusters (dense) and single markers together show every case; a cluster holding
         # an overdue case is drawn red.

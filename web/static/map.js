@@ -72,6 +72,25 @@
       el.dataset.markers = String(markers.length);
     });
   }
+  // Inspectors on duty (城管通 positions), refreshed every minute.
+  var inspectors = L.layerGroup().addTo(map);
+  function loadInspectors() {
+    return fetch("/api/field/positions", {credentials: "same-origin"}).then(function (r) { return r.ok ? r.json() : {features: []}; })
+      .then(function (fc) {
+        inspectors.clearLayers();
+        (fc.features || []).forEach(function (f) {
+          var c = f.geometry.coordinates, p = f.properties;
+          L.marker([c[1], c[0]], {icon: L.divIcon({className: "insp", html: "<span>" + esc(p.name) + "</span>", iconSize: null}),
+                                  title: "监督员 " + p.name, zIndexOffset: 1000})
+            .bindPopup("监督员 " + esc(p.name) + "（" + esc(p.username) + "）<br>位置更新于 " + esc(String(p.at).slice(11, 16)))
+            .addTo(inspectors);
+        });
+        el.dataset.inspectors = String((fc.features || []).length);
+      }).catch(function () {});
+  }
+  L.control.layers(null, {"单元网格": gridLayer, "案件": clusters, "监督员": inspectors}, {collapsed: false}).addTo(map);
+  setInterval(loadInspectors, 60000);
+
   // Filters from the URL (a link reproduces the view).
   var form = document.getElementById("map-filters");
   new URLSearchParams(location.search).forEach(function (v, k) {
@@ -80,6 +99,6 @@
   });
   form.addEventListener("submit", function (e) { e.preventDefault(); loadCases(); });
   window.hotlineMap = {map: map, clusters: clusters, reload: loadCases};
-  loadGrid().then(loadCases).then(function () { el.dataset.ready = "1"; },
+  loadGrid().then(loadCases).then(loadInspectors).then(function () { el.dataset.ready = "1"; },
     function (err) { window.__mapError = String(err); console.error("map: " + err); });
 })();

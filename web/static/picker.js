@@ -67,10 +67,15 @@
       placeholder: "留空则按单元网格自动指派",
       minChars: 0,
       search: function (q, el) {
-        return get("/api/reference/inspectors?grid_cell=" + encodeURIComponent(formValue(el, "grid_cell")))
+        // On a case's action form the on-duty inspectors nearest to the case come first.
+        var form = el.closest("form"), m = form && /\/cases\/(\d+)\//.exec(form.getAttribute("action") || "");
+        return get("/api/reference/inspectors?grid_cell=" + encodeURIComponent(formValue(el, "grid_cell")) + (m ? "&case_id=" + m[1] : ""))
           .then(function (list) { return list.filter(function (u) { return !q || (u.name + u.username).indexOf(q) >= 0; }); });
       },
-      item: function (u) { return {value: u.username, text: u.name, label: u.name, badge: u.suggested ? "本网格" : "", detail: u.username}; }
+      item: function (u) {
+        var near = u.distance_m != null ? (u.distance_m >= 1000 ? (u.distance_m / 1000).toFixed(1) + " 公里" : u.distance_m + " 米") : "";
+        return {value: u.username, text: u.name, label: u.name, badge: near ? "在岗 " + near : (u.suggested ? "本网格" : ""), detail: u.username};
+      }
     },
     "case": {
       placeholder: "输入案卷编号、电话或描述中的词搜索",

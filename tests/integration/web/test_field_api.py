@@ -210,3 +210,10 @@ async def test_positions_show_on_duty_inspectors_nearest_first(env):
     assert fc["features"][0]["properties"]["distance_m"] < 5
     resp, _ = await env.send("GET", "/api/field/positions", "agent1")
     assert resp.status == 403
+    # Sending a case to 核实: the picker offers the on-duty inspector nearest to the case first.
+    view = await env.service_.create_case(channel="12319", description="井盖缺失", actor="agent1", role="agent",
+                                          now=NOW, lat=b_lat, lon=b_lon)
+    resp, offered = await env.send("GET", f"/api/reference/inspectors?case_id={view.id}&grid_cell={view.grid_cell}",
+                                   "agent1")
+    assert [(u["username"], u["on_duty"]) for u in offered] == [("inspector1", True), ("inspector2", True)]
+    assert offered[0]["distance_m"] < 5 < offered[1]["distance_m"]
