@@ -468,10 +468,16 @@ async def api_desk_suggest(request: web.Request) -> web.Response:
         data = await asyncio.to_thread(suggest.suggest_for_text, text, settings=settings)
     except suggest.SuggestionDataError as exc:
         return json_error(503, "no_reference_data", f"识别所需的分类或地名数据不可用：{exc}")
-    candidates = [{**c, "label": _category_label(c)} for c in (data.get("candidates") or [])[:3]]
+    # Only categories a case can be saved under: the suggester also knows the demo district's
+    # local codes, which this installation may not have imported.
+    ref = await request.app[CTX].service.reference()
+    offered = data.get("candidates") or []
+    known = [c for c in offered if ref.categories.get(c.get("kind") or "", c.get("code") or "")]
+    candidates = [{**c, "label": _category_label(c)} for c in known[:3]]
     urgency = data.get("urgency") or {}
     found = []
-    confident = bool(candidates) and data.get("category_status", "confident") == "confident"
+    confident = (bool(candidates) and data.get("category_status", "confident") == "confident"
+                 and candidates[0].get("key") == offered[0].get("key"))
     if confident:
         found.append("类别")
     if data.get("address") or data.get("grid_id"):

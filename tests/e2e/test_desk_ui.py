@@ -127,7 +127,11 @@ def test_agent_answers_a_call_saves_the_case_and_the_supervisor_sees_it(desk_hot
         expect(desk.locator("#agent-status")).to_have_text("话后处理")
         desk.click("#case-form button[type=submit]")
         saved = desk.locator("#saved")
-        saved.wait_for(state="visible", timeout=10 * MS)
+        try:
+            saved.wait_for(state="visible", timeout=10 * MS)
+        except Exception as exc:
+            errors = desk.locator("#desk-message, .field-error").all_inner_texts()
+            raise AssertionError(f"not saved: {errors}\n{server.log()[-3000:]}") from exc
         assert desk.locator("#saved-text").inner_text().strip() == "已登记案卷", saved.inner_text()
         number = desk.locator("#saved-link").inner_text().strip()
         assert re.fullmatch(r"\d{8}-\d{4}", number), saved.inner_text()

@@ -146,3 +146,25 @@ async def test_screen_pop_history_has_outcome_duration_case_and_recording(env):
     assert old["recording_url"] == f"/recordings/{rec}.wav" and old["started_at"] == start.strftime("%Y-%m-%d %H:%M")
     assert pop["transcript"] == ["长江路的井盖坏了"]
     assert pop["earlier_cases"][0]["number"] == case.number
+
+
+async def test_suggestions_offer_only_categories_a_case_can_be_saved_under(client, env):
+    """With only the national table imported, 识别 never offers the demo district's local codes
+    (matter:09901 夜间施工噪声扰民): what it offers saves."""
+    import dataclasses
+
+    from case_core.domain.categories import load_category_directory
+
+    national, _ = load_category_directory()
+    ref = await env.service.reference()
+    env.service._fixed_reference = dataclasses.replace(ref, categories=national)
+    env.service.reload_reference()
+    resp = await client.post("/api/desk/suggest", json={"text": "工地夜间施工噪声扰民，影响休息"}, headers=FETCH)
+    body = await resp.json()
+    assert resp.status == 200, body
+    keys = [c["key"] for c in body["candidates"]]
+    assert "matter:09901" not in keys and all(national.by_key(k) for k in keys), keys
+    if body["category"]:
+        resp = await client.post("/api/desk/cases", json={"description": "工地夜间施工噪声扰民",
+                                                           "category": body["category"]["key"]}, headers=FETCH)
+        assert resp.status == 201, await resp.json()
