@@ -49,9 +49,14 @@ def _callbacks_waiting(server) -> int | None:
 def _ready_phone(server) -> Baresip:
     phone = Baresip(user="1001", registrar=server.sip_target, password="hotline12319", answer_auto=True)
     phone.start()
-    phone.wait_log(r"200 OK|registered", timeout=10)
-    token = server.token_for("agent1")
-    assert server.post("/api/desk/state", {"state": "ready"}, token=token)[0] == 200
+    try:
+        phone.wait_log(r"200 OK|registered", timeout=10)
+        token = server.token_for("agent1")
+        status, body = server.post("/api/desk/state", {"state": "ready"}, token=token)
+        assert status == 200, body
+    except BaseException:
+        phone.stop()
+        raise
     return phone
 
 
