@@ -2,6 +2,8 @@
 
 - `GET /api/geo/locate?lat=&lon=` → `{grid_cell, area, nearest_road, …}`; 404 with a zh-CN
   message outside every cell (nothing is ever filed in the "nearest" cell instead).
+- `GET /api/geo/geocode?q=ADDRESS` → the gazetteer place in the address, its cell and a point
+  (the cell's centre; `precision: "grid_cell"`), as the desk's place suggestion finds it.
 - `GET /api/geo/grid` → FeatureCollection of the grid-cell polygons (`id`, `area`, `name`,
   `inspector`).
 - `GET /api/geo/cases` → FeatureCollection of cases as points (`id`, `number`, `status`,
@@ -73,6 +75,26 @@ async def locate_json(request: web.Request, lat: float, lon: float) -> dict[str,
 async def locate(request: web.Request) -> web.Response:
     body = await locate_json(request, _coord(request, "lat", -90, 90), _coord(request, "lon", -180, 180))
     return body if isinstance(body, web.Response) else _json(body)
+
+
+@api_auth
+async def geocode(request: web.Request) -> web.Response:
+    """An address → the gazetteer place it names, its grid cell and a point for it (the cell's
+    centre: the gazetteer keeps no coordinates of its own)."""
+    q = request.query.get("q", "").strip()
+    if not q:
+        return json_error(400, "bad_parameter", "缺少参数 q（地址）")
+    ref = await request.app[CTX].service.reference()
+    hits = ref.gazetteer.lookup(q)
+    if not hits:
+        return json_error(404, "not_found", f"地名库中没有“{q[:40]}”里的地名")
+    place = hits[0]
+    centre = ref.geo.centre(place.grid_id) if ref.geo is not None else None
+    cell = ref.grid_cells.get(place.grid_id)
+    return _json({"place": place.name, "kind": place.kind, "grid_cell": place.grid_id, "area": place.grid_id[:12],
+                  "grid_name": cell.name if cell else "",
+                  "lat": round(centre[1], 7) if centre else None, "lon": round(centre[0], 7) if centre else None,
+                  "precision": "grid_cell"})
 
 
 @api_auth
@@ -154,5 +176,6 @@ async def map_page(request: web.Request) -> web.Response:
 def setup(app: web.Application) -> None:
     app.router.add_get("/api/geo/locate", locate)
     app.router.add_get("/api/geo/grid", grid)
+    app.router.add_get("/api/geo/geocode", geocode)
     app.router.add_get("/api/geo/cases", cases)
     app.router.add_get("/map", map_page)

@@ -150,3 +150,13 @@ async def test_map_page_is_for_dispatchers_and_commanders(env):
     assert "data-tile-url=\"\"" in html           # no tile server configured
     status, html = await env.get("/map", user="agent1")
     assert status == 403
+
+
+async def test_geocode_an_address_to_its_place_cell_and_point(env):
+    """'长江路12号' → 长江路 in its cell, a point inside that cell; an unknown address → 404."""
+    status, body = await env.get("/api/geo/geocode?q=长江路12号门口")
+    assert status == 200 and body["place"] == "长江路" and body["grid_cell"] == "320102001002001"
+    status, located = await env.get(f"/api/geo/locate?lat={body['lat']}&lon={body['lon']}")
+    assert located["grid_cell"] == body["grid_cell"]
+    status, body = await env.get("/api/geo/geocode?q=火星大道")
+    assert status == 404 and "地名库" in body["message"]
