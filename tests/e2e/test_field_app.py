@@ -94,6 +94,12 @@ def test_report_offline_and_online_once_each_then_verify_from_the_phone(city_hot
         page.wait_for_selector("body[data-outbox='1']")
         page.click(".m-tabs button[data-go=outbox]")
         screenshot(page, "field-offline-outbox")
+        # The app shell is in the service worker's cache (it opens with no signal); the queued
+        # report sits in IndexedDB with its photo, position and capture time.
+        assert page.evaluate("navigator.serviceWorker.ready.then(() => caches.match('/m/')).then(r => !!r)")
+        queued = page.evaluate("fieldApp.outbox().then(items => items.map(i => [i.fields.lat, i.fields.captured_at, i.photos.length]))")
+        assert len(queued) == 1 and abs(float(queued[0][0]) - lat) < 1e-6 and queued[0][1].endswith("+08:00")
+        assert queued[0][2] == 1
         assert len(_inspector_cases(server)) == 1
 
         # 3. Online again, but the answer to the first send is lost on the way back: the
