@@ -69,13 +69,15 @@ def test_report_offline_and_online_once_each_then_verify_from_the_phone(city_hot
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.goto(f"{base}/m/")
-        page.wait_for_url("**/login?next=/m/")              # no session → the login form
-        page.fill("input[name=username]", "inspector1")
-        page.fill("input[name=password]", PASSWORD)
+        page.wait_for_selector("#login-view:not([hidden])")   # no session → the app's own login form
+        screenshot(page, "field-login")
+        page.fill("#login-form input[name=username]", "inspector1")
+        page.fill("#login-form input[name=password]", PASSWORD)
         with page.expect_navigation():
-            page.click("form[action='/login'] button[type=submit]")
-        page.wait_for_selector("body[data-ready='1']")
-        page.wait_for_function("document.querySelector('[data-pos]').textContent.indexOf('长江路东段') >= 0")
+            page.click("#login-form button[type=submit]")
+        assert page.url == f"{base}/m/"
+        page.wait_for_selector("body[data-ready='1']:not(.signed-out)")
+        page.wait_for_function("document.querySelector('#report-form [data-pos]').textContent.indexOf('长江路东段') >= 0")
         assert int(page.get_attribute("body", "data-tasks")) >= 1
         screenshot(page, "field-tasks")
 

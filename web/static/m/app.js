@@ -182,7 +182,8 @@
     var url = "/api/field/tasks" + (p ? "?lat=" + p.lat + "&lon=" + p.lon : "");
     if (!navigator.onLine) return showCachedTasks();
     return api(url).then(function (r) {
-      if (r.status === 401) { location.href = "/login?next=/m/"; return; }
+      if (r.status === 401) { body.classList.add("signed-out"); go("login"); return; }
+      body.classList.remove("signed-out");
       return r.json().then(function (list) {
         if (!r.ok) { toast(list.message || "任务加载失败"); return; }
         localStorage.setItem("field-tasks", JSON.stringify(list));
