@@ -14,6 +14,13 @@ to unit length — exactly what `TfidfVectorizer(analyzer=model_ngrams, sublinea
 computes at training time. Scores are ``x @ weights + bias``; ``probabilities`` are their
 softmax at the ``temperature`` fitted on the validation split, and a top probability under
 ``threshold`` (also chosen on the validation split) means 不确定.
+
+A name-match prior is added to the scores: ``aliases`` maps words that name a category
+(its own name without 异常/问题, the object names and keywords of the training corpus:
+路灯, 井盖, 垃圾, 占道…) to the categories they name. Every alias found in the text that is
+not part of a longer alias also found (井盖 inside 雨水井盖) adds ``prior_weight`` (fitted on
+the validation split) to its categories. The n-grams learn the corpus wording; the prior
+keeps a plain "路灯不亮" on 路灯 when the rest of the sentence looks like another matter's.
 """
 from __future__ import annotations
 
@@ -35,7 +42,7 @@ __all__ = ["CategoryModel", "model_text", "model_ngrams", "top_k_accuracy", "NGR
 NGRAM_RANGE = (1, 3)
 # Label of talk that names no problem; its probability counts against every category.
 NONE_LABEL = "none"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _DROP = re.compile(r"[\s\d\-—–~～·.,，。、;；:：!！?？\"'“”‘’()（）《》<>\[\]【】…]+")
 
 
@@ -70,6 +77,28 @@ class CategoryModel:
     temperature: float = 1.0
     threshold: float = 0.0
     meta: dict = field(default_factory=dict)
+    aliases: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # word → label indices
+    prior_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._alias_max = max((len(a) for a in self.aliases), default=0)
+
+    def name_prior(self, text: str) -> np.ndarray:
+        """(classes,) 1.0 for each category named by an alias found in ``text`` (longest
+        matches only: an alias inside another alias found is ignored), else 0."""
+        prior = np.zeros(len(self.labels))
+        if not self.aliases:
+            return prior
+        t = model_text(text)
+        found: list[tuple[int, int]] = []  # (start, end) of every alias occurrence
+        for i in range(len(t)):
+            for n in range(2, min(self._alias_max, len(t) - i) + 1):
+                if t[i:i + n] in self.aliases:
+                    found.append((i, i + n))
+        for i, j in found:
+            if not any(a <= i and j <= b and (a, b) != (i, j) for a, b in found):
+                prior[list(self.aliases[t[i:j]])] = 1.0
+        return prior
 
     # -- prediction
     def features(self, text: str) -> tuple[np.ndarray, np.ndarray]:
@@ -90,7 +119,10 @@ class CategoryModel:
 
     def scores(self, text: str) -> np.ndarray:
         idx, values = self.features(text)
-        return values @ self.weights[idx] + self.bias
+        linear = values @ self.weights[idx] + self.bias
+        if self.prior_weight:
+            linear = linear + self.prior_weight * self.name_prior(text)
+        return linear
 
     def probabilities(self, text: str) -> np.ndarray:
         s = self.scores(text) * self.temperature
@@ -123,7 +155,9 @@ class CategoryModel:
         path.parent.mkdir(parents=True, exist_ok=True)
         words = sorted(self.vocabulary, key=self.vocabulary.__getitem__)
         header = {"format": FORMAT_VERSION, "labels": list(self.labels), "temperature": self.temperature,
-                  "threshold": self.threshold, "ngram_range": list(NGRAM_RANGE), "meta": self.meta}
+                  "threshold": self.threshold, "ngram_range": list(NGRAM_RANGE), "meta": self.meta,
+                  "prior_weight": self.prior_weight,
+                  "aliases": {a: list(ix) for a, ix in sorted(self.aliases.items())}}
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")
         np.savez_compressed(tmp, header=np.array(json.dumps(header, ensure_ascii=False)),
                             vocabulary=np.array("\n".join(words)), idf=self.idf.astype(np.float64),
@@ -146,7 +180,9 @@ class CategoryModel:
             raise ValueError(f"{path}: category model arrays do not match its header")
         return cls(labels=tuple(header["labels"]), vocabulary={w: i for i, w in enumerate(words)},
                    idf=idf, weights=weights, bias=bias, temperature=float(header["temperature"]),
-                   threshold=float(header["threshold"]), meta=header.get("meta") or {})
+                   threshold=float(header["threshold"]), meta=header.get("meta") or {},
+                   aliases={a: tuple(ix) for a, ix in header.get("aliases", {}).items()},
+                   prior_weight=float(header.get("prior_weight", 0.0)))
 
 
 def top_k_accuracy(model: CategoryModel, items: Sequence[tuple[str, str]], k: int = 3) -> tuple[float, float]:
