@@ -6,6 +6,8 @@
   (the cell's centre; `precision: "grid_cell"`), as the desk's place suggestion finds it.
 - `GET /api/geo/grid` → FeatureCollection of the grid-cell polygons (`id`, `area`, `name`,
   `inspector`).
+- `GET /api/geo/areas?level=street|community` → outlines of streets or communities (the union of
+  their cells), `id`, `level`, `name`.
 - `GET /api/geo/cases` → FeatureCollection of cases as points (`id`, `number`, `status`,
   `deadline`); filters as `GET /api/cases` plus `deadline=overdue|yellow`. A case with no
   position of its own is placed at its grid cell's centre (`located: "grid"`).
@@ -21,6 +23,7 @@ import json
 import math
 from typing import Any
 
+import shapely.geometry
 from aiohttp import web
 
 from case_core.domain.geo import OutsideGrid
@@ -112,6 +115,22 @@ async def grid(request: web.Request) -> web.Response:
     return _json({"type": "FeatureCollection", "features": features})
 
 
+@api_auth
+async def areas(request: web.Request) -> web.Response:
+    """Street (街道) and community (社区) outlines, each the union of its grid cells."""
+    level = request.query.get("level", "street")
+    if level not in ("street", "community"):
+        return json_error(400, "bad_parameter", "level 只能是 street 或 community")
+    ref = await request.app[CTX].service.reference()
+    if ref.geo is None:
+        return _json({"type": "FeatureCollection", "features": []})
+    names = await _area_names(request)
+    features = [{"type": "Feature", "id": code, "geometry": shapely.geometry.mapping(geom),
+                 "properties": {"id": code, "level": level, "name": names.get(code, "")}}
+                for code, geom in sorted(ref.geo.areas(9 if level == "street" else 12).items())]
+    return _json({"type": "FeatureCollection", "features": features})
+
+
 async def cases_collection(request: web.Request) -> dict[str, Any]:
     from web.case_api import local_now, search_filters
     from web.worklists import current_deadline
@@ -177,5 +196,6 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/api/geo/locate", locate)
     app.router.add_get("/api/geo/grid", grid)
     app.router.add_get("/api/geo/geocode", geocode)
+    app.router.add_get("/api/geo/areas", areas)
     app.router.add_get("/api/geo/cases", cases)
     app.router.add_get("/map", map_page)

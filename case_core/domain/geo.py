@@ -243,6 +243,14 @@ class GridIndex:
             best[pi[first]] = gi[first]
         return [self.ids[b] if b >= 0 else None for b in best]
 
+    def areas(self, length: int) -> dict[str, Any]:
+        """Outlines of the areas the cells make up: code (the grid ID's first ``length``
+        characters: 9 street, 12 community) → their union (a shapely geometry)."""
+        groups: dict[str, list[Any]] = {}
+        for gid, g in zip(self.ids, self.geoms):
+            groups.setdefault(gid[:length], []).append(g)
+        return {code: shapely.union_all(gs, grid_size=1e-7) for code, gs in groups.items()}
+
     def nearest_road(self, lon: float, lat: float) -> str | None:
         if self._road_tree is None:
             return None

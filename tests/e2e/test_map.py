@@ -56,8 +56,9 @@ def test_map_draws_grid_and_cases_without_any_tile_server(city_hotline):
                                timeout=30_000)
         assert page.js_errors == [] and page.evaluate("window.__mapError || ''") == ""
         assert outside == []                      # nothing was even asked of a tile server
-        # The 36 grid cells are drawn as SVG paths with their names.
-        assert page.locator(".leaflet-overlay-pane path").count() == 36
+        # The 36 grid cells and the 4 street outlines are drawn as SVG paths, cells with their names.
+        page.wait_for_selector("#map[data-streets='4']")
+        assert page.locator(".leaflet-overlay-pane path").count() == 36 + 4
         assert page.locator(".grid-label", has_text="梅园新村北").count() == 1
         assert page.get_attribute("#map", "data-inspectors") == "1" and page.locator(".insp").count() == 1
         assert int(page.locator("#map").get_attribute("data-markers")) == len(fc["features"])

@@ -43,7 +43,11 @@
     }});
   map.addLayer(clusters);
 
+  var streetLayer = L.geoJSON(null, {style: {color: "#0b4f8a", weight: 3, fill: false}, interactive: false}).addTo(map);
   function loadGrid() {
+    fetch("/api/geo/areas?level=street", {credentials: "same-origin"}).then(function (r) { return r.json(); })
+      .then(function (fc) { streetLayer.addData(fc); streetLayer.bringToFront(); el.dataset.streets = String(fc.features.length); })
+      .catch(function () {});
     return fetch("/api/geo/grid", {credentials: "same-origin"}).then(function (r) { return r.json(); }).then(function (fc) {
       gridLayer.addData(fc);
       if (fc.features.length) map.fitBounds(gridLayer.getBounds(), {padding: [10, 10]});
@@ -88,7 +92,7 @@
         el.dataset.inspectors = String((fc.features || []).length);
       }).catch(function () {});
   }
-  L.control.layers(null, {"单元网格": gridLayer, "案件": clusters, "监督员": inspectors}, {collapsed: false}).addTo(map);
+  L.control.layers(null, {"单元网格": gridLayer, "街道界线": streetLayer, "案件": clusters, "监督员": inspectors}, {collapsed: false}).addTo(map);
   setInterval(loadInspectors, 60000);
 
   // Filters from the URL (a link reproduces the view).

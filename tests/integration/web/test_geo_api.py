@@ -160,3 +160,18 @@ async def test_geocode_an_address_to_its_place_cell_and_point(env):
     assert located["grid_cell"] == body["grid_cell"]
     status, body = await env.get("/api/geo/geocode?q=火星大道")
     assert status == 404 and "地名库" in body["message"]
+
+
+async def test_street_outlines_are_the_union_of_their_cells(env):
+    """4 streets of 9 cells each: each outline is one polygon covering exactly its cells."""
+    status, fc = await env.get("/api/geo/areas?level=street")
+    assert status == 200 and [f["id"] for f in fc["features"]] == ["320102001", "320102002", "320102003", "320102004"]
+    first = fc["features"][0]
+    assert first["geometry"]["type"] == "Polygon" and first["properties"]["name"]
+    lon, lat = _centre(CELL_A)
+    import shapely.geometry
+    assert shapely.geometry.shape(first["geometry"]).contains(shapely.geometry.Point(lon, lat))
+    status, fc = await env.get("/api/geo/areas?level=community")
+    assert len(fc["features"]) == 12
+    status, _ = await env.get("/api/geo/areas?level=city")
+    assert status == 400
