@@ -15,6 +15,7 @@ the other finds it (in progress → `InProgress`, the phone retries later).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from dataclasses import dataclass
@@ -167,11 +168,14 @@ class FieldService:
         async with self.engine.begin() as conn:
             await conn.execute(delete(field_submissions).where(field_submissions.c.idempotency_key == key))
 
-    def _check_photos(self, photos: list[bytes]) -> None:
+    async def _check_photos(self, photos: list[bytes]) -> None:
+        """Every photo is a real image (stored once, by hash) before anything is filed; decoding
+        runs off the event loop, as PhotoService.add does."""
         if self.photos is None:
             raise FieldError("unavailable", "本进程未配置照片存储", 503)
+        loop = asyncio.get_running_loop()
         for data in photos:
-            self.photos.files.put(data)       # validates (and stores once, by hash) before filing anything
+            await loop.run_in_executor(None, self.photos.files.put, data)
 
     # -- reports (上报) ------------------------------------------------------------------------
     async def report(self, user, report: FieldReport, *, photos: list[bytes], now: datetime) -> tuple[dict, bool]:
@@ -191,7 +195,7 @@ class FieldService:
             grid = ref.geo.cell_at(report.lon, report.lat)
             if grid is None:
                 raise FieldError("outside_grid", "该位置不在任何单元网格内，请确认定位后重试", 422)
-            self._check_photos(photos)
+            await self._check_photos(photos)
             extra: dict[str, Any] = {"source": "field_app", "idempotency_key": key}
             if report.captured_at is not None:
                 extra["captured_at"] = report.captured_at.isoformat(timespec="seconds")
@@ -259,7 +263,7 @@ class FieldService:
                 raise FieldError("not_yours", "该任务已指派给其他监督员", 403)
             step, action, result_field, stage = TASK_STEPS[view.status]
             if photos:
-                self._check_photos(photos)
+                await self._check_photos(photos)
             urls = [(await self.photos.add(view.id, data, stage=stage, actor=user.username, now=now)).url
                     for data in photos]
             fields: dict[str, Any] = {result_field: sub.result}
