@@ -239,8 +239,9 @@
       var item = items[0];
       return send(item).then(function (r) {
         if (r.status === 401) { toast("登录已过期：请重新登录后自动发送"); return null; }
-        if (r.status === 409 || r.status === 429 || r.status >= 500) return null;   // try again later
+        if (r.status === 429 || r.status >= 500) return null;   // try again later
         return r.json().catch(function () { return {}; }).then(function (b) {
+          if (r.status === 409 && b.error === "in_progress") return null;   // the first send is still being filed
           var done = {key: item.key, kind: item.kind, title: item.title, created: item.created, sent_at: Date.now()};
           if (r.ok) { done.result = b; sentAny = true; } else { done.error = b.message || ("HTTP " + r.status); }
           return put(SENT, done).then(function () { return del(OUTBOX, item.key); }).then(function () {
@@ -310,7 +311,7 @@
     queue({key: uuid(), kind: "step", url: "/api/field/tasks/" + t.id, title: t.step_label + " " + t.number,
            photos: taskForm._photos.slice(),
            fields: {result: result, note: taskForm.elements.note.value.trim(), lat: f.lat, lon: f.lon,
-                    captured_at: f.captured_at, expected_version: t.version}})
+                    captured_at: f.captured_at}})   // no expected_version: an urge meanwhile must not void the visit
       .then(function () { go("tasks"); });
   });
   $("#refresh").addEventListener("click", loadTasks);
