@@ -29,6 +29,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
     "--disable-quic",
+    "--lang=zh-CN",
 ]
 VIEWPORT = {"width": 1366, "height": 768}
 SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
@@ -53,7 +54,10 @@ def launch() -> Iterator:
 
     pw = sync_playwright().start()
     try:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        # Date and time inputs follow the browser process's language (LANG, with Debian's
+        # chromium-l10n), not the page's locale: an agent's Chinese browser shows 年/月/日.
+        env = {**os.environ, "LANG": "zh_CN.UTF-8", "LANGUAGE": "zh_CN"}
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True, env=env)
         try:
             yield browser
         finally:
