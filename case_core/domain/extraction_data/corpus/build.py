@@ -131,9 +131,10 @@ class Builder:
         self.components = _load("components.yaml")
         self.matters = _load("matters.yaml")
         self.phrasing = _load("phrasing.yaml")
-        for code, extra in _load("matters_extra.yaml").items():
-            i = self.matters[code].index(HELDOUT_MARK)
-            self.matters[code] = self.matters[code][:i] + extra + self.matters[code][i:]
+        for extra_file in ("matters_extra.yaml", "matters_spoken.yaml"):
+            for code, extra in _load(extra_file).items():
+                i = self.matters[code].index(HELDOUT_MARK)
+                self.matters[code] = self.matters[code][:i] + extra + self.matters[code][i:]
         self.keywords = {code: self._clean_keywords(code, words)
                          for code, words in _load("keywords.yaml").items()}
 
