@@ -116,12 +116,7 @@ class KeptCallbackStore:
         """Count one failed try. Returns the place to try again, or the id of the scheduled
         callback it moved to after `max_tries`, or None when the row is not pending."""
         async with self.engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    select(kept_callbacks).where(kept_callbacks.c.call_id == call_id,
-                                                 kept_callbacks.c.state == "pending")
-                )
-            ).first()
+            row = await self._pending(conn, call_id)
             if row is None:
                 return None
             tries = row.tries + 1
@@ -137,15 +132,19 @@ class KeptCallbackStore:
     async def expire(self, call_id: str, now: datetime) -> str | None:
         """Its deadline passed: to the scheduled-callback list (id returned), or None."""
         async with self.engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    select(kept_callbacks).where(kept_callbacks.c.call_id == call_id,
-                                                 kept_callbacks.c.state == "pending")
-                )
-            ).first()
+            row = await self._pending(conn, call_id)
             if row is None:
                 return None
             return await self._move(conn, row, row.last_agent, now)
+
+    @staticmethod
+    async def _pending(conn, call_id: str):
+        """The row of `call_id` while it is still pending, else None."""
+        return (
+            await conn.execute(
+                select(kept_callbacks).where(kept_callbacks.c.call_id == call_id, kept_callbacks.c.state == "pending")
+            )
+        ).first()
 
     async def _move(self, conn, row, agent: str | None, now: datetime) -> str:
         callback_id = f"kept:{row.call_id}"[:128]
