@@ -345,9 +345,13 @@ async def categories(request: web.Request) -> web.Response:
             raise _bad("limit 必须是数字") from None
         return _json([m.to_dict() for m in category_index(ref.categories).search(text, kind=kind, limit=limit)])
     cats = [c for c in ref.categories if kind is None or c.kind == kind]
+    from web.pickers import category_index
+
+    spelt = category_index(ref.categories).spellings()   # pinyin/initials: the phone searches offline
     return _json([{"key": c.key, "kind": c.kind, "kind_label": KIND_LABELS[c.kind], "code": c.code,
                    "class_code": c.class_code, "class_name": c.class_name, "name": c.name,
-                   "label_zh": c.label_zh} for c in cats])
+                   "label_zh": c.label_zh, "pinyin": spelt.get(c.key, ("", ""))[0],
+                   "initials": spelt.get(c.key, ("", ""))[1]} for c in cats])
 
 
 def setup(app: web.Application) -> None:

@@ -63,6 +63,11 @@ class CategoryIndex:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def spellings(self) -> dict[str, tuple[str, str]]:
+        """Each category key → (whole pinyin, initials), e.g. ``("yushuijinggai", "ysjg")``:
+        what a phone needs to search the list itself when it has no signal."""
+        return {e.category.key: (e.full, e.initials) for e in self._entries}
+
     def search(self, text: str, *, kind: str | None = None, limit: int = 30) -> list[CategoryMatch]:
         """Best matches for ``text``, at most ``limit``; an empty text matches nothing."""
         query = (text or "").strip()

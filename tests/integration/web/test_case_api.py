@@ -149,5 +149,8 @@ async def test_categories_list_and_search(api):
     """GET /api/categories lists the GB/T 47678.5 directory and searches it by name."""
     _, cats = await api.call("GET", "/api/categories")
     assert len(cats) > 300 and {"key", "kind", "code", "name", "class_name"} <= set(cats[0])
+    # pinyin and initials, so that the phone app (/m/) can search its cached copy offline
+    manhole = next(c for c in cats if c["key"] == "component:01002")
+    assert (manhole["name"], manhole["pinyin"], manhole["initials"]) == ("污水井盖", "wushuijinggai", "wsjg")
     _, found = await api.call("GET", "/api/categories?q=井盖")
     assert found and all("井盖" in c["name"] or "井盖" in c["class_name"] for c in found)
