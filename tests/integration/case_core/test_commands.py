@@ -85,21 +85,26 @@ def test_a_file_with_missing_columns_writes_nothing(config, tmp_path, capsys):
     assert run("import", "departments", str(tmp_path / "absent.csv"), "--config", path) == 2
 
 
-def test_evaluate_prints_indicators_as_json(config, capsys):
-    """`hotline evaluate` prints each group's indicators with formulas and a composite score."""
-    path, url = config
-    assert run("import", "departments", str(DEMO / "departments.csv"), "--config", path) == 0
+def _dispatch_one_case(t: datetime):
+    """A seed for `_with_repo`: one inspector case registered and dispatched to municipal at `t`."""
 
     async def seed(repo):
         service = CaseService(repo)
-        t = datetime(2026, 11, 23, 9, 0)
         view = await service.create_case(channel="inspector_app", description="井盖缺失", actor="i1",
                                          role="inspector", now=t)
         await service.act(view.id, "register", actor="l1", role="shift_lead", now=t)
         await service.act(view.id, "dispatch", actor="d1", role="dispatcher", fields={"department": "municipal"},
                           now=t)
 
-    asyncio.run(_with_repo(url, seed))
+    return seed
+
+
+def test_evaluate_prints_indicators_as_json(config, capsys):
+    """`hotline evaluate` prints each group's indicators with formulas and a composite score."""
+    path, url = config
+    assert run("import", "departments", str(DEMO / "departments.csv"), "--config", path) == 0
+
+    asyncio.run(_with_repo(url, _dispatch_one_case(datetime(2026, 11, 23, 9, 0))))
     capsys.readouterr()
     assert run("evaluate", "--start", "2026-11-01", "--end", "2026-11-24", "--group-by", "department",
                "--config", path) == 0
@@ -117,16 +122,7 @@ def test_evaluate_end_day_is_inclusive(config, capsys):
     path, url = config
     assert run("import", "departments", str(DEMO / "departments.csv"), "--config", path) == 0
 
-    async def seed(repo):
-        service = CaseService(repo)
-        t = datetime(2026, 11, 24, 15, 0)
-        view = await service.create_case(channel="inspector_app", description="井盖缺失", actor="i1",
-                                         role="inspector", now=t)
-        await service.act(view.id, "register", actor="l1", role="shift_lead", now=t)
-        await service.act(view.id, "dispatch", actor="d1", role="dispatcher", fields={"department": "municipal"},
-                          now=t)
-
-    asyncio.run(_with_repo(url, seed))
+    asyncio.run(_with_repo(url, _dispatch_one_case(datetime(2026, 11, 24, 15, 0))))
     for start in ("2026-11-01", "2026-11-24"):
         capsys.readouterr()
         assert run("evaluate", "--start", start, "--end", "2026-11-24", "--group-by", "department",
