@@ -14,7 +14,6 @@ from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import pytest
 from sqlalchemy import create_engine, text
 
 from case_core import demo_city
@@ -27,14 +26,6 @@ from case_core.service import CaseService, load_reference
 
 DEMO = Path(demo_city.__file__).resolve().parent / "demo_data"
 NOW = datetime(2026, 12, 7, 16, 20)  # a Monday afternoon
-
-
-@pytest.fixture
-async def repo(db_url):
-    migrate.upgrade(sync_url(db_url))
-    r = SqlRepository(make_engine(db_url))
-    yield r
-    await r.close()
 
 
 def test_city_files_load_cleanly_and_extend_the_test_district():

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime, timedelta
 
-import pytest
 from sqlalchemy import create_engine, insert, select
 
 from case_core.adapters import migrate, orm
@@ -115,14 +114,6 @@ PERIODS = [
     (h(3, 9), h(3, 13)),           # inside one day
     (datetime(2026, 1, 1), datetime(2027, 1, 1)),
 ]
-
-
-@pytest.fixture
-async def repo(db_url):
-    migrate.upgrade(sync_url(db_url))
-    r = SqlRepository(make_engine(db_url))
-    yield r
-    await r.close()
 
 
 async def file_scenarios(service: CaseService, scenarios=SCENARIOS) -> list[int]:

@@ -5,21 +5,11 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
-import pytest
-
 from case_core.adapters import migrate
-from case_core.adapters.sqlalchemy_repo import SqlRepository, make_engine, sync_url
+from case_core.adapters.sqlalchemy_repo import sync_url
 from case_core.service import CaseService
 
 NOW = datetime(2026, 11, 21, 10, 30)
-
-
-@pytest.fixture
-async def repo(db_url):
-    migrate.upgrade(sync_url(db_url))
-    r = SqlRepository(make_engine(db_url))
-    yield r
-    await r.close()
 
 
 async def test_migration_reaches_head_and_is_idempotent(db_url):

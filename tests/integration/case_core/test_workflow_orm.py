@@ -10,8 +10,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from case_core.adapters import migrate
-from case_core.adapters.sqlalchemy_repo import SqlRepository, make_engine, sync_url
 from case_core.domain import workflow
 from case_core.domain.calendar import WorkCalendar
 from case_core.domain.categories import load_category_directory
@@ -30,14 +28,6 @@ from tests.unit.case_core.test_traces import TRACES, check_history, replay
 
 DEMO = Path(__file__).resolve().parents[3] / "case_core" / "demo_data"
 MON = datetime(2026, 11, 23, 9, 0)
-
-
-@pytest.fixture
-async def repo(db_url):
-    migrate.upgrade(sync_url(db_url))
-    r = SqlRepository(make_engine(db_url))
-    yield r
-    await r.close()
 
 
 def demo_reference() -> ReferenceData:

@@ -15,9 +15,7 @@ from callcenter.followup import callbacks_table
 from callcenter.metrics import HotlineMetrics
 from callcenter.notify.outbox import enqueue_sms
 from callcenter.stt_store import transcript_jobs
-from case_core.adapters import migrate
 from case_core.adapters.orm import cases
-from case_core.adapters.sqlalchemy_repo import SqlRepository, make_engine, sync_url
 from case_core.service import CaseService
 from web import metrics as metrics_route
 
@@ -31,14 +29,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.t
-
-
-@pytest.fixture
-async def repo(db_url):
-    migrate.upgrade(sync_url(db_url))
-    repo = SqlRepository(make_engine(db_url))
-    yield repo
-    await repo.close()
 
 
 async def _report(repo, phone: str) -> str:
