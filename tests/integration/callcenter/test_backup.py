@@ -37,6 +37,19 @@ def _rewrite(archive: Path, out: Path, change) -> None:
             dst.addfile(info, io.BytesIO(data))
 
 
+def _rewrite_manifest(archive: Path, out: Path, edit) -> None:
+    """Copy an archive with its manifest altered in place by `edit(manifest)`."""
+
+    def change(name, data):
+        if name != MANIFEST:
+            return data
+        manifest = json.loads(data)
+        edit(manifest)
+        return json.dumps(manifest).encode()
+
+    _rewrite(archive, out, change)
+
+
 def test_a_file_damaged_in_the_archive_is_refused(sqlite_url, tmp_path):
     """A recording whose bytes differ from the manifest's SHA-256 stops the restore with the file named."""
     source = _installation(sqlite_url, tmp_path / "rec")
@@ -56,14 +69,8 @@ def test_a_manifest_naming_a_file_outside_the_storage_folder_is_refused(sqlite_u
     source = _installation(sqlite_url, tmp_path / "rec")
     backup(source, tmp_path / "b.tar", now=NOW)
 
-    def escape(name, data):
-        if name != MANIFEST:
-            return data
-        manifest = json.loads(data)
-        manifest["files"][0]["path"] = "../../outside.wav"
-        return json.dumps(manifest).encode()
-
-    _rewrite(tmp_path / "b.tar", tmp_path / "evil.tar", escape)
+    _rewrite_manifest(tmp_path / "b.tar", tmp_path / "evil.tar",
+                      lambda manifest: manifest["files"][0].update(path="../../outside.wav"))
     fresh = Target(f"sqlite:///{tmp_path / 'fresh.db'}", tmp_path / "fresh-rec")
     with pytest.raises(BackupError, match="outside the storage folder"):
         restore(fresh, tmp_path / "evil.tar")
@@ -111,14 +118,8 @@ def test_a_backup_from_a_newer_schema_is_refused_before_anything_is_written(sqli
     source = _installation(sqlite_url, tmp_path / "rec")
     backup(source, tmp_path / "b.tar", now=NOW)
 
-    def newer(name, data):
-        if name != MANIFEST:
-            return data
-        manifest = json.loads(data)
-        manifest["schema_revision"] = "9999"
-        return json.dumps(manifest).encode()
-
-    _rewrite(tmp_path / "b.tar", tmp_path / "newer.tar", newer)
+    _rewrite_manifest(tmp_path / "b.tar", tmp_path / "newer.tar",
+                      lambda manifest: manifest.update(schema_revision="9999"))
     fresh = Target(f"sqlite:///{tmp_path / 'fresh.db'}", tmp_path / "fresh-rec")
     with pytest.raises(BackupError, match="made by a newer hotline"):
         restore(fresh, tmp_path / "newer.tar")
