@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from callcenter import config
+from tests.unit.config.helpers import load_error
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "sip_config" / "hotline.example.toml"
 
@@ -51,12 +52,9 @@ def test_example_file_documents_every_key_with_its_default():
 )
 def test_bad_config_names_the_key_and_the_problem(tmp_path, text, fragment):
     """A bad file raises ConfigError whose message names the key and what is wrong."""
-    p = tmp_path / "bad.toml"
-    p.write_text(text, encoding="utf-8")
-    with pytest.raises(config.ConfigError) as info:
-        config.load(p)
-    assert fragment in str(info.value)
-    assert str(p) in str(info.value)
+    p, message = load_error(tmp_path, text)
+    assert fragment in message
+    assert str(p) in message
 
 
 def test_relative_paths_resolve_against_the_config_folder(tmp_path):

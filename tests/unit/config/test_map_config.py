@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from callcenter import config
+from tests.unit.config.helpers import load_error
 
 
 @pytest.mark.parametrize("text, fragment", [
@@ -17,11 +18,7 @@ from callcenter import config
 ])
 def test_bad_map_and_inspector_keys_are_named(tmp_path, text, fragment):
     """Each mistake is refused with the key named."""
-    p = tmp_path / "bad.toml"
-    p.write_text(text, encoding="utf-8")
-    with pytest.raises(config.ConfigError) as info:
-        config.load(p)
-    assert fragment in str(info.value)
+    assert fragment in load_error(tmp_path, text)[1]
 
 
 def test_a_tianditu_wmts_template_with_its_key_is_accepted(tmp_path):
