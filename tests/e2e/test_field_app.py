@@ -1,7 +1,9 @@
 """城管通 (/m/) in Chromium emulating a 360×800 phone with geolocation granted and set, against
-a real `hotline serve` with the demo city: report with a photo, go offline, report again, go
-online → two cases, no duplicate — even when the server's answer to the queued report is lost
-and the phone sends it again; then a 核实 task done from the phone moves its case on.
+a real `hotline serve` with the demo city: report with a photo and a position tapped on the
+form's map (the case is in the tapped cell, not the GPS one), go offline, pick a category by
+typing (searched on the phone) and report again, go online → two cases, no duplicate, the
+second with its category — even when the server's answer to the queued report is lost and the
+phone sends it again; then a 核实 task done from the phone moves its case on.
 
 Screenshots: test-artifacts/screenshots/field-*.png.
 """
@@ -22,6 +24,8 @@ from tests.e2e.test_map import city_hotline  # noqa: F401  (the demo city's serv
 pytestmark = pytest.mark.e2e
 DEMO = Path(__file__).resolve().parents[2] / "case_core" / "demo_data"
 CELL = "320102001002001"   # 长江路东段, inspector1's street
+EAST = "320102001002002"   # 长江路西段, the cell east of it: tapped on the map
+NORTH_EAST = "320102001001002"   # 梅园新村南: tapped first, then the pin is moved
 PHONE = {"width": 360, "height": 800}
 
 
@@ -44,12 +48,27 @@ def _inspector_cases(server) -> list[tuple]:
                                 "where channel = 'inspector' order by id")
 
 
-def _report(page, photo: Path, text: str, *, category: str | None = None) -> None:
+def _tap_map(page, lon: float, lat: float) -> None:
+    """A finger on the report form's map where (lon, lat) is drawn (it must be in view)."""
+    x, y, box = page.evaluate("""([lat, lon]) => {
+        const p = fieldApp.map.latLngToContainerPoint([lat, lon]);
+        const r = document.getElementById('report-map').getBoundingClientRect();
+        return [r.left + p.x, r.top + p.y, [r.left, r.top, r.right, r.bottom]]; }""", [lat, lon])
+    assert box[0] + 10 < x < box[2] - 10 and box[1] + 10 < y < box[3] - 10, f"({x}, {y}) is off the map {box}"
+    page.touchscreen.tap(x, y)
+
+
+def _report(page, photo: Path, text: str, *, category: str | None = None, typed: str = "jinggai",
+            taps: tuple = ()) -> None:
     page.click(".m-tabs button[data-go=report]")
     page.set_input_files("#report-form input[type=file]", str(photo))
     page.wait_for_selector("#report-form [data-thumbs] img")
-    if category:   # the category search needs the network; offline the shift lead picks it at 立案
-        page.fill("#report-form .picker-input", "jinggai")
+    page.wait_for_selector("#report-map .leaflet-overlay-pane path")   # the grid, drawn with no tile server
+    for lon, lat, cell in taps:
+        _tap_map(page, lon, lat)
+        page.wait_for_selector(f"#report-form [data-pos][data-grid-cell='{cell}']")
+    if category:
+        page.fill("#report-form .picker-input", typed)
         page.locator(f"#report-form .picker-list li[data-value='{category}']").click()
     page.fill("#report-form textarea[name=description]", text)
     page.click("#report-form button[type=submit]")
@@ -79,29 +98,49 @@ def test_report_offline_and_online_once_each_then_verify_from_the_phone(city_hot
         page.wait_for_selector("body[data-ready='1']:not(.signed-out)")
         page.wait_for_function("document.querySelector('#report-form [data-pos]').textContent.indexOf('长江路东段') >= 0")
         assert int(page.get_attribute("body", "data-tasks")) >= 1
+        page.wait_for_selector("body[data-categories]")   # the category directory, kept on the phone
+        assert int(page.get_attribute("body", "data-categories")) > 300
         screenshot(page, "field-tasks")
 
-        # 1. Online: a report with a photo is filed at once.
-        _report(page, _photo(tmp_path / "a.jpg", (180, 40, 40)), "长江路东段污水井盖破损", category="component:01002")
+        # 1. Online: a report with a photo and a position tapped on the map (first in one cell,
+        # then moved to the next) is filed at once, in the tapped cell, not the GPS one.
+        east_lon, east_lat = _centre(EAST)
+        ne_lon, ne_lat = _centre(NORTH_EAST)
+        _report(page, _photo(tmp_path / "a.jpg", (180, 40, 40)), "长江路西段污水井盖破损", category="component:01002",
+                taps=((ne_lon - 0.0008, ne_lat - 0.0006, NORTH_EAST), (east_lon, east_lat, EAST)))
         page.wait_for_selector("body[data-sent='1'][data-outbox='0']")
         first = _inspector_cases(server)
-        assert [(r[2], r[3]) for r in first] == [("长江路东段污水井盖破损", CELL)]
-        assert query(server.db_url, "select category_kind, category_code from cases where id = :i",
-                     i=first[0][0]) == [("component", "01002")]
+        assert [(r[2], r[3]) for r in first] == [("长江路西段污水井盖破损", EAST)]
+        [(kind, code, case_lat, case_lon)] = query(server.db_url, "select category_kind, category_code, lat, lon "
+                                                   "from cases where id = :i", i=first[0][0])
+        assert (kind, code) == ("component", "01002")
+        assert abs(case_lat - east_lat) < 5e-5 and abs(case_lon - east_lon) < 5e-5   # the tap (±5 m), not GPS
+        assert abs(case_lon - lon) > 0.002
+        assert page.get_attribute("body", "data-pin") is None   # the next report starts from GPS again
 
         # 2. Offline: the second report waits in the phone's outbox.
         context.set_offline(True)
         page.wait_for_function("document.getElementById('net').textContent === '离线'")
-        _report(page, _photo(tmp_path / "b.jpg", (40, 40, 180)), "长江路东段垃圾满溢")
+        # The category is searched in the phone's own copy (pinyin initials here); a pin set and
+        # then given up with 使用当前位置 leaves the GPS fix as the position sent.
+        page.click(".m-tabs button[data-go=report]")
+        _tap_map(page, east_lon, east_lat)
+        page.wait_for_selector(f"#report-form [data-pos][data-grid-cell='{EAST}']")   # offline: the cached grid
+        assert "离线估算" in page.inner_text("#report-form [data-pos]")
+        screenshot(page, "field-report-map-offline")
+        page.click("#use-gps")
+        page.wait_for_function("document.querySelector('#report-form [data-pos]').textContent.indexOf('长江路东段') >= 0")
+        _report(page, _photo(tmp_path / "b.jpg", (40, 40, 180)), "长江路东段垃圾满溢",
+                category="matter:03005", typed="ljx")   # 垃圾箱异常 by its initials
         page.wait_for_selector("body[data-outbox='1']")
         page.click(".m-tabs button[data-go=outbox]")
         screenshot(page, "field-offline-outbox")
         # The app shell is in the service worker's cache (it opens with no signal); the queued
         # report sits in IndexedDB with its photo, position and capture time.
         assert page.evaluate("navigator.serviceWorker.ready.then(() => caches.match('/m/')).then(r => !!r)")
-        queued = page.evaluate("fieldApp.outbox().then(items => items.map(i => [i.fields.lat, i.fields.captured_at, i.photos.length]))")
+        queued = page.evaluate("fieldApp.outbox().then(items => items.map(i => [i.fields.lat, i.fields.captured_at, i.photos.length, i.fields.category]))")
         assert len(queued) == 1 and abs(float(queued[0][0]) - lat) < 1e-6 and queued[0][1].endswith("+08:00")
-        assert queued[0][2] == 1
+        assert queued[0][2:] == [1, "matter:03005"]
         assert len(_inspector_cases(server)) == 1
 
         # 3. Online again, but the answer to the first send is lost on the way back: the
@@ -123,8 +162,10 @@ def test_report_offline_and_online_once_each_then_verify_from_the_phone(city_hot
                                polling=500, timeout=30_000)
         assert lost == [201]
         cases = _inspector_cases(server)
-        assert [r[2] for r in cases] == ["长江路东段污水井盖破损", "长江路东段垃圾满溢"]   # two cases, no duplicate
-        assert all(r[3] == CELL for r in cases) and len({r[1] for r in cases}) == 2
+        assert [r[2] for r in cases] == ["长江路西段污水井盖破损", "长江路东段垃圾满溢"]   # two cases, no duplicate
+        assert [r[3] for r in cases] == [EAST, CELL] and len({r[1] for r in cases}) == 2
+        assert query(server.db_url, "select category_kind, category_code from cases where id = :i",
+                     i=cases[1][0]) == [("matter", "03005")]   # picked offline, carried by the queued report
         photos = query(server.db_url, "select case_id, stage from case_photos where case_id in (:a, :b)",
                        a=cases[0][0], b=cases[1][0])
         assert sorted(photos) == [(cases[0][0], "report"), (cases[1][0], "report")]

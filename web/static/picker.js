@@ -198,7 +198,8 @@
     init: function (root) {
       Array.prototype.forEach.call((root || document).querySelectorAll("[data-picker]"), make);
     },
-    make: make
+    make: make,
+    kinds: KINDS   // a page may add its own kind (the phone app's offline category search)
   };
   document.addEventListener("DOMContentLoaded", function () { window.hotlinePicker.init(document); });
 })();

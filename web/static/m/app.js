@@ -5,17 +5,21 @@
 // and the server (same key) gives back the same case instead of filing a second one.
 (function () {
   "use strict";
-  var DB_NAME = "hotline-field", OUTBOX = "outbox", SENT = "sent";
+  var DB_NAME = "hotline-field", OUTBOX = "outbox", SENT = "sent", CACHE = "cache";
   var body = document.body;
   var INTERVAL_S = Number(body.dataset.positionInterval) || 60;
-  var state = {position: null, tasks: [], task: null, flushing: false, dutyTimer: null};
+  // pin: a position set by a tap on the report form's map (else the GPS fix is sent);
+  // categories: the directory cached on the phone, searched here when there is no signal.
+  var state = {position: null, pin: null, tasks: [], task: null, flushing: false, dutyTimer: null,
+               categories: [], grid: null, map: null};
 
   // ---------------------------------------------------------------- IndexedDB
   var dbPromise = new Promise(function (resolve, reject) {
-    var req = indexedDB.open(DB_NAME, 1);
-    req.onupgradeneeded = function () {
-      req.result.createObjectStore(OUTBOX, {keyPath: "key"});
-      req.result.createObjectStore(SENT, {keyPath: "key"});
+    var req = indexedDB.open(DB_NAME, 2);
+    req.onupgradeneeded = function () {   // v1: outbox, sent; v2: cache (categories, grid)
+      [OUTBOX, SENT, CACHE].forEach(function (name) {
+        if (!req.result.objectStoreNames.contains(name)) req.result.createObjectStore(name, {keyPath: "key"});
+      });
     };
     req.onsuccess = function () { resolve(req.result); };
     req.onerror = function () { reject(req.error); };
@@ -39,6 +43,9 @@
   }
   function put(name, item) { return store(name, "readwrite", function (s) { return s.put(item); }); }
   function del(name, key) { return store(name, "readwrite", function (s) { return s.delete(key); }); }
+  function cached(key) {
+    return store(CACHE, "readonly", function (s) { return s.get(key); }).then(function (row) { return row ? row.value : null; });
+  }
 
   // ---------------------------------------------------------------- helpers
   function $(sel, root) { return (root || document).querySelector(sel); }
@@ -77,6 +84,7 @@
     });
     if (name === "tasks") loadTasks();
     if (name === "outbox") renderOutbox();
+    if (name === "report") showMap();
     window.scrollTo(0, 0);
   }
   document.addEventListener("click", function (e) {
@@ -90,13 +98,20 @@
     el.textContent = navigator.onLine ? "在线" : "离线";
     el.classList.toggle("offline", !navigator.onLine);
   }
-  window.addEventListener("online", function () { setNet(); flush(); });
+  window.addEventListener("online", function () { setNet(); flush(); loadCategories(); loadGrid(); });
   window.addEventListener("offline", setNet);
 
   // ---------------------------------------------------------------- position
   function showPosition() {
     Array.prototype.forEach.call(document.querySelectorAll("[data-pos]"), function (el) {
-      var p = state.position;
+      var p = state.position, pin = el.closest("#report-form") && state.pin;
+      if (pin) {
+        el.classList.remove("bad");
+        el.dataset.gridCell = pin.grid_cell || "";
+        el.textContent = "地图选点：" + pin.lat.toFixed(6) + ", " + pin.lon.toFixed(6) + (pin.place ? " · " + pin.place : " · 正在查询网格…");
+        return;
+      }
+      delete el.dataset.gridCell;
       if (!p) return;
       el.classList.remove("bad");
       el.textContent = "位置：" + p.lat.toFixed(6) + ", " + p.lon.toFixed(6) + "（±" + Math.round(p.accuracy || 0) + " 米）" + (p.place ? " · " + p.place : "");
@@ -119,12 +134,165 @@
       state.position = {lat: pos.coords.latitude, lon: pos.coords.longitude, accuracy: pos.coords.accuracy, at: new Date(pos.timestamp || Date.now())};
       showPosition();
       if (first) { locatePlace(); if (state.tasks.length) loadTasks(); }
+      showGps(first);
     }, function (err) {
       Array.prototype.forEach.call(document.querySelectorAll("[data-pos]"), function (el) {
         el.classList.add("bad");
         el.textContent = err.code === 1 ? "未允许定位：请在浏览器设置中允许本站使用位置" : "暂时无法定位，请到开阔处重试";
       });
     }, {enableHighAccuracy: true, maximumAge: 15000, timeout: 20000});
+  }
+
+  // ---------------------------------------------------------------- the report form's map
+  // A small Leaflet map over the vector grid (no tile server needed): centred on the GPS fix,
+  // else on the cells of my tasks, else the whole grid. A tap sets or moves the pin (the
+  // position sent) and shows the grid cell it falls in; "使用当前位置" goes back to GPS.
+  function loadGrid() {
+    if (!navigator.onLine) return Promise.resolve();
+    return api("/api/geo/grid").then(function (r) { return r.ok ? r.json() : null; }).then(function (fc) {
+      if (!fc || !fc.features) return;
+      state.grid = fc;
+      put(CACHE, {key: "grid", value: fc, at: Date.now()});
+      if (state.map) drawGrid();
+    }).catch(function () {});
+  }
+  function drawGrid() {
+    var m = state.map;
+    if (!m || !state.grid) return;
+    if (m._gridLayer) m.removeLayer(m._gridLayer);
+    m._gridLayer = L.geoJSON(state.grid, {interactive: false,
+      style: {color: "#64748b", weight: 1, fillColor: "#dbeafe", fillOpacity: 0.35}}).addTo(m);
+    if (!m._centred) centreMap();
+  }
+  function centreMap() {
+    var m = state.map, p = state.position;
+    if (!m) return;
+    if (state.pin) { m.setView([state.pin.lat, state.pin.lon], 16); m._centred = true; return; }
+    if (p) { m.setView([p.lat, p.lon], 16); m._centred = true; return; }
+    if (!state.grid || !state.grid.features.length) { m.setView([32.05, 118.78], 14); return; }
+    var mine = {};
+    state.tasks.forEach(function (t) { if (t.grid_cell) mine[t.grid_cell] = 1; });
+    var cells = state.grid.features.filter(function (f) { return mine[f.properties.id]; });
+    var layer = L.geoJSON({type: "FeatureCollection", features: cells.length ? cells : state.grid.features});
+    m.fitBounds(layer.getBounds(), {padding: [8, 8]});
+  }
+  function showGps(first) {
+    var m = state.map, p = state.position;
+    if (!m || !p) return;
+    if (!m._gps) m._gps = L.marker([p.lat, p.lon], {icon: L.divIcon({className: "m-gps", iconSize: [14, 14]}), interactive: false, keyboard: false}).addTo(m);
+    else m._gps.setLatLng([p.lat, p.lon]);
+    if (first && !state.pin) centreMap();
+  }
+  function showMap() {
+    if (!window.L) return;
+    if (!state.map) {
+      // no double-tap zoom: two quick taps move the pin twice (zoom with + / − or two fingers)
+      var m = state.map = L.map("report-map", {zoomControl: true, attributionControl: false, maxZoom: 19, minZoom: 10,
+                                               doubleClickZoom: false});
+      m.on("click", function (e) { setPin(e.latlng.lat, e.latlng.lng); });
+      drawGrid();
+      centreMap();
+      showGps(false);
+      window.fieldApp.map = m;
+    }
+    setTimeout(function () { state.map.invalidateSize(); }, 0);   // the view was hidden until now
+  }
+  function inRing(lon, lat, ring) {   // display only, offline: the server locates the case itself
+    var inside = false;
+    for (var i = 0, j = ring.length - 1; i < ring.length; j = i++) {
+      var xi = ring[i][0], yi = ring[i][1], xj = ring[j][0], yj = ring[j][1];
+      if ((yi > lat) !== (yj > lat) && lon < (xj - xi) * (lat - yi) / (yj - yi) + xi) inside = !inside;
+    }
+    return inside;
+  }
+  function cellOffline(lat, lon) {
+    var hit = null;
+    ((state.grid || {}).features || []).some(function (f) {
+      var g = f.geometry, polys = g.type === "Polygon" ? [g.coordinates] : g.type === "MultiPolygon" ? g.coordinates : [];
+      if (polys.some(function (rings) { return inRing(lon, lat, rings[0]); })) { hit = f.properties; return true; }
+      return false;
+    });
+    return hit;
+  }
+  function setPin(lat, lon) {
+    var pin = state.pin = {lat: lat, lon: lon, place: "", grid_cell: ""}, m = state.map;
+    if (m) {
+      if (!m._pin) m._pin = L.marker([lat, lon], {icon: L.divIcon({className: "m-pin", iconSize: [22, 22]}), keyboard: false, interactive: false}).addTo(m);
+      else m._pin.setLatLng([lat, lon]);
+    }
+    $("#use-gps").hidden = false;
+    body.dataset.pin = "1";
+    showPosition();
+    function offline() {
+      var c = cellOffline(lat, lon);
+      pin.grid_cell = c ? c.id : "";
+      pin.place = c ? (c.name || c.id) + " " + c.id + "（离线估算）" : "不在任何单元网格内";
+    }
+    if (!navigator.onLine) { offline(); showPosition(); return; }
+    api("/api/geo/locate?lat=" + lat.toFixed(7) + "&lon=" + lon.toFixed(7))
+      .then(function (r) { return r.json().then(function (b) { return [r.status, b]; }); })
+      .then(function (res) {
+        if (state.pin !== pin) return;
+        if (res[0] === 200) {
+          pin.grid_cell = res[1].grid_cell;
+          pin.place = (res[1].grid_name || "") + " " + res[1].grid_cell + (res[1].nearest_road ? "，" + res[1].nearest_road + "附近" : "");
+        } else { pin.place = res[1].message || "无法确定网格"; }
+        showPosition();
+      }, function () { if (state.pin === pin) { offline(); showPosition(); } });
+  }
+  function clearPin() {
+    state.pin = null;
+    if (state.map && state.map._pin) { state.map.removeLayer(state.map._pin); state.map._pin = null; }
+    $("#use-gps").hidden = true;
+    delete body.dataset.pin;
+    showPosition();
+    if (state.map && state.position) state.map.setView([state.position.lat, state.position.lon], state.map.getZoom());
+  }
+  $("#use-gps").addEventListener("click", clearPin);
+
+  // ---------------------------------------------------------------- categories, offline too
+  // The directory (with pinyin and initials) is kept in IndexedDB and refreshed when online;
+  // the picker asks the server (the desk's ranking) and falls back to the same tiers here.
+  function loadCategories() {
+    if (!navigator.onLine) return Promise.resolve();
+    return api("/api/categories").then(function (r) { return r.ok ? r.json() : null; }).then(function (list) {
+      if (!list || !list.length) return;
+      setCategories(list);
+      return put(CACHE, {key: "categories", value: list, at: Date.now()});
+    }).catch(function () {});
+  }
+  function setCategories(list) {
+    state.categories = list || [];
+    body.dataset.categories = String(state.categories.length);
+  }
+  function searchLocal(q, limit) {   // the tiers of case_core/domain/category_search.py
+    var letters = /^[\x00-\x7f]*$/.test(q) ? q.toLowerCase().replace(/[^a-z]/g, "") : "";
+    var ranked = [];
+    state.categories.forEach(function (c, order) {
+      var name = c.name, full = c.pinyin || "", ini = c.initials || "", tier = null;
+      if (name === q) tier = 0;
+      else if (name.indexOf(q) === 0) tier = 1;
+      else if (name.indexOf(q) >= 0) tier = 2;
+      else if (letters.length >= 2 && full.indexOf(letters) === 0) tier = 3;
+      else if (letters.length >= 2 && full.indexOf(letters) >= 0) tier = 4;
+      else if (letters.length >= 2 && ini.indexOf(letters) === 0) tier = 5;
+      else if (letters.length >= 2 && ini.indexOf(letters) >= 0) tier = 6;
+      else if ((c.class_name || "").indexOf(q) >= 0) tier = 7;
+      else if (/^[0-9]+$/.test(q) && c.code.indexOf(q) === 0) tier = 8;
+      if (tier !== null) ranked.push([tier, name.length, order, c]);
+    });
+    ranked.sort(function (a, b) { return a[0] - b[0] || a[1] - b[1] || a[2] - b[2]; });
+    return ranked.slice(0, limit).map(function (r) { return r[3]; });
+  }
+  if (window.hotlinePicker) {
+    hotlinePicker.kinds.field_category = Object.assign({}, hotlinePicker.kinds.category, {
+      search: function (q) {
+        var local = function () { return searchLocal(q, 40); };
+        if (!navigator.onLine) return Promise.resolve(local());
+        return api("/api/categories?limit=40&q=" + encodeURIComponent(q))
+          .then(function (r) { return r.ok ? r.json() : local(); }, local);
+      }
+    });
   }
 
   // ---------------------------------------------------------------- photos
@@ -282,24 +450,25 @@
   // ---------------------------------------------------------------- forms
   var reportForm = $("#report-form"), taskForm = $("#task-form");
   wirePhotos(reportForm); wirePhotos(taskForm);
-  function here() {
-    var p = state.position;
+  function here(form) {
+    var p = form === reportForm && state.pin ? state.pin : state.position;
     return p ? {lat: p.lat.toFixed(7), lon: p.lon.toFixed(7), captured_at: isoLocal(new Date())} : {captured_at: isoLocal(new Date())};
   }
   reportForm.addEventListener("submit", function (e) {
     e.preventDefault();
     if (!reportForm._photos.length) { toast("请至少拍一张现场照片"); return; }
-    if (!state.position) { toast("尚未定位：请稍候或到开阔处重试"); return; }
+    if (!state.position && !state.pin) { toast("尚未定位：请稍候、到开阔处重试，或在地图上点选位置"); return; }
     var desc = reportForm.elements.description.value.trim();
     if (!desc) { toast("请填写问题描述"); return; }
     var catInput = reportForm.querySelector("input[name=category]");
-    var f = here();
+    var f = here(reportForm);
     queue({key: uuid(), kind: "report", url: "/api/field/reports", title: desc.slice(0, 40), photos: reportForm._photos.slice(),
            fields: {lat: f.lat, lon: f.lon, captured_at: f.captured_at, category: catInput ? catInput.value : "", description: desc}})
       .then(function () {
         reportForm.reset(); resetPhotos(reportForm);
         var picker = reportForm.querySelector("[data-picker]");
         if (picker && picker.picker) picker.picker.clear();
+        if (state.pin) clearPin();
       });
   });
   taskForm.addEventListener("submit", function (e) {
@@ -337,6 +506,10 @@
   // ---------------------------------------------------------------- start
   if ("serviceWorker" in navigator) navigator.serviceWorker.register("/m/sw.js", {scope: "/m/"}).catch(function () {});
   setNet();
-  window.fieldApp = {flush: flush, loadTasks: loadTasks, outbox: function () { return all(OUTBOX); }, sent: function () { return all(SENT); }};
+  window.fieldApp = {flush: flush, loadTasks: loadTasks, outbox: function () { return all(OUTBOX); }, sent: function () { return all(SENT); },
+                     map: null, pin: function () { return state.pin; }, searchCategories: function (q) { return searchLocal(q, 40); }};
+  cached("categories").then(function (list) { if (list && !state.categories.length) setCategories(list); }).catch(function () {});
+  cached("grid").then(function (fc) { if (fc && !state.grid) { state.grid = fc; drawGrid(); } }).catch(function () {});
+  loadCategories(); loadGrid();
   renderOutbox().then(function () { return loadTasks(); }).then(function () { body.dataset.ready = "1"; flush(); });
 })();
