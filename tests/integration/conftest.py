@@ -15,3 +15,12 @@ async def repo(db_url):
     r = SqlRepository(make_engine(db_url))
     yield r
     await r.close()
+
+
+@pytest.fixture
+async def engine(db_url):
+    """An async engine on a migrated `db_url` (SQLite and PostgreSQL), disposed afterwards."""
+    migrate.upgrade(sync_url(db_url))
+    eng = make_engine(db_url)
+    yield eng
+    await eng.dispose()

@@ -18,8 +18,6 @@ from callcenter.acd_store import AgentProfile
 from callcenter.desk_service import DeskService
 from callcenter.followup import callbacks_table
 from callcenter.kept_callbacks import KeptCallbackStore, kept_callbacks
-from case_core.adapters import migrate
-from case_core.adapters.sqlalchemy_repo import make_engine, sync_url
 
 TZ = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 12, 7, 10, 0, tzinfo=TZ)
@@ -79,14 +77,6 @@ class _Tasks(list):
 
 async def _noop(_event):
     return None
-
-
-@pytest.fixture
-async def engine(db_url):
-    migrate.upgrade(sync_url(db_url))
-    engine = make_engine(db_url)
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture

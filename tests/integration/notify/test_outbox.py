@@ -23,14 +23,6 @@ NOW = datetime(2026, 3, 16, 10, 0)
 SETTINGS = NotifySettings()
 
 
-@pytest.fixture
-async def engine(db_url):
-    migrate.upgrade(sync_url(db_url))
-    eng = make_engine(db_url)
-    yield eng
-    await eng.dispose()
-
-
 async def _enqueue(engine, key="20260316-0001:CaseAccepted", to="13800138001", now=NOW, **kw):
     async with engine.begin() as conn:
         return await enqueue_sms(conn, to=to, template="accepted", context={}, case_number="20260316-0001",
