@@ -161,7 +161,10 @@
     if (!m || !state.grid) return;
     if (m._gridLayer) m.removeLayer(m._gridLayer);
     m._gridLayer = L.geoJSON(state.grid, {interactive: false,
-      style: {color: "#64748b", weight: 1, fillColor: "#dbeafe", fillOpacity: 0.35}}).addTo(m);
+      style: {color: "#64748b", weight: 1, fillColor: "#dbeafe", fillOpacity: 0.35},
+      onEachFeature: function (f, layer) {
+        if (f.properties.name) layer.bindTooltip(f.properties.name, {permanent: true, direction: "center", className: "m-cell-label"});
+      }}).addTo(m);
     if (!m._centred) centreMap();
   }
   function centreMap() {
