@@ -213,7 +213,7 @@ async def list_context(request) -> dict[str, Any]:
     """What cases.html shows: the filters, one page of rows, the choices of each filter."""
     from web.app import CTX, USER
     from web.case_api import local_now
-    from web.worklists import current_deadline
+    from web.worklists import category_filter_text, listed_row
 
     ctx = request.app[CTX]
     user = request[USER]
@@ -231,15 +231,8 @@ async def list_context(request) -> dict[str, Any]:
         v = found.get(case_id)
         if v is None:
             continue
-        cat = ref.categories.get(v.category_kind, v.category_code) if v.category_code else None
-        dept = ref.departments.get(v.department) if v.department else None
-        rows.append({"case": v, "category": cat.name if cat else "", "department": dept.name if dept else
-                     (v.department or ""), "deadline": current_deadline(v, ref.calendar, now)})
-    category_text = ""
-    if lq.category:
-        kind, _, code = lq.category.rpartition(":")
-        cat = ref.categories.get(kind, code) if kind else None
-        category_text = cat.name if cat else lq.category
+        rows.append(listed_row(v, ref, now))
+    category_text = category_filter_text(ref, lq.category) if lq.category else ""
     return {"lq": lq, "rows": rows, "total": total, "page": page, "pages": max(1, math.ceil(total / PAGE_SIZE)),
             "departments": sorted((code, d.name) for code, d in ref.departments.items()),
             "statuses": list(workflow.STATUS_LABELS.items()), "deadlines": DEADLINES,

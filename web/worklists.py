@@ -380,27 +380,35 @@ async def worklist(request: web.Request) -> web.Response:
         v = found.get(case_id)
         if v is None:
             continue
-        category = ref.categories.get(v.category_kind, v.category_code) if v.category_code else None
         actions = [(a, ACTION_LABELS[a]) for a in w.actions
                    if (t := spec.find(a, v.status)) is not None and (user.role in t.roles)
                    and not (a == "direct_answer" and v.kind != "consultation")]
-        dept = ref.departments.get(v.department) if v.department else None
-        rows.append({"case": v, "deadline": current_deadline(v, ref.calendar, now), "actions": actions,
-                     "category": category.label_zh if category else "",
-                     "department": dept.name if dept else (v.department or "")})
+        rows.append(listed_row(v, ref, now, category_text=lambda c: c.label_zh) | {"actions": actions})
     return render(request, "worklist.html", user=user, overview=None, worklist=w, rows=rows, counts=counts,
                   page=page, pages=pages, role_label=ROLE_LABELS.get(user.role, user.role),
                   department=department, lq=lq, sort_chosen=chosen, own_department=department
                   if user.role == "department" and user.department else None,
-                  category_text=_category_text(ref, lq.category), deadline_choices=case_list.DEADLINES,
+                  category_text=category_filter_text(ref, lq.category), deadline_choices=case_list.DEADLINES,
                   statuses=[(s, workflow.STATUS_LABELS[s]) for s in w.statuses],
                   departments=sorted((code, d.name) for code, d in ref.departments.items()))
 
 
-def _category_text(ref, key: str) -> str:
+def category_filter_text(ref, key: str) -> str:
+    """The name of the category a `kind:code` filter key names, else the key itself."""
     kind, _, code = key.rpartition(":")
     found = ref.categories.get(kind, code) if kind else None
     return found.name if found else key
+
+
+def listed_row(view: CaseView, ref, now: datetime,
+               category_text: Callable[[Any], str] = lambda c: c.name) -> dict[str, Any]:
+    """One case as the case list and the worklists show it: the case, its category (as
+    `category_text` words it), its department's name and its current deadline."""
+    category = ref.categories.get(view.category_kind, view.category_code) if view.category_code else None
+    dept = ref.departments.get(view.department) if view.department else None
+    return {"case": view, "category": category_text(category) if category else "",
+            "department": dept.name if dept else (view.department or ""),
+            "deadline": current_deadline(view, ref.calendar, now)}
 
 
 async def _form_context(request: web.Request, case_id: int, action: str) -> dict[str, Any]:
