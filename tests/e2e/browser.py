@@ -34,6 +34,7 @@ CHROMIUM_ARGS = [
 VIEWPORT = {"width": 1366, "height": 768}
 SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
 PASSWORD = "hotline12319"  # every demo user's password (`hotline demo seed`)
+MS = 1000  # Playwright timeouts are in milliseconds
 
 
 def require_chromium() -> None:

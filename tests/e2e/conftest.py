@@ -17,6 +17,8 @@ import time
 import tomllib
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from case_core.adapters.sqlalchemy_repo import sync_url
+from tests.e2e.browser import launch
 from tests.e2e.peers.ports import free_tcp_port, free_udp_port, free_udp_port_block
 
 REPO = Path(__file__).resolve().parents[2]
@@ -200,6 +203,16 @@ def spawn_server(tmp: Path, cfg: Path, sip_port: int, web_port: int, token: str)
     raise AssertionError(f"hotline serve did not become healthy:\n{server.log()}")
 
 
+@contextmanager
+def running_server(tmp: Path, prompts: Path, **kw) -> Iterator[Server]:
+    """`start_server(tmp, prompts, **kw)`, stopped when the block ends (for fixtures)."""
+    server = start_server(tmp, prompts, **kw)
+    try:
+        yield server
+    finally:
+        stop_server(server)
+
+
 def restart_server(server: Server) -> Server:
     """Start a new process on the same config, database and recordings (after a stop or a crash)."""
     stop_server(server)
@@ -244,8 +257,48 @@ def query(db_url: str, sql: str, **params) -> list[tuple]:
 @pytest.fixture
 def hotline(request, tmp_path, prompts_dir):
     """A running hotline on SQLite (or PostgreSQL when parametrized indirectly with BOTH_DATABASES)."""
-    server = start_server(tmp_path, prompts_dir, db_url=server_db_url(request, tmp_path))
-    try:
+    with running_server(tmp_path, prompts_dir, db_url=server_db_url(request, tmp_path)) as server:
         yield server
-    finally:
-        stop_server(server)
+
+
+def carrier_trunk(port: int) -> str:
+    """TOML for a trunk "carrier" on 127.0.0.1:`port`: outgoing calls (surveys, callbacks) reach the
+    citizen's phone listening there."""
+    return f'[[trunks]]\nname = "carrier"\nhost = "127.0.0.1"\nport = {port}\nallow = ["127.0.0.1"]\n'
+
+
+def answer_consultation(server: Server, reporter: str, description: str, answer: str, **more) -> dict:
+    """agent1 files a consultation from `reporter` (with `more` body fields) and answers it directly
+    (direct_answer), which schedules its SMS and survey call. Returns the created case."""
+    agent = server.token_for("agent1")
+    status, created = server.post(
+        "/api/cases", {"description": description, "kind": "consultation", "reporter_phone": reporter, **more},
+        token=agent)
+    assert status == 201, created
+    case = created.get("case", created)
+    status, body = server.post(f"/api/cases/{case['id']}/actions/direct_answer",
+                               {"fields": {"answer": answer}, "expected_version": case["version"]}, token=agent)
+    assert status == 200, body
+    return case
+
+
+# Always within business hours (option 1 reaches the queue); wrap-up lasts until the form
+# is saved, so the agent's state after the call does not depend on how fast the test is.
+DESK_CONFIG = (
+    '[ivr]\nopen = "00:00"\nclose = "24:00"\nopen_days = "everyday"\n'
+    "[acd]\nwrap_up_s = 600.0\n"
+)
+
+
+@pytest.fixture
+def desk_hotline(tmp_path, prompts_dir):
+    """A hotline whose queue answers at any hour (DESK_CONFIG)."""
+    with running_server(tmp_path, prompts_dir, extra=DESK_CONFIG) as server:
+        yield server
+
+
+@pytest.fixture
+def browser():
+    """Debian chromium through Playwright, closed after the test."""
+    with launch() as b:
+        yield b

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import uuid
 from pathlib import Path
 
-import psycopg2
 import pytest
 
-from tests.conftest import PG_ADMIN_URL, _pg_base
+from tests.conftest import fresh_pg_database
 from tests.e2e.audio import report_pcap
 from tests.e2e.conftest import query, run_hotline, spawn_server, start_server, stop_server
 from tests.e2e.peers.pcap import speech_pcm
@@ -41,17 +39,8 @@ def fresh_db_url(db_url, tmp_path):
     if db_url.startswith("sqlite"):
         yield f"sqlite:///{tmp_path / 'restored' / 'hotline.db'}"
         return
-    name = f"hotline_test_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(PG_ADMIN_URL)
-    admin.autocommit = True
-    try:
-        with admin.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-        yield f"{_pg_base()}/{name}"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with fresh_pg_database() as url:
+        yield url
 
 
 def test_backup_while_running_then_restore_round_trip(db_url, fresh_db_url, tmp_path, prompts_dir):

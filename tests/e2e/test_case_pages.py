@@ -16,13 +16,12 @@ import pytest
 from playwright.sync_api import expect
 from PIL import Image
 
-from tests.e2e.browser import assert_fits_width, launch, login, new_page, screenshot
-from tests.e2e.conftest import start_server, stop_server
+from tests.e2e.browser import MS, assert_fits_width, login, new_page, screenshot
+from tests.e2e.conftest import DESK_CONFIG, running_server
 from tests.e2e.peers.runner import Baresip
-from tests.e2e.test_desk_ui import DESK_CONFIG, Caller, _ready_agent_desk, _wait_for_pop
+from tests.e2e.test_desk_ui import Caller, _ready_agent_desk, _wait_for_pop
 
 pytestmark = pytest.mark.e2e
-MS = 1000
 
 SEGMENTS = (  # (start, end, text, channel): 0 = caller, 1 = agent
     (0.4, 2.6, "您好，这里是12319城建服务热线，请讲。", 1),
@@ -30,12 +29,6 @@ SEGMENTS = (  # (start, end, text, channel): 0 = caller, 1 = agent
     (6.2, 8.0, "好的，是幸福路和建设路交叉口对吗？", 1),
     (8.2, 10.5, "对，就在公交站旁边，麻烦尽快来处理。", 0),
 )
-
-
-@pytest.fixture
-def browser():
-    with launch() as b:
-        yield b
 
 
 def _seed_transcribed_call(server, tmp_path) -> int:
@@ -227,11 +220,8 @@ WALLBOARD_CONFIG = DESK_CONFIG + (
 
 @pytest.fixture
 def board_hotline(tmp_path, prompts_dir):
-    server = start_server(tmp_path, prompts_dir, extra=WALLBOARD_CONFIG)
-    try:
+    with running_server(tmp_path, prompts_dir, extra=WALLBOARD_CONFIG) as server:
         yield server
-    finally:
-        stop_server(server)
 
 
 def test_wallboard_shows_a_real_call_with_names_thresholds_and_charts(board_hotline, browser, tmp_path):

@@ -16,34 +16,13 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.audio import best_correlation, wav_pcm
-from tests.e2e.browser import assert_fits_width, launch, login, new_page, screenshot
-from tests.e2e.conftest import start_server, stop_server
+from tests.e2e.browser import MS, assert_fits_width, login, new_page, screenshot
 from tests.e2e.peers.pcap import build_rtp_pcap
 from tests.e2e.peers.runner import Baresip, run_sipp
 
 pytestmark = pytest.mark.e2e
 
-DESK_CONFIG = (
-    '[ivr]\nopen = "00:00"\nclose = "24:00"\nopen_days = "everyday"\n'
-    "[acd]\nwrap_up_s = 600.0\n"
-)
-MS = 1000
 CALLER = "13611112222"
-
-
-@pytest.fixture
-def desk_hotline(tmp_path, prompts_dir):
-    server = start_server(tmp_path, prompts_dir, extra=DESK_CONFIG)
-    try:
-        yield server
-    finally:
-        stop_server(server)
-
-
-@pytest.fixture
-def browser():
-    with launch() as b:
-        yield b
 
 
 class StayingCaller:

@@ -13,45 +13,11 @@ import threading
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.browser import (
-    assert_fits_width,
-    cjk_glyphs_render,
-    launch,
-    login,
-    new_page,
-    screenshot,
-)
-from tests.e2e.conftest import start_server, stop_server
+from tests.e2e.browser import MS, assert_fits_width, cjk_glyphs_render, login, new_page, screenshot
 from tests.e2e.peers.pcap import build_rtp_pcap
 from tests.e2e.peers.runner import Baresip, run_sipp
 
 pytestmark = pytest.mark.e2e
-
-# Always within business hours (option 1 reaches the queue); wrap-up lasts until the form
-# is saved, so the agent's state after the call does not depend on how fast the test is.
-DESK_CONFIG = (
-    '[ivr]\nopen = "00:00"\nclose = "24:00"\nopen_days = "everyday"\n'
-    "[acd]\nwrap_up_s = 600.0\n"
-)
-MS = 1000  # Playwright timeouts are in milliseconds
-
-
-@pytest.fixture
-def desk_hotline(tmp_path, prompts_dir):
-    """A hotline whose queue answers at any hour."""
-    server = start_server(tmp_path, prompts_dir, extra=DESK_CONFIG)
-    try:
-        yield server
-    finally:
-        stop_server(server)
-
-
-@pytest.fixture
-def browser():
-    """Debian chromium through Playwright, closed after the test."""
-    with launch() as b:
-        yield b
-
 
 class Caller:
     """sipp dialling 12319 and pressing 1, in a thread; the call lasts `seconds`."""

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from tests.e2e.conftest import start_server, stop_server
+from tests.e2e.conftest import answer_consultation, carrier_trunk, start_server, stop_server
 from tests.e2e.peers.runner import Baresip
 
 pytestmark = pytest.mark.e2e
@@ -19,26 +19,13 @@ def test_reporter_answers_the_follow_up_call_and_presses_2(db_url, tmp_path, pro
     """A consultation answered directly triggers a survey call through the trunk; '2' is stored as 基本满意."""
     with Baresip(user=REPORTER, answer_auto=True) as citizen:
         extra = (
-            f'[[trunks]]\nname = "carrier"\nhost = "127.0.0.1"\nport = {citizen.sip_port}\nallow = ["127.0.0.1"]\n'
+            carrier_trunk(citizen.sip_port) +
             '[followup]\ndelay_s = 0.5\ncalling_hours = "00:00-23:59"\nworkdays_only = false\nring_timeout_s = 15.0\n'
         )
         server = start_server(tmp_path, prompts_dir, db_url=db_url, extra=extra)
         try:
-            agent = server.token_for("agent1")
-            status, created = server.post(
-                "/api/cases",
-                {"description": "咨询：垃圾分类投放时间", "kind": "consultation", "reporter_phone": REPORTER,
-                 "channel": "12319"},
-                token=agent,
-            )
-            assert status == 201, created
-            case = created.get("case", created)
-            status, body = server.post(
-                f"/api/cases/{case['id']}/actions/direct_answer",
-                {"fields": {"answer": "每天早7点至9点、晚6点至8点"}, "expected_version": case["version"]},
-                token=agent,
-            )
-            assert status == 200, body
+            case = answer_consultation(server, REPORTER, "咨询：垃圾分类投放时间", "每天早7点至9点、晚6点至8点",
+                                       channel="12319")
             try:
                 citizen.wait_event("CALL_ESTABLISHED", timeout=30)
             except Exception as exc:
@@ -70,21 +57,13 @@ def test_busy_reporter_is_retried_after_the_configured_spacing(tmp_path, prompts
     build_rtp_pcap(pcap, pcm_8k_mono=bytes(8000 * 2 * 12), dtmf=[(2.0, "3"), (9.0, "2")])
     with SippUas("citizen_busy_then_survey", calls=2, timeout=60, keys={"pcap": str(pcap)}) as citizen:
         extra = (
-            f'[[trunks]]\nname = "carrier"\nhost = "127.0.0.1"\nport = {citizen.port}\nallow = ["127.0.0.1"]\n'
+            carrier_trunk(citizen.port) +
             '[followup]\ndelay_s = 0.5\ncalling_hours = "00:00-23:59"\nworkdays_only = false\n'
             'busy_retry_s = 3.0\nmax_attempts = 3\n'
         )
         server = start_server(tmp_path, prompts_dir, extra=extra)
         try:
-            agent = server.token_for("agent1")
-            status, created = server.post(
-                "/api/cases", {"description": "咨询：门前三包", "kind": "consultation", "reporter_phone": "13977778888"},
-                token=agent)
-            assert status == 201, created
-            status, body = server.post(f"/api/cases/{created['id']}/actions/direct_answer",
-                                       {"fields": {"answer": "请联系街道办"}, "expected_version": created["version"]},
-                                       token=agent)
-            assert status == 200, body
+            created = answer_consultation(server, "13977778888", "咨询：门前三包", "请联系街道办")
             deadline = time.monotonic() + 45
             detail: dict = {}
             while time.monotonic() < deadline:

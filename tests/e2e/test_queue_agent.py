@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from tests.e2e.audio import best_correlation, heard_correlation, report_pcap, wav_pcm
-from tests.e2e.conftest import DATABASES, query, server_db_url, start_server, stop_server
+from tests.e2e.conftest import DATABASES, carrier_trunk, query, server_db_url, start_server, stop_server
 from tests.e2e.peers.pcap import speech_pcm
 from tests.e2e.peers.runner import Baresip, run_sipp
 
@@ -190,7 +190,7 @@ def test_second_caller_takes_the_callback_offer_and_is_called_back_when_the_agen
     with SippUas("uas_sink", keys={"sink_port": str(free_udp_port())}, timeout=90) as citizen:
         extra = ALWAYS_OPEN + (
             "[acd]\ncallback_offer_after_s = 2.0\nwrap_up_s = 1.0\nring_timeout_s = 10.0\n"
-            f'[[trunks]]\nname = "carrier"\nhost = "127.0.0.1"\nport = {citizen.port}\nallow = ["127.0.0.1"]\n'
+            + carrier_trunk(citizen.port)
         )
         server = start_server(tmp_path, prompts_dir, extra=extra)
         try:

@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.audio import best_correlation, decode_ulaw, report_pcap, wav_pcm
-from tests.e2e.conftest import query, restart_server, start_server, stop_server
+from tests.e2e.conftest import (
+    answer_consultation,
+    carrier_trunk,
+    query,
+    restart_server,
+    start_server,
+    stop_server,
+)
 from tests.e2e.peers.pcap import encode_g711, speech_pcm
 from tests.e2e.peers.runner import Baresip, run_sipp
 
@@ -52,41 +59,50 @@ def _call_the_survey_now(server) -> None:
     assert status == 200, body
 
 
+def _closed_config(citizen) -> str:
+    """A carrier trunk to the citizen's phone; closed for everything now: SMS quiet all day,
+    follow-ups only in a minute that never comes."""
+    return (carrier_trunk(citizen.sip_port) + '[sms]\nquiet_start = "00:00"\nquiet_end = "23:59"\npoll_s = 0.5\n'
+            '[followup]\ndelay_s = 0.0\nworkdays_only = false\ncalling_hours = "03:00-03:01"\n')
+
+
+def _answer_a_consultation(server, db_url: str) -> None:
+    """An agent answers a consultation directly: its SMS and its survey call are due, held by the closed hours."""
+    answer_consultation(server, REPORTER, "咨询：办理占道许可", "请到政务中心办理")
+    _wait_until_scheduled(db_url, server)
+
+
+def _reopen_and_restart(server):
+    """Open SMS and follow-ups at every hour in the stopped server's config, then restart it."""
+    text = server.config.read_text(encoding="utf-8")
+    text = text.replace('quiet_end = "23:59"', 'quiet_end = "00:01"').replace('"03:00-03:01"', '"00:00-23:59"')
+    server.config.write_text(text.replace('quiet_start = "00:00"', 'quiet_start = "23:59"'), encoding="utf-8")
+    return restart_server(server)
+
+
+def _answer_the_survey(server, citizen) -> None:
+    """Call the pending survey now; the citizen answers and presses 1 (satisfied)."""
+    _call_the_survey_now(server)
+    citizen.wait_event("CALL_ESTABLISHED", timeout=30)
+    time.sleep(1.0)
+    citizen.send_dtmf("1")
+
+
 def test_pending_sms_and_follow_up_survive_a_kill_and_go_out_once(db_url, tmp_path, prompts_dir):
     """SMS held by quiet hours and a follow-up outside calling hours survive kill -9; after restart: one SMS, one call."""
     with Baresip(user=REPORTER, answer_auto=True) as citizen:
-        trunk = f'[[trunks]]\nname = "carrier"\nhost = "127.0.0.1"\nport = {citizen.sip_port}\nallow = ["127.0.0.1"]\n'
-        # Closed for everything now: SMS quiet all day, follow-ups only in a minute that never comes.
-        closed = (trunk + '[sms]\nquiet_start = "00:00"\nquiet_end = "23:59"\npoll_s = 0.5\n'
-                  '[followup]\ndelay_s = 0.0\nworkdays_only = false\ncalling_hours = "03:00-03:01"\n')
-        server = start_server(tmp_path, prompts_dir, db_url=db_url, extra=closed)
+        server = start_server(tmp_path, prompts_dir, db_url=db_url, extra=_closed_config(citizen))
         with _stop_on_error(server):
             db = db_url
-            agent = server.token_for("agent1")
-            status, created = server.post(
-                "/api/cases", {"description": "咨询：办理占道许可", "kind": "consultation", "reporter_phone": REPORTER},
-                token=agent)
-            assert status == 201, created
-            status, body = server.post(f"/api/cases/{created['id']}/actions/direct_answer",
-                                       {"fields": {"answer": "请到政务中心办理"}, "expected_version": created["version"]},
-                                       token=agent)
-            assert status == 200, body
-            _wait_until_scheduled(db, server)
+            _answer_a_consultation(server, db_url)
             assert query(db, f"select status from sms_outbox where to_number = '{REPORTER}'") == [("queued",)]
             os.killpg(server.proc.pid, signal.SIGKILL)
             server.proc.wait(timeout=10)
 
         # Open again, restart on the same database.
-        text = server.config.read_text(encoding="utf-8")
-        text = text.replace('quiet_end = "23:59"', 'quiet_end = "00:01"').replace('"03:00-03:01"', '"00:00-23:59"')
-        text = text.replace('quiet_start = "00:00"', 'quiet_start = "23:59"')
-        server.config.write_text(text, encoding="utf-8")
-        server = restart_server(server)
+        server = _reopen_and_restart(server)
         try:
-            _call_the_survey_now(server)
-            citizen.wait_event("CALL_ESTABLISHED", timeout=30)
-            time.sleep(1.0)
-            citizen.send_dtmf("1")
+            _answer_the_survey(server, citizen)
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
                 sms = query(db, f"select status from sms_outbox where to_number = '{REPORTER}'")
@@ -122,21 +138,9 @@ def test_sigterm_mid_message_hangs_up_cleanly_and_a_restart_loses_and_repeats_no
     """SIGTERM while a caller leaves a message and an SMS and a survey call wait: the caller gets a BYE, the message
     is one case with both recordings closed; after a restart each SMS and the survey call go out once, nothing doubles."""
     with Baresip(user=REPORTER, answer_auto=True) as citizen:
-        trunk = f'[[trunks]]\nname = "carrier"\nhost = "127.0.0.1"\nport = {citizen.sip_port}\nallow = ["127.0.0.1"]\n'
-        closed = (trunk + '[sms]\nquiet_start = "00:00"\nquiet_end = "23:59"\npoll_s = 0.5\n'
-                  '[followup]\ndelay_s = 0.0\nworkdays_only = false\ncalling_hours = "03:00-03:01"\n')
-        server = start_server(tmp_path, prompts_dir, db_url=db_url, extra=closed)
+        server = start_server(tmp_path, prompts_dir, db_url=db_url, extra=_closed_config(citizen))
         with _stop_on_error(server):
-            agent = server.token_for("agent1")
-            status, created = server.post(
-                "/api/cases", {"description": "咨询：办理占道许可", "kind": "consultation", "reporter_phone": REPORTER},
-                token=agent)
-            assert status == 201, created
-            status, body = server.post(f"/api/cases/{created['id']}/actions/direct_answer",
-                                       {"fields": {"answer": "请到政务中心办理"}, "expected_version": created["version"]},
-                                       token=agent)
-            assert status == 200, body
-            _wait_until_scheduled(db_url, server)
+            _answer_a_consultation(server, db_url)
 
             # A citizen calls, presses 1 and is still speaking when the hotline is stopped.
             speech = speech_pcm(SPEECH)
@@ -176,15 +180,9 @@ def test_sigterm_mid_message_hangs_up_cleanly_and_a_restart_loses_and_repeats_no
             assert query(db_url, "select status from callbacks") == [("pending",)]
 
         # Open again and restart on the same database and recordings.
-        text = server.config.read_text(encoding="utf-8")
-        text = text.replace('quiet_end = "23:59"', 'quiet_end = "00:01"').replace('"03:00-03:01"', '"00:00-23:59"')
-        server.config.write_text(text.replace('quiet_start = "00:00"', 'quiet_start = "23:59"'), encoding="utf-8")
-        server = restart_server(server)
+        server = _reopen_and_restart(server)
         try:
-            _call_the_survey_now(server)
-            citizen.wait_event("CALL_ESTABLISHED", timeout=30)
-            time.sleep(1.0)
-            citizen.send_dtmf("1")
+            _answer_the_survey(server, citizen)
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
                 sms = query(db_url, "select to_number, status from sms_outbox order by to_number")

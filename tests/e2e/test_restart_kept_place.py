@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.audio import wav_pcm
-from tests.e2e.conftest import query, restart_server, start_server, stop_server
+from tests.e2e.conftest import carrier_trunk, query, restart_server, start_server, stop_server
 from tests.e2e.peers.pcap import build_rtp_pcap
 from tests.e2e.peers.runner import Baresip, run_sipp
 
@@ -69,7 +69,7 @@ def test_sigterm_hangs_up_the_bridged_call_and_the_kept_place_is_called_back_onc
     with Baresip(user=SECOND, answer_auto=True) as citizen:
         extra = ALWAYS_OPEN + (
             "[acd]\ncallback_offer_after_s = 2.0\nwrap_up_s = 1.0\nring_timeout_s = 10.0\n"
-            f'[[trunks]]\nname = "carrier"\nhost = "127.0.0.1"\nport = {citizen.sip_port}\nallow = ["127.0.0.1"]\n'
+            + carrier_trunk(citizen.sip_port)
         )
         server = start_server(tmp_path, prompts_dir, db_url=db_url, extra=extra)
         phone = None
