@@ -55,9 +55,11 @@ def launch() -> Iterator:
 
     pw = sync_playwright().start()
     try:
-        # Date and time inputs follow the browser process's language (LANG, with Debian's
+        # Date and time inputs follow the browser process's language (LANGUAGE, with Debian's
         # chromium-l10n), not the page's locale: an agent's Chinese browser shows 年/月/日.
-        env = {**os.environ, "LANG": "zh_CN.UTF-8", "LANGUAGE": "zh_CN"}
+        # Not LANG=zh_CN.UTF-8: without that locale generated the process falls back to an
+        # ASCII charset and file names like 现场.jpg no longer reach a file input.
+        env = {**os.environ, "LANGUAGE": "zh_CN"}
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True, env=env)
         try:
             yield browser
