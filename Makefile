@@ -38,4 +38,4 @@ run: prepare
 test: setup
 	bash .ci/ensure-postgres.sh
 	$(VENV)/bin/python -m case_core.classifier_training
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)

@@ -44,6 +44,10 @@ def test_the_schedule_simulated_matches_the_counters_python_keeps():
     assert done[0] > done[1] > 0 and done[2] >= 1
 
 
+class _Cell:
+    """A container object that is always a fresh GC allocation."""
+
+
 def test_pacer_disables_automatic_collection_and_gives_it_back():
     assert gc.isenabled()
     clock = Clock()
@@ -55,8 +59,13 @@ def test_pacer_disables_automatic_collection_and_gives_it_back():
             a.append(b), b.append(a)  # cycles only the collector can free
         del garbage, a, b
         pacer.after_tick(clock.seconds())
+        assert sum(pacer.stats()["collections"]) >= 1
+        # Live new containers since that collection, whatever else runs (instances: lists may
+        # come from CPython's free list, which the collector's count does not see).
+        more = [_Cell() for _ in range(50)]
         clock.advance(1.0)  # the quiet-time timer collects too
         assert sum(pacer.stats()["collections"]) >= 2
+        del more
     finally:
         pacer.uninstall()
     assert gc.isenabled() and not clock.getDelayedCalls()
