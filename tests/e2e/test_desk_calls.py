@@ -13,6 +13,7 @@ import threading
 import time
 
 import pytest
+from PIL import Image
 from playwright.sync_api import expect
 
 from tests.e2e.audio import best_correlation, wav_pcm
@@ -170,6 +171,15 @@ def test_agent_uses_pickers_holds_and_hangs_up_from_the_browser_then_transfers_t
         banner = desk.locator("#saved").bounding_box()
         assert banner["y"] < 300 and banner["height"] >= 40, banner  # at the top of the pop, not small
         expect(desk.locator("#btn-register")).to_be_disabled()  # no second case from a second click
+        # A photo at intake (the caller's picture, forwarded): attached to the new case, stage 上报.
+        photo = tmp_path / "来电人照片.jpg"
+        Image.new("RGB", (320, 240), (90, 120, 160)).save(photo, "JPEG")
+        expect(desk.locator("#saved-photos")).to_be_visible()
+        with desk.expect_file_chooser() as chooser:
+            desk.click("#saved-photos label.file-btn")
+        chooser.value.set_files(str(photo))
+        expect(desk.locator("#saved-photos .upload-status")).to_have_text("已上传 1 张", timeout=10 * MS)
+        expect(desk.locator("#saved-photos .thumbs img")).to_have_count(1)
         screenshot(desk, "desk-calls-05-saved")
         with desk.context.expect_page() as opened:
             desk.click("#saved-link")
@@ -182,6 +192,7 @@ def test_agent_uses_pickers_holds_and_hangs_up_from_the_browser_then_transfers_t
         assert case["category"] == {"kind": category.split(":")[0], "code": category.split(":")[1]}
         status, detail = server.api(f"/api/cases/{case['id']}")
         assert detail["grid_cell"] == "320102001002001", detail
+        assert [p["stage"] for p in detail["photos"]] == ["report"], detail["photos"]
         expect(desk.locator("#agent-status")).to_have_attribute("data-status", "ready", timeout=10 * MS)
 
         # -- second call from the same number: history, then transfer to agent2 ---------------------

@@ -187,12 +187,23 @@
     if (b && b.number && b.id) { link.textContent = b.number; link.href = "/cases/" + b.id; link.hidden = false; }
     else { link.hidden = true; }
     $("saved-readout").textContent = b && b.number ? "请告知来电人：案卷编号 " + readout(b.number) : "";
+    // Photos at intake (a citizen's MMS or WeChat picture, read out or forwarded): attached to
+    // the case just filed, stage 上报, through the same photo API as the case page.
+    var photos = $("saved-photos");
+    photos.hidden = !(b && b.id);
+    if (b && b.id) photos.dataset.caseId = b.id;
     $("saved").hidden = false; message("");
     // Saved once: the same call is not filed twice by a second click (a new pop enables them again).
     ["btn-register", "btn-answer", "btn-link"].forEach(function (id) { $(id).disabled = true; });
     $("saved").scrollIntoView({block: "nearest"});
     // Saving ends wrap-up: show the agent's new state even if the live event is missed.
     hotlineApi("GET", "/api/desk/status").then(function (r) { if (r.status === 200) showStatus(r.body); }, function () {});
+  }
+  function resetSavedPhotos() {
+    var photos = $("saved-photos"), thumbs = photos.querySelector(".thumbs");
+    photos.hidden = true; delete photos.dataset.caseId;
+    if (thumbs) thumbs.innerHTML = "";
+    photos.querySelector(".upload-status").textContent = "";
   }
   function resetForm() {
     $("f-category").picker.clear(); $("f-place").picker.clear(); $("f-link").picker.clear();
@@ -202,6 +213,7 @@
   }
   function pop(ev) {
     $("pop").hidden = false; $("idle").hidden = true; $("saved").hidden = true; savedNumber = null;
+    resetSavedPhotos();
     clearErrors(); message(""); callMessage(""); closeTransfer();
     call = {id: ev.call_id, since: null, until: null, held: false, muted: false, state: "ringing"};
     $("call-timer").textContent = "00:00"; $("btn-mute").textContent = "静音"; $("callbar").classList.remove("muted-call");
