@@ -9,22 +9,17 @@ import asyncio
 import io
 import json
 from datetime import datetime
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
 from PIL import Image
 
-from case_core.adapters import migrate
-from case_core.adapters.sqlalchemy_repo import SqlRepository, make_engine, sync_url
-from case_core.commands import _validate
 from case_core.photos import PhotoFiles, PhotoService
-from case_core.service import CaseService
+from tests.integration.web.city_env import DEMO, GEO_FILES, ROUTING_FILES, city_repo
 from web.app import WebContext, create_app
 from web.photos import PHOTOS
 
-DEMO = Path(__file__).resolve().parents[3] / "case_core" / "demo_data"
 NOW = datetime(2026, 11, 23, 10, 0)
 USERS = {"inspector1": "inspector", "inspector2": "inspector", "agent1": "agent", "dispatcher1": "dispatcher"}
 CELL_A, CELL_B = "320102001001001", "320102001001002"
@@ -44,17 +39,7 @@ def jpeg(colour=(200, 30, 30)) -> bytes:
 
 @pytest.fixture
 async def env(db_url, tmp_path, aiohttp_client):
-    migrate.upgrade(sync_url(db_url))
-    repo = SqlRepository(make_engine(db_url))
-    for kind, name in (("areas", "city_areas.csv"), ("grid_cells", "grid_cells.geojson"),
-                       ("gazetteer", "city_gazetteer.csv"), ("departments", "city_departments.csv"),
-                       ("routing", "city_routing_rules.csv")):
-        rows, errors = await _validate(repo, kind, DEMO / name, False)
-        assert errors == []
-        await repo.replace_reference(kind, rows)
-    for name, role in USERS.items():
-        await repo.create_user(username=name, password="pw-123456", role=role, now=NOW)
-    service = CaseService(repo)
+    repo, service = await city_repo(db_url, GEO_FILES + ROUTING_FILES, USERS, NOW)
     ts = NOW.replace(tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()
     app = create_app(WebContext(repo=repo, service=service, secret=b"k" * 32, now=lambda: ts))
     app[PHOTOS] = PhotoService(PhotoFiles(tmp_path / "photos", 1024 * 1024), repo.engine)

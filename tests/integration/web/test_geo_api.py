@@ -6,18 +6,13 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from case_core.adapters import migrate
-from case_core.adapters.sqlalchemy_repo import SqlRepository, make_engine, sync_url
-from case_core.commands import _validate
-from case_core.service import CaseService
+from tests.integration.web.city_env import DEMO, GEO_FILES, city_repo
 from web.app import CTX, WebContext, create_app  # noqa: F401
 
-DEMO = Path(__file__).resolve().parents[3] / "case_core" / "demo_data"
 NOW = datetime(2026, 11, 23, 10, 0)
 USERS = {"agent1": "agent", "dispatcher1": "dispatcher", "commander1": "commander"}
 CELL_A, CELL_B = "320102001001001", "320102001001002"
@@ -35,16 +30,7 @@ def _centre(gid: str) -> tuple[float, float]:
 
 @pytest.fixture
 async def env(db_url, aiohttp_client):
-    migrate.upgrade(sync_url(db_url))
-    repo = SqlRepository(make_engine(db_url))
-    for kind, name in (("areas", "city_areas.csv"), ("grid_cells", "grid_cells.geojson"),
-                       ("gazetteer", "city_gazetteer.csv")):
-        rows, errors = await _validate(repo, kind, DEMO / name, False)
-        assert errors == []
-        await repo.replace_reference(kind, rows)
-    for name, role in USERS.items():
-        await repo.create_user(username=name, password="pw-123456", role=role, now=NOW)
-    service = CaseService(repo)
+    repo, service = await city_repo(db_url, GEO_FILES, USERS, NOW)
     ts = NOW.replace(tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()
     client = await aiohttp_client(create_app(WebContext(repo=repo, service=service, secret=b"k" * 32, now=lambda: ts)))
     tokens = {name: await repo.create_token(name, NOW) for name in USERS}
