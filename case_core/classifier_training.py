@@ -196,6 +196,13 @@ def retrain(models_dir: Path, corrections: Sequence[tuple[str, str]] = (), *,
         current = _load_current(path)
         if current is not None and current.meta.get("corrections_digest") == fingerprint:
             return current, path, False
+        if current is None and not corrections:
+            # A new models folder and no corrections yet: the machine's corpus-only model
+            # (trained once, `shared_model`) is exactly what training would produce.
+            model = shared_model()
+            model.meta = {**model.meta, "corrections_digest": fingerprint}
+            model.save(path)
+            return model, path, False
     model = train_model(training_items(corrections), validation=read_corpus("validation"),
                         meta={"corpus": corpus_digest(), "corrections": len(corrections),
                               "corrections_digest": fingerprint})

@@ -61,3 +61,17 @@ def test_train_learns_stored_corrections(tmp_path, capsys):
     assert main(["extract", "train", "--if-changed", "--config", str(config)]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["trained"] is True and report["corrections"] == 3
+
+
+def test_a_new_models_folder_without_corrections_takes_the_machine_model(tmp_path, capsys):
+    """`extract train --if-changed` on a fresh installation copies the corpus-only model instead of training again."""
+    db = f"sqlite:///{tmp_path / 'hotline.db'}"
+    config = tmp_path / "hotline.toml"
+    config.write_text(f'[database]\nurl = "{db}"\n[stt]\nmodels_dir = "models"\n', encoding="utf-8")
+    migrate.upgrade(sync_url(db))
+    assert main(["extract", "train", "--if-changed", "--config", str(config)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["trained"] is False and report["corrections"] == 0
+    assert (tmp_path / "models" / MODEL_FILE).is_file()
+    assert main(["extract", "train", "--if-changed", "--config", str(config)]) == 0
+    assert json.loads(capsys.readouterr().out)["trained"] is False
