@@ -1181,6 +1181,14 @@ class CallRouter:
         extension = None
         if agent_id and self.acd is not None and agent_id in self.acd.state.agents:
             extension = self.acd.state.agents[agent_id].extension
+        elif agent_id is None and self.acd is not None:
+            # No agent of its own (a kept place that expired before any try): the agent who
+            # has been ready longest takes it, as the queue would have.
+            ready = [a for a in self.acd.state.agents.values()
+                     if a.status == "ready" and self.bindings_for(a.extension)]
+            if ready:
+                chosen = min(ready, key=lambda a: (a.since is None, a.since or 0, a.id))
+                agent_id, extension = chosen.id, chosen.extension
         if extension is None:
             log.warning("callback %s: agent %s has no extension", callback_id, agent_id)
             return False
