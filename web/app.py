@@ -278,6 +278,10 @@ async def case_page(request: web.Request) -> web.Response:
         case = await ctx.service.get_case(int(request.match_info["case_id"]))
     except (NotFound, ValueError):
         return render(request, "not_found.html", status=404, user=request[USER], what="案卷")
+    from web.photos import may_see
+
+    if not may_see(request[USER], case):  # department staff: their department's cases only
+        return render(request, "not_found.html", status=403, user=request[USER], what="案卷")
     return render(request, "case.html", case=case, user=request[USER])
 
 

@@ -149,8 +149,13 @@ async def detail_json(request: web.Request, case_id: int) -> dict[str, Any]:
 # -- handlers --------------------------------------------------------------------------------
 @_api_auth
 async def case_detail(request: web.Request) -> web.Response:
+    from web.photos import may_see
+
     try:
-        return _json(await detail_json(request, _case_id(request)))
+        case_id = _case_id(request)
+        if not may_see(request[USER], await request.app[CTX].service.get_case(case_id)):
+            return _error(403, "forbidden", "该案卷已派遣给其他处置部门，无权查看")
+        return _json(await detail_json(request, case_id))
     except NotFound:
         return _error(404, "not_found", "案卷不存在")
 

@@ -290,6 +290,13 @@ async def test_department_staff_see_and_act_on_their_own_department_only(client,
                              headers={"X-Requested-With": "fetch"})
     assert resp.status == 403 and (await resp.json())["error"] == "not_permitted"
     assert (await ctx.service.get_case(ids["sanitation"])).status == "dispatched"
+    # …and cannot read it either: neither the case page nor the JSON detail (photos,
+    # transcripts); their own department's case reads as before.
+    assert (await client.get(f"/cases/{ids['sanitation']}")).status == 403
+    resp = await client.get(f"/api/cases/{ids['sanitation']}")
+    assert resp.status == 403 and (await resp.json())["error"] == "forbidden"
+    assert (await client.get(f"/cases/{ids['lighting']}")).status == 200
+    assert (await client.get(f"/api/cases/{ids['lighting']}")).status == 200
     # a department user with no department of their own still sees every department
     await login(client, "dept1")
     page = await (await client.get("/worklists/handling")).text()
