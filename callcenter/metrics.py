@@ -31,6 +31,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from callcenter.acd.model import AGENT_STATUSES
+
 log = logging.getLogger(__name__)
 
 __all__ = ["HotlineMetrics", "Histogram", "sip_start_line", "call_outcome", "CONTENT_TYPE_LATEST",
@@ -51,7 +53,7 @@ VERSION = _version()
 SIP_METHODS = frozenset({"INVITE", "ACK", "BYE", "CANCEL", "REGISTER", "OPTIONS", "INFO", "UPDATE",
                          "PRACK", "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH"})
 # Same order as callcenter.acd.model.AGENT_STATUSES (copied: importing the ACD is not needed here).
-AGENT_STATES = ("logged_out", "ready", "ringing", "dialing", "on_call", "wrap_up", "paused")
+AGENT_STATES = AGENT_STATUSES  # the ACD model's own list, so the two cannot drift
 CALL_OUTCOMES = ("agent", "message", "ivr", "abandoned", "callback", "unanswered", "rejected",
                  "outbound_answered", "outbound_unanswered")
 

@@ -15,11 +15,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from callcenter.acd.stats import SERVICE_LEVEL_S
+from callcenter.acd.stats import _OFFERED_KINDS, SERVICE_LEVEL_S
 
 __all__ = ["Interval", "day_series"]
 
-_OFFERED = ("connect", "abandon", "overflow", "exit", "callback_expired", "callback_failed")
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,7 @@ def day_series(records: Iterable[Any], day_start: _dt.datetime, now: _dt.datetim
     live, fast = [0] * count, [0] * count
     for r in records:
         at, kind = _get(r, "at"), _get(r, "kind")
-        if at is None or at < day_start or at > now or kind not in _OFFERED:
+        if at is None or at < day_start or at > now or kind not in _OFFERED_KINDS:
             continue
         if queue is not None and _get(r, "queue") != queue:
             continue

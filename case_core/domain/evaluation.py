@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Callable, Iterable, Mapping
 
 from case_core.domain.reference import AREA_LEVELS
-from case_core.domain.workflow import CaseState
+from case_core.domain.workflow import VERIFY_EXEMPT_CHANNELS, CaseState
 
 __all__ = [
     "Fact", "Indicator", "IndicatorResult", "CompositeScore", "INDICATORS",
@@ -28,7 +28,7 @@ GROUP_BY = ("department", "area", "role", "person")
 _STEP_ROLE = {"verify": "inspector", "register": "shift_lead", "dispatch": "dispatcher",
               "handle": "department", "check": "inspector", "case": "shift_lead"}
 # Channels of inspectors' own reports (城管通 and the older inspector_app).
-INSPECTOR_CHANNELS = frozenset({"inspector", "inspector_app"})
+INSPECTOR_CHANNELS = VERIFY_EXEMPT_CHANNELS  # the inspectors' own channels, as the workflow knows them
 _TIMED_ACTIONS = {"verify": "verify", "register": "register", "dispatch": "dispatch",
                   "report_done": "handle", "check": "check", "close": "case"}
 
