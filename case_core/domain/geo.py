@@ -203,6 +203,7 @@ class GridIndex:
         shapely.prepare(self.geoms)
         self.tree = shapely.STRtree(self.geoms)
         self._pos = {gid: i for i, gid in enumerate(self.ids)}
+        self._areas: dict[int, dict[str, Any]] = {}
         centres = {gid: g.centroid for gid, g in pairs}
         self._roads = [(name, gid) for name, gid in roads if gid in centres]
         self._road_pts = np.array([centres[gid] for _, gid in self._roads], dtype=object)
@@ -246,10 +247,14 @@ class GridIndex:
     def areas(self, length: int) -> dict[str, Any]:
         """Outlines of the areas the cells make up: code (the grid ID's first ``length``
         characters: 9 street, 12 community) → their union (a shapely geometry)."""
-        groups: dict[str, list[Any]] = {}
-        for gid, g in zip(self.ids, self.geoms):
-            groups.setdefault(gid[:length], []).append(g)
-        return {code: shapely.union_all(gs, grid_size=1e-7) for code, gs in groups.items()}
+        # The index never changes, so each level's union is computed once (GET /api/geo/areas
+        # asks on every map load).
+        if length not in self._areas:
+            groups: dict[str, list[Any]] = {}
+            for gid, g in zip(self.ids, self.geoms):
+                groups.setdefault(gid[:length], []).append(g)
+            self._areas[length] = {code: shapely.union_all(gs, grid_size=1e-7) for code, gs in groups.items()}
+        return self._areas[length]
 
     def nearest_road(self, lon: float, lat: float) -> str | None:
         if self._road_tree is None:
