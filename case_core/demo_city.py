@@ -158,6 +158,7 @@ class CasePlan:
     actor: str
     role: str
     steps: list[Step] = field(default_factory=list)
+    inspector: str = ""   # who walks the case's grid: 核实 and 核查 are theirs
 
 
 def _pick(rng: random.Random, weighted) -> Any:
@@ -195,7 +196,7 @@ def plan_city(now: datetime, places: list[tuple[str, str, str]], *, route,
                 continue
             return t.replace(microsecond=0)
 
-    def one(i: int, created: datetime, scenario: str | None = None) -> CasePlan:
+    def one(i: int, created: datetime, scenario: str | None = None, street: str | None = None) -> CasePlan:
         agent = rng.choice(AGENTS)
         lead = rng.choice(SHIFT_LEADS)
         if scenario == "consultation" or (scenario is None and rng.random() < 0.08):
@@ -207,7 +208,7 @@ def plan_city(now: datetime, places: list[tuple[str, str, str]], *, route,
             _follow_up(rng, p, t, work)
             return p
         cat, _w, texts, results = _pick_topic(rng)
-        name, _kind, grid = rng.choice(roads)
+        name, _kind, grid = rng.choice(([r for r in roads if r[2][6:9] == street] or roads) if street else roads)
         address = f"{name}{rng.choice(SUFFIXES)}" if rng.random() < 0.7 else f"{name}{rng.randint(1, 188)}号"
         scenario = scenario or _pick(rng, (("full", 60), ("inspector", 8), ("not_confirmed", 5), ("decline", 3),
                                ("rework", 5), ("void", 3), ("send_back", 3), ("extension", 4), ("urgent", 4),
@@ -222,6 +223,7 @@ def plan_city(now: datetime, places: list[tuple[str, str, str]], *, route,
         p = CasePlan(i, created, channel, "report", ctype, phone, rng.choice(texts).format(p=name), address, cat,
                      inspector if channel == "inspector_app" else agent,
                      "inspector" if channel == "inspector_app" else "agent")
+        p.inspector = inspector
         steps = p.steps
         t = created
         late = rng.random() < 0.15   # this case runs late somewhere
@@ -322,12 +324,14 @@ def plan_city(now: datetime, places: list[tuple[str, str, str]], *, route,
     for i in range(cases):
         plans.append(one(i, created_time()))
     # A few recent cases stopped at each step, so every worklist has something in it
-    # (some on time, some 黄灯, some 超期 — whatever their age makes them).
+    # (some on time, some 黄灯, some 超期 — whatever their age makes them). The inspectors'
+    # steps (核实, 核查) go round the streets, so every inspector signs in to a task of each.
     for stop, count, max_age_h in STOPS:
-        for _ in range(count):
+        for k in range(count):
+            street = sorted(streets)[k % len(streets)] if stop in ("send_verify", "report_done") else None
             for _attempt in range(100):
                 created = _daytime_before(rng, now - timedelta(hours=rng.uniform(0.2, max_age_h)))
-                p = one(len(plans), created, _STOP_SCENARIO.get(stop, "full"))
+                p = one(len(plans), created, _STOP_SCENARIO.get(stop, "full"), street)
                 if stop == "accept":
                     p.steps = []
                     break

@@ -68,6 +68,27 @@ def test_the_plan_is_deterministic():
     assert all(s.at < NOW for p in one for s in p.steps)
 
 
+def test_every_inspector_signs_in_to_a_verify_and_a_check_task_whatever_the_seed_time():
+    """The field app's demo needs a 核实 and a 核查 task waiting for each inspector, on any day
+    and at any hour the city is seeded (the plan's random draws depend on the seed time)."""
+    csv_rows = list(csv.DictReader((DEMO / "city_gazetteer.csv").open(encoding="utf-8")))
+    places = [(r["name"], r["kind"], r["grid_id"]) for r in csv_rows]
+
+    def route(category, grid, ctype):
+        return "municipal", 21.0
+
+    for hours in range(0, 7 * 24, 13):
+        now = NOW + timedelta(hours=hours)
+        waiting = Counter()
+        for p in demo_city.plan_city(now, places, route=route):
+            last = p.steps[-1].action if p.steps else ""
+            if last in ("send_verify", "report_done"):
+                waiting[(last, p.inspector)] += 1
+        for n in range(1, 5):
+            assert waiting[("send_verify", f"inspector{n}")] >= 1, (now, waiting)
+            assert waiting[("report_done", f"inspector{n}")] >= 1, (now, waiting)
+
+
 async def test_the_city_has_every_state_warnings_and_real_figures_and_a_second_seed_adds_nothing(repo):
     added = await demo_city.seed_city(repo, now=NOW, password="hotline12319")
     assert added["cases"] >= 300 and added["actions"] > 2000 and added["users"] == len(demo_city.CITY_USERS)
