@@ -146,6 +146,7 @@ class Hotline:
         self._web_runner = None
         self._sip_port = None
         self.repo = None
+        self.audit = None  # case_core.audit.AuditLog, set with the repository
         self.router = None
         self.rtp = None
         self.sip = None
@@ -213,6 +214,9 @@ class Hotline:
         url = s.database_url()
         await asyncio.get_running_loop().run_in_executor(None, migrate.upgrade, sync_url(url))
         self.repo = SqlRepository(make_engine(url))
+        from case_core.audit import AuditLog
+
+        self.audit = AuditLog(self.repo.engine, self.tz)  # case_core.audit: web logins, SIP bans, listen-in …
 
         flows, flows_by_name = load_flows_for(s)
         prompts = PromptLibrary(
@@ -313,7 +317,7 @@ class Hotline:
         from web import timefmt
 
         timefmt.configure(self.tz)  # JSON/CSV times carry [ivr] timezone's offset
-        ctx = WebContext(repo=self.repo, service=service, secret=secret, now=self.reactor.seconds)
+        ctx = WebContext(repo=self.repo, service=service, secret=secret, now=self.reactor.seconds, audit=self.audit)
         hub_holder["hub"] = ctx.hub
         ctx.desk = desk
         ctx.followups = self.followups

@@ -77,6 +77,13 @@ class WebContext:
     trunks: dict = field(default_factory=dict)  # trunk name → TrunkRegistration (register = true)
     center_name: str = "12319城建服务热线"  # [center] name: page titles and header
     map_settings: Any = None  # callcenter.config.MapSettings ([map]): base map tiles; None = none
+    audit: Any = None  # case_core.audit.AuditLog; None: one on the repository's engine
+
+    def __post_init__(self) -> None:
+        if self.audit is None:
+            from case_core.audit import AuditLog
+
+            self.audit = AuditLog(self.repo.engine)
 
 
 CTX = web.AppKey("ctx", WebContext)

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData(
@@ -281,6 +282,8 @@ users = Table(
     Column("created_at", DateTime(timezone=False), nullable=False),
     # A department code (reference data) for 处置部门 staff; NULL: works across departments.
     Column("department", String(32), nullable=True),
+    # A disabled user can neither log in nor use a token (migration 0017).
+    Column("disabled", Boolean, nullable=False, default=False, server_default=false()),
 )
 
 api_tokens = Table(
@@ -290,4 +293,8 @@ api_tokens = Table(
     Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     Column("token_sha256", String(64), nullable=False, unique=True),
     Column("created_at", DateTime(timezone=False), nullable=False),
+    # read | write | admin (web.auth.TOKEN_SCOPES); NULL expires_at: never (tokens from before 0017).
+    Column("scope", String(16), nullable=False, default="write", server_default="write"),
+    Column("expires_at", DateTime(timezone=False), nullable=True),
+    Column("revoked_at", DateTime(timezone=False), nullable=True),
 )
