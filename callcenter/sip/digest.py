@@ -8,6 +8,9 @@ which old phones still send). Pure functions: nonces and cnonces are passed in.
 from __future__ import annotations
 
 import hashlib
+import hmac
+import secrets
+from collections import OrderedDict
 from dataclasses import dataclass
 
 __all__ = [
@@ -21,6 +24,8 @@ __all__ = [
     "build_authorization",
     "format_challenge",
     "ALGORITHMS",
+    "NonceIssuer",
+    "responses_equal",
 ]
 
 ALGORITHMS = ("MD5", "SHA-256")
@@ -151,3 +156,67 @@ def format_challenge(*, realm: str, nonce: str, algorithm: str = "MD5",
     if stale:
         parts.append("stale=true")
     return "Digest " + ", ".join(parts)
+
+
+def responses_equal(expected: str, given: str) -> bool:
+    """Constant-time comparison of two digest responses (hex, case-insensitive)."""
+    return hmac.compare_digest(expected.lower().encode("ascii", "replace"),
+                               given.strip().lower().encode("ascii", "replace"))
+
+
+class NonceIssuer:
+    """Stateless nonces: `<issued ms>.<salt>.<HMAC-SHA256(key, issued, salt, source IP)>` (hex).
+
+    Nothing is stored per challenge, so a flood of unauthenticated requests costs no memory;
+    a nonce made up, altered or handed out to another address fails `check` before any
+    password is looked at. Only nonces that carried a right password are remembered (their
+    last nc, against replays), at most `max_used` of them, the oldest forgotten first.
+    """
+
+    def __init__(self, key: bytes | None = None, *, ttl: float = 300.0, max_used: int = 10_000):
+        self._key = key if key is not None else secrets.token_bytes(32)
+        self.ttl = ttl
+        self.max_used = max_used
+        self._used: OrderedDict[str, int] = OrderedDict()
+
+    def _mac(self, stamp: str, source: str) -> str:
+        return hmac.new(self._key, f"{stamp}:{source}".encode(), hashlib.sha256).hexdigest()[:32]
+
+    def issue(self, source: str, now: float) -> str:
+        stamp = f"{max(0, int(now * 1000)):x}.{secrets.token_hex(4)}"
+        return f"{stamp}.{self._mac(stamp, source)}"
+
+    def check(self, nonce: str, source: str, now: float) -> str:
+        """"fresh", "stale" (ours, but older than `ttl`) or "bad" (not ours)."""
+        stamp, dot, mac = nonce.rpartition(".")
+        millis, _, salt = stamp.partition(".")
+        if not dot or not 0 < len(millis) <= 16 or len(salt) != 8 or len(mac) != 32:
+            return "bad"
+        try:
+            issued = int(millis, 16) / 1000
+        except ValueError:
+            return "bad"
+        if not hmac.compare_digest(mac.encode("ascii", "replace"), self._mac(stamp, source).encode()):
+            return "bad"
+        if issued > now + 1 or now - issued >= self.ttl:
+            return "stale"
+        return "fresh"
+
+    def use(self, nonce: str, nc: int) -> bool:
+        """Record nonce-count `nc` of an authenticated answer; False when it is not above the
+        last one seen (a replay)."""
+        last = self._used.get(nonce)
+        if last is not None and nc <= last:
+            return False
+        self._used[nonce] = nc
+        self._used.move_to_end(nonce)
+        while len(self._used) > self.max_used:
+            self._used.popitem(last=False)
+        return True
+
+    def used_count(self) -> int:
+        return len(self._used)
+
+    def dummy_ha1(self, user: str, algorithm: str) -> str:
+        """A stable HA1 for a user that does not exist: the check costs the same and fails."""
+        return hash_hex(algorithm, self._mac("unknown", f"{user}:{algorithm}"))

@@ -21,6 +21,7 @@ __all__ = [
     "CallAnswered",
     "CallFailed",
     "ContactsChanged",
+    "DigestFailed",
 ]
 
 
@@ -111,3 +112,13 @@ class ContactsChanged(Event):
 
     aor: str
     contacts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DigestFailed(Event):
+    """A digest answer from `source` failed (wrong password, made-up nonce, bad form);
+    the driver counts it towards a ban (callcenter.sip.defence)."""
+
+    source: tuple[str, int]
+    user: str
+    reason: str

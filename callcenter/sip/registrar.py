@@ -1,7 +1,9 @@
 """Registrar core (RFC 3261 §10.3) with digest authentication (RFC 8760: SHA-256, MD5).
 
 Owns the bindings of agents' phones (address-of-record → contacts with expiry and the
-source address they registered from) and the nonces we issued. Pure: time is `now`,
+source address they registered from) and the digest check of REGISTERs: stateless HMAC
+nonces bound to the source address (`digest.NonceIssuer`), qop=auth required, a failure
+reported as a `DigestFailed` event for the defence to count. Pure: time is `now`,
 credentials come from a lookup function `(user, algorithm) -> HA1 hex | None`, so the
 password store stays outside. Plug it into `UserAgent(registrar=...)`.
 """
@@ -12,8 +14,11 @@ import random
 from dataclasses import dataclass
 from typing import Callable
 
-from .digest import DigestError, compute_response, format_challenge, parse_auth_params
-from .events import ContactsChanged
+from .digest import (
+    DigestError, NonceIssuer, compute_response, format_challenge, parse_auth_params,
+    responses_equal,
+)
+from .events import ContactsChanged, DigestFailed
 from .message import SipParseError, SipRequest, SipResponse, make_response, parse_name_addr
 
 __all__ = ["Registrar", "Binding", "HA1Lookup"]
@@ -31,28 +36,21 @@ class Binding:
     q: float = 1.0
 
 
-@dataclass
-class _Nonce:
-    issued_at: float
-    last_nc: int = 0
-
-
 class Registrar:
     """Accepts REGISTER requests for one realm; see module docstring."""
 
     def __init__(self, *, realm: str, lookup: HA1Lookup, rng: random.Random | None = None,
                  algorithms: tuple[str, ...] = ("SHA-256", "MD5"), nonce_ttl: float = 300.0,
-                 min_expires: int = 60, max_expires: int = 3600, default_expires: int = 3600):
+                 nonce_key: bytes | None = None, min_expires: int = 60, max_expires: int = 3600, default_expires: int = 3600):
         self.realm = realm
         self._lookup = lookup
         self._rng = rng if rng is not None else random.Random()
         self._algorithms = tuple(a.upper() for a in algorithms)
-        self._nonce_ttl = nonce_ttl
         self.min_expires, self.max_expires = min_expires, max_expires
         self.default_expires = default_expires
-        self._nonces: dict[str, _Nonce] = {}
+        self._nonces = NonceIssuer(nonce_key, ttl=nonce_ttl)
         self._bindings: dict[str, list[Binding]] = {}
-        self._events: list[ContactsChanged] = []
+        self._events: list[ContactsChanged | DigestFailed] = []
 
     # ----------------------------------------------------------------- queries
     def bindings(self, aor: str, now: float) -> list[Binding]:
@@ -68,7 +66,7 @@ class Registrar:
         ]
         return sorted(live, key=lambda b: -b.q)
 
-    def events(self) -> list[ContactsChanged]:
+    def events(self) -> list[ContactsChanged | DigestFailed]:
         out, self._events = self._events, []
         return out
 
@@ -82,9 +80,6 @@ class Registrar:
             after = [b for b in before if b.expires_at > now]
             if len(after) != len(before):
                 self._store(aor, after)
-        for nonce, info in list(self._nonces.items()):
-            if info.issued_at + 2 * self._nonce_ttl <= now:
-                del self._nonces[nonce]
 
     # ---------------------------------------------------------------- requests
     def handle_register(self, req: SipRequest, source: tuple[str, int], now: float) -> SipResponse:
@@ -99,62 +94,75 @@ class Registrar:
             return self._reply(req, 404, "Not Found")
         user = to.uri.user
         aor = f"sip:{user}@{to.uri.host.lower()}"
-        denied = self._authenticate(req, user, now)
+        denied = self._authenticate(req, user, source, now)
         if denied is not None:
             return denied
         return self._update(req, aor, source, now)
 
-    def _challenge(self, req: SipRequest, now: float, stale: bool = False) -> SipResponse:
-        nonce = f"{self._rng.getrandbits(128):032x}"
-        self._nonces[nonce] = _Nonce(now)
+    def _challenge(self, req: SipRequest, source: tuple[str, int], now: float,
+                   stale: bool = False) -> SipResponse:
+        nonce = self._nonces.issue(source[0], now)
         headers = [("WWW-Authenticate", format_challenge(realm=self.realm, nonce=nonce,
                                                          algorithm=a, stale=stale))
                    for a in self._algorithms]
         return self._reply(req, 401, None, headers)
 
-    def _authenticate(self, req: SipRequest, user: str, now: float) -> SipResponse | None:
+    def _failed(self, source: tuple[str, int], user: str, reason: str) -> None:
+        self._events.append(DigestFailed(source, user, reason))
+
+    def _authenticate(self, req: SipRequest, user: str, source: tuple[str, int],
+                      now: float) -> SipResponse | None:
+        """None when the request carries a right digest answer, else the response to send.
+
+        The order matters: the nonce is checked before the password, so a made-up or
+        foreign nonce gets a plain challenge whatever the password (no oracle); an unknown
+        user is checked against a dummy HA1 and refused exactly like a wrong password.
+        """
         value = req.headers.get("Authorization")
         if not value:
-            return self._challenge(req, now)
+            return self._challenge(req, source, now)
         try:
             scheme, p = parse_auth_params(value)
-        except DigestError as exc:
-            return self._reply(req, 400, f"Bad Authorization ({exc})")
+        except DigestError:
+            self._failed(source, user, "unreadable Authorization")
+            return self._reply(req, 400, "Bad Authorization")
         if scheme.lower() != "digest" or p.get("realm") != self.realm:
-            return self._challenge(req, now)
+            return self._challenge(req, source, now)
         algorithm = p.get("algorithm", "MD5").upper()
         if algorithm not in self._algorithms:
-            return self._challenge(req, now)
+            return self._challenge(req, source, now)
         for key in ("username", "nonce", "uri", "response"):
             if key not in p:
+                self._failed(source, user, f"no {key}")
                 return self._reply(req, 400, f"Authorization without {key}")
-        if p["username"] != user:
-            return self._reply(req, 403, "Forbidden (user mismatch)")
+        freshness = self._nonces.check(p["nonce"], source[0], now)
+        if freshness == "bad":
+            self._failed(source, user, "nonce not ours")
+            return self._challenge(req, source, now)
+        if freshness == "stale":
+            # Ours but old: the phone retries with a new nonce without asking its user.
+            # The password is not looked at, so this answer says nothing about it.
+            return self._challenge(req, source, now, stale=True)
+        nc_text = p.get("nc", "")
+        if p.get("qop") != "auth" or not p.get("cnonce") or len(nc_text) != 8:
+            self._failed(source, user, "qop=auth required")
+            return self._challenge(req, source, now)
+        try:
+            nc = int(nc_text, 16)
+        except ValueError:
+            self._failed(source, user, "bad nc")
+            return self._reply(req, 400, "Bad Authorization")
         ha1 = self._lookup(user, algorithm)
         if ha1 is None:
+            ha1 = self._nonces.dummy_ha1(user, algorithm)
+        expected = compute_response(algorithm=algorithm, ha1=ha1, nonce=p["nonce"],
+                                    method="REGISTER", uri=p["uri"], qop="auth",
+                                    nc=nc_text, cnonce=p["cnonce"])
+        if not responses_equal(expected, p["response"]) or p["username"] != user:
+            self._failed(source, user, "wrong password")
             return self._reply(req, 403, "Forbidden")
-        qop = p.get("qop")
-        try:
-            expected = compute_response(algorithm=algorithm, ha1=ha1, nonce=p["nonce"],
-                                        method="REGISTER", uri=p["uri"], qop=qop,
-                                        nc=p.get("nc"), cnonce=p.get("cnonce"))
-        except DigestError as exc:
-            return self._reply(req, 400, f"Bad Authorization ({exc})")
-        if expected != p["response"].lower():
-            return self._reply(req, 403, "Forbidden")
-        info = self._nonces.get(p["nonce"])
-        if info is None or info.issued_at + self._nonce_ttl <= now:
-            # Right password, old nonce: let the phone retry without asking the user.
-            return self._challenge(req, now, stale=True)
-        if qop:
-            nc_text = p.get("nc", "")
-            try:
-                nc = int(nc_text, 16)
-            except ValueError:
-                return self._reply(req, 400, f"Bad nc {nc_text!r}")
-            if nc <= info.last_nc:
-                return self._challenge(req, now, stale=True)
-            info.last_nc = nc
+        if not self._nonces.use(p["nonce"], nc):
+            return self._challenge(req, source, now, stale=True)
         return None
 
     def _update(self, req: SipRequest, aor: str, source: tuple[str, int],

@@ -65,3 +65,31 @@ def test_bad_challenges_raise(bad):
     """Unusable challenges raise DigestError."""
     with pytest.raises(DigestError):
         parse_challenge(bad)
+
+
+def test_nonce_issuer_fresh_stale_bad_and_replay():
+    """Our nonce is fresh, then stale after ttl; altered ones are bad; nc must grow; the
+    remembered nonces are capped."""
+    from callcenter.sip.digest import NonceIssuer
+
+    issuer = NonceIssuer(b"k" * 32, ttl=30, max_used=2)
+    nonce = issuer.issue("192.0.2.1", 100.0)
+    assert issuer.check(nonce, "192.0.2.1", 110.0) == "fresh"
+    assert issuer.check(nonce, "192.0.2.1", 131.0) == "stale"
+    assert issuer.check(nonce, "192.0.2.2", 110.0) == "bad"
+    assert issuer.check(nonce[:-1] + ("0" if nonce[-1] != "0" else "1"), "192.0.2.1", 110.0) == "bad"
+    assert issuer.check("garbage", "192.0.2.1", 110.0) == "bad"
+    assert NonceIssuer(b"x" * 32, ttl=30).check(nonce, "192.0.2.1", 110.0) == "bad"
+    assert issuer.use(nonce, 1) and not issuer.use(nonce, 1) and issuer.use(nonce, 2)
+    for i in range(5):
+        issuer.use(f"n{i}", 1)
+    assert issuer.used_count() == 2
+
+
+def test_responses_equal_ignores_case_only():
+    """The constant-time compare accepts the same hex in either case and nothing else."""
+    from callcenter.sip.digest import responses_equal
+
+    assert responses_equal("abcdef01", "ABCDEF01")
+    assert not responses_equal("abcdef01", "abcdef02")
+    assert not responses_equal("abcdef01", "abcdef0")

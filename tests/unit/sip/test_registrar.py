@@ -5,7 +5,7 @@ import random
 import pytest
 
 from callcenter.sip.digest import build_authorization, ha1, parse_challenge
-from callcenter.sip.events import ContactsChanged
+from callcenter.sip.events import ContactsChanged, DigestFailed
 from callcenter.sip.message import parse_message
 from callcenter.sip.registrar import Registrar
 
@@ -77,11 +77,12 @@ def test_register_with_valid_digest_binds_contact(algorithm):
 
 
 def test_wrong_password_is_403():
-    """A wrong digest response is refused with 403 and binds nothing."""
+    """A wrong digest response is refused with 403, binds nothing and is reported."""
     reg = make_registrar()
     resp, _ = authorized(reg, password="nope")
     assert resp.status == 403
-    assert reg.bindings(AOR, 0) == [] and reg.events() == []
+    assert reg.bindings(AOR, 0) == []
+    assert reg.events() == [DigestFailed(PHONE, "1001", "wrong password")]
 
 
 def test_expired_nonce_is_stale_and_replay_is_refused():
@@ -162,3 +163,74 @@ def test_ua_routes_register_to_registrar():
     assert ua.get_timer() is not None
     ua.handle_timer(301.0)
     assert ua.events() == [ContactsChanged(AOR, ())]
+
+
+def _answer(reg, *, user="1001", password="secret", nonce=None, qop=True, source=PHONE, now=0.0,
+            algorithm="MD5", cseq=2):
+    """A REGISTER answering a fresh challenge (or carrying `nonce` as given)."""
+    first = reg.handle_register(parse_message(register(cseq=cseq - 1, user=user)), source, now)
+    challenge = next(parse_challenge(v) for v in first.headers.get_all("WWW-Authenticate")
+                     if f"algorithm={algorithm}" in v)
+    if nonce is not None:
+        challenge = type(challenge)(challenge.realm, nonce, challenge.algorithm,
+                                    challenge.qop if qop else (), None, False)
+    elif not qop:
+        challenge = type(challenge)(challenge.realm, challenge.nonce, challenge.algorithm, (), None, False)
+    auth = build_authorization(challenge, username=user, password=password, method="REGISTER",
+                               uri="sip:198.51.100.1", cnonce="c0ffee")
+    return reg.handle_register(parse_message(register(cseq=cseq, auth=auth, user=user)), source, now)
+
+
+def _answer_shape(resp):
+    """What an outsider sees of a response: status, reason and challenge parameters."""
+    challenges = [parse_challenge(v) for v in resp.headers.get_all("WWW-Authenticate")]
+    return resp.status, resp.reason, [(c.algorithm, c.qop, c.stale) for c in challenges]
+
+
+@pytest.mark.parametrize("password", ["secret", "wrong"])
+def test_made_up_nonce_gets_the_same_plain_challenge_whatever_the_password(password):
+    """No oracle: a nonce we did not issue gets 401 (not stale) before the password is checked."""
+    reg = make_registrar(algorithms=("MD5",))
+    resp = _answer(reg, password=password, nonce="0.deadbeef.0123456789abcdef0123456789abcdef")
+    assert _answer_shape(resp) == (401, "Unauthorized", [("MD5", ("auth",), False)])
+    assert [e.reason for e in reg.events()] == ["nonce not ours"]
+
+
+def test_nonce_is_bound_to_the_source_address():
+    """A nonce issued to one address is not ours when another address answers with it."""
+    reg = make_registrar(algorithms=("MD5",))
+    first = reg.handle_register(parse_message(register()), PHONE, 0.0)
+    ch = parse_challenge(first.headers.get("WWW-Authenticate"))
+    auth = build_authorization(ch, username="1001", password="secret", method="REGISTER",
+                               uri="sip:198.51.100.1", cnonce="c")
+    other = ("192.0.2.99", 5060)
+    resp = reg.handle_register(parse_message(register(cseq=2, auth=auth)), other, 0.0)
+    assert resp.status == 401 and not parse_challenge(resp.headers.get("WWW-Authenticate")).stale
+    assert reg.bindings(AOR, 0.0) == []
+
+
+def test_unknown_and_known_extensions_look_the_same():
+    """Unknown and registered extensions: the same 401 challenge, the same 403 for a wrong
+    password (status, reason and challenge parameters alike)."""
+    reg = make_registrar(algorithms=("MD5",))
+    known = reg.handle_register(parse_message(register(user="1001")), PHONE, 0.0)
+    unknown = reg.handle_register(parse_message(register(user="9999")), PHONE, 0.0)
+    assert _answer_shape(known) == _answer_shape(unknown)
+    assert _answer_shape(_answer(reg, user="1001", password="guess")) == \
+        _answer_shape(_answer(reg, user="9999", password="guess")) == (403, "Forbidden", [])
+
+
+def test_digest_without_qop_is_refused_even_with_the_right_password():
+    """qop=auth is required: an RFC 2069 answer (no qop) binds nothing and counts as a failure."""
+    reg = make_registrar(algorithms=("MD5",))
+    resp = _answer(reg, qop=False)
+    assert resp.status == 401 and reg.bindings(AOR, 0.0) == []
+    assert [type(e).__name__ for e in reg.events()] == ["DigestFailed"]
+
+
+def test_challenges_store_nothing():
+    """A flood of unauthenticated REGISTERs stores no nonce (stateless HMAC nonces)."""
+    reg = make_registrar()
+    for i in range(2000):
+        reg.handle_register(parse_message(register(call_id=f"c{i}")), ("192.0.2.50", 5060 + i % 100), i * 0.001)
+    assert reg._nonces.used_count() == 0 and reg.events() == []
