@@ -332,6 +332,9 @@ class Hotline:
         from web.transcripts import STT_STATUS, TRANSCRIPTION
 
         app[NOTIFY] = s.sms
+        from web.open311 import OPEN311
+
+        app[OPEN311] = s.open311
         if self.metrics is not None:
             from web import metrics as metrics_route
 

@@ -220,6 +220,17 @@ class FieldSettings:
 
 
 @dataclass(frozen=True)
+class Open311Settings:
+    # GET /open311/v2/requests without an api_key (anyone on the web port); false = key required.
+    public_read: bool = True
+    # What anonymous readers see besides status, category, dates, position and grid cell:
+    # the reporter's own words and the address may name or locate them, so both are off by
+    # default. The reporter's phone, name and e-mail are never shown.
+    public_description: bool = False
+    public_address: bool = False
+
+
+@dataclass(frozen=True)
 class CenterSettings:
     # The service's name as citizens know it: page titles and header, the SMS signature
     # (【name】 unless [sms] signature is set) and the IVR welcome (hotline prompts build).
@@ -243,6 +254,7 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     map: MapSettings = field(default_factory=MapSettings)
     inspectors: FieldSettings = field(default_factory=FieldSettings)
+    open311: Open311Settings = field(default_factory=Open311Settings)
     trunks: tuple[TrunkSettings, ...] = ()
     # [sms]: callcenter.notify.settings.NotifySettings (its schema lives with the SMS code).
     sms: Any = None
@@ -277,6 +289,7 @@ _SECTIONS = {
     "metrics": MetricsSettings,
     "map": MapSettings,
     "inspectors": FieldSettings,
+    "open311": Open311Settings,
 }
 
 

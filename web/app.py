@@ -316,6 +316,10 @@ async def recording(request: web.Request) -> web.StreamResponse:
         rec = await ctx.repo.get_recording(int(request.match_info["rec_id"]))
     except (NotFound, ValueError):
         return json_error(404, "not_found", "录音不存在")
+    from web.photos import may_see_recording  # department staff: their department's cases only
+
+    if not await may_see_recording(request, user, rec.case_id, rec.call_id):
+        return json_error(403, "forbidden", "该录音属于其他处置部门的案卷，无权收听")
     path = Path(rec.path)
     if not path.is_file():
         return json_error(410, "gone", "录音文件已不存在（可能已按保存期限删除）")

@@ -185,6 +185,8 @@ def search_filters(request: web.Request, *, default_limit: int = 50, max_limit: 
         if s not in workflow.STATUS_LABELS:
             raise _bad(f"未知的状态 {s!r}")
     now = local_now(request)
+    from web.photos import visible_where  # least privilege: never more than the user may see
+
     return dict(
         limit=_int_param(request, "limit", default_limit, 1, max_limit),
         offset=_int_param(request, "offset", 0, 0, 10_000_000),
@@ -198,7 +200,7 @@ def search_filters(request: web.Request, *, default_limit: int = 50, max_limit: 
         reporter_phone=q.get("reporter_phone") or None,
         channel=q.get("channel") or None,
         oldest_first=q.get("order") == "oldest",
-    )
+    ) | visible_where(request[USER])
 
 
 @_api_auth
@@ -234,15 +236,23 @@ async def create_case(request: web.Request) -> web.Response:
 
 
 async def _duplicates(request: web.Request, case_id: int) -> list[dict[str, Any]]:
+    from web.photos import may_see
+
     found = await request.app[CTX].service.duplicates_for(case_id)
     return [{"id": v.id, "number": v.number, "status": v.status, "description": v.description,
-             "score": s.score, "location": s.location, "reasons": list(s.reasons)} for s, v in found]
+             "score": s.score, "location": s.location, "reasons": list(s.reasons)} for s, v in found
+            if may_see(request[USER], v)]
 
 
 @_api_auth
 async def case_duplicates(request: web.Request) -> web.Response:
+    from web.photos import may_see
+
     try:
-        return _json(await _duplicates(request, _case_id(request)))
+        case_id = _case_id(request)
+        if not may_see(request[USER], await request.app[CTX].service.get_case(case_id)):
+            return _error(403, "forbidden", "该案卷已派遣给其他处置部门，无权查看")
+        return _json(await _duplicates(request, case_id))
     except NotFound:
         return _error(404, "not_found", "案卷不存在")
 

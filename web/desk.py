@@ -315,6 +315,10 @@ async def api_desk_link(request: web.Request) -> web.Response:
     except NotFound:
         message = f"找不到案卷“{typed[:40]}”，请核对编号"
         return _invalid({"case_number": message}, status=404, message=message)
+    from web.photos import may_see  # least privilege: only a case the user may see
+
+    if not may_see(request[USER], case):
+        return json_error(403, "forbidden", "该案卷已派遣给其他处置部门，无权关联")
     call_id = _text(body, "call_id") or None
     linked = await link_call(ctx.repo, call_id, case.id)
     user = request[USER]

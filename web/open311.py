@@ -3,8 +3,12 @@
 Apps and websites report into the same workflow as the phone: a POSTed request becomes
 a case accepted on the `website` channel through `CaseService.create_case`. Service
 codes are category keys with a dash (`component-01002`); service_request_id is the
-case number. Reads are public and never show the reporter's phone; POST needs an
-api_key (a bearer token from `hotline token create`, as form field or header).
+case number. Reads are public unless `[open311] public_read = false`; an anonymous reader
+never sees the reporter's phone, name or e-mail, and sees the description and address only
+when `public_description` / `public_address` say so. A reader with an api_key (query field
+or bearer header) sees both, within `web.photos.visible_where` (department staff: their
+department's cases). POST needs an api_key (a bearer token from `hotline token create`, as
+form field or header).
 Spec: https://wiki.open311.org/GeoReport_v2
 """
 
@@ -21,8 +25,12 @@ from case_core.adapters.sqlalchemy_repo import CaseView
 from case_core.domain.categories import KIND_LABELS, Category
 from case_core.domain.workflow import STATUS_LABELS, WorkflowError
 from case_core.service import CLOSED_STATUSES
+from callcenter.config import Open311Settings
 from web.app import CTX
 from web.case_api import TIMEZONE, local_now
+from web.photos import visible_where
+
+OPEN311 = web.AppKey("open311", Open311Settings)  # [open311]; the defaults when unset
 
 CHANNEL = "website"
 # GeoReport field names, in the spec's order (used for JSON keys and XML elements alike).
@@ -125,7 +133,31 @@ async def service_definition(request: web.Request) -> web.Response:
     return web.Response(text=json.dumps(body), content_type="application/json")
 
 
-async def _request_json(request: web.Request, case: CaseView) -> dict[str, Any]:
+class _Reader:
+    """Who reads: `scope` the search filters they are held to, `full` whether they see the
+    description and address (a key holder) or only what `[open311]` makes public."""
+
+    def __init__(self, scope: dict[str, Any], description: bool, address: bool) -> None:
+        self.scope, self.description, self.address = scope, description, address
+
+
+async def _reader(request: web.Request) -> _Reader:
+    settings = request.app.get(OPEN311) or Open311Settings()
+    key = request.query.get("api_key", "")
+    header = request.headers.get("Authorization", "")
+    if not key and header.startswith("Bearer "):
+        key = header[len("Bearer "):].strip()
+    user = await request.app[CTX].repo.user_for_token(key) if key else None
+    if user is not None:
+        return _Reader(visible_where(user), True, True)
+    if key:
+        raise Open311Error(403, "api_key 无效")
+    if not settings.public_read:
+        raise Open311Error(401, "查询服务请求需要 api_key")
+    return _Reader({}, settings.public_description, settings.public_address)
+
+
+async def _request_json(request: web.Request, case: CaseView, reader: _Reader) -> dict[str, Any]:
     ref = await request.app[CTX].service.reference()
     cat = ref.categories.get(case.category_kind or "", case.category_code or "")
     dept = ref.departments.get(case.department or "")
@@ -137,13 +169,13 @@ async def _request_json(request: web.Request, case: CaseView) -> dict[str, Any]:
         "status_notes": STATUS_LABELS.get(case.status, case.status),
         "service_name": cat.name if cat else None,
         "service_code": f"{case.category_kind}-{case.category_code}" if case.category_kind else None,
-        "description": case.description,
+        "description": case.description if reader.description else None,
         "agency_responsible": dept.name if dept else case.department,
         "service_notice": None,
         "requested_datetime": _w3c(case.created_at),
         "updated_datetime": _w3c(case.updated_at),
         "expected_datetime": _w3c(datetime.fromisoformat(due)) if due else None,
-        "address": case.address or None,
+        "address": (case.address or None) if reader.address else None,
         "address_id": None,
         "zipcode": None,
         "lat": location.get("lat", case.lat),
@@ -158,11 +190,12 @@ async def _request_json(request: web.Request, case: CaseView) -> dict[str, Any]:
 async def get_requests(request: web.Request) -> web.Response:
     q = request.query
     service = request.app[CTX].service
+    reader = await _reader(request)
     if q.get("service_request_id"):
         # The spec: with ids given, every other filter is ignored.
         cases = []
         for number in q["service_request_id"].split(",")[:MAX_REQUESTS]:
-            cases += await service.search(number=number.strip(), limit=1, with_recordings=False)
+            cases += await service.search(number=number.strip(), limit=1, with_recordings=False, **reader.scope)
     else:
         end = _parse_w3c("end_date", q["end_date"]) if q.get("end_date") else None
         start = _parse_w3c("start_date", q["start_date"]) if q.get("start_date") else None
@@ -190,19 +223,20 @@ async def get_requests(request: web.Request) -> web.Response:
                 category = f"{kind}:{num}"
             cases += await service.search(status=statuses, category=category, created_from=start,
                                           created_to=end + timedelta(seconds=1) if end else None,
-                                          limit=MAX_REQUESTS, with_recordings=False)
+                                          limit=MAX_REQUESTS, with_recordings=False, **reader.scope)
         cases.sort(key=lambda c: (c.created_at, c.id), reverse=True)
         cases = cases[:MAX_REQUESTS]
-    return _render(request, "service_requests", "request", [await _request_json(request, c) for c in cases])
+    return _render(request, "service_requests", "request", [await _request_json(request, c, reader) for c in cases])
 
 
 @_handler
 async def get_request(request: web.Request) -> web.Response:
+    reader = await _reader(request)
     found = await request.app[CTX].service.search(number=request.match_info["request_id"], limit=1,
-                                                  with_recordings=False)
+                                                  with_recordings=False, **reader.scope)
     if not found:
         raise Open311Error(404, f"没有服务请求 {request.match_info['request_id']}")
-    return _render(request, "service_requests", "request", [await _request_json(request, found[0])])
+    return _render(request, "service_requests", "request", [await _request_json(request, found[0], reader)])
 
 
 def _float(form, name: str) -> float | None:

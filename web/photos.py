@@ -23,16 +23,42 @@ from case_core.photos import STAGES, PhotoError, PhotoService
 from web import timefmt
 from web.app import CTX, USER, api_auth, current_user, json_error
 
-__all__ = ["PHOTOS", "setup", "may_see", "detail_extras"]
+__all__ = ["PHOTOS", "setup", "may_see", "visible_where", "may_see_recording", "detail_extras"]
 
 PHOTOS = web.AppKey("photos", PhotoService)
 
 
-def may_see(user: UserView, case: CaseView) -> bool:
-    """Department staff tied to a department see only cases dispatched to it."""
+def visible_where(user: UserView) -> dict[str, Any]:
+    """The case fields a user's cases must have (least privilege); {} = every case.
+
+    The one rule behind every list and detail: search filters (`GET /api/cases`,
+    `/api/geo/cases`, Open311), SQL clauses (case list, worklists: `getattr(cases.c, k) == v`),
+    single cases (`may_see`), recordings, transcripts and photos. Department staff tied to a
+    department see only the cases dispatched to it.
+    """
     if user.role == "department" and user.department:
-        return case.department == user.department
-    return True
+        return {"department": user.department}
+    return {}
+
+
+def may_see(user: UserView, case: CaseView) -> bool:
+    """Whether `case` passes `visible_where(user)`."""
+    return all(getattr(case, name) == value for name, value in visible_where(user).items())
+
+
+async def may_see_recording(request: web.Request, user: UserView, case_id: int | None, call_id: str = "") -> bool:
+    """A recording is visible with its case; one tied to no case only to users who see every case."""
+    if not visible_where(user):
+        return True
+    ctx = request.app[CTX]
+    if case_id is None and call_id:
+        case_id = await ctx.repo.case_id_for_call(call_id)
+    if case_id is None:
+        return False
+    try:
+        return may_see(user, await ctx.service.get_case(case_id))
+    except NotFound:
+        return False
 
 
 def _forbidden() -> web.Response:

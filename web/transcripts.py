@@ -23,7 +23,8 @@ from aiohttp import web
 
 from callcenter.stt_store import TranscriptStore
 from web import timefmt
-from web.app import CTX, _int_param, api_auth, json_error
+from web.app import CTX, USER, _int_param, api_auth, json_error
+from web.photos import may_see_recording
 
 __all__ = ["setup", "TRANSCRIPTION", "STT_STATUS"]
 
@@ -49,12 +50,18 @@ def _id(request: web.Request, name: str) -> int | None:
         return None
 
 
+def _forbidden() -> web.Response:
+    return json_error(403, "forbidden", "该录音属于其他处置部门的案卷，无权查看")
+
+
 @api_auth
 async def recording_transcript(request: web.Request) -> web.Response:
     rec_id = _id(request, "rec_id")
     found = await _store(request).for_recording(rec_id) if rec_id is not None else None
     if found is None:
         return json_error(404, "not_found", "录音不存在")
+    if not await may_see_recording(request, request[USER], found.case_id, found.call_id):
+        return _forbidden()
     body = found.to_dict()
     if request.query.get("suggest") in ("1", "true", "yes"):
         from callcenter.suggest import suggest_for_text
@@ -72,8 +79,11 @@ async def retranscribe(request: web.Request) -> web.Response:
     if service is None:
         return json_error(503, "unavailable", "本进程未启用语音转写")
     rec_id = _id(request, "rec_id")
-    if rec_id is None or await _store(request).recording(rec_id) is None:
+    rec = await _store(request).recording(rec_id) if rec_id is not None else None
+    if rec is None:
         return json_error(404, "not_found", "录音不存在")
+    if not await may_see_recording(request, request[USER], rec.case_id, rec.call_id):
+        return _forbidden()
     service.recording_finished(rec_id)
     return _json({"recording_id": rec_id, "status": "queued"}, status=202)
 
@@ -84,6 +94,8 @@ async def case_transcript(request: web.Request) -> web.Response:
     found = await _store(request).for_case(case_id) if case_id is not None else None
     if found is None:
         return json_error(404, "not_found", "案卷不存在")
+    if not await may_see_recording(request, request[USER], case_id):
+        return _forbidden()
     return _json({"case_id": case_id, "recordings": [r.to_dict() for r in found]})
 
 
@@ -95,6 +107,12 @@ async def search(request: web.Request) -> web.Response:
     limit = _int_param(request, "limit", 50, 1, 200)
     offset = _int_param(request, "offset", 0, 0, 1_000_000)
     hits = await _store(request).search(q, limit=limit, offset=offset)
+    seen: dict[tuple, bool] = {}
+    for h in hits:  # least privilege: only recordings of cases the user may see
+        key = (h.case_id, h.call_id)
+        if key not in seen:
+            seen[key] = await may_see_recording(request, request[USER], h.case_id, h.call_id)
+    hits = [h for h in hits if seen[(h.case_id, h.call_id)]]
     return _json({"q": q, "results": [h.to_dict() for h in hits]})
 
 

@@ -297,6 +297,12 @@ class SqlRepository:
             ).all()
         return _full_view(row, recs, hist)
 
+    async def case_id_for_call(self, call_id: str) -> int | None:
+        """The case filed from a call (`cases.call_id`), for recordings not yet linked to it."""
+        async with self.engine.connect() as conn:
+            return (await conn.execute(select(orm.cases.c.id).where(orm.cases.c.call_id == call_id)
+                                       .order_by(orm.cases.c.id).limit(1))).scalar_one_or_none()
+
     async def find_case_by_number(self, number: str) -> CaseView | None:
         async with self.engine.connect() as conn:
             case_id = (
