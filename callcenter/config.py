@@ -33,6 +33,18 @@ class SipSettings:
     # alone by default: libre-based phones (baresip 1.x) and sipp 3.6 give up on any SHA-256
     # challenge, even next to an MD5 one. Accounts keep both hashes, so switching needs no re-add.
     digest_algorithms: tuple[str, ...] = ("MD5",)
+    # Defence of the SIP port (callcenter/sip/defence.py, like Kamailio's pike): a source that
+    # sends more than flood_max_requests datagrams within flood_window_s, fails auth_max_failures
+    # digest answers within auth_window_s, or calls itself a scanner (User-Agent friendly-scanner,
+    # sipvicious, sipcli …, when drop_scanners) is banned for ban_s: its datagrams are dropped unread.
+    flood_window_s: float = 2.0
+    flood_max_requests: int = 400
+    auth_max_failures: int = 10
+    auth_window_s: float = 600.0
+    ban_s: float = 600.0
+    drop_scanners: bool = True
+    # Networks never counted nor banned (the LAN, carriers; trunks' `allow` sources are added).
+    allow: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -316,6 +328,20 @@ def coerce_value(key: str, value: Any, default: Any) -> Any:
     return value
 
 
+def _check_defence(sip: SipSettings) -> None:
+    for key in ("flood_window_s", "auth_window_s", "ban_s"):
+        if not 0 < getattr(sip, key) <= 86400:
+            raise ConfigError(f"sip.{key}: must be above 0 and at most 86400 seconds, got {getattr(sip, key)}")
+    for key in ("flood_max_requests", "auth_max_failures"):
+        if getattr(sip, key) < 1:
+            raise ConfigError(f"sip.{key}: must be at least 1, got {getattr(sip, key)}")
+    for net in sip.allow:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ConfigError(f"sip.allow: {net!r} is not an IP address or network (CIDR)") from None
+
+
 def _check_port(key: str, port: int, *, allow_zero: bool = True) -> None:
     low = 0 if allow_zero else 1
     if not low <= port <= 65535:
@@ -465,6 +491,7 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError(
             f"sip.digest_algorithms: expected one or both of \"SHA-256\" and \"MD5\" (no repeats), got {list(algorithms)}"
         )
+    _check_defence(settings.sip)
     seen: set[str] = set()
     for i, trunk in enumerate(settings.trunks):
         _check_trunk(f"trunks[{i}]", trunk, settings.sip.dids, seen)
