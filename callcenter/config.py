@@ -108,17 +108,21 @@ class TrunkSettings:
     password: str = ""
     # Register to the carrier (needs username and password).
     register: bool = False
-    # Source addresses (IPs or networks) that may send INVITEs without registering.
+    # Source addresses that may send INVITEs without a digest challenge: IPs, networks, or
+    # IP:port ("203.0.113.5:5060", "[2001:db8::5]:5060") to pin the carrier's source port.
     allow: tuple[str, ...] = ()
     # Numbers this trunk delivers; each must also be in sip.dids.
     dids: tuple[str, ...] = ()
 
-    def allows(self, ip: str) -> bool:
-        try:
-            addr = ipaddress.ip_address(ip)
-        except ValueError:
-            return False
-        return any(addr in ipaddress.ip_network(net, strict=False) for net in self.allow)
+    def allows(self, ip: str, port: int | None = None) -> bool:
+        """Whether `ip` (and `port`, when an entry pins one) is one of this trunk's sources."""
+        from callcenter.admission import parse_allow, source_allowed
+
+        entries = tuple(parse_allow(a) for a in self.allow)
+        if port is None:
+            entries = tuple(e for e in entries if e.port is None)
+            port = 0
+        return source_allowed(entries, (ip, port))
 
 
 @dataclass(frozen=True)
@@ -243,6 +247,35 @@ class Open311Settings:
 
 
 @dataclass(frozen=True)
+class AdmissionSettings:
+    # Calls with citizens at once (inbound, not counting agent legs): leave RTP ports for the
+    # agent legs and outbound calls (each inbound call bridged to an agent holds two ports).
+    max_calls: int = 200
+    # Calls at once from one source IP that is not an allow-listed trunk (a scanner's flood
+    # of INVITEs takes at most this many ports).
+    max_calls_per_source: int = 10
+    # Retry-After of the 503 sent beyond those limits.
+    retry_after_s: int = 30
+    # An answered call whose ACK has not come after this many seconds is hung up.
+    ack_timeout_s: float = 6.0
+    # An answered call from which no RTP at all has come after this many seconds is hung up.
+    first_rtp_timeout_s: float = 8.0
+    # Database writes of calls, recordings and queue events waiting to be stored beyond which
+    # new calls get 503 (the writes themselves are never dropped).
+    max_write_backlog: int = 20000
+
+
+@dataclass(frozen=True)
+class DialPlanSettings:
+    # Outbound numbers (transfers, callbacks, follow-ups) must fully match one `allow` regular
+    # expression and no `deny` one, on the digits with +86/0086 taken off (callcenter/dialplan.py).
+    allow: tuple[str, ...] = (
+        r"1[3-9]\d{9}", r"0[1-9]\d{8,10}", r"[2-8]\d{6,7}", r"11[09]|12[02]", r"12\d{3}",
+    )
+    deny: tuple[str, ...] = (r"00\d*", r"16[08]\d*", r"0\d{2,3}16[08]\d*", r"1259\d*")
+
+
+@dataclass(frozen=True)
 class CenterSettings:
     # The service's name as citizens know it: page titles and header, the SMS signature
     # (【name】 unless [sms] signature is set) and the IVR welcome (hotline prompts build).
@@ -266,6 +299,8 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     map: MapSettings = field(default_factory=MapSettings)
     inspectors: FieldSettings = field(default_factory=FieldSettings)
+    admission: AdmissionSettings = field(default_factory=AdmissionSettings)
+    dialplan: DialPlanSettings = field(default_factory=DialPlanSettings)
     open311: Open311Settings = field(default_factory=Open311Settings)
     trunks: tuple[TrunkSettings, ...] = ()
     # [sms]: callcenter.notify.settings.NotifySettings (its schema lives with the SMS code).
@@ -301,6 +336,8 @@ _SECTIONS = {
     "metrics": MetricsSettings,
     "map": MapSettings,
     "inspectors": FieldSettings,
+    "admission": AdmissionSettings,
+    "dialplan": DialPlanSettings,
     "open311": Open311Settings,
 }
 
@@ -492,10 +529,32 @@ def validate(settings: Settings) -> Settings:
             f"sip.digest_algorithms: expected one or both of \"SHA-256\" and \"MD5\" (no repeats), got {list(algorithms)}"
         )
     _check_defence(settings.sip)
+    _check_admission(settings.admission, settings.dialplan)
     seen: set[str] = set()
     for i, trunk in enumerate(settings.trunks):
         _check_trunk(f"trunks[{i}]", trunk, settings.sip.dids, seen)
     return settings
+
+
+def _check_admission(a: AdmissionSettings, d: DialPlanSettings) -> None:
+    from callcenter.dialplan import DialPlan
+
+    if not 1 <= a.max_calls <= 100_000:
+        raise ConfigError(f"admission.max_calls: must be between 1 and 100000, got {a.max_calls}")
+    if not 1 <= a.max_calls_per_source <= a.max_calls:
+        raise ConfigError(f"admission.max_calls_per_source: must be between 1 and max_calls ({a.max_calls}), "
+                          f"got {a.max_calls_per_source}")
+    if not 1 <= a.retry_after_s <= 3600:
+        raise ConfigError(f"admission.retry_after_s: must be between 1 and 3600 seconds, got {a.retry_after_s}")
+    for key in ("ack_timeout_s", "first_rtp_timeout_s"):
+        if not 1 <= getattr(a, key) <= 120:
+            raise ConfigError(f"admission.{key}: must be between 1 and 120 seconds, got {getattr(a, key)}")
+    if a.max_write_backlog < 100:
+        raise ConfigError(f"admission.max_write_backlog: must be at least 100, got {a.max_write_backlog}")
+    for key in ("allow", "deny"):
+        bad = DialPlan.validate(getattr(d, key))
+        if bad:
+            raise ConfigError(f"dialplan.{key}: not a regular expression: {bad}")
 
 
 def _check_trunk(key: str, trunk: TrunkSettings, hotline_dids: tuple[str, ...], seen: set[str]) -> None:
@@ -516,11 +575,13 @@ def _check_trunk(key: str, trunk: TrunkSettings, hotline_dids: tuple[str, ...], 
         raise ConfigError(
             f"{key}: the trunk can neither register nor send calls; set allow (source IPs) or register = true"
         )
+    from callcenter.admission import parse_allow
+
     for net in trunk.allow:
         try:
-            ipaddress.ip_network(net, strict=False)
+            parse_allow(net)
         except ValueError:
-            raise ConfigError(f"{key}.allow: {net!r} is not an IP address or network") from None
+            raise ConfigError(f"{key}.allow: {net!r} is not an IP address, network or IP:port") from None
     for did in trunk.dids:
         if not did.isdigit():
             raise ConfigError(f"{key}.dids: {did!r} is not a phone number")
