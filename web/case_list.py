@@ -221,9 +221,11 @@ async def list_context(request) -> dict[str, Any]:
     now = local_now(request)
     ref = await ctx.service.reference()
     where = where_clause(lq, now)
-    # Department staff tied to a department see only its cases, here as on the worklist.
-    if user.role == "department" and user.department:
-        where = and_(where, _c.department == user.department)
+    # Least privilege (web.photos.visible_where): department staff see only their department's cases.
+    from web.photos import visible_where
+
+    for name, value in visible_where(user).items():
+        where = and_(where, getattr(_c, name) == value)
     ids, total, page = await page_of_ids(ctx.repo.engine, where, lq, now, ref.calendar)
     found = {v.id: v for v in await ctx.service.search(case_ids=tuple(ids), limit=len(ids))} if ids else {}
     rows = []

@@ -44,6 +44,7 @@ from case_core.domain.workflow import (
 from web import auth, case_list
 from web.app import CTX, JINJA, USER, current_user, page_auth, render
 from web.case_api import detail_json, local_now
+from web.photos import may_see
 
 PAGE_SIZE = 30
 
@@ -331,8 +332,11 @@ async def overview(request: web.Request) -> web.Response:
     user = request[USER]
     now = local_now(request)
     rows = []
+    from web.photos import visible_where  # counts of the cases the user may see
+
+    scope = [getattr(_c, name) == value for name, value in visible_where(user).items()]
     for w in lists_for(request.app[WORKLISTS], user.role):
-        rows.append({"list": w, **await _counts(ctx.repo.engine, w.where(user.role), now)})
+        rows.append({"list": w, **await _counts(ctx.repo.engine, and_(w.where(user.role), *scope), now)})
     return render(request, "worklist.html", user=user, overview=rows, role_label=ROLE_LABELS.get(user.role, user.role))
 
 
@@ -356,11 +360,14 @@ async def worklist(request: web.Request) -> web.Response:
     ref = await ctx.service.reference()
     where = w.where(user.role)
     # Department staff see their own department's cases; others may narrow the list by hand.
-    department = request.query.get("department", "")
-    if user.role == "department" and user.department:
-        department = user.department
+    from web.photos import visible_where  # least privilege, as on /cases and the API
+
+    scope = visible_where(user)
+    department = scope.get("department") or request.query.get("department", "")
     if department:
         where = and_(where, _c.department == department)
+    for name, value in scope.items():
+        where = and_(where, getattr(_c, name) == value)
     # Filters, sorting and paging from the URL as on /cases (web/case_list.py); unless a
     # column is chosen, urgent first, then oldest first.
     lq = dataclasses.replace(case_list.parse_query(request.query), department=department)
@@ -476,6 +483,8 @@ async def action_form(request: web.Request) -> web.Response:
         context = await _form_context(request, case_id, action)
     except NotFound:
         return _not_found(request, "案卷")
+    if not may_see(user, context["case"]):  # department staff: their department's cases only
+        return render(request, "not_found.html", status=403, user=user, what="案卷")
     try:
         # A dry run with no fields: the status and role checks come before the field check.
         workflow.apply(request.app[CTX].service.spec, context["state"],
@@ -499,6 +508,8 @@ async def action_submit(request: web.Request) -> web.Response:
         context = await _form_context(request, case_id, action)
     except NotFound:
         return _not_found(request, "案卷")
+    if not may_see(user, context["case"]):  # department staff: their department's cases only
+        return render(request, "not_found.html", status=403, user=user, what="案卷")
     values = {k: str(v) for k, v in form.items() if isinstance(v, str)}
     try:
         expected = int(form.get("expected_version", ""))

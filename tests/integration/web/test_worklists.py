@@ -284,8 +284,10 @@ async def test_department_staff_see_and_act_on_their_own_department_only(client,
         assert re.findall(r'data-case-id="(\d+)"', page) == [str(ids["lighting"])], query
     status, _, body = await submit(client, ids["lighting"], "handle")
     assert status == 303, body
-    status, _, body = await submit(client, ids["sanitation"], "handle")
-    assert status == 403 and "其他处置部门" in body
+    # Another department's case: not even its form opens, and a post is refused (least privilege).
+    assert (await client.get(f"/cases/{ids['sanitation']}/actions/handle")).status == 403
+    resp = await client.post(f"/cases/{ids['sanitation']}/actions/handle", data={"expected_version": "1"})
+    assert resp.status == 403
     resp = await client.post(f"/api/cases/{ids['sanitation']}/actions/handle", json={},
                              headers={"X-Requested-With": "fetch"})
     assert resp.status == 403 and (await resp.json())["error"] == "not_permitted"
