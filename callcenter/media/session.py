@@ -17,7 +17,9 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
+from callcenter.media import clips as _clips
 from callcenter.media import g711
+from callcenter.media.clips import Clip, ClipStore
 from callcenter.media.dtmf import (
     DtmfError,
     DtmfReceiver,
@@ -81,12 +83,15 @@ class MediaStats:
 
 
 class _Play:
-    __slots__ = ("play_id", "pcm", "encoded", "pos")
+    """A queued play: a shared clip (see ``clips``) and how far into it sending is."""
 
-    def __init__(self, play_id: str, pcm: bytes, encoded: bytes) -> None:
+    __slots__ = ("play_id", "clip", "pcm", "encoded", "pos")
+
+    def __init__(self, play_id: str, clip: Clip, codec: str) -> None:
         self.play_id = play_id
-        self.pcm = pcm
-        self.encoded = encoded
+        self.clip = clip
+        self.pcm = clip.pcm
+        self.encoded = clip.encoded(codec)
         self.pos = 0  # in samples
 
 
@@ -106,9 +111,12 @@ class MediaSession:
         inband_dtmf: bool = False,
         record_sent: bool = False,
         jitter_frames: int = 0,
+        clips: ClipStore | None = None,
     ) -> None:
         if not 0 <= ssrc <= 0xFFFFFFFF:
             raise ValueError(f"ssrc {ssrc} is not an unsigned 32-bit value")
+        # Prompts are interned here, so calls hearing the same prompt share one copy.
+        self._clips = clips if clips is not None else _clips.shared
         self._remote: tuple[str, int] | None = None
         self._sdp_remote: tuple[str, int] | None = None
         self._latched = False
@@ -193,7 +201,7 @@ class MediaSession:
             payload_type: g711.decoder(codec),
         }
         for play in getattr(self, "_plays", ()):
-            play.encoded = encode(play.pcm)
+            play.encoded = play.clip.encoded(self._codec)
 
     def hold(self, held: bool) -> None:
         """While held nothing is sent and prompts do not advance; the RTP clock runs on."""
@@ -205,11 +213,7 @@ class MediaSession:
         """Queue linear PCM (16-bit LE, 8 kHz mono) to send after earlier plays."""
         if len(pcm) & 1:
             raise ValueError(f"prompt {play_id!r}: PCM must be whole 16-bit samples, got {len(pcm)} bytes")
-        pcm = bytes(pcm)
-        tail = len(pcm) % FRAME_BYTES
-        if tail:
-            pcm += bytes(FRAME_BYTES - tail)
-        self._plays.append(_Play(play_id, pcm, self._encode(pcm)))
+        self._plays.append(_Play(play_id, self._clips.intern(pcm), self._codec))
 
     def stop_playback(self) -> list[MediaEvent]:
         """Drop all queued prompts, reporting each one as stopped."""
