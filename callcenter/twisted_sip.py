@@ -11,9 +11,14 @@ from typing import Callable, Protocol
 
 from twisted.internet.protocol import DatagramProtocol
 
+from callcenter.sip.defence import Defence, LogTally, SourceBanned
+from callcenter.sip.events import DigestFailed, MessageRejected
 from callcenter.sip.ua import UserAgent
 
 log = logging.getLogger(__name__)
+
+# How often bans are swept for their end and aggregated bad-input log lines written.
+SWEEP_S = 10.0
 
 
 class SipEventListener(Protocol):
@@ -33,19 +38,78 @@ class SipEndpoint(DatagramProtocol):
         self.errors = 0
         # Sees every datagram in and out: on_message(data, "in" | "out") (callcenter.metrics).
         self.on_message: Callable[[bytes, str], None] | None = None
+        # The SIP port's defence (callcenter.sip.defence), asked before a datagram is parsed;
+        # on_defence(event) hears its bans and unbans (metrics, audit log).
+        self.defence: Defence | None = None
+        self.on_defence: Callable[[object], None] | None = None
+        self.dropped = 0
+        self._tally = LogTally(period_s=SWEEP_S * 6)
+        self._sweep = None
 
     # -- I/O in -------------------------------------------------------------------------
     def datagramReceived(self, data: bytes, addr) -> None:
         self.datagrams_in += 1
+        now = self.clock.seconds()
+        defence = self.defence
+        if defence is not None and not defence.admit(addr[0], data, now):
+            self.dropped += 1
+            self._defence_events(now)
+            return
         if self.on_message is not None:
             self.on_message(data, "in")
-        now = self.clock.seconds()
         try:
             self.ua.receive_datagram(data, (addr[0], addr[1]), now)
         except Exception:  # the UA must never take the process down with it
             self.errors += 1
             log.exception("SIP core failed on a datagram from %s:%s", *addr[:2])
         self._after()
+
+    # -- defence and bad input ------------------------------------------------------------
+    def _bad_input(self, ev, now: float) -> None:
+        ip, port = ev.source[0], ev.source[1]
+        if isinstance(ev, DigestFailed):
+            line = f"SIP digest failure from {ip}:{port} for {ev.user!r}: {ev.reason}"
+            self._log(f"SIP digest failures from {ip}", line, now, logging.INFO)
+            if self.defence is not None:
+                self.defence.auth_failed(ip, now)
+                self._defence_events(now)
+            return
+        line = f"SIP message from {ip}:{port} rejected ({ev.status or 'dropped'}): {ev.reason}"
+        self._log(f"SIP bad input from {ip}", line, now, logging.WARNING)
+
+    def _defence_events(self, now: float) -> None:
+        for ev in self.defence.events():
+            if isinstance(ev, SourceBanned):
+                line = (f"SIP source {ev.source} banned for {ev.until - now:.0f} s "
+                        f"({ev.reason}, {ev.count})")
+            else:
+                line = f"SIP source {ev.source} unbanned ({ev.dropped} datagrams dropped meanwhile)"
+            self._log(f"SIP bans of {ev.source}", line, now, logging.WARNING)
+            if self.on_defence is not None:
+                try:
+                    self.on_defence(ev)
+                except Exception:
+                    log.exception("defence listener failed on %r", ev)
+
+    def _log(self, key: str, line: str, now: float, level: int) -> None:
+        """Bad input is logged once per key and period, then as one count (LogTally)."""
+        first = self._tally.note(key, line, now)
+        if first is not None:
+            log.log(level, "%s", first)
+        if self._sweep is None:
+            self._sweep = self.clock.callLater(SWEEP_S, self._on_sweep)
+
+    def _on_sweep(self) -> None:
+        self._sweep = None
+        now = self.clock.seconds()
+        if self.defence is not None:
+            self.defence.handle_timer(now)
+            self._defence_events(now)
+        for line in self._tally.flush(now):
+            log.warning("%s", line)
+        busy = self._tally.pending() or (self.defence is not None and self.defence.banned_count())
+        if busy and self._sweep is None:
+            self._sweep = self.clock.callLater(SWEEP_S, self._on_sweep)
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -87,6 +151,9 @@ class SipEndpoint(DatagramProtocol):
                     log.warning("SIP send to %s failed: %s", addr, exc)
         events = self.ua.events()
         for ev in events:
+            if isinstance(ev, (MessageRejected, DigestFailed)):
+                self._bad_input(ev, self.clock.seconds())
+                continue
             if self.listener is not None:
                 try:
                     self.listener.sip_event(ev)
@@ -110,6 +177,9 @@ class SipEndpoint(DatagramProtocol):
             self._timer = self.clock.callLater(max(0.0, at - self.clock.seconds()), self._on_timer)
 
     def stop(self) -> None:
+        if self._sweep is not None and self._sweep.active():
+            self._sweep.cancel()
+        self._sweep = None
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None

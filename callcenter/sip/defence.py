@@ -1,8 +1,8 @@
 """Per-source defence of the SIP port, as Kamailio's pike and htable modules do it.
 
 Owns three decisions about a datagram's source address, all taken before the datagram is
-parsed: is the source banned, did it just send more than `max_requests` datagrams in one
-`window_s` window (then it is banned), and does it announce itself as a scanner (a
+parsed: is the source banned, did it just send more than `flood_max_requests` datagrams in one
+`flood_window_s` window (then it is banned), and does it announce itself as a scanner (a
 `User-Agent` such as friendly-scanner/sipvicious: dropped silently and banned). Digest
 failures reported by the registrar (or the call admission's 407 check) count per source;
 `auth_max_failures` within `auth_window_s` ban it. Allow-listed networks (trunks, the LAN)
@@ -20,7 +20,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-__all__ = ["DefencePolicy", "Defence", "SourceBanned", "SourceUnbanned", "SCANNER_AGENTS",
+__all__ = ["DefencePolicy", "Defence", "SourceBanned", "SourceUnbanned", "SCANNER_AGENTS", "LogTally",
            "scanner_agent"]
 
 # Lower-case tokens of User-Agent values sent by SIP scanners and password crackers.
@@ -34,9 +34,9 @@ SCANNER_AGENTS = (
 class DefencePolicy:
     """Limits of `Defence` (the `[sip]` `flood_*`, `auth_*`, `ban_s`, `allow` keys)."""
 
-    window_s: float = 2.0
+    flood_window_s: float = 2.0
     # Datagrams one source may send in one window; one more bans it (pike's density).
-    max_requests: int = 400
+    flood_max_requests: int = 400
     auth_max_failures: int = 10
     auth_window_s: float = 600.0
     ban_s: float = 600.0
@@ -101,7 +101,7 @@ class Defence:
             self._unban(source)
         if self._is_allowed(source):
             return True
-        window = int(now // self.policy.window_s)
+        window = int(now // self.policy.flood_window_s)
         if window != self._window:
             self._roll(window, now)
         counts = self._counts
@@ -114,7 +114,7 @@ class Defence:
         else:
             n += 1
             counts[source] = n
-        if n > self.policy.max_requests:
+        if n > self.policy.flood_max_requests:
             self._ban(source, "flood", now, n)
             self.dropped["flood"] += 1
             return False
@@ -219,3 +219,49 @@ def scanner_agent(data: bytes) -> bool:
     end = head.find(b"\n", at + 12)
     value = head[at + 12:end if end >= 0 else None]
     return any(token in value for token in SCANNER_AGENTS)
+
+
+class LogTally:
+    """Log lines about bad input, rate limited and aggregated per key (e.g. per source).
+
+    `note` returns the line to log now for the first event of a key in a period, None for the
+    next ones, which are only counted; `flush` (once the period is over) returns one line per
+    key with its count. At most `max_keys` keys are kept; events of others are summed in one.
+    """
+
+    def __init__(self, period_s: float = 60.0, max_keys: int = 1000):
+        self.period_s = period_s
+        self.max_keys = max_keys
+        self._started: float | None = None
+        self._keys: dict[str, list] = {}  # key → [count not yet logged, last text]
+        self._overflow = 0
+
+    def note(self, key: str, text: str, now: float) -> str | None:
+        if self._started is None:
+            self._started = now
+        entry = self._keys.get(key)
+        if entry is not None:
+            entry[0] += 1
+            entry[1] = text
+            return None
+        if len(self._keys) >= self.max_keys:
+            self._overflow += 1
+            return None
+        self._keys[key] = [0, text]
+        return text
+
+    def pending(self) -> bool:
+        return self._started is not None
+
+    def flush(self, now: float) -> list[str]:
+        if self._started is None or now - self._started < self.period_s:
+            return []
+        span = now - self._started
+        lines = [f"{key}: {n} more in the last {span:.0f} s (last: {text})"
+                 for key, (n, text) in self._keys.items() if n]
+        if self._overflow:
+            lines.append(f"{self._overflow} more events from other sources in the last {span:.0f} s")
+        self._keys = {}
+        self._overflow = 0
+        self._started = None
+        return lines

@@ -11,9 +11,9 @@ def _dgram(ua: str = "Linphone/5.2") -> bytes:
 
 
 def test_source_over_the_rate_is_banned_and_dropped_until_the_ban_ends():
-    """One datagram over max_requests in a window bans the source; its datagrams are dropped
+    """One datagram over flood_max_requests in a window bans the source; its datagrams are dropped
     until ban_s has passed, then one unban event and it is admitted again."""
-    d = Defence(DefencePolicy(window_s=1.0, max_requests=5, ban_s=30))
+    d = Defence(DefencePolicy(flood_window_s=1.0, flood_max_requests=5, ban_s=30))
     assert all(d.admit("192.0.2.9", _dgram(), 10.0 + i / 100) for i in range(5))
     assert not d.admit("192.0.2.9", _dgram(), 10.06)
     [ev] = d.events()
@@ -29,7 +29,7 @@ def test_source_over_the_rate_is_banned_and_dropped_until_the_ban_ends():
 
 def test_rate_counts_restart_each_window():
     """A steady sender below the rate is never banned: counters restart with every window."""
-    d = Defence(DefencePolicy(window_s=1.0, max_requests=5))
+    d = Defence(DefencePolicy(flood_window_s=1.0, flood_max_requests=5))
     for i in range(100):
         assert d.admit("192.0.2.9", _dgram(), i * 0.25)  # 4 per window
     assert d.events() == []
@@ -49,7 +49,7 @@ def test_digest_failures_ban_after_the_limit_within_the_window():
 
 def test_allow_listed_networks_are_never_counted_nor_banned():
     """Trunks and the LAN (allow CIDRs) may flood and fail digests without a ban."""
-    d = Defence(DefencePolicy(window_s=1.0, max_requests=2, auth_max_failures=1,
+    d = Defence(DefencePolicy(flood_window_s=1.0, flood_max_requests=2, auth_max_failures=1,
                               allow=("10.0.0.0/8", "2001:db8::/32")))
     assert all(d.admit("10.1.2.3", _dgram(), 0.0) for _ in range(50))
     assert all(d.admit("2001:db8::7", _dgram(), 0.0) for _ in range(50))
@@ -77,7 +77,7 @@ def test_scanner_drop_can_be_turned_off():
 
 def test_tables_stay_bounded_under_spoofed_sources():
     """A flood from ever new (spoofed) sources fills no table beyond max_sources."""
-    d = Defence(DefencePolicy(window_s=1.0, max_requests=1, max_sources=100, auth_max_failures=2))
+    d = Defence(DefencePolicy(flood_window_s=1.0, flood_max_requests=1, max_sources=100, auth_max_failures=2))
     for i in range(5000):
         src = f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}"
         d.admit(src, _dgram(), 0.5)
@@ -93,3 +93,20 @@ def test_manual_unban():
     d.auth_failed("192.0.2.5", 0.0)
     assert d.unban("192.0.2.5") and not d.unban("192.0.2.5")
     assert d.admit("192.0.2.5", _dgram(), 1.0)
+
+
+def test_log_tally_logs_the_first_line_per_key_then_one_count_per_period():
+    """Bad-input logging: first line per source at once, the rest as one count per period;
+    keys beyond max_keys are summed in one line."""
+    from callcenter.sip.defence import LogTally
+
+    tally = LogTally(period_s=60, max_keys=2)
+    assert tally.note("a", "bad 1", 0.0) == "bad 1"
+    assert [tally.note("a", f"bad {i}", 1.0) for i in range(2, 1000)] == [None] * 998
+    assert tally.note("b", "other", 2.0) == "other"
+    assert tally.note("c", "third", 2.0) is None
+    assert tally.flush(59.0) == []
+    assert tally.flush(61.0) == ["a: 998 more in the last 61 s (last: bad 999)",
+                                 "1 more events from other sources in the last 61 s"]
+    assert not tally.pending()
+    assert tally.note("a", "again", 62.0) == "again"
