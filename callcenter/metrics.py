@@ -74,7 +74,8 @@ METRIC_NAMES = (
     "hotline_build_info", "hotline_active_calls", "hotline_calls_total", "hotline_queue_waiting",
     "hotline_queue_callbacks_waiting", "hotline_queue_longest_wait_seconds", "hotline_agents",
     "hotline_screen_pop_seconds", "hotline_rtp_tick_lag_seconds", "hotline_rtp_legs",
-    "hotline_rtp_frames_skipped_total", "hotline_sip_messages_total", "hotline_cases",
+    "hotline_rtp_frames_skipped_total", "hotline_sip_messages_total", "hotline_sip_rejected_total",
+    "hotline_sip_dropped_total", "hotline_sip_bans_total", "hotline_sip_banned_sources", "hotline_cases",
     "hotline_cases_overdue", "hotline_sms_outbox", "hotline_callbacks", "hotline_callbacks_due",
     "hotline_transcription_queue_depth", "hotline_transcription_running",
     "hotline_transcription_completed_total", "hotline_transcription_paused",
@@ -254,6 +255,7 @@ class HotlineMetrics:
         yield from self._acd(getattr(src, "acd", None))
         yield from self._media(getattr(src, "rtp", None))
         yield self._sip()
+        yield from self._sip_defence(getattr(src, "sip", None))
         yield from self._stt(src)
         yield from self._db_families()
         yield _histogram("hotline_event_loop_lag_seconds",
@@ -327,6 +329,25 @@ class HotlineMetrics:
         for (direction, method, status), n in sorted(self.sip_messages.items()):
             family.add_metric([direction, method, status], n)
         return family
+
+    def _sip_defence(self, sip):
+        """Bad input and the defence's drops and bans, read from the SIP endpoint at scrape time."""
+        rejected = CounterMetricFamily("hotline_sip_rejected", "Bad SIP messages: answered with an error "
+                                       "status, or dropped unanswerable (status=\"dropped\").", labels=["status"])
+        dropped = CounterMetricFamily("hotline_sip_dropped", "SIP datagrams dropped unread by the defence: from a "
+                                      "banned source, over the flood rate, or from a scanner.", labels=["reason"])
+        bans = CounterMetricFamily("hotline_sip_bans", "SIP sources banned, by reason (flood, digest, scanner).",
+                                   labels=["reason"])
+        banned = GaugeMetricFamily("hotline_sip_banned_sources", "SIP sources banned now.")
+        defence = getattr(sip, "defence", None)
+        for status, n in sorted((getattr(sip, "rejected", None) or {}).items()):
+            rejected.add_metric([status], n)
+        for reason, n in sorted((defence.dropped if defence is not None else {}).items()):
+            dropped.add_metric([reason], n)
+        for reason in ("flood", "digest", "scanner"):
+            bans.add_metric([reason], (getattr(sip, "bans", None) or {}).get(reason, 0))
+        banned.add_metric([], defence.banned_count() if defence is not None else 0)
+        yield from (rejected, dropped, bans, banned)
 
     def _stt(self, src):
         stats: dict = {}

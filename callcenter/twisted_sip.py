@@ -43,6 +43,9 @@ class SipEndpoint(DatagramProtocol):
         self.defence: Defence | None = None
         self.on_defence: Callable[[object], None] | None = None
         self.dropped = 0
+        # Bad input answered (by status) or dropped ("dropped"), and bans by reason (/metrics).
+        self.rejected: dict[str, int] = {}
+        self.bans: dict[str, int] = {}
         self._tally = LogTally(period_s=SWEEP_S * 6)
         self._sweep = None
 
@@ -74,12 +77,15 @@ class SipEndpoint(DatagramProtocol):
                 self.defence.auth_failed(ip, now)
                 self._defence_events(now)
             return
-        line = f"SIP message from {ip}:{port} rejected ({ev.status or 'dropped'}): {ev.reason}"
+        key = str(ev.status or "dropped")
+        self.rejected[key] = self.rejected.get(key, 0) + 1
+        line = f"SIP message from {ip}:{port} rejected ({key}): {ev.reason}"
         self._log(f"SIP bad input from {ip}", line, now, logging.WARNING)
 
     def _defence_events(self, now: float) -> None:
         for ev in self.defence.events():
             if isinstance(ev, SourceBanned):
+                self.bans[ev.reason] = self.bans.get(ev.reason, 0) + 1
                 line = (f"SIP source {ev.source} banned for {ev.until - now:.0f} s "
                         f"({ev.reason}, {ev.count})")
             else:

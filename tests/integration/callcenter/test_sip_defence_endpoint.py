@@ -116,3 +116,24 @@ def test_scanner_gets_no_answer():
     endpoint.datagramReceived(_options("z9hG4bKs2"), ATTACKER)
     assert port.written == [] and [e.reason for e in heard] == ["scanner"]
     endpoint.stop()
+
+
+def test_metrics_show_drops_bans_and_rejections():
+    """/metrics families: dropped by reason, bans by reason, banned sources now, rejected by status."""
+    from types import SimpleNamespace
+
+    from prometheus_client import generate_latest
+
+    from callcenter.metrics import HotlineMetrics
+
+    reactor, endpoint, port, heard = _setup(flood_max_requests=3)
+    endpoint.datagramReceived(b"INVITE sip:x SIP/2.0\r\n\r\n", ATTACKER)  # unanswerable: dropped
+    for i in range(5):
+        endpoint.datagramReceived(_options(f"z9hG4bKm{i}"), ATTACKER)
+    text = generate_latest(HotlineMetrics(SimpleNamespace(sip=endpoint), node="t").registry).decode()
+    assert 'hotline_sip_rejected_total{status="dropped"} 1.0' in text
+    assert 'hotline_sip_dropped_total{reason="flood"} 1.0' in text
+    assert 'hotline_sip_dropped_total{reason="banned"} 2.0' in text
+    assert 'hotline_sip_bans_total{reason="flood"} 1.0' in text
+    assert "hotline_sip_banned_sources 1.0" in text
+    endpoint.stop()
