@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Install the system programs the end-to-end tests drive: sipp (sip-tester), baresip,
+# Install the system programs the end-to-end tests drive: sipp (sip-tester; socat puts TLS
+# in front of it, as Debian builds sipp without OpenSSL), baresip,
 # espeak-ng + sox (prompts), chromium + a CJK font (UI screenshots), kannel (SMS).
 # Idempotent: a no-op (no apt-get update) when every package is already installed.
 set -euo pipefail
 
-PACKAGES=(sip-tester baresip espeak-ng sox chromium chromium-l10n fonts-wqy-microhei kannel kannel-extras nodejs postgresql-client)
+PACKAGES=(sip-tester socat baresip espeak-ng sox chromium chromium-l10n fonts-wqy-microhei kannel kannel-extras nodejs postgresql-client)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
