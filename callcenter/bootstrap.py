@@ -128,6 +128,17 @@ def _uri(text: str):
         return None
 
 
+def make_defence(s: Settings):
+    """The SIP port's defence with the limits of `[sip]`; the trunks' allow sources are never banned."""
+    from callcenter.sip.defence import Defence, DefencePolicy, allow_network
+
+    sip = s.sip
+    allow = tuple(sip.allow) + tuple(allow_network(a) for t in s.trunks for a in t.allow)
+    return Defence(DefencePolicy(flood_window_s=sip.flood_window_s, flood_max_requests=sip.flood_max_requests,
+                         auth_max_failures=sip.auth_max_failures, auth_window_s=sip.auth_window_s,
+                         ban_s=sip.ban_s, drop_scanners=sip.drop_scanners, allow=allow))
+
+
 @dataclass
 class Addresses:
     sip: str
@@ -263,6 +274,8 @@ class Hotline:
         self._accounts_refresher = asyncio.ensure_future(self._refresh_accounts(accounts))
         ua = UserAgent(local_host=public_host, local_port=s.sip.port, registrar=self.registrar)
         self.sip = SipEndpoint(ua, self.reactor)
+        self.sip.defence = make_defence(s)
+        self.sip.on_defence = self._defence_event
         self.rtp = RtpEngine(self.reactor, host=s.rtp.host, port_min=s.rtp.port_min, port_max=s.rtp.port_max)
         storage = s.path(s.storage.dir)
         storage.mkdir(parents=True, exist_ok=True)
@@ -557,6 +570,19 @@ class Hotline:
                              retry_s=self.settings.acd.callback_retry_s)
         await self.acd.restore_kept()
         return desk
+
+    def _defence_event(self, ev) -> None:
+        """A SIP source banned or unbanned (callcenter.sip.defence): into the audit log."""
+        from callcenter.sip.defence import SourceBanned
+
+        if self.audit is None:
+            return
+        if isinstance(ev, SourceBanned):
+            detail = {"reason": ev.reason, "count": ev.count, "ban_s": self.settings.sip.ban_s}
+            self.audit.record_soon("", "sip_ban", ev.source, ev.source, detail, now=self.reactor.seconds())
+        else:
+            self.audit.record_soon("", "sip_unban", ev.source, ev.source, {"dropped": ev.dropped},
+                                   now=self.reactor.seconds())
 
     def _start_metrics(self) -> None:
         """Prometheus figures (GET /metrics): counted on the SIP socket, once per media tick,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-__all__ = ["DefencePolicy", "Defence", "SourceBanned", "SourceUnbanned", "SCANNER_AGENTS", "LogTally",
+__all__ = ["DefencePolicy", "Defence", "SourceBanned", "SourceUnbanned", "SCANNER_AGENTS", "LogTally", "allow_network",
            "scanner_agent"]
 
 # Lower-case tokens of User-Agent values sent by SIP scanners and password crackers.
@@ -265,3 +265,14 @@ class LogTally:
         self._overflow = 0
         self._started = None
         return lines
+
+
+def allow_network(entry: str) -> str:
+    """The network of an allow entry that may pin a port ("203.0.113.5:5060",
+    "[2001:db8::5]:5060", "10.0.0.0/8", "2001:db8::/32"): the defence allows whole addresses."""
+    text = entry.strip()
+    if text.startswith("["):
+        return text[1:text.index("]")]
+    if text.count(":") == 1:
+        return text.split(":", 1)[0]
+    return text

@@ -110,3 +110,12 @@ def test_log_tally_logs_the_first_line_per_key_then_one_count_per_period():
                                  "1 more events from other sources in the last 61 s"]
     assert not tally.pending()
     assert tally.note("a", "again", 62.0) == "again"
+
+
+def test_allow_network_drops_pinned_ports():
+    """Trunk allow entries with a port allow the whole address in the defence."""
+    from callcenter.sip.defence import allow_network
+
+    assert [allow_network(e) for e in ("203.0.113.5:5060", "[2001:db8::5]:5060", "10.0.0.0/8",
+                                       "2001:db8::/32", "192.0.2.1")] == \
+        ["203.0.113.5", "2001:db8::5", "10.0.0.0/8", "2001:db8::/32", "192.0.2.1"]
