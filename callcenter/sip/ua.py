@@ -106,6 +106,11 @@ class UserAgent:
         self._tx_heap: list[tuple[float, int, str, Transaction, dict]] = []
         self._purge_heap: list[tuple[float, int, _Call]] = []
         self._heap_seq = itertools.count()
+        # Set by a driver that also carries SIP over TCP/TLS: for an address reached over a
+        # stream connection, (transport name "TCP" | "TLS", our listening port), else None.
+        # Responses then go back on that connection, Via/Contact name the transport, and
+        # nothing is retransmitted on it (the stream is reliable, RFC 3261 §17.1.1.2).
+        self.stream_of = _no_stream
 
     # ------------------------------------------------------------------ driver API
     @property
@@ -233,7 +238,7 @@ class UserAgent:
         if call is None or call.reinvite_tx is None or call.reinvite_tx.state != "proceeding":
             return False
         resp = self._response(call.reinvite_tx.request, 200, None, call, body=sdp,
-                              headers=self._dialog_response_headers())
+                              headers=self._dialog_response_headers(call.peer))
         self._fire(call.reinvite_tx, "success_sent", now, resp)
         return True
 
@@ -250,10 +255,14 @@ class UserAgent:
     def _branch(self) -> str:
         return MAGIC_COOKIE + self._token()
 
-    def _contact(self, user: str | None = None) -> str:
+    def _contact(self, user: str | None = None, peer: tuple[str, int] | None = None) -> str:
         userinfo = f"{user}@" if user else ""
         return f"<sip:{userinfo}{_format_host(self.local_host)}:{self.local_port}>"
 
+        stream = self.stream_of(peer) if peer is not None else None
+        if stream is not None:
+            return (f"<sip:{userinfo}{_format_host(self.local_host)}:{stream[1]}"
+                    f";transport={stream[0].lower()}>")
     def _all_tx(self) -> list[Transaction]:
         return list(self._server_tx.values()) + list(self._client_tx.values())
 
@@ -272,7 +281,7 @@ class UserAgent:
                 t.last_sent = data
                 self._out.append((data, t.peer))
             elif isinstance(action, Retransmit):
-                if t.last_sent is not None:
+                if t.last_sent is not None and self.stream_of(t.peer) is None:
                     self._out.append((t.last_sent, t.peer))
             elif isinstance(action, SendAck):
                 self._send_non2xx_ack(t, payload)
@@ -326,8 +335,8 @@ class UserAgent:
             self._fire(t, "final_sent", now, resp)
         return t
 
-    def _dialog_response_headers(self) -> list[tuple[str, str]]:
-        return [("Contact", self._contact()), ("Allow", self._allow)]
+    def _dialog_response_headers(self, peer: tuple[str, int] | None = None) -> list[tuple[str, str]]:
+        return [("Contact", self._contact(peer=peer)), ("Allow", self._allow)]
 
     # -------------------------------------------------------------- bad input
     def _reject_unparsable(self, data: bytes, addr: tuple[str, int], exc: SipParseError) -> None:
@@ -365,6 +374,11 @@ class UserAgent:
             dest = addr
         else:
             if top.host != addr[0]:
+        elif self.stream_of(addr) is not None:
+            # §18.2.2: on a stream, responses go back on the connection the request came on.
+            if top.host != addr[0]:
+                params["received"] = addr[0]
+            dest = addr
                 params["received"] = addr[0]
             dest = (params.get("received") or top.host, top.port or 5060)
         new_top = str(Via(top.transport, top.host, top.port, params))
@@ -635,11 +649,11 @@ class UserAgent:
         self._fire(t, event, now, resp)
 
     def _do_send_provisional(self, call: _Call, now: float, **kw) -> None:
-        self._send_on_invite_tx(call, 180, now, headers=[("Contact", self._contact())])
+        self._send_on_invite_tx(call, 180, now, headers=[("Contact", self._contact(peer=call.peer))])
 
     def _do_send_success(self, call: _Call, now: float, sdp: bytes = b"", **kw) -> None:
         self._send_on_invite_tx(call, 200, now, body=sdp,
-                                headers=self._dialog_response_headers())
+                                headers=self._dialog_response_headers(call.peer))
 
     def _do_send_failure(self, call: _Call, now: float, status: int = 480, reason=None,
                          **kw) -> None:
@@ -675,15 +689,16 @@ class UserAgent:
     def _local_header(self, call: _Call) -> str:
         return f"{call.local_addr};tag={call.local_tag}"
 
-    def _new_via(self) -> str:
-        return (f"SIP/2.0/UDP {_format_host(self.local_host)}:{self.local_port}"
+    def _new_via(self, peer: tuple[str, int] | None = None) -> str:
+        transport, port = (self.stream_of(peer) if peer is not None else None) or ("UDP", self.local_port)
+        return (f"SIP/2.0/{transport} {_format_host(self.local_host)}:{port}"
                 f";branch={self._branch()};rport")
 
     def _send_in_dialog(self, call: _Call, method: str, now: float, body: bytes = b"",
                         content_type: str | None = None) -> Transaction:
         call.local_cseq += 1
         h = Headers()
-        h.add("Via", self._new_via())
+        h.add("Via", self._new_via(call.peer))
         h.add("Max-Forwards", "70")
         for route in (call.route_set if call.role == "uas" else list(reversed(call.route_set))):
             h.add("Route", route)
@@ -792,13 +807,13 @@ class UserAgent:
                      auth: tuple[str, str] | None = None) -> None:
         call.local_cseq += 1
         h = Headers()
-        h.add("Via", self._new_via())
+        h.add("Via", self._new_via(call.peer))
         h.add("Max-Forwards", "70")
         h.add("From", self._local_header(call))
         h.add("To", call.remote_addr)
         h.add("Call-ID", call.call_id)
         h.add("CSeq", f"{call.local_cseq} INVITE")
-        h.add("Contact", self._contact())
+        h.add("Contact", self._contact(peer=call.peer))
         h.add("Allow", self._allow)
         h.add("User-Agent", self.server_name)
         if auth is not None:
@@ -882,7 +897,7 @@ class UserAgent:
             return
         to_value = resp.headers.get("To") or call.remote_addr
         h = Headers()
-        h.add("Via", self._new_via())
+        h.add("Via", self._new_via(call.peer))
         h.add("Max-Forwards", "70")
         for route in reversed(call.route_set):
             h.add("Route", route)
@@ -923,6 +938,10 @@ class UserAgent:
 def _sdp_body(msg: SipRequest | SipResponse) -> bytes:
     """The SDP body if there is a readable one, else b"" (the controller decides)."""
     ctype = (msg.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+def _no_stream(addr: tuple[str, int]) -> tuple[str, int] | None:
+    return None
+
+
     if ctype != "application/sdp" or not msg.body.strip():
         return b""
     try:
