@@ -156,6 +156,7 @@ class Hotline:
                                            initializer=background_thread)
         self._web_runner = None
         self._sip_port = None
+        self._sip_stream_ports: list = []  # TCP and TLS listeners
         self.repo = None
         self.audit = None  # case_core.audit.AuditLog, set with the repository
         self.router = None
@@ -313,13 +314,7 @@ class Hotline:
             self._retention = asyncio.ensure_future(self._purge_daily())
         from twisted.internet.error import CannotListenError
 
-        try:
-            self._sip_port = self.reactor.listenUDP(s.sip.port, self.sip, interface=s.sip.host)
-        except CannotListenError as exc:
-            raise StartupError(f"sip.port: cannot listen on {s.sip.host}:{s.sip.port} ({exc.socketError})") from None
-        # Read whole datagrams: Twisted's default of 8192 bytes would silently cut a large
-        # one, and the cut message could parse as something else.
-        self._sip_port.maxPacketSize = 65535
+        self._listen_sip(s, CannotListenError)
         sip_port = self._sip_port.getHost().port
         ua.local_port = sip_port
         self._register_trunks(ua, public_host, sip_port)
@@ -373,6 +368,50 @@ class Hotline:
         web_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         ctx.sip_address = f"sip:12319@{public_host}:{sip_port}"
         return Addresses(sip=ctx.sip_address, web=f"http://{s.web.host}:{web_port}/")
+
+    def _listen_sip(self, s, CannotListenError) -> None:
+        """Bind SIP over UDP, TCP on the same port number (`[sip] tcp`) and TLS (`tls_cert`)."""
+        from callcenter.twisted_sip import SipStreamFactory, tls_context
+
+        limits = dict(idle_s=s.sip.stream_idle_s, first_message_s=s.sip.stream_first_message_s,
+                      max_per_source=s.sip.stream_max_per_source,
+                      max_connections=s.sip.stream_max_connections)
+        # With port 0 the kernel picks the UDP port; TCP wants the same number, which is
+        # almost always free too — else try another pick.
+        for attempt in range(8 if s.sip.port == 0 and s.sip.tcp else 1):
+            try:
+                self._sip_port = self.reactor.listenUDP(s.sip.port, self.sip, interface=s.sip.host)
+            except CannotListenError as exc:
+                raise StartupError(f"sip.port: cannot listen on {s.sip.host}:{s.sip.port} ({exc.socketError})") from None
+            # Read whole datagrams: Twisted's default of 8192 bytes would silently cut a large
+            # one, and the cut message could parse as something else.
+            self._sip_port.maxPacketSize = 65535
+            if not s.sip.tcp:
+                break
+            port = self._sip_port.getHost().port
+            factory = SipStreamFactory(self.sip, self.reactor, "TCP", **limits)
+            try:
+                self._sip_stream_ports.append(self.reactor.listenTCP(port, factory, interface=s.sip.host))
+            except CannotListenError as exc:
+                if s.sip.port != 0 or attempt == 7:
+                    raise StartupError(f"sip.tcp: cannot listen on TCP {s.sip.host}:{port} ({exc.socketError})") from None
+                self._sip_port.stopListening()
+                continue
+            factory.local_port = port
+            break
+        if s.sip.tls_cert:
+            try:
+                context = tls_context(s.path(s.sip.tls_cert), s.path(s.sip.tls_key))
+            except ValueError as exc:
+                raise StartupError(f"sip.tls_cert: {exc}") from None
+            factory = SipStreamFactory(self.sip, self.reactor, "TLS", **limits)
+            try:
+                listening = self.reactor.listenSSL(s.sip.tls_port, factory, context, interface=s.sip.host)
+            except CannotListenError as exc:
+                raise StartupError(
+                    f"sip.tls_port: cannot listen on {s.sip.host}:{s.sip.tls_port} ({exc.socketError})") from None
+            factory.local_port = listening.getHost().port
+            self._sip_stream_ports.append(listening)
 
     def _register_trunks(self, ua, host: str, port: int) -> None:
         """Trunks with `register = true` register to their carrier and keep it refreshed."""
@@ -653,6 +692,11 @@ class Hotline:
             stopped = self._sip_port.stopListening()
             if stopped is not None:
                 await stopped.asFuture(asyncio.get_running_loop())
+        for listening in self._sip_stream_ports:
+            stopped = listening.stopListening()
+            if stopped is not None:
+                await stopped.asFuture(asyncio.get_running_loop())
+        self._sip_stream_ports = []
         if self.sip is not None:
             self.sip.stop()
         if self.rtp is not None:

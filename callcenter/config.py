@@ -46,6 +46,23 @@ class SipSettings:
     # Networks never counted nor banned (the LAN, carriers; trunks' `allow` sources are added).
     allow: tuple[str, ...] = ()
 
+    # SIP over TCP on the same host and port number as UDP (RFC 3261 §18: mandatory).
+    tcp: bool = True
+    # SIP over TLS: on when both files are set (PEM; the cert file may carry the chain).
+    tls_port: int = 5061
+    tls_cert: str = ""
+    tls_key: str = ""
+    # TCP/TLS connections: closed after this many seconds without a whole message (longer
+    # than the longest registration, 3600 s, so a registered phone stays reachable on it);
+    # one that has sent no whole message within `stream_first_message_s` is closed sooner.
+    stream_idle_s: float = 3900.0
+    stream_first_message_s: float = 30.0
+    stream_max_per_source: int = 16
+    stream_max_connections: int = 2000
+    # SRTP (SDES, RFC 4568) on TLS legs: "optional" (an RTP/SAVP offer with a crypto line gets
+    # SRTP, a plain one plain RTP; calls placed to TLS phones offer SRTP), "mandatory" (plain
+    # offers on TLS get 488) or "off" (RTP/SAVP offers get 488).
+    srtp: str = "optional"
 
 @dataclass(frozen=True)
 class RtpSettings:
@@ -438,6 +455,18 @@ def _check_metrics(m: MetricsSettings) -> None:
         raise ConfigError(f"metrics.cache_s: must be between 0 and 300 seconds, got {m.cache_s}")
 
 
+def _check_sip_streams(sip: SipSettings) -> None:
+    if sip.srtp not in ("optional", "mandatory", "off"):
+        raise ConfigError(f"sip.srtp: expected \"optional\", \"mandatory\" or \"off\", got {sip.srtp!r}")
+    if bool(sip.tls_cert) != bool(sip.tls_key):
+        raise ConfigError("sip.tls_cert and sip.tls_key: set both (TLS on) or neither (TLS off)")
+    if not 0 <= sip.tls_port <= 65535:
+        raise ConfigError(f"sip.tls_port: expected 0-65535, got {sip.tls_port}")
+    for key in ("stream_idle_s", "stream_first_message_s", "stream_max_per_source", "stream_max_connections"):
+        if getattr(sip, key) <= 0:
+            raise ConfigError(f"sip.{key}: must be positive, got {getattr(sip, key)}")
+
+
 def validate(settings: Settings) -> Settings:
     name = settings.center.name
     if not name.strip() or len(name) > 30 or any(c in name for c in "\r\n【】"):
@@ -530,6 +559,7 @@ def validate(settings: Settings) -> Settings:
         )
     _check_defence(settings.sip)
     _check_admission(settings.admission, settings.dialplan)
+    _check_sip_streams(settings.sip)
     seen: set[str] = set()
     for i, trunk in enumerate(settings.trunks):
         _check_trunk(f"trunks[{i}]", trunk, settings.sip.dids, seen)

@@ -1,7 +1,14 @@
-"""Twisted UDP driver for the sans-I/O SIP user agent: moves datagrams and re-arms one timer.
+"""Twisted driver for the sans-I/O SIP user agent: moves messages and re-arms one timer.
 
 All protocol decisions live in `callcenter.sip.ua`; this file only feeds it bytes and time,
 sends what it wants sent, and hands its events to a listener (the call router).
+
+One `SipEndpoint` owns the UA and the UDP socket; `SipStreamFactory` adds SIP over TCP or
+TLS (RFC 3261 §18) beside it. A stream connection is known to the UA by its peer address:
+messages cut from it (`callcenter.sip.framing`) enter exactly like datagrams, and whatever
+the UA sends to that address goes back on the connection (`UserAgent.stream_of` tells the UA
+which addresses are streams, for Via, Contact and retransmissions). Each connection has an
+idle timer; the factory caps connections per source IP and in total.
 """
 
 from __future__ import annotations
@@ -9,8 +16,10 @@ from __future__ import annotations
 import logging
 from typing import Callable, Protocol
 
-from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.protocol import DatagramProtocol, Factory
+from twisted.internet.protocol import Protocol as StreamProtocol
 
+from callcenter.sip.framing import FramingError, StreamFramer
 from callcenter.sip.defence import Defence, LogTally, SourceBanned
 from callcenter.sip.events import DigestFailed, MessageRejected
 from callcenter.sip.ua import UserAgent
@@ -48,6 +57,15 @@ class SipEndpoint(DatagramProtocol):
         self.bans: dict[str, int] = {}
         self._tally = LogTally(period_s=SWEEP_S * 6)
         self._sweep = None
+        # Open TCP/TLS connections by peer address (what the UA knows them by).
+        self.streams: dict[tuple[str, int], SipStreamProtocol] = {}
+        ua.stream_of = self._stream_of
+
+    def _stream_of(self, addr) -> tuple[str, int] | None:
+        conn = self.streams.get(addr)
+        if conn is None:
+            return None
+        return conn.factory.transport_name, conn.factory.local_port
 
     # -- I/O in -------------------------------------------------------------------------
     def datagramReceived(self, data: bytes, addr) -> None:
@@ -148,9 +166,14 @@ class SipEndpoint(DatagramProtocol):
     def _after(self) -> None:
         if self.transport is not None:
             on_message = self.on_message
+            streams = self.streams
             for data, addr in self.ua.datagrams_to_send():
                 if on_message is not None:
                     on_message(data, "out")
+                conn = streams.get(addr) if streams else None
+                if conn is not None:
+                    conn.transport.write(data)
+                    continue
                 try:
                     self.transport.write(data, addr)
                 except OSError as exc:
@@ -189,3 +212,129 @@ class SipEndpoint(DatagramProtocol):
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+        for conn in list(self.streams.values()):
+            conn.transport.loseConnection()
+
+
+class SipStreamProtocol(StreamProtocol):
+    """One TCP or TLS connection: cuts messages out of the stream and hands them to the UA."""
+
+    def __init__(self, factory: "SipStreamFactory", addr: tuple[str, int]):
+        self.factory = factory
+        self.addr = addr
+        self.framer = StreamFramer()
+        self.messages = 0
+        self._idle = None
+
+    def connectionMade(self) -> None:
+        self.factory.endpoint.streams[self.addr] = self
+        self._arm(self.factory.first_message_s)
+
+    def dataReceived(self, data: bytes) -> None:
+        try:
+            messages = self.framer.feed(data)
+        except FramingError as exc:
+            self.factory.framing_errors += 1
+            log.info("SIP over %s from %s:%s closed: %s", self.factory.transport_name, *self.addr, exc)
+            self.transport.loseConnection()
+            return
+        if not messages:
+            return
+        # Only whole messages keep a connection alive: trickled bytes do not.
+        self._arm(self.factory.idle_s)
+        endpoint = self.factory.endpoint
+        for message in messages:
+            if self.factory.endpoint.streams.get(self.addr) is not self:
+                return  # closed meanwhile
+            self.messages += 1
+            endpoint.datagramReceived(message, self.addr)
+
+    def _arm(self, seconds: float) -> None:
+        if self._idle is not None and self._idle.active():
+            self._idle.reset(seconds)
+        else:
+            self._idle = self.factory.clock.callLater(seconds, self._timed_out)
+
+    def _timed_out(self) -> None:
+        self._idle = None
+        self.factory.timeouts += 1
+        self.transport.loseConnection()
+
+    def connectionLost(self, reason=None) -> None:
+        if self._idle is not None and self._idle.active():
+            self._idle.cancel()
+        self._idle = None
+        streams = self.factory.endpoint.streams
+        if streams.get(self.addr) is self:
+            del streams[self.addr]
+        self.factory.forget(self.addr[0])
+
+
+class SipStreamFactory(Factory):
+    """Accepts SIP over TCP (or TLS, when listened on with a TLS context) for one endpoint.
+
+    `transport_name` ("TCP" | "TLS") and `local_port` (set once listening) go into our Via
+    and Contact on this transport. Connections beyond `max_per_source` from one IP, or
+    `max_connections` in all, are refused at accept.
+    """
+
+    def __init__(self, endpoint: SipEndpoint, clock, transport_name: str = "TCP", *,
+                 idle_s: float = 3900.0, first_message_s: float = 30.0,
+                 max_per_source: int = 16, max_connections: int = 2000):
+        self.endpoint = endpoint
+        self.clock = clock
+        self.transport_name = transport_name
+        self.local_port = 0
+        self.idle_s = idle_s
+        self.first_message_s = first_message_s
+        self.max_per_source = max_per_source
+        self.max_connections = max_connections
+        self._per_source: dict[str, int] = {}
+        self._count = 0
+        self.refused = 0
+        self.timeouts = 0
+        self.framing_errors = 0
+
+    def buildProtocol(self, addr):
+        ip = addr.host
+        if self._count >= self.max_connections or self._per_source.get(ip, 0) >= self.max_per_source:
+            self.refused += 1
+            return None  # Twisted closes the connection at once
+        self._count += 1
+        self._per_source[ip] = self._per_source.get(ip, 0) + 1
+        return SipStreamProtocol(self, (ip, addr.port))
+
+    def forget(self, ip: str) -> None:
+        self._count -= 1
+        left = self._per_source.get(ip, 0) - 1
+        if left > 0:
+            self._per_source[ip] = left
+        else:
+            self._per_source.pop(ip, None)
+
+
+def tls_context(cert_path, key_path):
+    """A server TLS context from PEM files (the cert file may carry the chain after the leaf).
+
+    Raises ValueError naming what could not be read.
+    """
+    from twisted.internet import ssl
+
+    try:
+        cert_pem = open(cert_path, "rb").read()
+        key_pem = open(key_path, "rb").read()
+    except OSError as exc:
+        raise ValueError(f"cannot read {exc.filename}: {exc.strerror}") from None
+    marker = b"-----BEGIN CERTIFICATE-----"
+    blocks = [marker + part for part in cert_pem.split(marker)[1:]]
+    if not blocks:
+        raise ValueError(f"{cert_path}: no PEM certificate")
+    try:
+        leaf = ssl.PrivateCertificate.loadPEM(key_pem + b"\n" + blocks[0])
+        chain = [ssl.Certificate.loadPEM(b).original for b in blocks[1:]]
+        options = ssl.CertificateOptions(privateKey=leaf.privateKey.original, certificate=leaf.original,
+                                         extraCertChain=chain)
+        options.getContext()  # checks that the key belongs to the certificate
+        return options
+    except Exception as exc:  # pyOpenSSL raises several kinds; all mean a bad file pair
+        raise ValueError(f"{cert_path} / {key_path}: not a matching PEM certificate and key ({exc})") from None

@@ -72,6 +72,9 @@ class _Call:
     last_failure: SipResponse | None = None
 
 
+# INVITE bodies we can take: SDP, or SDP inside multipart/mixed (RFC 4475 mpart01).
+_READABLE_BODIES = frozenset({"application/sdp", "multipart/mixed"})
+
 # Largest SIP datagram we accept: real ones are far below 1,500 bytes; RFC 3261 lets a UAS
 # refuse an oversized request with 513.
 MAX_MESSAGE_BYTES = 16_384
@@ -340,18 +343,20 @@ class UserAgent:
 
     # -------------------------------------------------------------- bad input
     def _reject_unparsable(self, data: bytes, addr: tuple[str, int], exc: SipParseError) -> None:
+        """Answer a request we cannot take with `exc.status` (400 naming the problem, 483, 505,
+        513) when its top Via can be read, whatever else is missing or broken (RFC 3261
+        §8.2.6.2 copies what is there); drop anything else — responses, ACKs, garbage."""
         detail = str(exc)
         try:
-            head, _ = parse_head(data, any_version=True)
+            head, _ = parse_head(data[:MAX_MESSAGE_BYTES], any_version=True, lenient=True)
         except SipParseError:
             head = None
         if not isinstance(head, SipRequest) or head.method == "ACK":
             self._events.append(MessageRejected(addr, None, detail))
             return
-        h = head.headers
         try:
-            if not all(n in h for n in ("Via", "From", "To", "Call-ID", "CSeq")):
-                raise SipParseError("mandatory headers unreadable")
+            if "Via" not in head.headers:
+                raise SipParseError("no Via to answer to")
             dest = self._stamp_via(head, addr)
         except SipParseError:
             self._events.append(MessageRejected(addr, None, detail))
@@ -421,6 +426,8 @@ class UserAgent:
         if require and req.method != "BYE":
             self._reply(req, dest, 420, now, headers=[("Unsupported", ", ".join(require))])
             return
+        if req.method == "INVITE" and self._refuse_invite(req, dest, now):
+            return
         handler = {
             "INVITE": self._on_invite, "BYE": self._on_bye, "OPTIONS": self._on_options,
             "INFO": self._on_info, "REGISTER": self._on_register,
@@ -429,6 +436,21 @@ class UserAgent:
             self._reply(req, dest, 501, now, headers=[("Allow", self._allow)])
             return
         handler(req, addr, dest, now)
+
+    def _refuse_invite(self, req: SipRequest, dest, now: float) -> bool:
+        """415 for a body we cannot read (RFC 3261 §21.4.13), 483 for a new INVITE that has
+        no hop left (we would bridge it on). True when it answered."""
+        encoding = (req.headers.get("Content-Encoding") or "identity").strip().lower()
+        ctype = (req.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if req.body.strip() and (encoding != "identity" or ctype not in _READABLE_BODIES):
+            self._reply(req, dest, 415, now, headers=[
+                ("Accept", "application/sdp"), ("Accept-Encoding", "identity")])
+            return True
+        mf = (req.headers.get("Max-Forwards") or "").strip()
+        if mf == "0" and parse_name_addr(req.headers.get("To") or "").tag is None:
+            self._reply(req, dest, 483, now)
+            return True
+        return False
 
     def _dialog_of(self, req: SipRequest) -> _Call | None:
         """The call this in-dialog request belongs to (tags must match), or None."""

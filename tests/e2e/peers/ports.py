@@ -14,8 +14,17 @@ def _free_port(kind: int) -> int:
 
 
 def free_udp_port() -> int:
-    """A UDP port on 127.0.0.1 that was free a moment ago (the usual race applies)."""
-    return _free_port(socket.SOCK_DGRAM)
+    """A UDP port on 127.0.0.1 whose TCP twin is free too, a moment ago (the usual race
+    applies): the hotline listens for SIP over TCP on its UDP port number."""
+    for _ in range(50):
+        port = _free_port(socket.SOCK_DGRAM)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no UDP port with a free TCP twin on 127.0.0.1")
 
 
 def free_tcp_port() -> int:

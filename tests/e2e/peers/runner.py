@@ -84,7 +84,7 @@ class SippResult:
         found = []
         for chunk in re.split(r"^-{5,} .*$", self.log_text, flags=re.M):
             lines = chunk.strip("\r\n").splitlines()
-            if lines and lines[0].startswith("UDP message"):
+            if lines and lines[0].startswith(("UDP message", "TCP message", "TLS message")):
                 text = "\n".join(lines[1:]).strip("\r\n")
                 if text.startswith(start_line):
                     found.append(text)

@@ -1,0 +1,131 @@
+"""SIP over TCP and TLS against a real `hotline serve`: sipp calls the IVR over `-t t1` and
+`-t l1` with a certificate the test makes, and the connection carries the whole dialog."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import re
+import socket
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import Server, start_server, stop_server
+from tests.e2e.peers.pcap import build_rtp_pcap
+from tests.e2e.peers.ports import free_tcp_port
+from tests.e2e.peers.runner import kill_group, run_sipp
+
+pytestmark = pytest.mark.e2e
+
+
+def make_test_certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate and key for 127.0.0.1/localhost, made now (no key in the repo)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "sip-cert.pem", folder / "sip-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory, prompts_dir):
+    """One hotline with SIP over UDP, TCP (same port) and TLS on a port of its own."""
+    tmp = tmp_path_factory.mktemp("tls")
+    cert, key = make_test_certificate(tmp)
+    tls_port = free_tcp_port()
+    s = start_server(tmp, prompts_dir, extra=(
+        f'[sip]\ntls_port = {tls_port}\ntls_cert = "{cert}"\ntls_key = "{key}"\n'))
+    s.tls_port, s.cert, s.key = tls_port, cert, key
+    try:
+        yield s
+    finally:
+        stop_server(s)
+
+
+def _call_ended(server: Server, call_id: str, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with sqlite3.connect(f"file:{server.dir / 'hotline.db'}?mode=ro", uri=True) as db:
+            rows = db.execute("select ended_at from calls where call_id = ?", (call_id,)).fetchall()
+        if rows and rows[0][0]:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _check_call(server: Server, result, transport: str) -> None:
+    diagnose = f"sipp {result.returncode}:\n{result.stdout[-1500:]}\n{result.log_text[-4000:]}\n--- server\n{server.log()[-3000:]}"
+    assert result.ok, diagnose
+    [answer] = [m for m in result.messages("SIP/2.0 200") if re.search(r"^CSeq:\s*1 INVITE", m, re.M)]
+    assert re.search(rf"^Contact:.*;transport={transport.lower()}>", answer, re.M | re.I), answer
+    assert re.search(r"^m=audio \d+ RTP/AVP 8", answer, re.M), answer
+    [bye_ok] = [m for m in result.messages("SIP/2.0 200") if re.search(r"^CSeq:\s*2 BYE", m, re.M)]
+    call_id = re.search(r"^Call-ID:\s*(\S+)", bye_ok, re.M).group(1)
+    assert _call_ended(server, call_id), f"call {call_id} has no end time\n{server.log()[-3000:]}"
+
+
+def test_sipp_calls_the_ivr_over_tcp(tls_server, tmp_path):
+    """sipp -t t1 on the UDP port number: 200 with a transport=tcp Contact, BYE answered, call stored."""
+    pcap = tmp_path / "pcma.pcap"
+    build_rtp_pcap(pcap, pcm_8k_mono=bytes(8000 * 2), codec="PCMA", payload_type=8)
+    result = run_sipp("call_pcma_only", target=tls_server.sip_target, pcap=pcap, caller="13800000031",
+                      timeout=20, extra=["-t", "t1"])
+    _check_call(tls_server, result, "TCP")
+
+
+def test_sipp_calls_the_ivr_over_tls(tls_server, tmp_path):
+    """sipp over TLS to tls_port, verifying the test certificate: the whole dialog runs over TLS.
+
+    Debian's sipp is built without OpenSSL (`-t l1` refuses), so socat is its TLS layer:
+    sipp speaks `-t t1` to socat, which opens the TLS connection and checks our certificate.
+    """
+    pcap = tmp_path / "pcma.pcap"
+    build_rtp_pcap(pcap, pcm_8k_mono=bytes(8000 * 2), codec="PCMA", payload_type=8)
+    with TlsFront(("127.0.0.1", tls_server.tls_port), tls_server.cert) as front:
+        result = run_sipp("call_pcma_only", target=("127.0.0.1", front.port), pcap=pcap,
+                          caller="13800000032", timeout=20, extra=["-t", "t1"])
+    _check_call(tls_server, result, "TLS")
+
+
+class TlsFront:
+    """socat: a plain TCP port on 127.0.0.1 relayed over TLS (certificate checked) to `target`."""
+
+    def __init__(self, target: tuple[str, int], cafile: Path):
+        self.port = free_tcp_port()
+        self._cmd = ["socat", f"TCP-LISTEN:{self.port},bind=127.0.0.1,reuseaddr,fork",
+                     f"OPENSSL:{target[0]}:{target[1]},cafile={cafile},verify=1,commonname=localhost"]
+        self._proc = None
+
+    def __enter__(self) -> "TlsFront":
+        self._proc = subprocess.Popen(self._cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # ready once it accepts (fork: a probe costs nothing)
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return self
+            time.sleep(0.05)
+        raise AssertionError(f"socat did not listen on {self.port}")
+
+    def __exit__(self, *exc) -> None:
+        kill_group(self._proc, grace=0.5)
