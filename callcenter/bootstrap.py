@@ -325,7 +325,10 @@ class Hotline:
         from web import timefmt
 
         timefmt.configure(self.tz)  # JSON/CSV times carry [ivr] timezone's offset
-        ctx = WebContext(repo=self.repo, service=service, secret=secret, now=self.reactor.seconds, audit=self.audit)
+        from web.auth import AuthSettings
+
+        ctx = WebContext(repo=self.repo, service=service, secret=secret, now=self.reactor.seconds, audit=self.audit,
+                         auth_settings=AuthSettings.from_web(s.web))
         hub_holder["hub"] = ctx.hub
         ctx.desk = desk
         ctx.followups = self.followups

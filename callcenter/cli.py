@@ -150,19 +150,84 @@ async def _seed_demo_agents(settings, repo, now) -> None:
 
 
 def cmd_token_create(settings, args) -> int:
-    from case_core.adapters.sqlalchemy_repo import NotFound
+    """Print a new token (stdout, alone, for scripts); its id, scope and expiry go to stderr."""
+    from datetime import timedelta
 
-    async def create() -> str:
+    from case_core.adapters.auth_store import AuthStore
+    from case_core.adapters.sqlalchemy_repo import NotFound
+    from case_core.audit import AuditLog
+
+    days = args.days if args.days is not None else settings.web.token_days
+    if not 0 < days <= 3650:
+        raise UserError(f"--days must be between 1 and 3650, got {days}")
+
+    async def create() -> tuple[int, str, datetime]:
         repo = _repo(settings)
+        now = _now(settings)
+        expires = now + timedelta(days=days)
         try:
-            return await repo.create_token(args.user, _now(settings))
+            token_id, token = await AuthStore(repo.engine).create_token(args.user, now, scope=args.scope,
+                                                                         expires_at=expires)
+            await AuditLog(repo.engine).record("cli", "token_created", args.user, "", {
+                "id": token_id, "scope": args.scope, "expires_at": expires.isoformat(timespec="seconds")}, now)
+            return token_id, token, expires
         finally:
             await repo.close()
 
     try:
-        print(asyncio.run(create()))
+        token_id, token, expires = asyncio.run(create())
     except NotFound as exc:
         raise UserError(f"{exc}; create the account first: hotline user add {args.user} --role ROLE") from None
+    print(token)
+    print(f"token {token_id} for {args.user}: scope {args.scope}, expires {expires:%Y-%m-%d %H:%M}", file=sys.stderr)
+    return 0
+
+
+def cmd_token_revoke(settings, args) -> int:
+    from case_core.adapters.auth_store import AuthStore
+    from case_core.audit import AuditLog
+
+    if sum(x is not None for x in (args.token, args.id, args.user)) != 1:
+        raise UserError("give exactly one of TOKEN, --id N or --user NAME")
+
+    async def revoke() -> list[int]:
+        repo = _repo(settings)
+        now = _now(settings)
+        try:
+            ids = await AuthStore(repo.engine).revoke_tokens(now, token=args.token, token_id=args.id,
+                                                              username=args.user)
+            if ids:
+                await AuditLog(repo.engine).record("cli", "token_revoked", args.user or "", "", {"ids": ids}, now)
+            return ids
+        finally:
+            await repo.close()
+
+    ids = asyncio.run(revoke())
+    if not ids:
+        raise UserError("no such token that is not revoked already")
+    print(f"{len(ids)} token(s) revoked: {', '.join(map(str, ids))}")
+    return 0
+
+
+def cmd_token_list(settings, args) -> int:
+    from case_core.adapters.auth_store import AuthStore
+
+    async def listing():
+        repo = _repo(settings)
+        try:
+            return await AuthStore(repo.engine).list_tokens(args.user)
+        finally:
+            await repo.close()
+
+    tokens = asyncio.run(listing())
+    if args.json:
+        print(json.dumps([t.as_json() for t in tokens], ensure_ascii=False, indent=2, default=str))
+        return 0
+    now = _now(settings)
+    for t in tokens:
+        state = ("revoked" if t.revoked_at else "expired" if t.expires_at and t.expires_at <= now else "valid")
+        expires = f"{t.expires_at:%Y-%m-%d %H:%M}" if t.expires_at else "never"
+        print(f"{t.id}\t{t.username}\t{t.scope}\t{expires}\t{state}")
     return 0
 
 
@@ -262,7 +327,20 @@ def build_parser() -> argparse.ArgumentParser:
     token = sub.add_parser("token", help="API tokens").add_subparsers(dest="token_command", required=True)
     p = token.add_parser("create", parents=[common], help="print a new bearer token for USER")
     p.add_argument("user")
+    p.add_argument("--scope", choices=("read", "write", "admin"), default="write",
+                   help="read: GET only; write (default): what USER's role may do except admin-only "
+                        "routes; admin: all USER's role may do")
+    p.add_argument("--days", type=int, help="valid for this many days (default [web] token_days, 90)")
     p.set_defaults(func=cmd_token_create)
+    p = token.add_parser("revoke", parents=[common], help="revoke a token (its text, --id or all of --user)")
+    p.add_argument("token", nargs="?")
+    p.add_argument("--id", type=int)
+    p.add_argument("--user")
+    p.set_defaults(func=cmd_token_revoke)
+    p = token.add_parser("list", parents=[common], help="tokens with user, scope, expiry and state")
+    p.add_argument("--user")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_token_list)
 
     flows = sub.add_parser("flows", help="IVR flows").add_subparsers(dest="flows_command", required=True)
     p = flows.add_parser("check", parents=[common], help="validate every flow file")

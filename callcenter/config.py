@@ -77,6 +77,23 @@ class RtpSettings:
 class WebSettings:
     host: str = "127.0.0.1"
     port: int = 8080
+    # Logins, sessions and tokens (web.auth.AuthSettings). A session ends after this long
+    # without a request, and at the latest this long after login.
+    session_idle_s: float = 7200.0
+    session_max_s: float = 43200.0
+    # Failed logins: past this many per user name (or per source address) within the window
+    # the login answers 429 for lockout_s, doubled per repeated lockout up to an hour.
+    login_max_failures_per_user: int = 5
+    login_max_failures_per_source: int = 20
+    login_window_s: float = 900.0
+    login_lockout_s: float = 60.0
+    # Days a token from `hotline token create` is valid unless --days says otherwise.
+    token_days: int = 90
+    # Behind a reverse proxy: trust X-Forwarded-Proto (https: Secure cookies) and the last
+    # X-Forwarded-For address (the client, for throttling and the audit log).
+    trust_proxy: bool = False
+    # Always mark the session cookie Secure (HTTPS ended somewhere that does not say so).
+    secure_cookies: bool = False
 
 
 @dataclass(frozen=True)
@@ -532,6 +549,10 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError(f"rtp.timeout_s: must be positive, got {settings.rtp.timeout_s}")
     _check_host("web.host", settings.web.host)
     _check_port("web.port", settings.web.port)
+    for key in ("session_idle_s", "session_max_s", "login_max_failures_per_user", "login_max_failures_per_source",
+                "login_window_s", "login_lockout_s", "token_days"):
+        if getattr(settings.web, key) <= 0:
+            raise ConfigError(f"web.{key}: must be positive, got {getattr(settings.web, key)}")
     url = settings.database.url
     if not (url.startswith("sqlite") or url.startswith("postgresql")):
         raise ConfigError(f"database.url: unsupported database {url!r} (use sqlite:/// or postgresql://)")

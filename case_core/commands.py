@@ -203,23 +203,79 @@ def cmd_user_add(settings, args) -> int:
     return 0
 
 
+def _local_now(settings) -> datetime:
+    from zoneinfo import ZoneInfo
+
+    return datetime.now(ZoneInfo(settings.ivr.timezone)).replace(tzinfo=None)
+
+
+CLI_ACTOR = "cli"  # the audit log's actor for changes made with the `hotline` command
+
+
 def cmd_user_set(settings, args) -> int:
+    """Change a user; a new password or disabling revokes the user's sessions (audited)."""
+    from case_core.adapters.auth_store import AuthStore
+    from case_core.audit import AuditLog
+
     password = _password(args) if args.new_password else None
 
     async def run():
         repo = _repo(settings)
+        store, audit, now = AuthStore(repo.engine), AuditLog(repo.engine), _local_now(settings)
         try:
             await _check_role_department(repo, args.role, args.department)
-            return await repo.update_user(args.username, role=args.role, display_name=args.name,
+            before = await repo.get_user(args.username)
+            if before is None:
+                return None
+            hashed = await store.hash_password(password) if password is not None else None
+            user = await repo.update_user(args.username, role=args.role, display_name=args.name,
                                           department=args.department or None,
-                                          clear_department=args.department == "", password=password)
+                                          clear_department=args.department == "")
+            name = args.username
+            if (user.role, user.department) != (before.role, before.department):
+                await audit.record(CLI_ACTOR, "role_changed", name, "", {
+                    "old": {"role": before.role, "department": before.department},
+                    "new": {"role": user.role, "department": user.department}}, now)
+            if hashed is not None:
+                revoked = await store.set_password_hash(name, hashed, now)
+                await audit.record(CLI_ACTOR, "password_changed", name, "", {"sessions_revoked": revoked}, now)
+            if args.disable or args.enable:
+                await store.set_disabled(name, bool(args.disable), now)
+                await audit.record(CLI_ACTOR, "user_disabled" if args.disable else "user_enabled", name, "", {}, now)
+            return user
         finally:
+            store.executor.shutdown(wait=False)
             await repo.close()
 
     user = asyncio.run(run())
     if user is None:
         raise UserError(f"no user {args.username!r}")
-    print(f"user {user.username}: role {user.role}, department {user.department or '-'}")
+    state = ", disabled (sessions revoked)" if args.disable else ", enabled" if args.enable else ""
+    print(f"user {user.username}: role {user.role}, department {user.department or '-'}{state}")
+    return 0
+
+
+def cmd_user_sessions_revoke(settings, args) -> int:
+    """End every live web session of the user at once (they must log in again)."""
+    from case_core.adapters.auth_store import AuthStore
+    from case_core.adapters.sqlalchemy_repo import NotFound
+    from case_core.audit import AuditLog
+
+    async def run() -> int:
+        repo = _repo(settings)
+        now = _local_now(settings)
+        try:
+            count = await AuthStore(repo.engine).revoke_user_sessions(args.username, now)
+            await AuditLog(repo.engine).record(CLI_ACTOR, "session_revoked", args.username, "", {"count": count}, now)
+            return count
+        finally:
+            await repo.close()
+
+    try:
+        count = asyncio.run(run())
+    except NotFound:
+        raise UserError(f"no user {args.username!r}") from None
+    print(f"user {args.username}: {count} session(s) revoked")
     return 0
 
 
@@ -277,9 +333,18 @@ def register(sub, common) -> None:
     p.add_argument("--role")
     p.add_argument("--name")
     p.add_argument("--department", help='department code ("" = not tied to a department)')
-    p.add_argument("--new-password", action="store_true", help="set a new password (as for add)")
+    p.add_argument("--new-password", action="store_true", help="set a new password (as for add); "
+                   "the user's web sessions are revoked")
     p.add_argument("--password")
+    state = p.add_mutually_exclusive_group()
+    state.add_argument("--disable", action="store_true", help="refuse the user's logins and tokens, "
+                       "revoke their sessions")
+    state.add_argument("--enable", action="store_true", help="allow a disabled user again")
     p.set_defaults(func=cmd_user_set)
+    sessions = users.add_parser("sessions", help="web sessions").add_subparsers(dest="sessions_command", required=True)
+    p = sessions.add_parser("revoke", parents=[common], help="end every web session of the user now")
+    p.add_argument("username")
+    p.set_defaults(func=cmd_user_sessions_revoke)
     p = users.add_parser("list", parents=[common], help="list users")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_user_list)

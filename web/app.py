@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import quote
 
 import jinja2
 from aiohttp import WSMsgType, web
@@ -78,12 +79,27 @@ class WebContext:
     center_name: str = "12319城建服务热线"  # [center] name: page titles and header
     map_settings: Any = None  # callcenter.config.MapSettings ([map]): base map tiles; None = none
     audit: Any = None  # case_core.audit.AuditLog; None: one on the repository's engine
+    auth_settings: auth.AuthSettings = field(default_factory=auth.AuthSettings)  # [web] login/session keys
+    auth_store: Any = None  # case_core.adapters.auth_store.AuthStore: sessions, tokens, password checks
+    throttle: Any = None  # web.login_throttle.LoginThrottle
 
     def __post_init__(self) -> None:
         if self.audit is None:
             from case_core.audit import AuditLog
 
             self.audit = AuditLog(self.repo.engine)
+        if self.auth_store is None:
+            from case_core.adapters.auth_store import AuthStore
+
+            self.auth_store = AuthStore(self.repo.engine)
+        if self.throttle is None:
+            from web.login_throttle import LoginThrottle
+
+            self.throttle = LoginThrottle(self.auth_settings.throttle_rules())
+
+    def local_now(self) -> datetime:
+        """`now()` as naive local time, as the tables store it."""
+        return datetime.fromtimestamp(self.now(), timefmt.local_zone()).replace(tzinfo=None)
 
 
 CTX = web.AppKey("ctx", WebContext)
@@ -144,15 +160,41 @@ def json_error(status: int, code: str, message: str) -> web.Response:
                              dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
 
+TOKEN_SCOPE = web.RequestKey("token_scope", str)
+_SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
 async def current_user(request: web.Request) -> UserView | None:
+    """The user of the request's bearer token or session cookie; None when neither is valid.
+
+    A `read` token used for anything but reading is refused here (403), so every route that
+    asks who the user is enforces it.
+    """
+    if USER in request:
+        return request[USER]
     ctx = request.app[CTX]
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
-        return await ctx.repo.user_for_token(header[len("Bearer "):].strip())
-    session = auth.read_session(ctx.secret, request.cookies.get(auth.SESSION_COOKIE), ctx.now())
-    if session is None:
-        return None
-    return await ctx.repo.get_user(session["u"])
+        found = await ctx.auth_store.token_user(header[len("Bearer "):].strip(), ctx.local_now())
+        if found is None:
+            return None
+        user, scope = found
+        request[TOKEN_SCOPE] = scope
+        if scope == "read" and request.method not in _SAFE_METHODS:
+            raise web.HTTPForbidden(
+                text=json.dumps({"error": "token_scope", "message": "该令牌只能读取（scope read），不能修改数据"},
+                                ensure_ascii=False), content_type="application/json")
+        return user
+    return await ctx.auth_store.session_user(request.cookies.get(auth.SESSION_COOKIE), ctx.local_now(),
+                                             idle_s=ctx.auth_settings.session_idle_s)
+
+
+def require_admin(request: web.Request) -> web.Response | None:
+    """None when the request's user is an admin (with an `admin`-scope token, if a token); else the refusal."""
+    user = request[USER]
+    if user.role != "admin" or request.get(TOKEN_SCOPE, "admin") != "admin":
+        return json_error(403, "forbidden", "仅系统管理员可以查看（令牌须为 admin 范围）")
+    return None
 
 
 def render(request: web.Request, template: str, status: int = 200, **values) -> web.Response:
@@ -174,36 +216,82 @@ async def index(request: web.Request) -> web.Response:
 
 
 async def login_form(request: web.Request) -> web.Response:
-    return render(request, "login.html", next=request.query.get("next", "/cases"), error=None)
+    return render(request, "login.html", next=auth.normalise_next(request.query.get("next")), error=None)
+
+
+def _wait_text(seconds: int) -> str:
+    return f"{seconds} 秒" if seconds < 120 else f"{(seconds + 59) // 60} 分钟"
 
 
 async def login_submit(request: web.Request) -> web.Response:
+    """Log in from the form (HTML answers) or with a JSON body (JSON answers, for programs).
+
+    Failures are throttled per user name and per source: past the limit the answer is 429
+    with Retry-After, before any password is checked.
+    """
     ctx = request.app[CTX]
-    form = await request.post()
-    username = str(form.get("username", "")).strip()
-    password = str(form.get("password", ""))
-    target = str(form.get("next", "/cases"))
-    if not target.startswith("/") or target.startswith("//"):
-        target = "/cases"
+    settings = ctx.auth_settings
+    as_json = request.content_type == "application/json"
+    if as_json:
+        try:
+            form = await request.json()
+        except ValueError:
+            form = None
+        if not isinstance(form, dict):
+            return json_error(400, "bad_json", "请求体必须是 JSON 对象：{\"username\", \"password\"}")
+    else:
+        form = await request.post()
+    username = str(form.get("username", "")).strip()[:64]
+    password = str(form.get("password", ""))[:1024]
+    target = auth.normalise_next(form.get("next"))
+    source = auth.client_address(request, settings.trust_proxy)
+
+    def refuse(status: int, code: str, message: str, retry_after: int | None = None) -> web.Response:
+        if as_json:
+            response = json_error(status, code, message)
+        else:
+            response = render(request, "login.html", status=status, next=target, error=message)
+        if retry_after is not None:
+            response.headers["Retry-After"] = str(retry_after)
+        return response
+
     if not username or not password:
-        return render(request, "login.html", status=400, next=target, error="请输入用户名和密码。")
-    user = await ctx.repo.check_password(username, password)
+        return refuse(400, "missing_credentials", "请输入用户名和密码。")
+    verdict = ctx.throttle.check(username, source, ctx.now())
+    if not verdict.allowed:
+        await ctx.audit.record("", "login_throttled", username, source, {"by": verdict.key}, ctx.local_now())
+        return refuse(429, "too_many_attempts",
+                      f"登录失败次数过多，请在 {_wait_text(verdict.retry_after_s)}后再试。", verdict.retry_after_s)
+    user = await ctx.auth_store.verify_login(username, password)
     if user is None:
-        return render(request, "login.html", status=401, next=target, error="用户名或密码错误。")
-    response = web.HTTPFound(target)
-    response.set_cookie(
-        auth.SESSION_COOKIE,
-        auth.make_session(ctx.secret, user.username, ctx.now()),
-        httponly=True,
-        samesite="Strict",
-        max_age=auth.SESSION_TTL_S,
-    )
+        verdict = ctx.throttle.failed(username, source, ctx.now())
+        detail = {} if verdict.allowed else {"locked": verdict.key, "retry_after_s": verdict.retry_after_s}
+        await ctx.audit.record("", "login_failed", username, source, detail, ctx.local_now())
+        return refuse(401, "bad_credentials", "用户名或密码错误。")
+    ctx.throttle.succeeded(username, ctx.now())
+    session_id = await ctx.auth_store.create_session(
+        user, ctx.local_now(), absolute_s=settings.session_max_s, source_ip=source,
+        user_agent=request.headers.get("User-Agent", ""))
+    await ctx.audit.record(user.username, "login", user.username, source, {}, ctx.local_now())
+    if as_json:
+        response = web.json_response({"user": user.username, "role": user.role, "next": target})
+    else:
+        response = web.HTTPFound(target)
+    auth.set_session_cookie(response, request, session_id, settings)
+    if as_json:
+        return response
     raise response
 
 
 async def logout(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    session_id = request.cookies.get(auth.SESSION_COOKIE)
+    user = await current_user(request) if session_id else None
+    if await ctx.auth_store.revoke_session(session_id, ctx.local_now()) and user is not None:
+        await ctx.audit.record(user.username, "logout", user.username,
+                               auth.client_address(request, ctx.auth_settings.trust_proxy), {}, ctx.local_now())
     response = web.HTTPFound("/login")
-    response.del_cookie(auth.SESSION_COOKIE)
+    response.del_cookie(auth.SESSION_COOKIE, path="/")
     raise response
 
 
@@ -211,7 +299,7 @@ def page_auth(handler):
     async def wrapped(request: web.Request):
         user = await current_user(request)
         if user is None:
-            raise web.HTTPFound(f"/login?next={request.path_qs}")
+            raise web.HTTPFound(f"/login?next={quote(request.path_qs, safe='/?=&%:,')}")
         request[USER] = user
         return await handler(request)
 
@@ -364,9 +452,42 @@ async def errors_middleware(request: web.Request, handler):
         return web.Response(text="服务器内部错误，请稍后重试。", status=500, content_type="text/plain", charset="utf-8")
 
 
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """CSP (no inline script), frame-ancestors, nosniff, Referrer-Policy on every answer."""
+    ctx = request.app[CTX]
+    tiles = auth.tile_origin(getattr(ctx.map_settings, "tile_url", "") or "")
+    for name, value in auth.security_headers(request.path, tiles).items():
+        response.headers.setdefault(name, value)
+
+
+@api_auth
+async def api_audit(request: web.Request) -> web.Response:
+    """The audit log for admins: `actor`, `action`, `since` (ISO time or date), `limit`, `offset`."""
+    refused = require_admin(request)
+    if refused is not None:
+        return refused
+    since = None
+    raw = request.query.get("since")
+    if raw:
+        try:
+            since = datetime.fromisoformat(raw)
+        except ValueError:
+            return json_error(400, "bad_parameter", "参数 since 必须是 ISO 8601 时间，例如 2026-12-07 或 2026-12-07T08:00:00+08:00")
+        if since.tzinfo is not None:
+            since = since.astimezone(timefmt.local_zone()).replace(tzinfo=None)
+    limit = _int_param(request, "limit", 100, 1, 1000)
+    offset = _int_param(request, "offset", 0, 0, 10_000_000)
+    rows, total = await request.app[CTX].audit.query(
+        actor=request.query.get("actor") or None, action=request.query.get("action") or None,
+        since=since, limit=limit, offset=offset)
+    return web.json_response({"total": total, "limit": limit, "offset": offset,
+                              "entries": [r.as_json() for r in rows]}, dumps=timefmt.dumps)
+
+
 def create_app(ctx: WebContext) -> web.Application:
     app = web.Application(middlewares=[errors_middleware], client_max_size=2 * 1024 * 1024)
     app[CTX] = ctx
+    app.on_response_prepare.append(_security_headers)
     app[JINJA] = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=jinja2.select_autoescape(["html"])
     )
@@ -381,6 +502,7 @@ def create_app(ctx: WebContext) -> web.Application:
     app.router.add_get("/cases/{case_id}", case_page)
     app.router.add_get("/recordings/{rec_id}.wav", recording)
     app.router.add_get("/api/trunks", api_trunks)
+    app.router.add_get("/api/audit", api_audit)
     app.router.add_get("/ws", live)
     app.router.add_static("/static", STATIC)
     for module_name in ROUTE_MODULES:

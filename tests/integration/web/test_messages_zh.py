@@ -83,7 +83,7 @@ async def test_every_error_answer_is_chinese_utf8(aiohttp_client, ctx):
     app = create_app(ctx)
     client = await aiohttp_client(app)
     tokens = {u: await ctx.repo.create_token(u, NOW) for u in ("agent1", "dept1", "admin")}
-    session = auth.make_session(ctx.secret, "admin", ctx.now())
+    session = await ctx.auth_store.create_session(await ctx.repo.get_user("admin"), ctx.local_now(), absolute_s=3600)
     headers_by_who = {"nobody": {}, "bad_token": {"Authorization": "Bearer nope"},
                       **{u: {"Authorization": f"Bearer {t}"} for u, t in tokens.items()},
                       # a logged-in browser's write without X-Requested-With: refused as cross-site
@@ -112,7 +112,7 @@ async def test_unknown_api_route_and_csrf_refusal_read_in_chinese(aiohttp_client
     client = await aiohttp_client(create_app(ctx))
     resp = await client.get("/api/no-such-thing")
     assert resp.status == 404 and (await resp.json())["message"] == "没有这个接口"
-    session = auth.make_session(ctx.secret, "admin", ctx.now())
+    session = await ctx.auth_store.create_session(await ctx.repo.get_user("admin"), ctx.local_now(), absolute_s=3600)
     resp = await client.post("/api/cases", json={}, headers={"Cookie": f"{auth.SESSION_COOKIE}={session}"})
     raw = (await resp.read()).decode()
     assert resp.status == 403 and "跨站请求被拒绝" in raw and "\\u" not in raw

@@ -1,0 +1,109 @@
+"""Login throttling, pure: failures counted per user name and per source address.
+
+No I/O and no clock of its own: every call takes `now` (seconds). The state is two plain
+dicts of small records, bounded by `max_keys` each (the entries nearest to expiry go first
+when full, so a scan of made-up user names cannot grow memory).
+
+Rules (the table below, applied to each key — user name and source — on its own):
+
+| event                    | counter in window    | result                                        |
+|--------------------------|----------------------|-----------------------------------------------|
+| check                    | locked until t > now | refused, retry after t − now                  |
+| failure                  | reaches the limit    | locked for `lockout_s` (doubled per lockout,  |
+|                          |                      | at most `max_lockout_s`), counter reset       |
+| failure                  | below the limit      | counted (window restarts when it lapsed)      |
+| success (for the user)   | any                  | the user's counter and lockouts cleared       |
+
+The source's counter is not cleared by a success: one address guessing many names is refused
+even if it knows one password.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ThrottleRules:
+    max_failures_per_user: int = 5
+    max_failures_per_source: int = 20
+    window_s: float = 900.0
+    lockout_s: float = 60.0
+    max_lockout_s: float = 3600.0
+    max_keys: int = 10_000
+
+
+@dataclass
+class _Counter:
+    failures: int = 0
+    window_start: float = 0.0
+    locked_until: float = 0.0
+    lockouts: int = 0  # consecutive lockouts: each one doubles the next
+
+    def expires(self, rules: ThrottleRules) -> float:
+        return max(self.locked_until, self.window_start + rules.window_s)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    retry_after_s: int = 0  # whole seconds, ≥ 1 when refused
+    key: str = ""  # "user" or "source": which counter refused
+
+
+@dataclass
+class LoginThrottle:
+    rules: ThrottleRules = field(default_factory=ThrottleRules)
+    users: dict[str, _Counter] = field(default_factory=dict)
+    sources: dict[str, _Counter] = field(default_factory=dict)
+
+    def check(self, user: str, source: str, now: float) -> Verdict:
+        """May this user name be tried from this source now?"""
+        for kind, table, key in (("source", self.sources, source), ("user", self.users, _norm(user))):
+            c = table.get(key)
+            if c is not None and c.locked_until > now:
+                return Verdict(False, max(1, math.ceil(c.locked_until - now)), kind)
+        return Verdict(True)
+
+    def failed(self, user: str, source: str, now: float) -> Verdict:
+        """Count a failed login; the verdict says whether this failure locked a key."""
+        verdict = Verdict(True)
+        for kind, table, key, limit in (
+            ("source", self.sources, source, self.rules.max_failures_per_source),
+            ("user", self.users, _norm(user), self.rules.max_failures_per_user),
+        ):
+            c = table.get(key)
+            if c is None:
+                self._make_room(table, now)
+                c = table[key] = _Counter(window_start=now)
+            elif now - c.window_start > self.rules.window_s and c.locked_until <= now:
+                if now - max(c.window_start, c.locked_until) > self.rules.window_s:
+                    c.lockouts = 0  # a quiet window forgives earlier lockouts
+                c.failures, c.window_start = 0, now
+            c.failures += 1
+            if c.failures >= limit:
+                lock = min(self.rules.max_lockout_s, self.rules.lockout_s * (2 ** c.lockouts))
+                c.locked_until = now + lock
+                c.lockouts += 1
+                c.failures, c.window_start = 0, now
+                if verdict.allowed:
+                    verdict = Verdict(False, max(1, math.ceil(lock)), kind)
+        return verdict
+
+    def succeeded(self, user: str, now: float) -> None:
+        self.users.pop(_norm(user), None)
+
+    def _make_room(self, table: dict[str, _Counter], now: float) -> None:
+        if len(table) < self.rules.max_keys:
+            return
+        for key in [k for k, c in table.items() if c.expires(self.rules) <= now]:
+            del table[key]
+        if len(table) >= self.rules.max_keys:
+            victims = sorted(table, key=lambda k: table[k].expires(self.rules))
+            for key in victims[: max(1, len(table) // 10)]:
+                del table[key]
+
+
+def _norm(user: str) -> str:
+    return user.strip().lower()[:64]
