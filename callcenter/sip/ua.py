@@ -344,8 +344,8 @@ class UserAgent:
     # -------------------------------------------------------------- bad input
     def _reject_unparsable(self, data: bytes, addr: tuple[str, int], exc: SipParseError) -> None:
         """Answer a request we cannot take with `exc.status` (400 naming the problem, 483, 505,
-        513) when its top Via can be read, whatever else is missing or broken (RFC 3261
-        §8.2.6.2 copies what is there); drop anything else — responses, ACKs, garbage."""
+        513) when it has a Via, whatever else is missing or broken (RFC 3261 §8.2.6.2 copies
+        what is there); drop anything else — responses, ACKs, garbage without a request line."""
         detail = str(exc)
         try:
             head, _ = parse_head(data[:MAX_MESSAGE_BYTES], any_version=True, lenient=True)
@@ -354,13 +354,13 @@ class UserAgent:
         if not isinstance(head, SipRequest) or head.method == "ACK":
             self._events.append(MessageRejected(addr, None, detail))
             return
-        try:
-            if "Via" not in head.headers:
-                raise SipParseError("no Via to answer to")
-            dest = self._stamp_via(head, addr)
-        except SipParseError:
+        if "Via" not in head.headers:
             self._events.append(MessageRejected(addr, None, detail))
             return
+        try:
+            dest = self._stamp_via(head, addr)
+        except SipParseError:
+            dest = addr  # a Via we cannot read (RFC 4475 badinv01): answer where it came from
         phrase = REASON_PHRASES.get(exc.status, "Bad Request")
         safe = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in detail)[:120]
         resp = make_response(head, exc.status, f"{phrase} ({safe})",
