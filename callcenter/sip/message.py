@@ -106,6 +106,18 @@ _SINGLE_HEADERS = ("call-id", "cseq", "from", "to", "content-length", "max-forwa
                    "content-type", "expires")
 
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
+# Octets no header value may hold (HT is white space); NUL among them (hostile input).
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Non-UTF-8 octets survive decoding as lone surrogates (surrogateescape).
+_SURROGATE_RE = re.compile(r"[\udc80-\udcff]")
+# Headers whose grammar is ASCII only; other text (display names, Subject) may be UTF-8.
+_ASCII_ONLY = frozenset({"Call-ID", "CSeq", "Via", "Content-Length", "Max-Forwards", "Content-Type"})
+# Headers the UA reads and passes on (to the call router, the database): UTF-8 only; others
+# (Subject, User-Agent …) keep their octets untouched.
+_UTF8_ONLY = frozenset({"From", "To", "Contact", "Route", "Record-Route", "Authorization",
+                        "Proxy-Authorization", "P-Asserted-Identity", "Require", "Content-Encoding"})
+# More Vias than hops a request may take (Max-Forwards' usual 70): a loop, or hostile.
+MAX_VIAS = 70
 _MANDATORY = ("To", "From", "Call-ID", "CSeq", "Via")
 
 
@@ -554,13 +566,17 @@ def _split_head_body(data: bytes) -> tuple[bytes, bytes]:
     return data.rstrip(b"\r\n"), b""
 
 
-def _header_lines(head: str) -> tuple[str, list[tuple[str, str]]]:
+def _header_lines(head: str, lenient: bool = False) -> tuple[str, list[tuple[str, str]]]:
+    """Start line and (name, value) pairs; `lenient` skips broken lines instead of raising
+    (to read enough of a bad request to answer it)."""
     lines = head.replace("\r\n", "\n").split("\n")
     start = lines[0]
     raw: list[str] = []
     for line in lines[1:]:
         if line[:1] in (" ", "\t"):
             if not raw:
+                if lenient:
+                    continue
                 raise SipParseError("continuation line before any header")
             raw[-1] = raw[-1].rstrip() + " " + line.strip()
         else:
@@ -570,14 +586,19 @@ def _header_lines(head: str) -> tuple[str, list[tuple[str, str]]]:
         name, colon, value = line.partition(":")
         name = name.rstrip(" \t")
         if not colon or not name:
-            raise SipParseError(f"header line without a name and colon: {line!r}")
+            if lenient:
+                continue
+            raise SipParseError(f"header line without a name and colon: {line[:40]!r}")
         if not _TOKEN_RE.match(name):
-            raise SipParseError(f"bad header name {name!r}")
+            if lenient:
+                continue
+            raise SipParseError(f"bad header name {name[:40]!r}")
         fields.append((name, value.strip(" \t")))
     return start, fields
 
 
-def _parse_start_line(start: str, any_version: bool = False) -> SipRequest | SipResponse:
+def _parse_start_line(start: str, any_version: bool = False,
+                      lenient: bool = False) -> SipRequest | SipResponse:
     if start[:4].upper() == "SIP/":
         parts = start.split(" ", 2)
         if len(parts) < 2:
@@ -589,25 +610,34 @@ def _parse_start_line(start: str, any_version: bool = False) -> SipRequest | Sip
             raise SipParseError(f"bad status code {code!r}")
         return SipResponse(int(code), parts[2] if len(parts) > 2 else "", Headers())
     parts = start.split(" ")
+    if lenient and (len(parts) != 3 or not all(parts)):
+        # White space or <> around or inside the Request-URI (RFC 4475 lwsruri, ltgtruri).
+        words = start.split()
+        if len(words) >= 3:
+            parts = [words[0], " ".join(words[1:-1]), words[-1]]
     if len(parts) != 3 or not all(parts):
-        raise SipParseError(f"bad request line: {start!r}")
+        raise SipParseError(f"bad request line: {start[:80]!r}")
     method, uri, version = parts
+    if _CONTROL_RE.search(start) and not lenient:
+        raise SipParseError("control character in the request line")
     if not _TOKEN_RE.match(method):
         raise SipParseError(f"bad method {method!r}")
     if not re.match(r"^SIP/\d+\.\d+$", version, re.IGNORECASE):
         raise SipParseError(f"bad SIP version {version!r}")
     if version.upper() != "SIP/2.0" and not any_version:
         raise SipParseError(f"unsupported SIP version {version!r}", status=505)
-    if not re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*:", uri):
-        raise SipParseError(f"bad Request-URI {uri!r}")
+    if not re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*:", uri) and not lenient:
+        raise SipParseError(f"bad Request-URI {uri[:80]!r}")
     return SipRequest(method, uri, Headers())
 
 
-def parse_head(data: bytes, *, any_version: bool = False) -> tuple[SipRequest | SipResponse, bytes]:
+def parse_head(data: bytes, *, any_version: bool = False,
+               lenient: bool = False) -> tuple[SipRequest | SipResponse, bytes]:
     """Start line and headers without semantic checks, plus the raw rest of the datagram.
 
     Used by `parse_message` and by the UA to answer 400 (or 505, with `any_version`) to a
-    request whose other headers are broken but whose Via/From/To/Call-ID/CSeq can be read.
+    request whose other headers are broken but whose top Via can be read; `lenient` skips
+    header lines without a colon or with a bad name and reads a Request-URI with white space.
     """
     data = data.lstrip(b"\r\n")
     if not data:
@@ -615,8 +645,8 @@ def parse_head(data: bytes, *, any_version: bool = False) -> tuple[SipRequest | 
     head_bytes, body = _split_head_body(data)
     # surrogateescape keeps non-UTF-8 octets so serialise() can write them back unchanged.
     head = head_bytes.decode("utf-8", errors="surrogateescape")
-    start, fields = _header_lines(head)
-    msg = _parse_start_line(start, any_version)
+    start, fields = _header_lines(head, lenient)
+    msg = _parse_start_line(start, any_version, lenient)
     for name, value in fields:
         msg.headers.add(name, value)
     return msg, body
@@ -631,6 +661,18 @@ def parse_message(data: bytes) -> SipRequest | SipResponse:
     for name in _MANDATORY:
         if name not in h:
             raise SipParseError(f"missing mandatory header {name}")
+    for name, value in h.items():
+        if _CONTROL_RE.search(value):
+            raise SipParseError(f"control character in {name}")
+        if name in _ASCII_ONLY and not value.isascii():
+            raise SipParseError(f"{name} must be ASCII (non-UTF-8 or non-ASCII octets)")
+        if name in _UTF8_ONLY and _SURROGATE_RE.search(value):
+            raise SipParseError(f"non-UTF-8 octets in {name}")
+    call_id = h.get("Call-ID") or ""
+    if any(c.isspace() for c in call_id.strip()):
+        raise SipParseError("white space in Call-ID")
+    if len(h.get_all("Via")) > MAX_VIAS:
+        raise SipParseError(f"more than {MAX_VIAS} Via entries", status=483)
     for key in _SINGLE_HEADERS:
         if len(h.get_all(key)) > 1:
             raise SipParseError(f"header {canonical_name(key)} appears more than once")
@@ -714,7 +756,9 @@ def make_response(
     for name, value in request.headers.items():
         if name.lower() == "via":
             h.add("Via", value)
-    h.add("From", request.headers.get("From") or "")
+    # A bad request may lack some of these: copy what is there (RFC 3261 §8.2.6.2).
+    if "From" in request.headers:
+        h.add("From", request.headers.get("From") or "")
     to = request.headers.get("To") or ""
     if to_tag is not None and status != 100:
         try:
@@ -723,9 +767,11 @@ def make_response(
             has_tag = ";tag=" in to.lower()
         if not has_tag:
             to = f"{to};tag={to_tag}"
-    h.add("To", to)
-    h.add("Call-ID", request.headers.get("Call-ID") or "")
-    h.add("CSeq", request.headers.get("CSeq") or "")
+    if "To" in request.headers:
+        h.add("To", to)
+    for name in ("Call-ID", "CSeq"):
+        if name in request.headers:
+            h.add(name, request.headers.get(name) or "")
     if request.method == "INVITE" and 100 < status < 300:
         # Dialog-creating responses echo Record-Route (§12.1.1).
         for name, value in request.headers.items():

@@ -2,6 +2,8 @@
 
 Owns the offer/answer rules of RFC 3264 as they matter for a hotline: one audio stream,
 PCMA/PCMU at 8 kHz, RFC 4733 telephone-event, ptime 20, hold by direction or 0.0.0.0.
+SDES (RFC 4568) is read and written here as text (`sdes_offer`, `without_sdes`, `with_sdes`);
+the keys are used by `callcenter.media.srtp`, so negotiation itself stays plain RTP.
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ __all__ = [
     "parse_sdp",
     "negotiate",
     "build_offer",
+    "SDES_SUITE",
+    "CryptoAttribute",
+    "sdes_offer",
+    "without_sdes",
+    "with_sdes",
 ]
 
 
@@ -246,3 +253,106 @@ def read_answer(answer: bytes, *, supported: tuple[str, ...] = ("PCMA", "PCMU"))
     audio = sd.audio
     direction = (audio.direction if audio is not None else None) or sd.direction
     return Negotiated(picked.codec, picked.payload_type, picked.dtmf_payload_type, picked.remote, direction, b"")
+
+
+# ------------------------------------------------------------------ SDES (RFC 4568)
+# The one crypto suite we offer and accept: mandatory in RFC 4568 and what every SDES
+# phone offers first.
+SDES_SUITE = "AES_CM_128_HMAC_SHA1_80"
+SDES_KEY_BYTES = 30  # 16-byte master key followed by a 14-byte master salt
+
+
+@dataclass(frozen=True)
+class CryptoAttribute:
+    """One `a=crypto` line of an audio stream: tag, suite and the inline master key+salt."""
+
+    tag: int
+    suite: str
+    key: bytes
+
+
+def _crypto_lines(text: str) -> list[str]:
+    """The a=crypto values of the first active audio stream (session-level ones do not count)."""
+    found: list[str] = []
+    in_audio = False
+    for raw in text.replace("\r", "").split("\n"):
+        line = raw.strip()
+        if line.startswith("m="):
+            parts = line[2:].split()
+            in_audio = not found and len(parts) > 1 and parts[0] == "audio" and parts[1] != "0"
+        elif in_audio and line.startswith("a=crypto:"):
+            found.append(line[len("a=crypto:"):])
+    return found
+
+
+def sdes_offer(body: bytes) -> tuple[str, list[CryptoAttribute]]:
+    """The audio stream's transport (e.g. "RTP/SAVP") and the SDES keys we could use from it.
+
+    Lines with another suite, an MKI, a key that is not 30 bytes of base64 or session
+    parameters are skipped (RFC 4568 §6.3: the answerer picks one it supports).
+    """
+    import base64
+    import binascii
+
+    sd = parse_sdp(body)
+    audio = sd.audio
+    if audio is None:
+        raise NoCommonCodec("offer has no active audio stream")
+    usable: list[CryptoAttribute] = []
+    for value in _crypto_lines(bytes(body).decode("utf-8")):
+        parts = value.split()
+        if len(parts) != 3 or not parts[0].isdigit() or parts[1] != SDES_SUITE:
+            continue
+        if not parts[2].startswith("inline:"):
+            continue
+        key_b64, *extra = parts[2][len("inline:"):].split("|")
+        if any(":" in e for e in extra):  # an MKI (e.g. "1:4"): not supported
+            continue
+        try:
+            key = base64.b64decode(key_b64, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        if len(key) == SDES_KEY_BYTES:
+            usable.append(CryptoAttribute(int(parts[0]), parts[1], key))
+    return audio.proto.upper(), usable
+
+
+def _rewrite_audio(body: bytes, proto: str, crypto: CryptoAttribute | None) -> bytes:
+    """`body` with the first active audio stream's transport set to `proto`, its crypto lines
+    removed and, with `crypto`, one crypto line of ours added right after its m= line."""
+    import base64
+
+    text = bytes(body).decode("utf-8")
+    newline = "\r\n" if "\r\n" in text else "\n"
+    out: list[str] = []
+    in_audio = done = False
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if line.startswith("m="):
+            parts = line[2:].split()
+            in_audio = not done and len(parts) > 2 and parts[0] == "audio" and parts[1] != "0"
+            if in_audio:
+                done = True
+                parts[2] = proto
+                out.append("m=" + " ".join(parts))
+                if crypto is not None:
+                    key = base64.b64encode(crypto.key).decode("ascii")
+                    out.append(f"a=crypto:{crypto.tag} {crypto.suite} inline:{key}")
+                continue
+        elif in_audio and line.startswith("a=crypto:"):
+            continue
+        out.append(line)
+    return newline.join(out).encode("utf-8")
+
+
+def without_sdes(body: bytes) -> bytes:
+    """The same description as plain RTP (RTP/SAVP → RTP/AVP, no crypto lines): what the
+    call controller negotiates once the SRTP layer has taken the keys."""
+    audio = parse_sdp(body).audio
+    plain = "RTP/AVPF" if audio is not None and audio.proto.upper() == "RTP/SAVPF" else "RTP/AVP"
+    return _rewrite_audio(body, plain, None)
+
+
+def with_sdes(body: bytes, crypto: CryptoAttribute, proto: str = "RTP/SAVP") -> bytes:
+    """Our plain-RTP description turned into `proto` (RTP/SAVP, or the offer's RTP/SAVPF)
+    carrying our key (`crypto`)."""
+    return _rewrite_audio(body, proto, crypto)
