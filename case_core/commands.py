@@ -1,10 +1,14 @@
 """`hotline import …` (reference data from CSV), `hotline evaluate` (综合评价 as JSON) and
 `hotline user add|list|set` (staff accounts: role, and the department of 处置部门 staff).
 
-Imports validate every row with the domain loaders, store the good rows in the ref_*
-tables (replacing that table's previous contents in one transaction), print the count
-and each bad row as `FILE:LINE: reason` on stderr, and exit 2 if any row was bad.
-An unreadable file or missing columns writes nothing.
+Imports validate the whole file with the domain loaders before anything is written, store
+the good rows in the ref_* tables (replacing that table's previous contents in one
+transaction), print the count and each bad row as `FILE:LINE: reason` on stderr, and exit
+2 if any row was bad. Nothing is written — whatever the flags — when the file is
+unreadable, lacks columns, has no valid row (a header-only file would empty the table),
+looks truncated (its last line is incomplete), or would leave less than half of the
+table's rows (`--allow-shrink` to mean it). A badly quoted line is reported at its own
+number and cannot swallow the lines after it (`case_core.domain.csv_text`).
 """
 
 from __future__ import annotations
@@ -78,6 +82,26 @@ async def _validate(repo, kind: str, path: Path, local: bool, crs: str = "wgs84"
     return [{"day": e.day.isoformat(), "workday": e.workday, "name": e.name} for e in entries.values()], errors
 
 
+def _whole_file_problem(path: Path, rows: list, errors: list, existing: int, allow_shrink: bool) -> str | None:
+    """Why the file as a whole must not replace the table (None: rows may be imported)."""
+    if not rows:
+        if any(e.line <= 1 for e in errors):
+            return f"{path} cannot be used"
+        return f"{path} has no valid row (a header-only or empty file would empty the table)"
+    try:
+        text = path.read_bytes().decode("utf-8-sig", errors="replace")
+    except OSError as exc:
+        return f"{path} cannot be read ({exc})"
+    last = len(text.splitlines())
+    csv_file = path.suffix.lower() not in (".geojson", ".json")
+    if csv_file and text and not text.endswith(("\n", "\r")) and any(e.line == last for e in errors):
+        return f"{path}:{last}: the last line is incomplete: the file looks truncated"
+    if not allow_shrink and existing and len(rows) * 2 < existing:
+        return (f"{path} has {len(rows)} valid rows where the table holds {existing}: a truncated file? "
+                "(pass --allow-shrink to replace the table anyway)")
+    return None
+
+
 def cmd_import(settings, args) -> int:
     path = Path(args.file)
     if not path.is_file():
@@ -88,15 +112,17 @@ def cmd_import(settings, args) -> int:
     if crs != "wgs84" and (args.kind != "grid_cells" or path.suffix.lower() not in (".geojson", ".json")):
         raise UserError("--crs applies to grid_cells from a .geojson file only")
 
-    async def run() -> tuple[int, list, bool]:
+    async def run() -> tuple[int, list, str | None]:
         repo = _repo(settings)
         try:
             rows, errors = await _validate(repo, args.kind, path, args.local, crs)
-            fatal = not rows and any(e.line <= 1 for e in errors)
+            existing = [r for r in await repo.reference_rows(args.kind)
+                        if args.kind != "categories" or bool(r.get("local")) == bool(args.local)]
+            fatal = _whole_file_problem(path, rows, errors, len(existing), getattr(args, "allow_shrink", False))
             # A table half-replaced by a file with mistakes would silently lose rules.
             if fatal or args.check or (errors and not args.skip_bad):
                 return len(rows), errors, fatal
-            return await repo.replace_reference(args.kind, rows, local=args.local), errors, False
+            return await repo.replace_reference(args.kind, rows, local=args.local), errors, None
         finally:
             await repo.close()
 
@@ -105,7 +131,8 @@ def cmd_import(settings, args) -> int:
         print(f"{path}:{e.line}: {e.reason}", file=sys.stderr)
     noun = _NOUNS[args.kind]
     if fatal:
-        print(f"nothing imported: {path} cannot be used", file=sys.stderr)
+        print(f"error: nothing imported: {fatal}", file=sys.stderr)
+        return 2
     elif args.check:
         print(f"{count} {noun} valid, {len(errors)} bad rows (checked only, nothing written)")
     elif errors and not args.skip_bad:
@@ -303,7 +330,10 @@ def register(sub, common) -> None:
     p.add_argument("file", help="CSV file (UTF-8, header row); grid_cells also take a .geojson of polygons")
     p.add_argument("--local", action="store_true", help="categories: the city's local subclasses, on top of the national table")
     p.add_argument("--check", action="store_true", help="validate and report only; write nothing")
-    p.add_argument("--skip-bad", action="store_true", help="import the valid rows even if some rows are bad")
+    p.add_argument("--skip-bad", action="store_true", help="import the valid rows even if some rows are bad "
+                   "(each bad row is still listed as FILE:LINE: reason)")
+    p.add_argument("--allow-shrink", action="store_true",
+                   help="replace the table even when the file has less than half of its rows")
     p.add_argument("--crs", choices=("wgs84", "cgcs2000", "gcj02"), default="wgs84",
                    help="grid_cells .geojson: the file's coordinates (gcj02 is converted to WGS-84; "
                         "cgcs2000 is taken as WGS-84)")

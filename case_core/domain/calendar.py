@@ -16,6 +16,7 @@ from typing import Iterable, Literal, Mapping
 
 import chinese_calendar
 
+from case_core.domain.csv_text import checked_lines
 from case_core.domain.reference import RowError
 
 __all__ = [
@@ -59,13 +60,18 @@ def load_holiday_file(path: str | Path) -> tuple[dict[date, HolidayEntry], list[
     errors: list[RowError] = []
     try:
         text = Path(path).read_text(encoding="utf-8-sig")
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         return {}, [RowError(0, f"cannot read holiday file: {exc}")]
-    reader = csv.DictReader(text.splitlines())
+    lines, quoting = checked_lines(text)
+    errors += [RowError(line, reason) for line, reason in quoting]
+    if any(line == 1 for line, _ in quoting):
+        return {}, errors
+    reader = csv.DictReader(lines)
     missing = {"date", "kind"} - set(reader.fieldnames or ())
     if missing:
         return {}, [RowError(1, f"missing columns: {', '.join(sorted(missing))}")]
-    for line, row in enumerate(reader, start=2):
+    for row in reader:
+        line = reader.line_num  # the physical line: blanked lines keep the numbering
         raw_day = (row.get("date") or "").strip()
         kind = (row.get("kind") or "").strip()
         try:

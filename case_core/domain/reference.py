@@ -15,6 +15,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Mapping, Protocol
 
+from case_core.domain.csv_text import checked_lines
+
 __all__ = [
     "RowError", "Area", "GridCell", "Place", "Department", "TimeLimit", "RoutingRule",
     "Route", "Gazetteer", "RoutingTable", "AREA_LEVELS", "ROUTING_STEPS",
@@ -261,14 +263,18 @@ def read_csv(path: str | Path, required: set[str]
         text = Path(path).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         return [], [RowError(0, f"cannot read file: {exc}", source)]
-    reader = csv.DictReader(text.splitlines())
+    lines, quoting = checked_lines(text)
+    errors = [RowError(line, reason, source) for line, reason in quoting]
+    if any(line == 1 for line, _ in quoting):
+        return [], errors
+    reader = csv.DictReader(lines)
     columns = {c.strip() for c in reader.fieldnames or ()}
     missing = required - columns
     if missing:
         return [], [RowError(1, f"missing columns: {', '.join(sorted(missing))}", source)]
     rows = []
-    errors = []
-    for line, row in enumerate(reader, start=2):
+    for row in reader:
+        line = reader.line_num  # the physical line: blanked lines keep the numbering
         if None in row:
             errors.append(RowError(line, "more values than columns", source))
             continue

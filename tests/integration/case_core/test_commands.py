@@ -68,7 +68,7 @@ def test_bad_rows_are_listed_with_line_numbers_and_nothing_is_replaced(config, t
     assert f"{bad}:3: handle: time limit '3x'" in err and "nothing imported" in err
     rows = asyncio.run(_with_repo(url, lambda r: r.reference_rows("routing")))
     assert len(rows) == 15
-    assert run("import", "routing", str(bad), "--skip-bad", "--config", path) == 2
+    assert run("import", "routing", str(bad), "--skip-bad", "--allow-shrink", "--config", path) == 2
     rows = asyncio.run(_with_repo(url, lambda r: r.reference_rows("routing")))
     assert [r["department"] for r in rows] == ["lighting"]
 
