@@ -271,7 +271,8 @@ class Hotline:
         await accounts.refresh()
         log.info("%d SIP account(s) can register in realm %r", len(self.credentials.extensions()), s.sip.realm)
         self.registrar = Registrar(realm=s.sip.realm, lookup=self.credentials.lookup,
-                                   algorithms=s.sip.digest_algorithms)
+                                   algorithms=s.sip.digest_algorithms,
+                                   require_qop=s.sip.digest_qop_required)
         self._accounts_refresher = asyncio.ensure_future(self._refresh_accounts(accounts))
         ua = UserAgent(local_host=public_host, local_port=s.sip.port, registrar=self.registrar)
         self.sip = SipEndpoint(ua, self.reactor)

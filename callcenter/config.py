@@ -33,6 +33,9 @@ class SipSettings:
     # alone by default: libre-based phones (baresip 1.x) and sipp 3.6 give up on any SHA-256
     # challenge, even next to an MD5 one. Accounts keep both hashes, so switching needs no re-add.
     digest_algorithms: tuple[str, ...] = ("MD5",)
+    # Digest answers must use qop=auth (nonce counts against replays); false also takes the
+    # RFC 2069 form without qop that some old phones (and pyVoIP 1.6) send.
+    digest_qop_required: bool = True
     # Defence of the SIP port (callcenter/sip/defence.py, like Kamailio's pike): a source that
     # sends more than flood_max_requests datagrams within flood_window_s, fails auth_max_failures
     # digest answers within auth_window_s, or calls itself a scanner (User-Agent friendly-scanner,

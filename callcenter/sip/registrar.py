@@ -41,7 +41,7 @@ class Registrar:
 
     def __init__(self, *, realm: str, lookup: HA1Lookup, rng: random.Random | None = None,
                  algorithms: tuple[str, ...] = ("SHA-256", "MD5"), nonce_ttl: float = 300.0,
-                 nonce_key: bytes | None = None, min_expires: int = 60, max_expires: int = 3600, default_expires: int = 3600):
+                 nonce_key: bytes | None = None, require_qop: bool = True, min_expires: int = 60, max_expires: int = 3600, default_expires: int = 3600):
         self.realm = realm
         self._lookup = lookup
         self._rng = rng if rng is not None else random.Random()
@@ -49,6 +49,8 @@ class Registrar:
         self.min_expires, self.max_expires = min_expires, max_expires
         self.default_expires = default_expires
         self._nonces = NonceIssuer(nonce_key, ttl=nonce_ttl)
+        # RFC 2069 answers (no qop, so no nc against replays) only when configured for old phones.
+        self.require_qop = require_qop
         self._bindings: dict[str, list[Binding]] = {}
         self._events: list[ContactsChanged | DigestFailed] = []
 
@@ -144,11 +146,15 @@ class Registrar:
             # The password is not looked at, so this answer says nothing about it.
             return self._challenge(req, source, now, stale=True)
         nc_text = p.get("nc", "")
-        if p.get("qop") != "auth" or not p.get("cnonce") or len(nc_text) != 8:
+        qop = p.get("qop")
+        if qop is None and not self.require_qop:
+            nc_text = ""
+        elif qop != "auth" or not p.get("cnonce") or len(nc_text) != 8:
+            # 403, not a new challenge: a phone that cannot do qop=auth would only loop.
             self._failed(source, user, "qop=auth required")
-            return self._challenge(req, source, now)
+            return self._reply(req, 403, "Forbidden (qop=auth required)")
         try:
-            nc = int(nc_text, 16)
+            nc = int(nc_text, 16) if nc_text else 0
         except ValueError:
             self._failed(source, user, "bad nc")
             return self._reply(req, 400, "Bad Authorization")
@@ -156,12 +162,12 @@ class Registrar:
         if ha1 is None:
             ha1 = self._nonces.dummy_ha1(user, algorithm)
         expected = compute_response(algorithm=algorithm, ha1=ha1, nonce=p["nonce"],
-                                    method="REGISTER", uri=p["uri"], qop="auth",
-                                    nc=nc_text, cnonce=p["cnonce"])
+                                    method="REGISTER", uri=p["uri"], qop="auth" if nc_text else None,
+                                    nc=nc_text or None, cnonce=p.get("cnonce"))
         if not responses_equal(expected, p["response"]) or p["username"] != user:
             self._failed(source, user, "wrong password")
             return self._reply(req, 403, "Forbidden")
-        if not self._nonces.use(p["nonce"], nc):
+        if nc_text and not self._nonces.use(p["nonce"], nc):
             return self._challenge(req, source, now, stale=True)
         return None
 

@@ -221,11 +221,21 @@ def test_unknown_and_known_extensions_look_the_same():
 
 
 def test_digest_without_qop_is_refused_even_with_the_right_password():
-    """qop=auth is required: an RFC 2069 answer (no qop) binds nothing and counts as a failure."""
+    """qop=auth is required: an RFC 2069 answer (no qop) gets 403 whatever the password, binds
+    nothing and counts as a failure."""
     reg = make_registrar(algorithms=("MD5",))
-    resp = _answer(reg, qop=False)
-    assert resp.status == 401 and reg.bindings(AOR, 0.0) == []
-    assert [type(e).__name__ for e in reg.events()] == ["DigestFailed"]
+    right, wrong = _answer(reg, qop=False), _answer(reg, qop=False, password="wrong", cseq=4)
+    assert _answer_shape(right) == _answer_shape(wrong) == (403, "Forbidden (qop=auth required)", [])
+    assert reg.bindings(AOR, 0.0) == []
+    assert [type(e).__name__ for e in reg.events()] == ["DigestFailed", "DigestFailed"]
+
+
+def test_digest_without_qop_when_old_phones_are_allowed():
+    """require_qop=False (digest_qop_required = false) takes RFC 2069 answers with the right password."""
+    reg = make_registrar(algorithms=("MD5",), require_qop=False)
+    assert _answer(reg, qop=False, password="wrong").status == 403
+    assert _answer(reg, qop=False, cseq=4).status == 200
+    assert [b.contact for b in reg.bindings(AOR, 0.0)] == ["sip:1001@192.0.2.30:5080"]
 
 
 def test_challenges_store_nothing():
