@@ -291,6 +291,9 @@ class Hotline:
             spawn=self._spawn,
             sleep=asyncio.sleep,
             executor=self.executor,
+        from callcenter.cpus import background_thread
+        from case_core.adapters.auth_store import AuthStore
+
             storage_dir=storage,
             rtp_host=s.rtp.host,
             now_dt=self.now_dt,
@@ -329,7 +332,8 @@ class Hotline:
         from web.auth import AuthSettings
 
         ctx = WebContext(repo=self.repo, service=service, secret=secret, now=self.reactor.seconds, audit=self.audit,
-                         auth_settings=AuthSettings.from_web(s.web))
+                         auth_settings=AuthSettings.from_web(s.web),
+                         auth_store=AuthStore(self.repo.engine, thread_initializer=background_thread))
         hub_holder["hub"] = ctx.hub
         ctx.desk = desk
         ctx.followups = self.followups
