@@ -291,9 +291,6 @@ class Hotline:
             spawn=self._spawn,
             sleep=asyncio.sleep,
             executor=self.executor,
-        from callcenter.cpus import background_thread
-        from case_core.adapters.auth_store import AuthStore
-
             storage_dir=storage,
             rtp_host=s.rtp.host,
             now_dt=self.now_dt,
@@ -330,6 +327,9 @@ class Hotline:
 
         timefmt.configure(self.tz)  # JSON/CSV times carry [ivr] timezone's offset
         from web.auth import AuthSettings
+
+        from callcenter.cpus import background_thread
+        from case_core.adapters.auth_store import AuthStore
 
         ctx = WebContext(repo=self.repo, service=service, secret=secret, now=self.reactor.seconds, audit=self.audit,
                          auth_settings=AuthSettings.from_web(s.web),
