@@ -16,14 +16,13 @@ nonce book with a hard cap (`InviteAuth`). Time is always a parameter; the route
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
-import random
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
-from callcenter.sip.digest import DigestError, compute_response, format_challenge, parse_auth_params
+from callcenter.sip.digest import (
+    DigestError, NonceIssuer, compute_response, format_challenge, parse_auth_params, responses_equal,
+)
 
 __all__ = [
     "AllowEntry",
@@ -88,7 +87,8 @@ def source_allowed(entries: tuple[AllowEntry, ...], source: tuple[str, int]) -> 
 # ------------------------------------------------------------------ digest on INVITE
 @dataclass(frozen=True)
 class AuthResult:
-    """What a Proxy-Authorization header proved: `kind` is none, ok, stale or bad."""
+    """What a Proxy-Authorization header proved: `kind` is none, ok, stale (our nonce, too
+    old or replayed), forged (a nonce we did not give this address) or bad (wrong password)."""
 
     kind: str
     user: str | None = None
@@ -97,45 +97,30 @@ class AuthResult:
 HA1Lookup = Callable[[str, str], "str | None"]
 
 
-@dataclass
-class _Nonce:
-    issued_at: float
-    last_nc: int = 0
-
-
 class InviteAuth:
     """407 challenges for INVITEs (RFC 3261 §22.3) against the registrar's accounts.
 
-    Nonces are kept in insertion order with a hard cap: a flood of INVITEs cannot grow
-    memory, the oldest nonce is forgotten first (its owner gets `stale=true` and retries).
-    A wrong password, an unknown user and a made-up nonce all give the same answer (`bad`),
-    so neither passwords nor accounts can be probed through this door.
+    Nonces are the registrar's kind (`digest.NonceIssuer`): stateless, bound to the source
+    IP, so a flood of INVITEs costs no memory. The nonce is checked before the password: a
+    made-up or foreign nonce (`forged`) gets a fresh challenge whatever the password; a wrong
+    password and an unknown user (checked against a dummy HA1) both give `bad`, so neither
+    passwords nor accounts can be probed through this door. qop=auth is required.
     """
 
     def __init__(self, *, realm: str, lookup: HA1Lookup, algorithms: tuple[str, ...] = ("MD5",),
-                 rng: random.Random | None = None, nonce_ttl: float = 300.0, max_nonces: int = 4096):
+                 nonces: NonceIssuer | None = None, nonce_ttl: float = 300.0):
         self.realm = realm
         self._lookup = lookup
         self._algorithms = tuple(a.upper() for a in algorithms)
-        self._rng = rng if rng is not None else random.SystemRandom()
-        self._ttl = nonce_ttl
-        self._max = max_nonces
-        self._nonces: OrderedDict[str, _Nonce] = OrderedDict()
+        self._nonces = nonces if nonces is not None else NonceIssuer(ttl=nonce_ttl)
 
-    def __len__(self) -> int:
-        return len(self._nonces)
-
-    def challenge(self, now: float, *, stale: bool = False) -> list[tuple[str, str]]:
+    def challenge(self, source_ip: str, now: float, *, stale: bool = False) -> list[tuple[str, str]]:
         """Proxy-Authenticate headers for a 407 (one per algorithm, one fresh nonce)."""
-        self._expire(now)
-        nonce = f"{self._rng.getrandbits(128):032x}"
-        self._nonces[nonce] = _Nonce(now)
-        while len(self._nonces) > self._max:
-            self._nonces.popitem(last=False)
+        nonce = self._nonces.issue(source_ip, now)
         return [("Proxy-Authenticate", format_challenge(realm=self.realm, nonce=nonce, algorithm=a, stale=stale))
                 for a in self._algorithms]
 
-    def check(self, header: str | None, method: str, now: float) -> AuthResult:
+    def check(self, header: str | None, method: str, source_ip: str, now: float) -> AuthResult:
         if not header:
             return AuthResult("none")
         try:
@@ -147,38 +132,30 @@ class InviteAuth:
         algorithm = p.get("algorithm", "MD5").upper()
         if algorithm not in self._algorithms or any(k not in p for k in ("username", "nonce", "uri", "response")):
             return AuthResult("bad")
-        info = self._nonces.get(p["nonce"])
-        if info is None:
-            # Ours expired or never existed: no password check against a nonce we did not issue.
-            return AuthResult("stale" if _looks_like_nonce(p["nonce"]) else "bad")
-        user = p["username"]
-        ha1 = self._lookup(user, algorithm)
-        qop = p.get("qop")
-        if qop != "auth":
-            return AuthResult("bad")
-        try:
-            expected = compute_response(algorithm=algorithm, ha1=ha1 or "0" * 32, nonce=p["nonce"], method=method,
-                                        uri=p["uri"], qop=qop, nc=p.get("nc"), cnonce=p.get("cnonce"))
-            nc = int(p.get("nc", ""), 16)
-        except (DigestError, ValueError):
-            return AuthResult("bad")
-        if ha1 is None or not hmac.compare_digest(expected, p["response"].lower()):
-            return AuthResult("bad")
-        if info.issued_at + self._ttl <= now or nc <= info.last_nc:
+        freshness = self._nonces.check(p["nonce"], source_ip, now)
+        if freshness == "bad":
+            return AuthResult("forged")
+        if freshness == "stale":
             return AuthResult("stale")
-        info.last_nc = nc
+        nc_text = p.get("nc", "")
+        if p.get("qop") != "auth" or not p.get("cnonce") or len(nc_text) != 8:
+            return AuthResult("forged")
+        try:
+            nc = int(nc_text, 16)
+        except ValueError:
+            return AuthResult("bad")
+        user = p["username"]
+        ha1 = self._lookup(user, algorithm) or self._nonces.dummy_ha1(user, algorithm)
+        try:
+            expected = compute_response(algorithm=algorithm, ha1=ha1, nonce=p["nonce"], method=method,
+                                        uri=p["uri"], qop="auth", nc=nc_text, cnonce=p["cnonce"])
+        except DigestError:
+            return AuthResult("bad")
+        if not responses_equal(expected, p["response"]) or self._lookup(user, algorithm) is None:
+            return AuthResult("bad")
+        if not self._nonces.use(p["nonce"], nc):
+            return AuthResult("stale")
         return AuthResult("ok", user)
-
-    def _expire(self, now: float) -> None:
-        while self._nonces:
-            nonce, info = next(iter(self._nonces.items()))
-            if info.issued_at + 2 * self._ttl > now:
-                break
-            del self._nonces[nonce]
-
-
-def _looks_like_nonce(text: str) -> bool:
-    return len(text) == 32 and all(c in "0123456789abcdef" for c in text)
 
 
 # ------------------------------------------------------------------ the decision
@@ -198,7 +175,7 @@ class Offer:
     source: "trunk" (allow-listed), "phone" (answered our challenge), "outsider".
     target: "did" (a public number this source may reach), "extension" (a registered
     agent's phone), "other" (anything else, unregistered or unknown).
-    auth: the AuthResult kind of its Proxy-Authorization (none/ok/stale/bad).
+    auth: the AuthResult kind of its Proxy-Authorization (none/ok/stale/forged/bad).
     open_dids: outsiders may call the DIDs (no trunk restricts them).
     """
 
@@ -228,6 +205,7 @@ ANY = "*"
 RULES: tuple[tuple[str, str, str, str, int, str], ...] = (
     ("outsider", ANY, "bad", "reject", 403, "bad credentials"),
     ("outsider", ANY, "stale", "challenge", 407, "stale nonce"),
+    ("outsider", ANY, "forged", "challenge", 407, "nonce not ours"),
     ("trunk", "did", ANY, "admit", 0, "trunk"),
     ("trunk", "extension", ANY, "admit", 0, "trunk to extension"),
     ("trunk", "other", ANY, "reject", 404, "trunk: no such number"),
@@ -291,3 +269,70 @@ class CallBook:
             self._by_ip[ip] = left
         else:
             del self._by_ip[ip]
+
+
+# ------------------------------------------------------------------ the policy as configured
+@dataclass(frozen=True)
+class TrunkSource:
+    """A trunk as admission sees it: its allow entries and the DIDs it may deliver ("" = all)."""
+
+    name: str
+    entries: tuple[AllowEntry, ...]
+    dids: tuple[str, ...] = ()
+
+
+class AdmissionPolicy:
+    """Everything the router asks on a new INVITE: `assess()` gathers the facts into an
+    `Offer`, applies `decide()`, and returns the verdict with the headers to send (a 407's
+    Proxy-Authenticate, a 503's Retry-After). Pure: the router passes the counts and `now`.
+
+    Outsiders may call the public DIDs unless a trunk restricts them (any trunk with an allow
+    list: then the DIDs come through the carrier, and phones must authenticate).
+    """
+
+    def __init__(self, *, public_dids: tuple[str, ...], trunks: tuple[TrunkSource, ...] = (),
+                 auth: InviteAuth | None = None, limits: Limits = Limits(), ack_timeout_s: float = 6.0,
+                 first_rtp_timeout_s: float = 8.0, max_write_backlog: int = 20000):
+        self.public_dids = tuple(public_dids)
+        self.trunks = tuple(t for t in trunks if t.entries)
+        self.auth = auth
+        self.limits = limits
+        self.ack_timeout_s = ack_timeout_s
+        self.first_rtp_timeout_s = first_rtp_timeout_s
+        self.max_write_backlog = max_write_backlog
+        self.open_dids = not self.trunks
+
+    def trunk_of(self, source: tuple[str, int]) -> list[TrunkSource]:
+        return [t for t in self.trunks if source_allowed(t.entries, source)]
+
+    def assess(self, *, source: tuple[str, int], numbers: tuple[str | None, ...],
+               is_extension: Callable[[str], bool], proxy_authorization: str | None,
+               calls_total: int, calls_from_source: int, backlog: int, now: float
+               ) -> tuple[Verdict, str | None, list[tuple[str, str]], AuthResult]:
+        """(verdict, the number it is for, headers to add, what the credentials proved)."""
+        wanted = [n for n in numbers if n]
+        did = next((n for n in wanted if n in self.public_dids), None)
+        extension = next((n for n in wanted if is_extension(n)), None)
+        trunks = self.trunk_of(source)
+        auth = AuthResult("none")
+        if trunks:
+            kind = "trunk"
+            if did is not None and not any(not t.dids or did in t.dids for t in trunks):
+                did = None  # a DID this trunk does not carry is "no such number" for it
+        else:
+            if self.auth is not None:
+                auth = self.auth.check(proxy_authorization, "INVITE", source[0], now)
+            kind = "phone" if auth.kind == "ok" else "outsider"
+        target = "did" if did is not None else "extension" if extension is not None else "other"
+        offer = Offer(kind, target, auth.kind, self.open_dids, calls_total, calls_from_source,
+                      backlog >= self.max_write_backlog)
+        verdict = decide(offer, self.limits)
+        headers: list[tuple[str, str]] = []
+        if verdict.action == "challenge":
+            if self.auth is None:
+                verdict = Verdict("reject", 403, why=verdict.why)
+            else:
+                headers = self.auth.challenge(source[0], now, stale=verdict.stale)
+        elif verdict.status == 503 and verdict.retry_after_s:
+            headers = [("Retry-After", str(verdict.retry_after_s))]
+        return verdict, did or extension, headers, auth

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from callcenter.config import Settings, TrunkSettings
+from callcenter.config import Settings
 
 log = logging.getLogger("hotline")
 
@@ -72,60 +72,20 @@ def load_flows_for(settings: Settings) -> tuple[dict[str, object], dict[str, obj
     return by_did, dict(flows)
 
 
-class CallAdmission:
-    """Screens new calls before the call router sees them: once any trunk lists `allow`, an
-    INVITE must come from an allowed source (to one of that trunk's DIDs, if it names any) or
-    from the address of a phone registered here; others get 403 (404 for a DID the trunk
-    does not carry). Without allow lists every call goes through, as before trunks existed."""
+def admission_policy(settings: Settings, lookup):
+    """The call admission rules as configured: public DIDs, trunks' allow lists, the 407
+    check against the SIP accounts (`lookup` is the registrar's HA1 lookup) and the limits."""
+    from callcenter.admission import AdmissionPolicy, InviteAuth, Limits, TrunkSource, parse_allow
 
-    def __init__(self, router, sip, trunks: tuple[TrunkSettings, ...], registrar, clock):
-        self.router = router
-        self.sip = sip
-        self.trunks = tuple(t for t in trunks if t.allow)
-        self.registrar = registrar
-        self.clock = clock
-
-    def sip_event(self, ev) -> None:
-        from callcenter.sip.events import CallOffered, ContactsChanged
-
-        if isinstance(ev, ContactsChanged):
-            log.info("registrations of %s: %s", ev.aor, ", ".join(ev.contacts) or "none")
-        elif isinstance(ev, CallOffered):
-            status = self.refusal(ev)
-            if status is not None:
-                log.warning("call %s from %s:%s to %s refused with %s", ev.call_id, *ev.source, ev.to_user, status)
-                self.sip.command("reject", ev.call_id, status)
-                return
-        self.router.sip_event(ev)
-
-    def refusal(self, ev) -> int | None:
-        if not self.trunks:
-            return None
-        ip = ev.source[0]
-        allowing = [t for t in self.trunks if t.allows(ip)]
-        if allowing:
-            if any(not t.dids for t in allowing):
-                return None
-            ruri = _uri(ev.request_uri)
-            numbers = {ev.to_user, ruri.user if ruri else None}
-            return None if any(n in t.dids for t in allowing for n in numbers) else 404
-        return None if self._registered_from(ev, ip) else 403
-
-    def _registered_from(self, ev, ip: str) -> bool:
-        uri = _uri(ev.from_uri)
-        if self.registrar is None or uri is None or not uri.user:
-            return False
-        aor = f"sip:{uri.user}@{uri.host.lower()}"
-        return any(b.source[0] == ip for b in self.registrar.bindings(aor, self.clock.seconds()))
-
-
-def _uri(text: str):
-    from callcenter.sip.message import SipParseError, parse_uri
-
-    try:
-        return parse_uri(text.strip().strip("<>"))
-    except SipParseError:
-        return None
+    a = settings.admission
+    trunks = tuple(TrunkSource(t.name, tuple(parse_allow(x) for x in t.allow), t.dids)
+                   for t in settings.trunks if t.allow)
+    auth = InviteAuth(realm=settings.sip.realm, lookup=lookup, algorithms=settings.sip.digest_algorithms)
+    return AdmissionPolicy(
+        public_dids=settings.sip.dids, trunks=trunks, auth=auth,
+        limits=Limits(a.max_calls, a.max_calls_per_source, a.retry_after_s),
+        ack_timeout_s=a.ack_timeout_s, first_rtp_timeout_s=a.first_rtp_timeout_s,
+        max_write_backlog=a.max_write_backlog)
 
 
 def make_defence(s: Settings):
@@ -210,6 +170,7 @@ class Hotline:
         from aiohttp import web
 
         from callcenter.calls import CallRouter
+        from callcenter.dialplan import DialPlan
         from callcenter.prompts import PromptLibrary
         from callcenter.sip.registrar import Registrar
         from callcenter.sip.ua import UserAgent
@@ -304,8 +265,10 @@ class Hotline:
             publish=lambda kind, data, to_user=None: hub_holder["hub"].publish(kind, data, to_user=to_user)
             if hub_holder.get("hub") else None,
             outbound_ring_s=s.followup.ring_timeout_s,
+            admission=admission_policy(s, self.credentials.lookup),
+            dialplan=DialPlan(s.dialplan.allow, s.dialplan.deny),
         )
-        self.sip.listener = CallAdmission(self.router, self.sip, s.trunks, self.registrar, self.reactor)
+        self.sip.listener = self.router
         self._start_media_yield()
         desk = await self._start_acd(hub_holder)
         await self._start_followups(service)

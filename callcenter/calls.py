@@ -21,6 +21,8 @@ from typing import Any, Awaitable, Callable, Protocol
 import numpy as np
 
 from callcenter import acd
+from callcenter.admission import AdmissionPolicy, CallBook
+from callcenter.dialplan import DialPlan
 from callcenter.media import events as media
 from callcenter.media.recorder import StereoMixer
 from callcenter.media.session import MediaSession
@@ -109,6 +111,9 @@ class Call:
         self.callback_requested = False
         # SDP answer kept while the caller waits for an agent to pick up (direct extension calls).
         self.pending_answer: bytes | None = None
+        # Inbound calls: our 200 OK must be ACKed within [admission] ack_timeout_s.
+        self.inbound = False
+        self.acked = False
         self._rec_tasks: list[Any] = []
 
     # -- media events ------------------------------------------------------------------
@@ -649,6 +654,7 @@ class Call:
         if self.leg is not None:
             self.leg.close()
         r.calls.pop(self.call_id, None)
+        r.book.remove(self.call_id)
         if r.on_call_ended is not None:
             try:
                 r.on_call_ended(self)
@@ -995,6 +1001,8 @@ class CallRouter:
         live_stt=None,
         publish: Callable[..., None] | None = None,
         rng: random.Random | None = None,
+        admission: AdmissionPolicy | None = None,
+        dialplan: DialPlan | None = None,
     ):
         self.sip = sip
         self.rtp = rtp
@@ -1028,6 +1036,17 @@ class CallRouter:
         # Kept-place callbacks in progress, under the original caller's call id (the ACD's key).
         self.callbacks: dict[str, CallbackCall] = {}
         self.rejected = 0
+        # Call admission (callcenter.admission): None admits every call to a DID or a
+        # registered extension, as before admission existed (unit tests' routers).
+        self.admission = admission
+        self.dialplan = dialplan or DialPlan()
+        self.book = CallBook()  # live inbound calls by source, for the limits
+        # Database writes waiting in the single writer (callcenter.write_queue), for admission.
+        self.write_backlog: Callable[[], int] = lambda: 0
+        # Hears (source, user, reason) when an INVITE's digest answer failed (for bans).
+        self.on_digest_failed: Callable[[tuple[str, int], str, str], None] | None = None
+        self._refused: dict[int, int] = {}
+        self._refused_logged_at = float("-inf")
         # Hears every call with a citizen that ends (callcenter.metrics counts the outcomes).
         self.on_call_ended: Callable[[Call], None] | None = None
         self._watchdog = None
@@ -1045,6 +1064,14 @@ class CallRouter:
     def sip_event(self, ev) -> None:
         if isinstance(ev, sip_events.CallOffered):
             self._offered(ev)
+            return
+        if isinstance(ev, sip_events.ContactsChanged):
+            log.info("registrations of %s: %s", ev.aor, ", ".join(ev.contacts) or "none")
+            return
+        if isinstance(ev, sip_events.CallAcked):
+            acked = self.calls.get(ev.call_id)
+            if acked is not None:
+                acked.acked = True
             return
         if isinstance(ev, sip_events.MessageRejected):
             log.warning("SIP message from %s rejected (%s): %s", ev.source, ev.status, ev.reason)
@@ -1100,9 +1127,15 @@ class CallRouter:
         return self.calls.get(call_id) or self.callbacks.get(call_id)
 
     def outbound_route(self, number: str):
-        """(target URI, address, credentials) to call a citizen's number through the first trunk."""
+        """(target URI, address, credentials) to call a citizen's number through the first trunk;
+        None when there is no trunk or the dial plan refuses the number."""
         from callcenter.sip.ua import Credentials
 
+        checked = self.dialplan.check(number)
+        if not checked.allowed:
+            log.warning("not calling %r: %s", number, checked.reason)
+            return None
+        number = checked.number
         for trunk in self.trunks:
             if trunk.host:
                 creds = Credentials(trunk.username, trunk.password) if trunk.username else None
@@ -1207,7 +1240,36 @@ class CallRouter:
             return []
         return registrar.bindings_for_user(extension, self.clock.seconds())
 
+    def _admit(self, ev) -> bool:
+        """Call admission's verdict on a new INVITE: False when it was refused (already answered)."""
+        if self.admission is None:
+            return True
+        now = self.clock.seconds()
+        verdict, _, headers, auth = self.admission.assess(
+            source=ev.source, numbers=(ev.to_user, _uri_user(ev.request_uri)),
+            is_extension=lambda n: n not in self.flows_by_did and bool(self.bindings_for(n)),
+            proxy_authorization=getattr(ev, "proxy_authorization", None),
+            calls_total=len(self.book), calls_from_source=self.book.from_ip(ev.source[0]),
+            backlog=self.write_backlog(), now=now)
+        if auth.kind in ("bad", "forged") and self.on_digest_failed is not None:
+            self.on_digest_failed(ev.source, ev.from_user or "", f"INVITE digest {auth.kind}")
+        if verdict.action == "admit":
+            return True
+        self.rejected += 1
+        self.sip.command("reject", ev.call_id, verdict.status, headers=headers)
+        if verdict.status != 407:
+            # Refusals come in floods: one summary line every 10 s, not one per INVITE.
+            self._refused[verdict.status] = self._refused.get(verdict.status, 0) + 1
+            if now - self._refused_logged_at >= 10.0:
+                counts = ", ".join(f"{n} × {s}" for s, n in sorted(self._refused.items()))
+                log.warning("calls refused: %s (latest from %s:%s: %s)", counts, *ev.source[:2], verdict.why)
+                self._refused.clear()
+                self._refused_logged_at = now
+        return False
+
     def _offered(self, ev) -> None:
+        if not self._admit(ev):
+            return
         did = self._did_for(ev)
         extension = None
         if did is None and ev.to_user and self.bindings_for(ev.to_user):
@@ -1245,6 +1307,8 @@ class CallRouter:
             session_id=self.rng.getrandbits(31),
         )
         self.calls[call.call_id] = call
+        call.inbound = True
+        self.book.add(call.call_id, ev.source[0])
         self.spawn(
             self.services.call_started(
                 call_id=call.call_id, direction="inbound", did=did or extension, caller=call.caller, now=self.now_dt()
@@ -1294,9 +1358,22 @@ class CallRouter:
     def _watch(self) -> None:
         self._watchdog = None
         now = self.clock.seconds()
+        policy = self.admission
         for call in list(self.calls.values()):
             call.check_silence(now)
             last = getattr(call.leg.session, "last_received_at", None) if call.leg else None
+            if policy is not None and call.answered_at is not None and not call.ended:
+                # A caller that never ACKs our 200 OK, or never sends a packet of audio, holds
+                # a port for nothing (the slow-INVITE attack): end it within seconds.
+                since = now - call.answered_at
+                if call.inbound and not call.acked and since > policy.ack_timeout_s:
+                    log.info("call %s: no ACK after %.0f s, hanging up", call.call_id, since)
+                    call.hangup("no ack")
+                    continue
+                if last is None and since > policy.first_rtp_timeout_s:
+                    log.info("call %s: no RTP from the caller after %.0f s, hanging up", call.call_id, since)
+                    call.hangup("no rtp")
+                    continue
             started = call.answered_at or now
             if now - (last if last is not None else started) > self.rtp_timeout_s:
                 log.warning("call %s: no RTP for %.0f s, hanging up", call.call_id, self.rtp_timeout_s)

@@ -6,7 +6,7 @@ gave up before answer) or, for calls we place, `CallFailed`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = [
     "Event",
@@ -41,6 +41,8 @@ class CallOffered(Event):
     sdp: bytes
     source: tuple[str, int]
     received_at: float
+    # The INVITE's credentials, for call admission's 407 check (callcenter.admission).
+    proxy_authorization: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,8 @@ class _Call:
     credentials: Credentials | None = None
     auth_attempts: int = 0
     last_failure: SipResponse | None = None
+    # Set once we sent a 2xx: a dialog existed, so its Call-ID is never reused as a retry.
+    answered_at_least_once: bool = False
 
 
 # INVITE bodies we can take: SDP, or SDP inside multipart/mixed (RFC 4475 mpart01).
@@ -224,7 +226,8 @@ class UserAgent:
     def answer(self, call_id: str, sdp: bytes, now: float) -> bool:
         return self._call_command(call_id, "uas", "answer", now, sdp=sdp)
 
-    def reject(self, call_id: str, status: int, now: float, reason: str | None = None) -> bool:
+    def reject(self, call_id: str, status: int, now: float, reason: str | None = None,
+               headers=()) -> bool:
         if not 300 <= status <= 699:
             raise ValueError(f"reject needs a final non-2xx status, not {status}")
         call = self._calls.get(call_id)
@@ -234,7 +237,8 @@ class UserAgent:
             self._fire(call.reinvite_tx, "failure_sent", now, resp)
             call.reinvite_tx = None
             return True
-        return self._call_command(call_id, "uas", "reject", now, status=status, reason=reason)
+        return self._call_command(call_id, "uas", "reject", now, status=status, reason=reason,
+                                  headers=tuple(headers))
 
     def answer_reoffer(self, call_id: str, sdp: bytes, now: float) -> bool:
         call = self._calls.get(call_id)
@@ -475,7 +479,12 @@ class UserAgent:
         if to_tag is not None:
             self._on_reinvite(req, dest, now)
             return
-        if req.call_id in self._calls:
+        earlier = self._calls.get(req.call_id)
+        if earlier is not None and _retry_after_refusal(earlier, req):
+            # §22.2: the INVITE again with credentials after our 407 (same Call-ID and
+            # From tag, higher CSeq): a new call, the refused one is forgotten.
+            del self._calls[req.call_id]
+        elif earlier is not None:
             # §8.2.2.2: same Call-ID without a To-tag but a new transaction — a fork
             # merging back, or a peer reusing the Call-ID.
             self._reply(req, dest, 482, now)
@@ -503,6 +512,7 @@ class UserAgent:
             call_id=call.call_id, from_uri=str(from_na.uri), from_user=from_na.uri.user,
             from_display=from_na.display, to_user=to_na.uri.user, request_uri=req.uri,
             sdp=_sdp_body(req), source=addr, received_at=now,
+            proxy_authorization=req.headers.get("Proxy-Authorization"),
         ))
 
     def _on_reinvite(self, req: SipRequest, dest, now: float) -> None:
@@ -674,12 +684,13 @@ class UserAgent:
         self._send_on_invite_tx(call, 180, now, headers=[("Contact", self._contact(peer=call.peer))])
 
     def _do_send_success(self, call: _Call, now: float, sdp: bytes = b"", **kw) -> None:
+        call.answered_at_least_once = True
         self._send_on_invite_tx(call, 200, now, body=sdp,
                                 headers=self._dialog_response_headers(call.peer))
 
     def _do_send_failure(self, call: _Call, now: float, status: int = 480, reason=None,
-                         **kw) -> None:
-        self._send_on_invite_tx(call, status, now, reason)
+                         headers=(), **kw) -> None:
+        self._send_on_invite_tx(call, status, now, reason, headers=headers)
 
     def _do_send_unavailable(self, call: _Call, now: float, **kw) -> None:
         self._send_on_invite_tx(call, 480, now)
@@ -956,6 +967,14 @@ class UserAgent:
             return
         h = self._same_transaction_headers(inv, "CANCEL", to=inv.headers.get("To") or "")
         self._start_client_tx(SipRequest("CANCEL", inv.uri, h), call.peer, now)
+
+def _retry_after_refusal(call: _Call, req: SipRequest) -> bool:
+    """An INVITE resent after our non-2xx final answer to the first one (a 407 challenge)."""
+    if call.role != "uas" or call.state != "ended" or call.answered_at_least_once:
+        return False
+    from_tag = parse_name_addr(req.headers.get("From") or "").tag
+    return from_tag == call.remote_tag and call.remote_cseq is not None and req.cseq[0] > call.remote_cseq
+
 
 def _sdp_body(msg: SipRequest | SipResponse) -> bytes:
     """The SDP body if there is a readable one, else b"" (the controller decides)."""

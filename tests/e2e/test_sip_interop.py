@@ -467,13 +467,13 @@ def test_allow_listed_trunk_reaches_its_did_and_nothing_else(tmp_path, prompts_d
         stop_server(s)
 
 
-def test_unlisted_source_gets_403_but_a_registered_agent_phone_may_call(tmp_path, prompts_dir):
-    """Allow lists name another network: sipp from 127.0.0.1 gets 403; baresip registered here is answered."""
+def test_unlisted_source_gets_407_but_a_registered_agent_phone_may_call(tmp_path, prompts_dir):
+    """Allow lists name another network: sipp from 127.0.0.1 is challenged (407); baresip answers with its account."""
     trunk = '[[trunks]]\nname = "carrier"\nallow = ["192.0.2.0/24"]\n'
     s = start_server(tmp_path, prompts_dir, extra=trunk)
     udp = Udp()
     try:
-        assert _final_to_invite(udp, s.sip_target, "12319") == 403
+        assert _final_to_invite(udp, s.sip_target, "12319") == 407
         _add_account(s, "2001", "baresip-pass-1")
         _wait_for_account(s, "2001", "baresip-pass-1")
         with Baresip(user="2001", registrar=s.sip_target, password="baresip-pass-1") as phone:

@@ -1,6 +1,6 @@
 """The Twisted SIP driver with the real user agent and registrar on a fake reactor: datagrams
-in and out, timers re-armed on the fake clock, digest REGISTER against the credential cache,
-and call admission for IP-allow-listed trunks."""
+in and out, timers re-armed on the fake clock, digest REGISTER against the credential cache
+(call admission: test_call_admission.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ import random
 
 import pytest
 
-from callcenter.bootstrap import CallAdmission
-from callcenter.config import TrunkSettings
 from callcenter.sip.digest import build_authorization, ha1, parse_challenge
 from callcenter.sip.events import CallOffered, ContactsChanged
 from callcenter.sip.message import SipRequest, SipResponse, parse_message
@@ -169,61 +167,3 @@ def test_garbage_does_not_stop_the_endpoint(setup):
     assert endpoint.errors == 0
 
 
-# ------------------------------------------------------------------- call admission
-
-
-def _admission(setup, trunks):
-    reactor, endpoint, port, router, registrar = setup
-    gate = CallAdmission(router, endpoint, tuple(trunks), registrar, reactor)
-    endpoint.listener = gate
-    return gate
-
-
-def _offered(router) -> list[CallOffered]:
-    return [e for e in router.events if isinstance(e, CallOffered)]
-
-
-def test_without_allow_lists_every_call_reaches_the_router(setup):
-    """No trunk with `allow`: the gate lets any INVITE through (the hotline's behaviour before trunks)."""
-    _admission(setup, [TrunkSettings(name="c", host="203.0.113.5", register=True, username="u", password="p")])
-    _, endpoint, port, router, _ = setup
-    endpoint.datagramReceived(invite(), PHONE)
-    assert len(_offered(router)) == 1
-
-
-def test_allowed_trunk_source_passes_and_others_get_403(setup):
-    """An INVITE from a trunk's allowed network reaches the router; one from elsewhere gets 403."""
-    _admission(setup, [TrunkSettings(name="carrier", allow=("192.0.2.0/28",), dids=("12319",))])
-    _, endpoint, port, router, _ = setup
-    endpoint.datagramReceived(invite(call_id="ok@x"), PHONE)
-    endpoint.datagramReceived(invite(call_id="bad@x", branch="z9hG4bKbad"), ("198.51.100.77", 5060))
-    assert [e.call_id for e in _offered(router)] == ["ok@x"]
-    finals = [(m.status, m.call_id) for m, _ in _sent(port) if m.status >= 200]
-    assert finals == [(403, "bad@x")]
-
-
-def test_allowed_trunk_calling_a_number_it_does_not_carry_gets_404(setup):
-    """A trunk that lists its DIDs cannot reach other numbers through the allow list."""
-    _admission(setup, [TrunkSettings(name="carrier", allow=("192.0.2.10",), dids=("96310",))])
-    _, endpoint, port, router, _ = setup
-    endpoint.datagramReceived(invite(), PHONE)  # to 12319
-    assert _offered(router) == []
-    assert [m.status for m, _ in _sent(port)][-1] == 404
-
-
-def test_registered_phone_may_call_despite_allow_lists(setup):
-    """An agent phone registered here calls from its registered address: admitted although not allow-listed."""
-    _admission(setup, [TrunkSettings(name="carrier", allow=("203.0.113.0/24",))])
-    _, endpoint, port, router, _ = setup
-    _register(endpoint, branch="z9hG4bKa1", cseq=1)
-    [(challenge, _)] = _sent(port)
-    _register(endpoint, branch="z9hG4bKa2", cseq=2,
-              auth=_authorize(challenge.headers.get("WWW-Authenticate"), "agent-pass-1"))
-    call = invite(call_id="agent@x", branch="z9hG4bKagent").replace(
-        b"sip:13800138000@192.0.2.10>", b"sip:1001@127.0.0.1>")
-    endpoint.datagramReceived(call, PHONE)
-    assert [e.call_id for e in _offered(router)] == ["agent@x"]
-    # The same From user from another address is a stranger.
-    endpoint.datagramReceived(call.replace(b"agent@x", b"spoof@x").replace(b"z9hG4bKagent", b"z9hG4bKsp"),
-                              ("198.51.100.9", 5062))
-    assert [e.call_id for e in _offered(router)] == ["agent@x"]

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import random
-
 import pytest
 
 from callcenter.admission import (
-    CallBook, InviteAuth, Limits, Offer, decide, parse_allow, source_allowed,
+    AuthResult, CallBook, InviteAuth, Limits, Offer, decide, parse_allow, source_allowed,
 )
 from callcenter.sip.digest import build_authorization, ha1, parse_challenge
 
@@ -26,6 +24,7 @@ def offer(source="outsider", target="did", auth="none", open_dids=True, total=0,
     (offer(target="extension", auth="bad"), "reject", 403),
     (offer(target="other", auth="bad"), "reject", 403),
     (offer(target="extension", auth="stale"), "challenge", 407),
+    (offer(target="extension", auth="forged"), "challenge", 407),
     (offer(source="phone", target="extension", auth="ok"), "admit", 0),
     (offer(source="phone", target="other", auth="ok"), "reject", 404),
     (offer(source="phone", target="did", auth="ok", open_dids=False), "admit", 0),
@@ -84,7 +83,10 @@ ACCOUNTS = {"1001": ha1("1001", REALM, "agent-pass-1")}
 
 
 def _auth(**kw) -> InviteAuth:
-    return InviteAuth(realm=REALM, lookup=lambda user, algo: ACCOUNTS.get(user), rng=random.Random(7), **kw)
+    return InviteAuth(realm=REALM, lookup=lambda user, algo: ACCOUNTS.get(user), **kw)
+
+
+PHONE_IP = "192.0.2.20"
 
 
 def _answer(challenge_headers, user="1001", password="agent-pass-1", nc=1) -> str:
@@ -94,35 +96,34 @@ def _answer(challenge_headers, user="1001", password="agent-pass-1", nc=1) -> st
 
 
 def test_right_password_proves_the_account():
-    """A phone answering the 407 with its account's password is that account."""
+    """A phone answering the 407 with its account's password is that account; replaying it is stale."""
     auth = _auth()
-    headers = auth.challenge(100.0)
+    headers = auth.challenge(PHONE_IP, 100.0)
     assert headers[0][0] == "Proxy-Authenticate" and 'qop="auth"' in headers[0][1]
-    assert auth.check(_answer(headers), "INVITE", 101.0).kind == "ok"
-    assert auth.check(_answer(headers), "INVITE", 101.0).kind == "stale"  # the same nc again is a replay
+    assert auth.check(_answer(headers), "INVITE", PHONE_IP, 101.0) == AuthResult("ok", "1001")
+    assert auth.check(_answer(headers), "INVITE", PHONE_IP, 101.0).kind == "stale"
+    assert auth.check(_answer(headers, nc=2), "INVITE", PHONE_IP, 101.0).kind == "ok"
 
 
-def test_wrong_password_unknown_user_and_forged_nonce_look_the_same():
-    """Wrong password and unknown user both give `bad`; a nonce we never issued is never checked against a password."""
+def test_wrong_password_and_unknown_user_look_the_same():
+    """Wrong password and unknown user both give `bad`; a nonce given to another address is `forged` whatever the password."""
     auth = _auth()
-    headers = auth.challenge(100.0)
-    assert auth.check(_answer(headers, password="guess-1234"), "INVITE", 101.0).kind == "bad"
-    assert auth.check(_answer(headers, user="9999"), "INVITE", 101.0).kind == "bad"
-    forged = _answer(headers).replace(parse_challenge(headers[0][1]).nonce, "f" * 32)
-    wrong_forged = _answer(headers, password="guess-1234").replace(parse_challenge(headers[0][1]).nonce, "f" * 32)
-    assert auth.check(forged, "INVITE", 101.0) == auth.check(wrong_forged, "INVITE", 101.0)
-    assert auth.check("Digest garbage", "INVITE", 101.0).kind == "bad"
-    assert auth.check(None, "INVITE", 101.0).kind == "none"
+    headers = auth.challenge(PHONE_IP, 100.0)
+    assert auth.check(_answer(headers, password="guess-1234"), "INVITE", PHONE_IP, 101.0).kind == "bad"
+    assert auth.check(_answer(headers, user="9999"), "INVITE", PHONE_IP, 101.0).kind == "bad"
+    assert auth.check(_answer(headers), "INVITE", "198.51.100.9", 101.0).kind == "forged"
+    assert auth.check(_answer(headers, password="guess-1234"), "INVITE", "198.51.100.9", 101.0).kind == "forged"
+    forged = _answer(headers).replace(parse_challenge(headers[0][1]).nonce, "f" * 40)
+    assert auth.check(forged, "INVITE", PHONE_IP, 101.0).kind == "forged"
+    assert auth.check("Digest garbage", "INVITE", PHONE_IP, 101.0).kind == "bad"
+    assert auth.check(None, "INVITE", PHONE_IP, 101.0).kind == "none"
 
 
-def test_nonces_expire_and_are_capped():
-    """An old nonce is stale; a flood of challenges never keeps more than the cap."""
-    auth = _auth(nonce_ttl=10.0, max_nonces=50)
-    headers = auth.challenge(0.0)
-    assert auth.check(_answer(headers), "INVITE", 15.0).kind == "stale"
-    for i in range(1000):
-        auth.challenge(1.0 + i * 0.001)
-    assert len(auth) == 50
+def test_old_nonce_is_stale():
+    """A nonce past its lifetime is stale (the phone retries without asking its user)."""
+    auth = _auth(nonce_ttl=10.0)
+    headers = auth.challenge(PHONE_IP, 0.0)
+    assert auth.check(_answer(headers), "INVITE", PHONE_IP, 15.0).kind == "stale"
 
 
 def test_call_book_counts_per_source():
