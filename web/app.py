@@ -259,7 +259,9 @@ async def login_submit(request: web.Request) -> web.Response:
         return refuse(400, "missing_credentials", "请输入用户名和密码。")
     verdict = ctx.throttle.check(username, source, ctx.now())
     if not verdict.allowed:
-        await ctx.audit.record("", "login_throttled", username, source, {"by": verdict.key}, ctx.local_now())
+        if verdict.first:  # one entry per lock, not one per refused request of a flood
+            await ctx.audit.record("", "login_throttled", username, source,
+                                   {"by": verdict.key, "retry_after_s": verdict.retry_after_s}, ctx.local_now())
         return refuse(429, "too_many_attempts",
                       f"登录失败次数过多，请在 {_wait_text(verdict.retry_after_s)}后再试。", verdict.retry_after_s)
     user = await ctx.auth_store.verify_login(username, password)

@@ -40,6 +40,7 @@ class _Counter:
     window_start: float = 0.0
     locked_until: float = 0.0
     lockouts: int = 0  # consecutive lockouts: each one doubles the next
+    refused: bool = False  # a check was refused during the current lock (report it once)
 
     def expires(self, rules: ThrottleRules) -> float:
         return max(self.locked_until, self.window_start + rules.window_s)
@@ -50,6 +51,7 @@ class Verdict:
     allowed: bool
     retry_after_s: int = 0  # whole seconds, ≥ 1 when refused
     key: str = ""  # "user" or "source": which counter refused
+    first: bool = False  # the first refusal of this lock: worth one audit entry, the rest are not
 
 
 @dataclass
@@ -63,7 +65,8 @@ class LoginThrottle:
         for kind, table, key in (("source", self.sources, source), ("user", self.users, _norm(user))):
             c = table.get(key)
             if c is not None and c.locked_until > now:
-                return Verdict(False, max(1, math.ceil(c.locked_until - now)), kind)
+                first, c.refused = not c.refused, True
+                return Verdict(False, max(1, math.ceil(c.locked_until - now)), kind, first)
         return Verdict(True)
 
     def failed(self, user: str, source: str, now: float) -> Verdict:
@@ -86,6 +89,7 @@ class LoginThrottle:
                 lock = min(self.rules.max_lockout_s, self.rules.lockout_s * (2 ** c.lockouts))
                 c.locked_until = now + lock
                 c.lockouts += 1
+                c.refused = False
                 c.failures, c.window_start = 0, now
                 if verdict.allowed:
                     verdict = Verdict(False, max(1, math.ceil(lock)), kind)

@@ -21,6 +21,7 @@ def test_user_locked_after_limit_with_retry_after():
     refused = t.check("admin", "10.0.0.9", 5)
     assert not refused.allowed and refused.retry_after_s == 7 and refused.key == "user"
     assert t.check("agent1", "10.0.0.9", 5).allowed  # other names are not affected
+    assert refused.first and not t.check("admin", "10.0.0.8", 6).first  # reported once per lock
     assert t.check("admin", "10.0.0.9", 12.5).allowed
 
 
