@@ -66,8 +66,16 @@ class DeskService:
             raise DeskError("no target", "请填写转接目标。")
         if kind == "number" and not (target.isdigit() and 3 <= len(target) <= 20):
             raise DeskError("bad number", "外线号码只能是3到20位数字。")
+        if kind == "number":
+            self._check_dial_plan(target)
         if not self.is_agent(username) or not self.acd.handle(acd.TransferRequested(username, call_id, kind, target)):
             raise DeskError("transfer refused", "不能转接：通话已结束，或目标坐席未签入、队列不存在。")
+
+    def _check_dial_plan(self, number: str) -> None:
+        """The [dialplan] (callcenter/dialplan.py) refuses international and premium numbers."""
+        checked = self.router.dialplan.check(number)
+        if not checked.allowed:
+            raise DeskError(f"dial plan: {checked.reason}", checked.message_zh)
 
     # -- attended transfer (咨询转接) -------------------------------------------------------------
     def _own_call(self, username: str, call_id: str):
@@ -91,6 +99,7 @@ class DeskService:
         elif kind == "number":
             if not (target.isdigit() and 3 <= len(target) <= 20):
                 raise DeskError("bad number", "外线号码只能是3到20位数字。")
+            self._check_dial_plan(target)
             ok = call.start_consult(target, number=True)
         else:
             raise DeskError(f"bad consult kind {kind!r}", "咨询转接只能转给坐席或外线号码。")
