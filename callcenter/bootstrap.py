@@ -342,8 +342,13 @@ class Hotline:
 
     def _listen_sip(self, s, CannotListenError) -> None:
         """Bind SIP over UDP, TCP on the same port number (`[sip] tcp`) and TLS (`tls_cert`)."""
+        import os
+
+        from callcenter.media.srtp import SdesCalls
         from callcenter.twisted_sip import SipStreamFactory, tls_context
 
+        self.sip.sdes = SdesCalls(s.sip.srtp, os.urandom)  # SRTP keys on TLS legs
+        self.sip.rtp_leg = self.rtp.legs.get
         limits = dict(idle_s=s.sip.stream_idle_s, first_message_s=s.sip.stream_first_message_s,
                       max_per_source=s.sip.stream_max_per_source,
                       max_connections=s.sip.stream_max_connections)

@@ -13,6 +13,7 @@ idle timer; the factory caps connections per source IP and in total.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Callable, Protocol
 
@@ -23,6 +24,9 @@ from callcenter.sip.framing import FramingError, StreamFramer
 from callcenter.sip.defence import Defence, LogTally, SourceBanned
 from callcenter.sip.events import DigestFailed, MessageRejected
 from callcenter.sip.ua import UserAgent
+from callcenter.sip.events import (
+    CallAnswered, CallCancelled, CallEnded, CallFailed, CallOffered, CallProgressed, ReofferReceived,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +64,11 @@ class SipEndpoint(DatagramProtocol):
         # Open TCP/TLS connections by peer address (what the UA knows them by).
         self.streams: dict[tuple[str, int], SipStreamProtocol] = {}
         ua.stream_of = self._stream_of
+        # SRTP (callcenter.media.srtp): SDES keys per call on TLS legs, and the RTP leg bound
+        # to a local port (`RtpEngine.legs.get`) whose session gets the SRTP wrapper.
+        self.sdes = None
+        self._srtp_ports: dict[str, int] = {}  # our RTP port of calls we placed with SRTP
+        self.rtp_leg: Callable[[int], object] | None = None
 
     def _stream_of(self, addr) -> tuple[str, int] | None:
         conn = self.streams.get(addr)
@@ -150,7 +159,13 @@ class SipEndpoint(DatagramProtocol):
         """Run a UserAgent command (ringing, answer, reject, hangup…) at the current time."""
         method: Callable = getattr(self.ua, name)
         try:
+            if self.sdes is not None and name in ("answer", "answer_reoffer", "invite"):
+                args, kwargs, srtp_after = self._srtp_out(name, args, kwargs)
+            else:
+                srtp_after = None
             result = method(*args, now=self.clock.seconds(), **kwargs)
+            if srtp_after is not None:
+                srtp_after(result)
         except Exception:
             self.errors += 1
             log.exception("SIP command %s failed", name)
@@ -183,6 +198,10 @@ class SipEndpoint(DatagramProtocol):
             if isinstance(ev, (MessageRejected, DigestFailed)):
                 self._bad_input(ev, self.clock.seconds())
                 continue
+            if self.sdes is not None:
+                ev = self._srtp_in(ev)
+                if ev is None:
+                    continue
             if self.listener is not None:
                 try:
                     self.listener.sip_event(ev)
@@ -193,6 +212,74 @@ class SipEndpoint(DatagramProtocol):
             # Listeners may have issued commands; those already flushed themselves.
             pass
         self._rearm()
+
+    # -- SRTP on TLS legs ----------------------------------------------------------------------
+    def _is_tls(self, addr) -> bool:
+        conn = self.streams.get(addr)
+        return conn is not None and conn.factory.transport_name == "TLS"
+
+    def _srtp_in(self, ev):
+        """Take SDES keys out of what the controller will see; None: refused here."""
+        from callcenter.media.srtp import Refuse
+
+        sdes = self.sdes
+        if isinstance(ev, CallOffered) or (isinstance(ev, ReofferReceived) and ev.call_id in sdes):
+            secure = self._is_tls(ev.source) if isinstance(ev, CallOffered) else True
+            seen = sdes.offer_in(ev.call_id, ev.sdp, secure=secure)
+            if isinstance(seen, Refuse):
+                log.info("call %s: %s (%d)", ev.call_id, seen.reason, seen.status)
+                self.command("reject", ev.call_id, seen.status, reason=seen.reason)
+                return None
+            return ev if seen is ev.sdp else dataclasses.replace(ev, sdp=seen)
+        if isinstance(ev, (CallAnswered, CallProgressed)) and ev.sdp and ev.call_id in sdes:
+            got = sdes.answer_in(ev.call_id, ev.sdp)
+            if isinstance(got, Refuse):
+                log.info("call %s: %s; hanging up", ev.call_id, got.reason)
+                self.command("hangup", ev.call_id)
+                return None
+            plain, context = got
+            self._secure_leg(self._srtp_ports.get(ev.call_id), context)
+            return dataclasses.replace(ev, sdp=plain)
+        if isinstance(ev, (CallEnded, CallCancelled, CallFailed)):
+            sdes.forget(ev.call_id)
+            self._srtp_ports.pop(ev.call_id, None)
+        return ev
+
+    def _srtp_out(self, name: str, args: tuple, kwargs: dict):
+        """Put our SDES key into an answer or offer; returns the arguments and what to do
+        with the command's result (None: nothing)."""
+        sdes = self.sdes
+        if name == "invite":
+            remote = kwargs.get("remote")
+            sdp, local = sdes.offer_out(kwargs.get("sdp") or b"", secure=self._is_tls(remote))
+            if local is None:
+                return args, kwargs, None
+            port = _audio_port(sdp)
+
+            def placed(call_id):
+                if call_id:
+                    sdes.placed(call_id, local)
+                    self._srtp_ports[call_id] = port
+            return args, {**kwargs, "sdp": sdp}, placed
+        call_id, sdp = args[0], args[1]
+        if call_id not in sdes:
+            return args, kwargs, None
+        sent, context = sdes.answer_out(call_id, sdp)
+        if context is not None:
+            self._secure_leg(_audio_port(sdp), context)
+        return (call_id, sent, *args[2:]), kwargs, None
+
+    def _secure_leg(self, port: int | None, context) -> None:
+        from callcenter.media.srtp import SrtpSession
+
+        leg = self.rtp_leg(port) if self.rtp_leg is not None and port is not None else None
+        if leg is None:
+            log.warning("SRTP: no RTP leg on port %s", port)
+            return
+        if isinstance(leg.session, SrtpSession):
+            object.__setattr__(leg.session, "context", context)
+        else:
+            leg.session = SrtpSession(leg.session, context)
 
     def _rearm(self) -> None:
         at = self.ua.get_timer()
@@ -214,6 +301,16 @@ class SipEndpoint(DatagramProtocol):
         self._timer = None
         for conn in list(self.streams.values()):
             conn.transport.loseConnection()
+
+
+def _audio_port(sdp: bytes) -> int | None:
+    from callcenter.sip.sdp import SdpError, parse_sdp
+
+    try:
+        audio = parse_sdp(sdp).audio
+    except SdpError:
+        return None
+    return audio.port if audio is not None else None
 
 
 class SipStreamProtocol(StreamProtocol):

@@ -10,16 +10,20 @@ import socket
 import sqlite3
 import subprocess
 import time
+import wave
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.audio import best_correlation, decode_ulaw, wav_pcm
 from tests.e2e.conftest import Server, start_server, stop_server
-from tests.e2e.peers.pcap import build_rtp_pcap
+from tests.e2e.peers.pcap import build_rtp_pcap, encode_g711, speech_pcm
 from tests.e2e.peers.ports import free_tcp_port
-from tests.e2e.peers.runner import kill_group, run_sipp
+from tests.e2e.peers.runner import Baresip, BaresipError, kill_group, run_sipp
 
 pytestmark = pytest.mark.e2e
+
+SPEECH = "aishell1_BAC009S0002W0122.wav"
 
 
 def make_test_certificate(folder: Path) -> tuple[Path, Path]:
@@ -129,3 +133,92 @@ class TlsFront:
 
     def __exit__(self, *exc) -> None:
         kill_group(self._proc, grace=0.5)
+
+
+class TlsSrtpBaresip(Baresip):
+    """baresip whose account speaks SIP over TLS (checking our test certificate) and insists
+    on SRTP with SDES keys (`mediaenc=srtp-mand`)."""
+
+    def __init__(self, *, cafile: Path, tls_port: int, **kwargs):
+        super().__init__(**kwargs)
+        self.cafile = cafile
+        self.tls_port = tls_port
+
+    def _account_line(self) -> str:
+        line = super()._account_line()
+        # The AOR names the TLS port and transport; the registrar and outbound calls follow it.
+        line = line.replace(f"@127.0.0.1:{self.registrar[1]}>", f"@127.0.0.1:{self.tls_port};transport=tls>")
+        return line.rstrip("\n") + ";mediaenc=srtp-mand\n"
+
+    def _write_config(self) -> None:
+        super()._write_config()
+        with open(self.config_dir / "config", "a") as config:
+            config.write(f"sip_cafile\t\t{self.cafile}\nmodule\t\t\tsrtp.so\n")
+
+
+def test_baresip_registers_and_calls_over_tls_with_srtp(tls_server, tmp_path, prompts_dir):
+    """baresip (TLS, srtp-mand) registers as 1001 and calls 12319: the answer carries RTP/SAVP and
+    our key, the hotline's recording holds the caller's speech, and the caller hears the welcome."""
+    speech = speech_pcm(SPEECH)
+    mic = tmp_path / "speech.wav"
+    with wave.open(str(mic), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(speech)
+    with TlsSrtpBaresip(cafile=tls_server.cert, tls_port=tls_server.tls_port, audio_wav=mic, user="1001",
+                        registrar=tls_server.sip_target, password="hotline12319") as phone:
+        try:
+            phone.wait_log(r"1001@127\.0\.0\.1.*200 OK", timeout=15)
+        except BaresipError as exc:
+            raise AssertionError(f"{exc}\n--- server\n{tls_server.log()[-3000:]}") from None
+        phone.dial(f"sip:12319@127.0.0.1:{tls_server.tls_port};transport=tls")
+        established = phone.wait_event("CALL_ESTABLISHED", timeout=15)
+        time.sleep(len(speech) / 16000 + 1.0)
+        phone.hangup()
+        time.sleep(1.0)
+        trace = phone.log_text()
+        heard = phone.received_wav()
+    registered = re.search(r"registrations of sip:1001@127\.0\.0\.1: (\S+)", tls_server.log())
+    assert registered and "transport=tls" in registered.group(1), tls_server.log()[-3000:]
+    answer = re.search(r"SIP/2\.0 200 OK.*?CSeq: \d+ INVITE.*?(v=0.*?)(?:\n\n|\Z)", trace, re.S)
+    assert answer, trace[-4000:]
+    assert re.search(r"m=audio \d+ RTP/SAVP", answer.group(1)), answer.group(1)
+    assert "a=crypto:" in answer.group(1) and "AES_CM_128_HMAC_SHA1_80" in answer.group(1)
+
+    call_id = established.get("id")
+    path = _call_recording(tls_server, call_id)
+    stereo, channels, _ = wav_pcm(path.read_bytes())
+    left = stereo[0::channels]
+    # Best of 1 s slices: on a loaded machine the phone's sending has gaps that spoil longer ones.
+    assert _likeness(left, speech) > 0.9
+    assert _likeness(left, speech_pcm("thchs30_D4_750.wav")) < 0.5  # negative control
+    # Our SRTP reached the phone too: it decrypted the welcome prompt.
+    assert heard is not None, trace[-3000:]
+    samples, ch, rate = wav_pcm(heard.read_bytes())
+    mono = samples[0::ch][:: max(1, rate // 8000)]
+    welcome = wav_pcm((prompts_dir / "welcome.wav").read_bytes())[0]
+    assert max(best_correlation(mono, welcome[a: a + 8000]) for a in range(0, 24000, 4000)) > 0.9
+    goodbye = wav_pcm((prompts_dir / "goodbye.wav").read_bytes())[0]
+    assert max(best_correlation(mono, goodbye[a: a + 8000]) for a in range(0, 8000, 4000)) < 0.75
+
+
+def _likeness(recorded, speech: bytes) -> float:
+    """How well `recorded` holds `speech` as it sounds after G.711: the best of 1 s slices."""
+    sent = decode_ulaw(encode_g711(speech, "PCMU"))
+    return max(best_correlation(recorded, sent[a: a + 8000]) for a in range(0, 8000 * 4, 4000))
+
+
+def _call_recording(server: Server, call_id: str | None, timeout: float = 10.0) -> Path:
+    """The whole-call recording of `call_id` (the newest one if baresip gave no id)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with sqlite3.connect(f"file:{server.dir / 'hotline.db'}?mode=ro", uri=True) as db:
+            rows = db.execute("select r.path, r.duration_s from recordings r join calls c on c.call_id = r.call_id "
+                              "where r.kind = 'call' and (? is null or r.call_id = ?) and c.ended_at is not null "
+                              "order by r.id desc", (call_id, call_id)).fetchall()
+        if rows and rows[0][1] > 0:
+            path = Path(rows[0][0])
+            return path if path.is_absolute() else server.dir / path
+        time.sleep(0.3)
+    raise AssertionError(f"no finished call recording for {call_id}\n{server.log()[-3000:]}")
