@@ -6,9 +6,16 @@ per 20 ms tick. Each side arrives in bursts and in packet-sized pieces
 a side with no full frame this tick contributes silence, and a side that
 runs ahead is trimmed so the two channels never drift apart by more than a
 bounded delay. Writing to disk is ``wav.WavWriter``'s job.
+
+Interleaving one 20 ms frame costs more than everything else the mixer does per tick, so
+a recorder that writes in chunks pairs frames with ``advance`` each tick and interleaves
+them all at once with ``take`` when it writes (about once a second); ``tick`` still gives
+one interleaved frame at a time. Both give the same bytes.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 __all__ = ["StereoMixer"]
 
@@ -23,6 +30,9 @@ class StereoMixer:
         self._right = bytearray()
         self._silence = bytes(self._frame)
         self.dropped_bytes = 0
+        # Frames paired by `advance` and not yet interleaved by `take`.
+        self._held_left: list[bytes] = []
+        self._held_right: list[bytes] = []
 
     def add_caller(self, pcm: bytes) -> None:
         """Queue caller audio (16-bit LE mono, 8 kHz)."""
@@ -44,19 +54,50 @@ class StereoMixer:
 
     def _take(self, side: bytearray) -> bytes:
         frame = self._frame
-        if len(side) >= frame:
+        if len(side) == frame:  # the usual case: one packet arrived per tick
+            out = bytes(side)
+            side.clear()
+            return out
+        if len(side) > frame:
             out = bytes(side[:frame])
             del side[:frame]
             return out
         return self._silence
 
     def tick(self) -> bytes:
-        """One interleaved stereo frame (640 bytes for 20 ms), silence for a missing side."""
-        return self._interleave(self._take(self._left), self._take(self._right))
+        """One interleaved stereo frame (640 bytes for 20 ms), silence for a missing side.
+
+        Frames held by ``advance`` and not yet taken come first.
+        """
+        frame = self._interleave(self._take(self._left), self._take(self._right))
+        if self._held_left:
+            return self.take() + frame
+        return frame
+
+    def advance(self) -> tuple[bytes, bytes]:
+        """Pair this tick's frames like ``tick`` but hold them for ``take``: (caller, agent)."""
+        left = self._take(self._left)
+        right = self._take(self._right)
+        self._held_left.append(left)
+        self._held_right.append(right)
+        return left, right
+
+    def take(self) -> bytes:
+        """Interleaved stereo of every frame held since the last take, in one pass."""
+        if not self._held_left:
+            return b""
+        left = np.frombuffer(b"".join(self._held_left), dtype="<i2")
+        right = np.frombuffer(b"".join(self._held_right), dtype="<i2")
+        self._held_left.clear()
+        self._held_right.clear()
+        out = np.empty(2 * len(left), dtype="<i2")
+        out[0::2] = left
+        out[1::2] = right
+        return out.tobytes()
 
     def drain(self) -> bytes:
-        """Everything still queued at the end of a call, padded to whole frames."""
-        out = []
+        """Everything still held or queued at the end of a call, padded to whole frames."""
+        out = [self.take()]
         while self._left or self._right:
             for side in (self._left, self._right):
                 if side and len(side) < self._frame:

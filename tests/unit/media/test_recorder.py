@@ -54,3 +54,46 @@ def test_backlog_bounded_and_drain_pads():
     left, right = _lr(rest)
     assert len(left) == 9 * 160
     assert right[:10] == [9] * 10 and right[10:] == [0] * (len(right) - 10)
+
+
+def _feed(m, step):
+    rng = np.random.default_rng(step)
+    # Bursts, gaps, 10/20/30 ms pieces on both sides, as the network delivers them.
+    for _ in range(int(rng.integers(0, 3))):
+        m.add_caller(rng.integers(-30000, 30000, int(rng.choice([80, 160, 240]))).astype("<i2").tobytes())
+    if rng.random() < 0.9:
+        m.add_agent(rng.integers(-30000, 30000, 160).astype("<i2").tobytes())
+
+
+def test_advance_and_take_give_the_bytes_of_tick():
+    """Frames paired per tick and interleaved in one pass equal tick()'s frames, bit for bit."""
+    ticked, held = StereoMixer(), StereoMixer()
+    expected, got = [], []
+    for step in range(400):
+        _feed(ticked, step)
+        _feed(held, step)
+        expected.append(ticked.tick())
+        caller, agent = held.advance()
+        left, right = _lr(expected[-1])
+        assert np.frombuffer(caller, "<i2").tolist() == left and np.frombuffer(agent, "<i2").tolist() == right
+        if step % 50 == 49:
+            got.append(held.take())
+    got.append(held.take())
+    assert b"".join(got) == b"".join(expected)
+    assert held.take() == b""
+    assert held.dropped_bytes == ticked.dropped_bytes
+
+
+def test_drain_and_tick_include_held_frames_first():
+    """Frames held by advance() come out before newer audio from drain() and tick()."""
+    m = StereoMixer()
+    m.add_caller(_frame(1))
+    m.advance()
+    m.add_caller(_frame(2))
+    left, _ = _lr(m.tick())
+    assert left == [1] * 160 + [2] * 160
+    m.add_caller(_frame(3))
+    m.advance()
+    m.add_caller(_frame(4, 100))
+    left, right = _lr(m.drain())
+    assert left == [3] * 160 + [4] * 100 + [0] * 60 and right == [0] * 320
