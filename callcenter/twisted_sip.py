@@ -345,6 +345,9 @@ class SipStreamProtocol(StreamProtocol):
                 return  # closed meanwhile
             self.messages += 1
             endpoint.datagramReceived(message, self.addr)
+        defence = endpoint.defence
+        if defence is not None and defence.banned(self.addr[0], self.factory.clock.seconds()):
+            self.transport.loseConnection()  # its later bytes would be dropped anyway
 
     def _arm(self, seconds: float) -> None:
         if self._idle is not None and self._idle.active():
@@ -372,7 +375,7 @@ class SipStreamFactory(Factory):
 
     `transport_name` ("TCP" | "TLS") and `local_port` (set once listening) go into our Via
     and Contact on this transport. Connections beyond `max_per_source` from one IP, or
-    `max_connections` in all, are refused at accept.
+    `max_connections` in all, or from a source the defence has banned, are refused at accept.
     """
 
     def __init__(self, endpoint: SipEndpoint, clock, transport_name: str = "TCP", *,
@@ -394,7 +397,9 @@ class SipStreamFactory(Factory):
 
     def buildProtocol(self, addr):
         ip = addr.host
-        if self._count >= self.max_connections or self._per_source.get(ip, 0) >= self.max_per_source:
+        defence = self.endpoint.defence
+        if self._count >= self.max_connections or self._per_source.get(ip, 0) >= self.max_per_source \
+                or (defence is not None and defence.banned(ip, self.clock.seconds())):
             self.refused += 1
             return None  # Twisted closes the connection at once
         self._count += 1
