@@ -5,6 +5,7 @@ Each handler takes `now` from its caller (time is a parameter) and returns plain
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -14,6 +15,7 @@ from typing import Any, Callable, Mapping
 
 from case_core.adapters.sqlalchemy_repo import CaseView, SqlRepository
 from case_core.domain import workflow
+from case_core.domain.bounds import check_action_fields, check_case_texts
 from case_core.domain.calendar import HolidayEntry, WorkCalendar
 from case_core.domain.categories import DEFAULT_CATEGORIES_PATH, Category, CategoryDirectory, load_categories
 from case_core.domain.geo import GridIndex
@@ -269,6 +271,9 @@ class CaseService:
         ``location``) when grid polygons are imported, else from the address in the gazetteer;
         reports that skip verification start their 立案 clock at once.
         """
+        reporter_phone = check_case_texts(description=description, address=address or "",
+                                          reporter_phone=reporter_phone or "",
+                                          reporter_name=str((extra or {}).get("reporter_name") or ""))
         ref = await self.reference()
         if category:
             _check_category(ref, category)
@@ -315,6 +320,7 @@ class CaseService:
         case since ``expected_version`` or between our read and our write).
         """
         fields = dict(fields or {})
+        check_action_fields(fields)
         if action == "absorb":
             raise InvalidField("absorb happens as part of merge", "请在相似案卷上使用“合并”", "action")
         if action == "merge":
@@ -441,10 +447,16 @@ class CaseService:
         views = await self.repo.duplicate_candidates(category=category, created_at=probe.created_at,
                                                      window_days=window_days, exclude_id=case_id)
         ref = await self.reference()
-        nearby = nearby_by_distance(ref.grid_cells.values())
         by_number = {v.number: v for v in views}
-        found = suggest_duplicates(_DupView.of(probe), [_DupView.of(v) for v in views],
-                                   window=timedelta(days=window_days), nearby=nearby, limit=limit)
+
+        def compare() -> list[DuplicateSuggestion]:
+            return suggest_duplicates(_DupView.of(probe), [_DupView.of(v) for v in views],
+                                      window=timedelta(days=window_days),
+                                      nearby=nearby_by_distance(ref.grid_cells.values()), limit=limit)
+
+        # Text comparison grows with the candidates' descriptions: off the event loop that
+        # carries the 20 ms media tick.
+        found = await asyncio.to_thread(compare)
         return [(s, by_number[s.number]) for s in found]
 
     async def search(self, **filters) -> list[CaseView]:

@@ -63,9 +63,19 @@ def _workflow_error(exc: WorkflowError, **more: Any) -> web.Response:
     return _error(422, exc.code, exc.message_zh, detail=exc.message, **extra)
 
 
+# A case or an action is a few texts of at most a few thousand characters (case_core.domain.bounds):
+# a larger body is refused before it is parsed (the app-wide cap is 2 MiB, for photos).
+MAX_JSON_BODY = 64 * 1024
+
+
 async def _json_body(request: web.Request) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > MAX_JSON_BODY:
+        raise _too_large()
+    raw = await request.content.read(MAX_JSON_BODY + 1)
+    if len(raw) > MAX_JSON_BODY:
+        raise _too_large()
     try:
-        body = await request.json()
+        body = json.loads(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError):
         raise web.HTTPBadRequest(text=_dumps({"error": "bad_json", "message": "请求体不是有效的 JSON"}),
                                  content_type="application/json") from None
@@ -73,6 +83,12 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
         raise web.HTTPBadRequest(text=_dumps({"error": "bad_json", "message": "请求体必须是 JSON 对象"}),
                                  content_type="application/json")
     return body
+
+
+def _too_large() -> web.HTTPRequestEntityTooLarge:
+    return web.HTTPRequestEntityTooLarge(
+        MAX_JSON_BODY, MAX_JSON_BODY + 1, content_type="application/json",
+        text=_dumps({"error": "too_large", "message": f"请求体过大：案卷数据最多 {MAX_JSON_BODY // 1024} KB"}))
 
 
 def _bad(message: str) -> web.HTTPBadRequest:

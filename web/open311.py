@@ -284,11 +284,16 @@ async def post_request(request: web.Request) -> web.Response:
     if name:
         extra["reporter_name"] = name
     if form.get("email"):
-        extra["reporter_email"] = str(form["email"])
+        email = str(form["email"]).strip()
+        if len(email) > 254 or "@" not in email:
+            raise Open311Error(400, "email 不是有效的电子邮件地址")
+        extra["reporter_email"] = email
+    if form.get("media_url") and len(str(form["media_url"])) > 2000:
+        raise Open311Error(400, "media_url 过长（最多2000字符）")
     try:
         view = await ctx.service.create_case(
-            channel=CHANNEL, description=description[:4000], actor=user.username, role=user.role,
-            now=local_now(request), reporter_phone=str(form.get("phone") or "")[:64], address=address[:500],
+            channel=CHANNEL, description=description, actor=user.username, role=user.role,
+            now=local_now(request), reporter_phone=str(form.get("phone") or ""), address=address,
             category=f"{kind}:{num}", extra=extra,
         )
     except WorkflowError as exc:

@@ -154,3 +154,19 @@ async def test_categories_list_and_search(api):
     assert (manhole["name"], manhole["pinyin"], manhole["initials"]) == ("污水井盖", "wushuijinggai", "wsjg")
     _, found = await api.call("GET", "/api/categories?q=井盖")
     assert found and all("井盖" in c["name"] or "井盖" in c["class_name"] for c in found)
+
+
+async def test_case_texts_and_bodies_are_bounded_by_meaning(api):
+    """A 4,001-character description, a phone that is not one and an over-long comment get 422 with
+    the Chinese reason and the field; a 70 KB body gets 413 before it is parsed; nothing is stored."""
+    status, body = await api.call("POST", "/api/cases", json={"description": "井" * 4001, "address": "长江路"})
+    assert status == 422 and body["field"] == "description" and "不能超过4000字" in body["message"]
+    status, body = await api.call("POST", "/api/cases", json={"description": "井盖", "reporter_phone": "匿名"})
+    assert status == 422 and body["field"] == "reporter_phone"
+    status, body = await api.call("POST", "/api/cases", json={"description": "井盖", "note": "x" * 70_000})
+    assert status == 413 and body["error"] == "too_large" and "请求体过大" in body["message"]
+    status, found = await api.call("GET", "/api/cases")
+    assert status == 200 and found == []
+    case = await create(api, description="井" * 4000, reporter_phone="025-8334 5678")
+    status, body = await api.act(case, "note", "agent1", {"comment": "好" * 4001})
+    assert status == 422 and body["field"] == "comment"
