@@ -36,6 +36,8 @@ from callcenter.media.events import (
     PlaybackFinished,
     PlaybackStopped,
     RemoteLatched,
+    audio_received,
+    audio_sent,
 )
 from callcenter.media.jitter import JitterBuffer
 from callcenter.media.rtp import HEADER, RtpPacket, RtpParseError, is_rtcp, parse_rtp
@@ -305,7 +307,7 @@ class MediaSession:
         self.packets_sent += 1
         self.bytes_sent += len(datagram)
         if record:
-            events.append(AudioSent(pcm if pcm is not None else _SILENT_PCM))
+            events.append(audio_sent(pcm if pcm is not None else _SILENT_PCM))
         return datagram, events
 
     def _take_bridge(self) -> bytes | None:
@@ -348,7 +350,7 @@ class MediaSession:
                 elif not self._track_sequence(ssrc, sequence):
                     return []
                 pcm = decode(data[12:])
-                audio = AudioReceived(pcm, sequence, timestamp)
+                audio = audio_received(pcm, sequence, timestamp)
                 inband = self._inband
                 if inband is None:
                     return [audio]
@@ -421,7 +423,7 @@ class MediaSession:
         if not payload:
             # Empty packets are NAT keepalives: they latch but carry no audio.
             return events
-        audio = AudioReceived(decode(payload), sequence, timestamp)
+        audio = audio_received(decode(payload), sequence, timestamp)
         if self._jitter is not None:
             return events + self._deliver(self._jitter.push(sequence, audio))
         if not in_order:

@@ -398,3 +398,19 @@ def test_scripted_session_matches_golden_datagrams():
         lines.append(f"{d.hex() if d else '-'} {' '.join(type(e).__name__ for e in ev)}".rstrip())
     expected = GOLDEN_SESSION.read_text().splitlines()
     assert lines == expected
+
+
+def test_per_packet_event_builders_equal_the_dataclasses():
+    """audio_sent/audio_received give the same frozen, equal values as the constructors."""
+    import dataclasses
+
+    import pytest
+
+    from callcenter.media.events import audio_received, audio_sent
+
+    pcm = bytes(range(256)) + bytes(64)
+    assert audio_sent(pcm) == AudioSent(pcm) and type(audio_sent(pcm)) is AudioSent
+    assert audio_received(pcm, 7, 1120) == AudioReceived(pcm, 7, 1120)
+    assert audio_received(pcm, 7, 1120) != AudioReceived(pcm, 8, 1120)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        audio_sent(pcm).pcm = b""
