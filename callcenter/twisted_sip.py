@@ -95,6 +95,10 @@ class SipEndpoint(DatagramProtocol):
         self._after()
 
     # -- defence and bad input ------------------------------------------------------------
+    def digest_failed(self, source: tuple[str, int], user: str, reason: str) -> None:
+        """A failed digest answer found outside the UA (the call admission's 407 check)."""
+        self._bad_input(DigestFailed(source, user, reason), self.clock.seconds())
+
     def _bad_input(self, ev, now: float) -> None:
         ip, port = ev.source[0], ev.source[1]
         if isinstance(ev, DigestFailed):
@@ -427,16 +431,17 @@ def tls_context(cert_path, key_path):
         key_pem = open(key_path, "rb").read()
     except OSError as exc:
         raise ValueError(f"cannot read {exc.filename}: {exc.strerror}") from None
-    marker = b"-----BEGIN CERTIFICATE-----"
-    blocks = [marker + part for part in cert_pem.split(marker)[1:]]
-    if not blocks:
-        raise ValueError(f"{cert_path}: no PEM certificate")
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
     try:
-        leaf = ssl.PrivateCertificate.loadPEM(key_pem + b"\n" + blocks[0])
-        chain = [ssl.Certificate.loadPEM(b).original for b in blocks[1:]]
-        options = ssl.CertificateOptions(privateKey=leaf.privateKey.original, certificate=leaf.original,
-                                         extraCertChain=chain)
+        certs = x509.load_pem_x509_certificates(cert_pem)
+        key = load_pem_private_key(key_pem, password=None)
+    except ValueError as exc:
+        raise ValueError(f"{cert_path} / {key_path}: not a PEM certificate and unencrypted key ({exc})") from None
+    try:
+        options = ssl.CertificateOptions(privateKey=key, certificate=certs[0], extraCertChain=certs[1:])
         options.getContext()  # checks that the key belongs to the certificate
         return options
-    except Exception as exc:  # pyOpenSSL raises several kinds; all mean a bad file pair
+    except Exception as exc:  # pyOpenSSL raises several kinds; all mean a bad pair
         raise ValueError(f"{cert_path} / {key_path}: not a matching PEM certificate and key ({exc})") from None

@@ -1,10 +1,9 @@
-"""SIP over TCP and TLS against a real `hotline serve`: sipp calls the IVR over `-t t1` and
-`-t l1` with a certificate the test makes, and the connection carries the whole dialog."""
+"""SIP over TCP and TLS against a real `hotline serve` with a certificate the test makes: sipp
+calls the IVR over TCP (`-t t1`) and over TLS (socat in front: Debian's sipp has no OpenSSL),
+the connection carrying the whole dialog; baresip registers and calls over TLS with SRTP."""
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import re
 import socket
 import sqlite3
@@ -17,6 +16,7 @@ import pytest
 
 from tests.e2e.audio import best_correlation, decode_ulaw, wav_pcm
 from tests.e2e.conftest import Server, start_server, stop_server
+from tests.e2e.peers.certs import make_test_certificate
 from tests.e2e.peers.pcap import build_rtp_pcap, encode_g711, speech_pcm
 from tests.e2e.peers.ports import free_tcp_port
 from tests.e2e.peers.runner import Baresip, BaresipError, kill_group, run_sipp
@@ -24,31 +24,6 @@ from tests.e2e.peers.runner import Baresip, BaresipError, kill_group, run_sipp
 pytestmark = pytest.mark.e2e
 
 SPEECH = "aishell1_BAC009S0002W0122.wav"
-
-
-def make_test_certificate(folder: Path) -> tuple[Path, Path]:
-    """A self-signed certificate and key for 127.0.0.1/localhost, made now (no key in the repo)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "sip-cert.pem", folder / "sip-key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
 
 
 @pytest.fixture(scope="module")

@@ -199,3 +199,22 @@ def test_call_placed_to_a_tls_phone_offers_srtp():
     assert call_id in endpoint.sdes and udp.written == []
     ours = SrtpContext(keys[0].key, KEY)
     assert SrtpContext(KEY, keys[0].key).unprotect(ours.protect(b"\x80\x08\x00\x01" + bytes(168)))
+
+
+def test_tls_context_checks_the_pair(tmp_path):
+    """A certificate and its key make a context; a key of another certificate, or a missing file, is a ValueError."""
+    import pytest
+
+    from callcenter.twisted_sip import tls_context
+    from tests.e2e.peers.certs import make_test_certificate
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    cert, key = make_test_certificate(one)
+    _, other_key = make_test_certificate(two)
+    assert tls_context(cert, key).getContext() is not None
+    with pytest.raises(ValueError, match="not a matching"):
+        tls_context(cert, other_key)
+    with pytest.raises(ValueError, match="cannot read"):
+        tls_context(tmp_path / "missing.pem", key)
