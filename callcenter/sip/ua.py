@@ -264,12 +264,12 @@ class UserAgent:
 
     def _contact(self, user: str | None = None, peer: tuple[str, int] | None = None) -> str:
         userinfo = f"{user}@" if user else ""
-        return f"<sip:{userinfo}{_format_host(self.local_host)}:{self.local_port}>"
-
         stream = self.stream_of(peer) if peer is not None else None
         if stream is not None:
             return (f"<sip:{userinfo}{_format_host(self.local_host)}:{stream[1]}"
                     f";transport={stream[0].lower()}>")
+        return f"<sip:{userinfo}{_format_host(self.local_host)}:{self.local_port}>"
+
     def _all_tx(self) -> list[Transaction]:
         return list(self._server_tx.values()) + list(self._client_tx.values())
 
@@ -381,13 +381,13 @@ class UserAgent:
             params["received"] = addr[0]
             params["rport"] = str(addr[1])
             dest = addr
-        else:
-            if top.host != addr[0]:
         elif self.stream_of(addr) is not None:
             # §18.2.2: on a stream, responses go back on the connection the request came on.
             if top.host != addr[0]:
                 params["received"] = addr[0]
             dest = addr
+        else:
+            if top.host != addr[0]:
                 params["received"] = addr[0]
             dest = (params.get("received") or top.host, top.port or 5060)
         new_top = str(Via(top.transport, top.host, top.port, params))
@@ -968,6 +968,10 @@ class UserAgent:
         h = self._same_transaction_headers(inv, "CANCEL", to=inv.headers.get("To") or "")
         self._start_client_tx(SipRequest("CANCEL", inv.uri, h), call.peer, now)
 
+def _no_stream(addr: tuple[str, int]) -> tuple[str, int] | None:
+    return None
+
+
 def _retry_after_refusal(call: _Call, req: SipRequest) -> bool:
     """An INVITE resent after our non-2xx final answer to the first one (a 407 challenge)."""
     if call.role != "uas" or call.state != "ended" or call.answered_at_least_once:
@@ -979,10 +983,6 @@ def _retry_after_refusal(call: _Call, req: SipRequest) -> bool:
 def _sdp_body(msg: SipRequest | SipResponse) -> bytes:
     """The SDP body if there is a readable one, else b"" (the controller decides)."""
     ctype = (msg.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-def _no_stream(addr: tuple[str, int]) -> tuple[str, int] | None:
-    return None
-
-
     if ctype != "application/sdp" or not msg.body.strip():
         return b""
     try:
