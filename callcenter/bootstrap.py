@@ -269,6 +269,7 @@ class Hotline:
             dialplan=DialPlan(s.dialplan.allow, s.dialplan.deny),
         )
         self.sip.listener = self.router
+        self.router.on_digest_failed = self.sip.digest_failed  # 407 failures count towards bans
         self._start_media_yield()
         desk = await self._start_acd(hub_holder)
         await self._start_followups(service)

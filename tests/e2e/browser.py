@@ -73,7 +73,8 @@ def new_page(browser, *, locale: str = "zh-CN"):
     """A page in a fresh context (own cookies) at 1366×768 that collects JavaScript errors.
 
     `page.js_errors` lists uncaught exceptions and console errors (other than the browser's
-    note on a 4xx/5xx answer to a request); check it is empty.
+    note on a 4xx/5xx answer to a request); check it is empty. The pages' CSP forbids eval:
+    give `wait_for_function` an arrow function ("() => …"), not a bare expression string.
     """
     context = browser.new_context(viewport=VIEWPORT, locale=locale, timezone_id="Asia/Shanghai")
     page = context.new_page()

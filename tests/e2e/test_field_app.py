@@ -96,7 +96,7 @@ def test_report_offline_and_online_once_each_then_verify_from_the_phone(city_hot
             page.click("#login-form button[type=submit]")
         assert page.url == f"{base}/m/"
         page.wait_for_selector("body[data-ready='1']:not(.signed-out)")
-        page.wait_for_function("document.querySelector('#report-form [data-pos]').textContent.indexOf('长江路东段') >= 0")
+        page.wait_for_function("() => document.querySelector('#report-form [data-pos]').textContent.indexOf('长江路东段') >= 0")
         assert int(page.get_attribute("body", "data-tasks")) >= 1
         page.wait_for_selector("body[data-categories]")   # the category directory, kept on the phone
         assert int(page.get_attribute("body", "data-categories")) > 300
@@ -120,7 +120,7 @@ def test_report_offline_and_online_once_each_then_verify_from_the_phone(city_hot
 
         # 2. Offline: the second report waits in the phone's outbox.
         context.set_offline(True)
-        page.wait_for_function("document.getElementById('net').textContent === '离线'")
+        page.wait_for_function("() => document.getElementById('net').textContent === '离线'")
         # The category is searched in the phone's own copy (pinyin initials here); a pin set and
         # then given up with 使用当前位置 leaves the GPS fix as the position sent.
         page.click(".m-tabs button[data-go=report]")
@@ -129,7 +129,7 @@ def test_report_offline_and_online_once_each_then_verify_from_the_phone(city_hot
         assert "离线估算" in page.inner_text("#report-form [data-pos]")
         screenshot(page, "field-report-map-offline")
         page.click("#use-gps")
-        page.wait_for_function("document.querySelector('#report-form [data-pos]').textContent.indexOf('长江路东段') >= 0")
+        page.wait_for_function("() => document.querySelector('#report-form [data-pos]').textContent.indexOf('长江路东段') >= 0")
         _report(page, _photo(tmp_path / "b.jpg", (40, 40, 180)), "长江路东段垃圾满溢",
                 category="matter:03005", typed="ljx")   # 垃圾箱异常 by its initials
         page.wait_for_selector("body[data-outbox='1']")
@@ -156,9 +156,9 @@ def test_report_offline_and_online_once_each_then_verify_from_the_phone(city_hot
 
         page.route("**/api/field/reports", lose_answer)
         context.set_offline(False)
-        page.wait_for_function("document.getElementById('net').textContent === '在线'")
+        page.wait_for_function("() => document.getElementById('net').textContent === '在线'")
         # The phone retries (on 'online', every 20 s, or here on each poll) until it has an answer.
-        page.wait_for_function("fieldApp.flush() && document.body.dataset.sent === '2' && document.body.dataset.outbox === '0'",
+        page.wait_for_function("() => fieldApp.flush() && document.body.dataset.sent === '2' && document.body.dataset.outbox === '0'",
                                polling=500, timeout=30_000)
         assert lost == [201]
         cases = _inspector_cases(server)
@@ -188,7 +188,7 @@ def test_report_offline_and_online_once_each_then_verify_from_the_phone(city_hot
         [(status, comment)] = query(server.db_url, "select c.status, h.comment from cases c join case_history h "
                                     "on h.case_id = c.id where c.number = :n and h.action = 'verify'", n=number)
         assert status == "verified" and comment.startswith("现场确认属实")
-        page.wait_for_function(f"!document.getElementById('tasks').textContent.includes('{number}')")
+        page.wait_for_function(f"() => !document.getElementById('tasks').textContent.includes('{number}')")
         screenshot(page, "field-after-verify")
         overflow = page.evaluate("document.documentElement.scrollWidth")
         assert overflow <= PHONE["width"], f"the app is {overflow} px wide on a 360 px phone"

@@ -52,7 +52,7 @@ def test_map_draws_grid_and_cases_without_any_tile_server(city_hotline):
 
         page.context.route("**/*", only_local)
         login(page, base, "dispatcher1", next="/map")
-        page.wait_for_function("document.getElementById('map').dataset.ready === '1' || window.__mapError",
+        page.wait_for_function("() => document.getElementById('map').dataset.ready === '1' || window.__mapError",
                                timeout=30_000)
         assert page.js_errors == [] and page.evaluate("window.__mapError || ''") == ""
         assert outside == []                      # nothing was even asked of a tile server
@@ -74,7 +74,7 @@ def test_map_draws_grid_and_cases_without_any_tile_server(city_hotline):
         # Filter 超期: only overdue cases remain, all red; the URL keeps the filter.
         page.select_option("select[name=deadline]", "overdue")
         page.click("#map-filters button[type=submit]")
-        page.wait_for_function(f"document.getElementById('map').dataset.markers === '{len(overdue)}'")
+        page.wait_for_function(f"() => document.getElementById('map').dataset.markers === '{len(overdue)}'")
         assert "deadline=overdue" in page.url
         assert page.locator(".leaflet-marker-icon.mk.st-open, .leaflet-marker-icon.mk.st-new").count() == 0
         # Bring one overdue marker out of its cluster, as a user zooming in would.
