@@ -53,8 +53,11 @@ class AgentProfile:
 
 
 class AcdStore:
-    def __init__(self, engine: AsyncEngine):
+    def __init__(self, engine: AsyncEngine, writer=None):
         self.engine = engine
+        # callcenter.write_queue.WriteQueue: queue events go through the single writer (never
+        # lost when the pool is busy); None writes them directly (CLI, web).
+        self.writer = writer
 
     async def set_profile(self, username: str, extension: str, skills: dict[str, int], now: datetime) -> None:
         async with self.engine.begin() as conn:
@@ -79,22 +82,24 @@ class AcdStore:
 
     async def log_event(self, event) -> None:
         """Store one `callcenter.acd.QueueEventLogged` (times as naive local time)."""
+        stmt = insert(queue_events).values(
+            at=event.at.replace(tzinfo=None),
+            kind=event.kind,
+            queue=event.queue,
+            call_id=event.call,
+            agent=event.agent,
+            caller=event.caller,
+            position=event.position,
+            wait_s=event.wait_s,
+            talk_s=event.talk_s,
+            wrap_s=event.wrap_s,
+            detail=event.detail,
+        )
+        if self.writer is not None:
+            await self.writer.submit(lambda conn: conn.execute(stmt), f"queue event {event.kind} {event.call}")
+            return
         async with self.engine.begin() as conn:
-            await conn.execute(
-                insert(queue_events).values(
-                    at=event.at.replace(tzinfo=None),
-                    kind=event.kind,
-                    queue=event.queue,
-                    call_id=event.call,
-                    agent=event.agent,
-                    caller=event.caller,
-                    position=event.position,
-                    wait_s=event.wait_s,
-                    talk_s=event.talk_s,
-                    wrap_s=event.wrap_s,
-                    detail=event.detail,
-                )
-            )
+            await conn.execute(stmt)
 
     async def events_since(self, since: datetime) -> list[dict]:
         async with self.engine.connect() as conn:

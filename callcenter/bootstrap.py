@@ -139,6 +139,7 @@ class Hotline:
         self.credentials = None
         self._accounts_refresher: asyncio.Task | None = None
         self.metrics = None  # callcenter.metrics.HotlineMetrics behind GET /metrics
+        self.writer = None  # callcenter.write_queue.WriteQueue: call, recording and queue-event rows
 
     def now_dt(self) -> datetime:
         return datetime.fromtimestamp(self.reactor.seconds(), self.tz).replace(tzinfo=None)
@@ -170,6 +171,7 @@ class Hotline:
         from aiohttp import web
 
         from callcenter.calls import CallRouter
+        from callcenter.write_queue import QueuedCallServices
         from callcenter.dialplan import DialPlan
         from callcenter.prompts import PromptLibrary
         from callcenter.sip.registrar import Registrar
@@ -187,6 +189,11 @@ class Hotline:
         url = s.database_url()
         await asyncio.get_running_loop().run_in_executor(None, migrate.upgrade, sync_url(url))
         self.repo = SqlRepository(make_engine(url))
+        from callcenter.write_queue import WriteQueue
+
+        # One writer for call, recording and queue-event rows: nothing lost when the pool is busy.
+        self.writer = WriteQueue(self.repo.engine)
+        self.writer.start()
         from case_core.audit import AuditLog
 
         self.audit = AuditLog(self.repo.engine, self.tz)  # case_core.audit: web logins, SIP bans, listen-in …
@@ -247,7 +254,7 @@ class Hotline:
             rtp=self.rtp,
             flows_by_did=flows,
             prompts=prompts,
-            services=service,
+            services=QueuedCallServices(service, self.writer),
             clock=self.reactor,
             spawn=self._spawn,
             sleep=asyncio.sleep,
@@ -269,6 +276,7 @@ class Hotline:
             dialplan=DialPlan(s.dialplan.allow, s.dialplan.deny),
         )
         self.sip.listener = self.router
+        self.router.write_backlog = self.writer.backlog
         self.router.on_digest_failed = self.sip.digest_failed  # 407 failures count towards bans
         self._start_media_yield()
         desk = await self._start_acd(hub_holder)
@@ -549,7 +557,7 @@ class Hotline:
         from callcenter.acd_store import AcdStore
         from callcenter.desk_service import DeskService
 
-        store = AcdStore(self.repo.engine)
+        store = AcdStore(self.repo.engine, writer=self.writer)
         profiles = await store.profiles()
         if not profiles:
             log.info("no agent profiles: calls go to voice messages (hotline demo seed creates agent1)")
@@ -686,6 +694,8 @@ class Hotline:
         self.executor.shutdown(wait=True)
         if self._web_runner is not None:
             await self._web_runner.cleanup()
+        if self.writer is not None:
+            await self.writer.close()  # every queued row is written before the database closes
         if self.repo is not None:
             await self.repo.close()
 

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 SPEECH_RMS = 500.0
 # Flush recordings to disk about once a second so a crash loses at most that much.
 FLUSH_EVERY_FRAMES = 50
+# ... and force them onto the disk (fdatasync) this often: a power cut loses at most that much.
+SYNC_EVERY_S = 5.0
 
 
 class CallServices(Protocol):
@@ -1014,6 +1016,8 @@ class CallRouter:
         self.sleep = sleep
         self.executor = executor
         self._flushes: list[tuple[WavWriter, bytes]] = []
+        # When each open recording was last forced to disk (fdatasync, every SYNC_EVERY_S).
+        self._synced_at: dict[WavWriter, float] = {}
         self.storage_dir = Path(storage_dir)
         self.rtp_host = rtp_host
         self.now_dt = now_dt
@@ -1401,6 +1405,11 @@ class CallRouter:
         if not batch:
             return
 
+        now = self.clock.seconds()
+        due = [w for w, _ in batch if now - self._synced_at.get(w, float("-inf")) >= SYNC_EVERY_S]
+        for w in due:
+            self._synced_at[w] = now
+
         def write() -> None:
             for writer, chunk in batch:
                 try:
@@ -1408,6 +1417,11 @@ class CallRouter:
                     writer.flush()
                 except Exception:  # one bad file must not cost the others their audio
                     log.exception("recording %s: write failed", writer.path)
+            for writer in due:  # to the disk itself every few seconds: a power cut keeps it
+                try:
+                    writer.sync()
+                except (OSError, ValueError):
+                    log.exception("recording %s: sync failed", writer.path)
 
         self.executor.submit(write)
 
@@ -1419,9 +1433,12 @@ class CallRouter:
         rec.pending.clear()
         writer = rec.writer
 
+        self._synced_at.pop(writer, None)
+
         def close() -> float:
             writer.write(chunk)
             writer.flush()
+            writer.sync()
             return writer.close()
 
         return await asyncio.wrap_future(self.executor.submit(close))

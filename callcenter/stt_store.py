@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcenter.stt.port import Segment, Transcript
+from callcenter.write_queue import retry_transient
 from case_core.adapters import orm
 from case_core.adapters.orm import metadata
 
@@ -183,7 +184,22 @@ class TranscriptStore:
             return (await conn.execute(
                 select(orm.recordings).where(orm.recordings.c.id == recording_id))).first()
 
+    # Writes are retried through passing failures (a busy pool, a locked database): a
+    # transcript or its job state is never lost because calls were flooding the database.
     async def mark_queued(self, recording_id: int, *, engine: str, now: datetime) -> None:
+        await retry_transient(lambda: self._mark_queued(recording_id, engine=engine, now=now),
+                              what=f"transcript job {recording_id}")
+
+    async def mark_failed(self, recording_id: int, error: str, *, now: datetime) -> None:
+        await retry_transient(lambda: self._mark_failed(recording_id, error, now=now),
+                              what=f"transcript job {recording_id}")
+
+    async def save(self, recording_id: int, transcript: Transcript, *, now: datetime) -> None:
+        """Replace the recording's segments with ``transcript``'s and mark it done."""
+        await retry_transient(lambda: self._save(recording_id, transcript, now=now),
+                              what=f"transcript of {recording_id}")
+
+    async def _mark_queued(self, recording_id: int, *, engine: str, now: datetime) -> None:
         values = dict(status=QUEUED, engine=engine, error=None, queued_at=now, finished_at=None)
         async with self.engine.begin() as conn:
             changed = (await conn.execute(update(transcript_jobs)
@@ -192,14 +208,13 @@ class TranscriptStore:
             if not changed:
                 await conn.execute(insert(transcript_jobs).values(recording_id=recording_id, norm_text="", **values))
 
-    async def mark_failed(self, recording_id: int, error: str, *, now: datetime) -> None:
+    async def _mark_failed(self, recording_id: int, error: str, *, now: datetime) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(update(transcript_jobs)
                                .where(transcript_jobs.c.recording_id == recording_id)
                                .values(status=FAILED, error=error[:2000], finished_at=now))
 
-    async def save(self, recording_id: int, transcript: Transcript, *, now: datetime) -> None:
-        """Replace the recording's segments with ``transcript``'s and mark it done."""
+    async def _save(self, recording_id: int, transcript: Transcript, *, now: datetime) -> None:
         async with self.engine.begin() as conn:
             rec = (await conn.execute(
                 select(orm.recordings.c.call_id, orm.recordings.c.case_id)

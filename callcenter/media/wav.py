@@ -89,6 +89,11 @@ class WavWriter:
         self._data_bytes += len(data)
         self._write_header()
 
+    def sync(self) -> None:
+        """Force the audio written so far onto the disk (fdatasync): a power cut keeps it."""
+        if self._fd is not None:
+            os.fdatasync(self._fd)
+
     @property
     def duration_s(self) -> float:
         """Seconds of audio written so far, flushed or not."""

@@ -24,7 +24,7 @@ class RunNowExecutor:
 
 
 def _router():
-    router = SimpleNamespace(_flushes=[], clock=Clock(), executor=RunNowExecutor())
+    router = SimpleNamespace(_flushes=[], _synced_at={}, clock=Clock(), executor=RunNowExecutor())
     router._write_flushes = lambda: calls.CallRouter._write_flushes(router)
     return router
 
