@@ -245,7 +245,7 @@ class UserAgent:
         if call is None or call.reinvite_tx is None or call.reinvite_tx.state != "proceeding":
             return False
         resp = self._response(call.reinvite_tx.request, 200, None, call, body=sdp,
-                              headers=self._dialog_response_headers(call.peer))
+                              headers=self._dialog_response_headers(call.peer, _sips(call)))
         self._fire(call.reinvite_tx, "success_sent", now, resp)
         return True
 
@@ -262,9 +262,13 @@ class UserAgent:
     def _branch(self) -> str:
         return MAGIC_COOKIE + self._token()
 
-    def _contact(self, user: str | None = None, peer: tuple[str, int] | None = None) -> str:
+    def _contact(self, user: str | None = None, peer: tuple[str, int] | None = None,
+                 sips: bool = False) -> str:
         userinfo = f"{user}@" if user else ""
         stream = self.stream_of(peer) if peer is not None else None
+        if sips and stream is not None and stream[0] == "TLS":
+            # §8.1.1.8: a dialog set up by a sips: request keeps a sips: Contact.
+            return f"<sips:{userinfo}{_format_host(self.local_host)}:{stream[1]}>"
         if stream is not None:
             return (f"<sip:{userinfo}{_format_host(self.local_host)}:{stream[1]}"
                     f";transport={stream[0].lower()}>")
@@ -342,8 +346,9 @@ class UserAgent:
             self._fire(t, "final_sent", now, resp)
         return t
 
-    def _dialog_response_headers(self, peer: tuple[str, int] | None = None) -> list[tuple[str, str]]:
-        return [("Contact", self._contact(peer=peer)), ("Allow", self._allow)]
+    def _dialog_response_headers(self, peer: tuple[str, int] | None = None,
+                                 sips: bool = False) -> list[tuple[str, str]]:
+        return [("Contact", self._contact(peer=peer, sips=sips)), ("Allow", self._allow)]
 
     # -------------------------------------------------------------- bad input
     def _reject_unparsable(self, data: bytes, addr: tuple[str, int], exc: SipParseError) -> None:
@@ -681,12 +686,13 @@ class UserAgent:
         self._fire(t, event, now, resp)
 
     def _do_send_provisional(self, call: _Call, now: float, **kw) -> None:
-        self._send_on_invite_tx(call, 180, now, headers=[("Contact", self._contact(peer=call.peer))])
+        self._send_on_invite_tx(call, 180, now,
+                                headers=[("Contact", self._contact(peer=call.peer, sips=_sips(call)))])
 
     def _do_send_success(self, call: _Call, now: float, sdp: bytes = b"", **kw) -> None:
         call.answered_at_least_once = True
         self._send_on_invite_tx(call, 200, now, body=sdp,
-                                headers=self._dialog_response_headers(call.peer))
+                                headers=self._dialog_response_headers(call.peer, _sips(call)))
 
     def _do_send_failure(self, call: _Call, now: float, status: int = 480, reason=None,
                          headers=(), **kw) -> None:
@@ -970,6 +976,11 @@ class UserAgent:
 
 def _no_stream(addr: tuple[str, int]) -> tuple[str, int] | None:
     return None
+
+
+def _sips(call: _Call) -> bool:
+    """Whether the call's INVITE asked for a sips: dialog (our Contact must be sips: too)."""
+    return call.invite is not None and call.invite.uri[:5].lower() == "sips:"
 
 
 def _retry_after_refusal(call: _Call, req: SipRequest) -> bool:

@@ -218,3 +218,12 @@ def test_tls_context_checks_the_pair(tmp_path):
         tls_context(cert, other_key)
     with pytest.raises(ValueError, match="cannot read"):
         tls_context(tmp_path / "missing.pem", key)
+
+
+def test_sips_request_gets_a_sips_contact():
+    """An INVITE to a sips: URI over TLS is answered with a sips: Contact (RFC 3261 §8.1.1.8)."""
+    _, _, _, factory, _ = make("TLS")
+    proto, tr = connect(factory)
+    proto.dataReceived(stream_invite("TLS", uri="sips:12319@198.51.100.1"))
+    [answer] = [m for m in messages(tr) if isinstance(m, SipResponse) and m.status == 200]
+    assert answer.headers.get("Contact") == "<sips:127.0.0.1:5061>"
