@@ -147,7 +147,9 @@ async def _reader(request: web.Request) -> _Reader:
     header = request.headers.get("Authorization", "")
     if not key and header.startswith("Bearer "):
         key = header[len("Bearer "):].strip()
-    user = await request.app[CTX].repo.user_for_token(key) if key else None
+    ctx = request.app[CTX]
+    found = await ctx.auth_store.token_user(key, ctx.local_now()) if key else None  # not expired nor revoked
+    user = found[0] if found else None
     if user is not None:
         return _Reader(visible_where(user), True, True)
     if key:
@@ -257,9 +259,12 @@ async def post_request(request: web.Request) -> web.Response:
     header = request.headers.get("Authorization", "")
     if not key and header.startswith("Bearer "):
         key = header[len("Bearer "):].strip()
-    user = await ctx.repo.user_for_token(key) if key else None
-    if user is None:
+    found = await ctx.auth_store.token_user(key, ctx.local_now()) if key else None  # not expired nor revoked
+    if found is None:
         raise Open311Error(403, "缺少 api_key 或 api_key 无效")
+    user, scope = found
+    if scope == "read":
+        raise Open311Error(403, "该 api_key 只能读取（scope read），不能提交")
     code = str(form.get("service_code") or "")
     if not code:
         raise Open311Error(400, "缺少 service_code")

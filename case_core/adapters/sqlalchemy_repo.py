@@ -533,7 +533,8 @@ class SqlRepository:
                 await conn.execute(
                     select(orm.users)
                     .join(orm.api_tokens, orm.api_tokens.c.user_id == orm.users.c.id)
-                    .where(orm.api_tokens.c.token_sha256 == security.token_digest(token))
+                    .where(orm.api_tokens.c.token_sha256 == security.token_digest(token),
+                           orm.api_tokens.c.revoked_at.is_(None), orm.users.c.disabled.is_(False))
                 )
             ).first()
         return None if row is None else _user_view(row)

@@ -250,3 +250,17 @@ async def test_secure_cookie_over_https_or_trusted_proxy(env):
     assert resp.cookies[auth.SESSION_COOKIE]["secure"]
     rows, _ = await ctx.audit.query(action="login")
     assert rows[0].source_ip == "198.51.100.7"
+
+
+async def test_open311_api_key_obeys_expiry_revocation_and_scope(env):
+    """An Open311 api_key that expired, was revoked or only reads cannot file a request."""
+    ctx, client, clock, _ = env
+    now = ctx.local_now()
+    _, expiring = await ctx.auth_store.create_token("agent1", now, expires_at=now + timedelta(minutes=5))
+    _, revoked = await ctx.auth_store.create_token("agent1", now)
+    _, reader = await ctx.auth_store.create_token("agent1", now, scope="read")
+    await ctx.auth_store.revoke_tokens(now, token=revoked)
+    clock.t += 600
+    for key, why in ((expiring, "expired"), (revoked, "revoked"), (reader, "read scope")):
+        resp = await client.post("/open311/v2/requests.json", data={"api_key": key, "service_code": "x"})
+        assert resp.status == 403, why
