@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.audio import best_correlation, decode_ulaw, wav_pcm
+from tests.e2e.audio import best_correlation, decode_ulaw, heard_correlation, report_pcap, wav_pcm
 from tests.e2e.conftest import Server, start_server, stop_server
 from tests.e2e.peers.certs import make_test_certificate
 from tests.e2e.peers.pcap import build_rtp_pcap, encode_g711, speech_pcm
@@ -24,16 +24,18 @@ from tests.e2e.peers.runner import Baresip, BaresipError, kill_group, run_sipp
 pytestmark = pytest.mark.e2e
 
 SPEECH = "aishell1_BAC009S0002W0122.wav"
+# Within business hours whenever the test runs, so option 1 reaches the agents' queue.
+ALWAYS_OPEN = '[ivr]\nopen = "00:00"\nclose = "24:00"\nopen_days = "everyday"\n'
 
 
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory, prompts_dir):
-    """One hotline with SIP over UDP, TCP (same port) and TLS on a port of its own."""
+    """One hotline with SIP over UDP, TCP (same port) and TLS on a port of its own, always open."""
     tmp = tmp_path_factory.mktemp("tls")
     cert, key = make_test_certificate(tmp)
     tls_port = free_tcp_port()
     s = start_server(tmp, prompts_dir, extra=(
-        f'[sip]\ntls_port = {tls_port}\ntls_cert = "{cert}"\ntls_key = "{key}"\n'))
+        f'[sip]\ntls_port = {tls_port}\ntls_cert = "{cert}"\ntls_key = "{key}"\n' + ALWAYS_OPEN))
     s.tls_port, s.cert, s.key = tls_port, cert, key
     try:
         yield s
@@ -197,3 +199,28 @@ def _call_recording(server: Server, call_id: str | None, timeout: float = 10.0) 
             return path if path.is_absolute() else server.dir / path
         time.sleep(0.3)
     raise AssertionError(f"no finished call recording for {call_id}\n{server.log()[-3000:]}")
+
+
+def test_queued_caller_reaches_an_agent_phone_on_tls_with_srtp(tls_server, tmp_path, prompts_dir):
+    """agent2's baresip is registered over TLS with srtp-mand: a caller who presses 1 rings it on
+    its TLS connection with an SRTP offer, it answers, and it hears the caller through SRTP."""
+    speech = speech_pcm("aishell1_BAC009S0764W0121.wav")
+    pcap = report_pcap(tmp_path, prompts_dir, speech, press_hash=False, tail_s=2.0)
+    token = tls_server.token_for("agent2")
+    with TlsSrtpBaresip(cafile=tls_server.cert, tls_port=tls_server.tls_port, user="1002",
+                        registrar=tls_server.sip_target, password="hotline12319", answer_auto=True) as phone:
+        phone.wait_log(r"1002@127\.0\.0\.1.*200 OK", timeout=15)
+        status, body = tls_server.post("/api/desk/state", {"state": "ready"}, token=token)
+        assert status == 200 and body["status"] == "ready", body
+        result = run_sipp("call_report", target=tls_server.sip_target, caller="13612340033", pcap=pcap, timeout=60)
+        assert result.returncode == 0, result.log_text[-2000:] + tls_server.log()[-3000:]
+        time.sleep(1.0)
+        trace = phone.log_text()
+        heard = phone.received_wav()
+    offer = re.search(r"INVITE sip:1002\S* SIP/2\.0.*?(v=0.*?)(?:\n\n|\Z)", trace, re.S)
+    assert offer, trace[-4000:]
+    assert re.search(r"^Via: SIP/2\.0/TLS ", trace[offer.start():offer.start(1)], re.M), trace[offer.start():][:1500]
+    assert re.search(r"m=audio \d+ RTP/SAVP", offer.group(1)) and "a=crypto:" in offer.group(1), offer.group(1)
+    assert heard is not None, trace[-2000:]
+    assert heard_correlation(heard, speech) > 0.6
+    tls_server.post("/api/desk/state", {"state": "paused"}, token=token)
