@@ -5,7 +5,7 @@
 # Idempotent: a no-op (no apt-get update) when every package is already installed.
 set -euo pipefail
 
-PACKAGES=(sip-tester socat baresip espeak-ng sox chromium chromium-l10n fonts-wqy-microhei kannel kannel-extras nodejs postgresql-client)
+PACKAGES=(sip-tester socat sipvicious baresip espeak-ng sox chromium chromium-l10n fonts-wqy-microhei kannel kannel-extras nodejs postgresql-client)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -406,14 +406,44 @@ async def recording(request: web.Request) -> web.StreamResponse:
         rec = await ctx.repo.get_recording(int(request.match_info["rec_id"]))
     except (NotFound, ValueError):
         return json_error(404, "not_found", "录音不存在")
-    from web.photos import may_see_recording  # department staff: their department's cases only
+    from web.photos import audit_access, may_see_recording  # department staff: their department's cases only
 
     if not await may_see_recording(request, user, rec.case_id, rec.call_id):
         return json_error(403, "forbidden", "该录音属于其他处置部门的案卷，无权收听")
     path = Path(rec.path)
     if not path.is_file():
         return json_error(410, "gone", "录音文件已不存在（可能已按保存期限删除）")
+    await audit_access(request, user, "recording_download", f"recording:{rec.id}",
+                       {"case_id": rec.case_id, "call_id": rec.call_id})
     return web.FileResponse(path, headers={"Content-Type": "audio/wav"})
+
+
+# An open WebSocket re-checks its session or token this often and closes (code 4401) once
+# it ended: a logout, a revocation or a disabled user also cuts the live events.
+LIVE_RECHECK_S = 30.0
+WS_SESSION_ENDED = 4401
+
+
+async def _credentials_ended(request: web.Request) -> bool:
+    ctx = request.app[CTX]
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        return await ctx.auth_store.token_user(header[len("Bearer "):].strip(), ctx.local_now()) is None
+    return await ctx.auth_store.session_user(request.cookies.get(auth.SESSION_COOKIE), ctx.local_now(),
+                                             idle_s=ctx.auth_settings.session_idle_s, touch=False) is None
+
+
+async def _close_when_ended(request: web.Request, ws: web.WebSocketResponse) -> None:
+    while not ws.closed:
+        await asyncio.sleep(LIVE_RECHECK_S)
+        try:
+            ended = await _credentials_ended(request)
+        except Exception:  # a database hiccup: keep the socket, try again later
+            log.warning("live events: session re-check failed", exc_info=True)
+            continue
+        if ended:
+            await ws.close(code=WS_SESSION_ENDED, message="会话已结束，请重新登录".encode())
+            return
 
 
 async def live(request: web.Request) -> web.WebSocketResponse:
@@ -424,11 +454,13 @@ async def live(request: web.Request) -> web.WebSocketResponse:
     await ws.prepare(request)
     hub = request.app[CTX].hub
     hub.add(ws, user.username, user.role)
+    watcher = asyncio.ensure_future(_close_when_ended(request, ws))
     try:
         async for msg in ws:
             if msg.type == WSMsgType.ERROR:
                 break
     finally:
+        watcher.cancel()
         hub.discard(ws)
     return ws
 

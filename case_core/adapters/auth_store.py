@@ -173,8 +173,9 @@ class AuthStore:
                 source_ip=(source_ip or "")[:64], user_agent=(user_agent or "")[:255]))
         return session_id
 
-    async def session_user(self, session_id: str | None, now: datetime, *, idle_s: float) -> UserView | None:
-        """The user of a live session (and its last use noted); None when ended or unknown."""
+    async def session_user(self, session_id: str | None, now: datetime, *, idle_s: float,
+                           touch: bool = True) -> UserView | None:
+        """The user of a live session (and, with `touch`, its last use noted); None when ended or unknown."""
         if not session_id or len(session_id) > 128:
             return None
         digest = security.token_digest(session_id)
@@ -187,7 +188,7 @@ class AuthStore:
             )).first()
         if row is None or now - row.last_seen_at > timedelta(seconds=idle_s):
             return None
-        if now - row.last_seen_at >= TOUCH_EVERY:
+        if touch and now - row.last_seen_at >= TOUCH_EVERY:
             async with self.engine.begin() as conn:
                 await conn.execute(update(web_sessions).where(web_sessions.c.id_sha256 == digest)
                                    .values(last_seen_at=now))

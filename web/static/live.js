@@ -5,7 +5,14 @@ window.hotlineLive = function (onEvent) {
   function connect() {
     var ws = new WebSocket(proto + location.host + "/ws");
     ws.onopen = function () { if (dot) dot.classList.remove("off"); };
-    ws.onclose = function () { if (dot) dot.classList.add("off"); setTimeout(connect, 2000); };
+    ws.onclose = function (e) {
+      if (e.code === 4401) {  // the session ended (logout elsewhere, revoked, expired): log in again
+        location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search);
+        return;
+      }
+      if (dot) dot.classList.add("off");
+      setTimeout(connect, 2000);
+    };
     ws.onmessage = function (m) { try { onEvent(JSON.parse(m.data)); } catch (e) { console.error(e); } };
   }
   connect();

@@ -264,3 +264,19 @@ async def test_open311_api_key_obeys_expiry_revocation_and_scope(env):
     for key, why in ((expiring, "expired"), (revoked, "revoked"), (reader, "read scope")):
         resp = await client.post("/open311/v2/requests.json", data={"api_key": key, "service_code": "x"})
         assert resp.status == 403, why
+
+
+async def test_live_socket_closes_when_the_session_is_revoked(env, monkeypatch):
+    """An open /ws of a session revoked meanwhile is closed with code 4401."""
+    from web import app as app_module
+
+    monkeypatch.setattr(app_module, "LIVE_RECHECK_S", 0.05)
+    ctx, client, _, _ = env
+    cookie = cookie_of(await login(client, user="agent1"))
+    client.session.cookie_jar.clear()
+    ws = await client.ws_connect("/ws", headers={"Cookie": f"{auth.SESSION_COOKIE}={cookie}"})
+    await asyncio.sleep(0.15)
+    assert not ws.closed
+    await ctx.auth_store.revoke_user_sessions("agent1", ctx.local_now())
+    msg = await asyncio.wait_for(ws.receive(), timeout=5)
+    assert ws.closed and ws.close_code == app_module.WS_SESSION_ENDED, msg
