@@ -276,8 +276,8 @@ class Hotline:
             dialplan=DialPlan(s.dialplan.allow, s.dialplan.deny),
         )
         self.sip.listener = self.router
-        self.router.write_backlog = self.writer.backlog
         self.router.on_digest_failed = self.sip.digest_failed  # 407 failures count towards bans
+        self.router.write_backlog = self.writer.backlog
         self._start_media_yield()
         desk = await self._start_acd(hub_holder)
         await self._start_followups(service)
@@ -383,6 +383,7 @@ class Hotline:
                 self._sip_port.stopListening()
                 continue
             factory.local_port = port
+            log.info("SIP over TCP on %s:%d", s.sip.host, port)
             break
         if s.sip.tls_cert:
             try:
@@ -397,6 +398,7 @@ class Hotline:
                     f"sip.tls_port: cannot listen on {s.sip.host}:{s.sip.tls_port} ({exc.socketError})") from None
             factory.local_port = listening.getHost().port
             self._sip_stream_ports.append(listening)
+            log.info("SIP over TLS on %s:%d (SRTP %s)", s.sip.host, factory.local_port, s.sip.srtp)
 
     def _register_trunks(self, ua, host: str, port: int) -> None:
         """Trunks with `register = true` register to their carrier and keep it refreshed."""
