@@ -589,6 +589,9 @@ async def api_listen(request: web.Request) -> web.Response:
         desk.listen_in(user.username, call_id)
     except DeskError as exc:
         return json_error(409, "refused", exc.message_zh)
+    from web.photos import audit_access
+
+    await audit_access(request, user, "listen_in", f"call:{call_id}")
     return web.json_response({"call_id": call_id, "message": "正在呼叫您的话机，接听后即可监听。"}, status=202)
 
 

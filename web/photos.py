@@ -23,7 +23,7 @@ from case_core.photos import STAGES, PhotoError, PhotoService
 from web import timefmt
 from web.app import CTX, USER, api_auth, current_user, json_error
 
-__all__ = ["PHOTOS", "setup", "may_see", "visible_where", "may_see_recording", "detail_extras"]
+__all__ = ["PHOTOS", "setup", "may_see", "visible_where", "may_see_recording", "audit_access", "detail_extras"]
 
 PHOTOS = web.AppKey("photos", PhotoService)
 
@@ -59,6 +59,17 @@ async def may_see_recording(request: web.Request, user: UserView, case_id: int |
         return may_see(user, await ctx.service.get_case(case_id))
     except NotFound:
         return False
+
+
+async def audit_access(request: web.Request, user: UserView, action: str, target: str,
+                       detail: dict[str, Any] | None = None) -> None:
+    """One audit entry (`case_core.audit`) for reading or hearing something sensitive:
+    a recording download, a listen-in. Who, when, from where."""
+    from web import auth
+
+    ctx = request.app[CTX]
+    source = auth.client_address(request, ctx.auth_settings.trust_proxy)
+    await ctx.audit.record(user.username, action, target, source, detail or {}, ctx.local_now())
 
 
 def _forbidden() -> web.Response:

@@ -254,3 +254,18 @@ async def test_open311_reads_without_a_key_show_no_personal_data(env):
         app[OPEN311] = Open311Settings(public_read=False)
     status, text = await _get(client, tokens, "anonymous", "/open311/v2/requests.json")
     assert status == 401 and "api_key" in text
+
+
+async def test_a_recording_download_is_audited_and_a_refused_one_is_not_served(env):
+    """The agent's download of the case's recording leaves an audit entry (who, what, from where);
+    another department's user gets 403 and no bytes."""
+    from web.app import CTX
+
+    app, client, tokens, params = env
+    status, body = await _get(client, tokens, "department", f"/recordings/{params['rec_id']}.wav")
+    assert status == 403 and "RIFF" not in body
+    status, body = await _get(client, tokens, "agent", f"/recordings/{params['rec_id']}.wav")
+    assert status == 200 and body.startswith("RIFF")
+    entries, total = await app[CTX].audit.query(action="recording_download")
+    assert total == 1 and entries[0].actor == "u_agent" and entries[0].target == f"recording:{params['rec_id']}"
+    assert entries[0].source_ip == "127.0.0.1" and entries[0].detail["case_id"] == params["case_id"]

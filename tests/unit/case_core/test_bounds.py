@@ -38,3 +38,18 @@ def test_action_text_fields_are_bounded():
     with pytest.raises(InvalidField) as exc:
         check_action_fields({"comment": "好" * 4001})
     assert exc.value.field == "comment"
+
+
+def test_the_duplicate_check_reads_only_the_start_of_long_descriptions():
+    """Two long reports that share their first COMPARED_CHARS characters score as one problem,
+    whatever follows: the check's cost does not grow with the text (issue 14, point 9)."""
+    from datetime import datetime
+
+    from case_core.domain.duplicates import COMPARED_CHARS, suggest_duplicates
+    from tests.unit.case_core.test_duplicates import Rec
+
+    head = ("长江路12号门口有一堆垃圾没人清理" * 200)[:COMPARED_CHARS]
+    probe = Rec("20261123-0099", head + "噪声扰民" * 500, created_at=datetime(2026, 11, 23, 9, 0))
+    cand = Rec("20261123-0001", head + "井盖缺失" * 500, created_at=datetime(2026, 11, 23, 8, 0))
+    [found] = suggest_duplicates(probe, [cand])
+    assert found.text_similarity == 1.0
