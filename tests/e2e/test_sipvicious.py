@@ -1,0 +1,108 @@
+"""sipvicious (Debian's svmap, svwar, svcrack) against a real `hotline serve`, each tool from its
+own 127.0.0.x source: nothing is found, no extension enumerated, no password guessed, every
+attacking source banned, and real requests from 127.0.0.1 still answered.
+
+The stock tools say `User-Agent: friendly-scanner` and are dropped at their first datagram.
+To show the digest-failure ban too, svcrack and svwar also run "disguised": the same tools
+with a phone's User-Agent (their request builder's default patched in a wrapper).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import Server, start_server, stop_server
+from tests.e2e.peers.ports import free_udp_port
+from tests.e2e.peers.runner import run_sipp
+
+PASSWORD = "hotline12319"  # extension 1001's demo password (hotline demo seed)
+# The real password comes after more wrong guesses than auth_max_failures allows.
+WORDS = ["123456", "password", "1001", "12345678", "admin", "qwerty", "letmein", "hotline",
+         PASSWORD, "zzz"]
+SIPVICIOUS = "/usr/share/sipvicious"
+# Runs a sipvicious tool from source address SRC: svwar and svcrack 0.3.3 parse -b but bind
+# to any address (so the kernel would pick 127.0.0.1), hence the bind patch; UA, when set,
+# replaces the friendly-scanner User-Agent of every request the tool builds.
+WRAPPER = """
+import socket, sys
+sys.path.insert(0, {path!r})
+SRC, UA = {source!r}, {ua!r}
+_bind = socket.socket.bind
+socket.socket.bind = lambda self, addr: _bind(self, (SRC, addr[1]) if addr[0] in ("", "0.0.0.0") else addr)
+from sipvicious.libs import svhelper
+if UA:
+    defaults = list(svhelper.makeRequest.__defaults__)
+    defaults[-2] = UA
+    svhelper.makeRequest.__defaults__ = tuple(defaults)
+from sipvicious import {tool}
+sys.argv = [{tool!r}] + sys.argv[1:]
+sys.exit({tool}.main())
+"""
+PHONE_UA = "Linphone/5.2.0 (belle-sip/5.2.0)"
+
+
+@pytest.fixture
+def server(tmp_path, prompts_dir):
+    s = start_server(tmp_path, prompts_dir, extra="[sip]\nauth_max_failures = 5\nban_s = 120\n")
+    yield s
+    stop_server(s)
+
+
+def _tool(tool: str, source: str, server: Server, *args: str, disguised: bool = False) -> str:
+    code = WRAPPER.format(path=SIPVICIOUS, source=source, ua=PHONE_UA if disguised else "", tool=tool)
+    cmd = ["python3", "-c", code, "-b", source, "-P", str(free_udp_port()), "-p", str(server.sip_port),
+           *args, "127.0.0.1"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    return result.stdout + result.stderr
+
+
+def _metrics(server: Server) -> str:
+    with urllib.request.urlopen(server.web_url + "metrics", timeout=5) as resp:
+        return resp.read().decode()
+
+
+def test_sipvicious_finds_nothing_and_is_banned(server, tmp_path):
+    """svmap/svwar/svcrack (stock and disguised) find no device, extension or password; each
+    source is banned (scanner or digest), and real requests from another source still work."""
+    words = tmp_path / "words.txt"
+    words.write_text("\n".join(WORDS) + "\n", encoding="utf-8")
+    extensions = ["-e", "1000-1003", "--maximumtime", "2"]
+
+    assert Path(SIPVICIOUS, "sipvicious", "svcrack.py").exists(), ".ci/install-system.sh installs sipvicious"
+    svmap = _tool("svmap", "127.0.0.2", server)
+    assert "hotline" not in svmap.lower() and "found nothing" in svmap.lower(), svmap
+    svwar = _tool("svwar", "127.0.0.3", server, *extensions)
+    assert not re.search(r"\|\s*1001\s*\|", svwar), svwar
+    svcrack = _tool("svcrack", "127.0.0.4", server, "-u", "1001", "-d", str(words), "--maximumtime", "2")
+    assert PASSWORD not in svcrack, svcrack
+
+    cracked = _tool("svcrack", "127.0.0.5", server, "-u", "1001", "-d", str(words), "--maximumtime", "2",
+                    disguised=True)
+    assert PASSWORD not in cracked, cracked
+    # --force: scan although every extension, unknown ones included, is challenged alike.
+    enumerated = _tool("svwar", "127.0.0.6", server, *extensions, "--force", disguised=True)
+    rows = dict(re.findall(r"\|\s*(100\d)\s*\|\s*([^|]*?)\s*\|", enumerated))
+    assert len(set(rows.values())) <= 1 and (not rows or len(rows) == 4), enumerated
+    invited = _tool("svwar", "127.0.0.7", server, *extensions, "--force", "-m", "INVITE", disguised=True)
+    rows = dict(re.findall(r"\|\s*(100\d)\s*\|\s*([^|]*?)\s*\|", invited))
+    assert len(set(rows.values())) <= 1 and (not rows or len(rows) == 4), invited
+
+    log = server.log()
+    for source, reason in (("127.0.0.2", "scanner"), ("127.0.0.3", "scanner"), ("127.0.0.4", "scanner"),
+                           ("127.0.0.5", "digest")):
+        assert re.search(rf"SIP source {re.escape(source)} banned for \d+ s \({reason}", log), (source, log[-3000:])
+    metrics = _metrics(server)
+    assert re.search(r'hotline_sip_bans_total\{reason="scanner"\} 3\.0', metrics), metrics
+    assert re.search(r'hotline_sip_bans_total\{reason="digest"\} 1\.0', metrics), metrics
+    assert "1001" not in re.findall(r"registrations of sip:(\d+)@", log)
+
+    # Real traffic from 127.0.0.1: OPTIONS answered, the agent phone registers with its password.
+    assert run_sipp("options", target=server.sip_target, timeout=10).ok
+    registered = run_sipp("register_digest", target=server.sip_target, caller="1001", timeout=10,
+                          extra=["-au", "1001", "-ap", PASSWORD])
+    assert registered.ok, server.log()[-2000:]
