@@ -240,12 +240,78 @@ class Sampler(threading.Thread):
                 max((r[4] for r in self.rows), default=0.0))
 
 
+class OptionsProbe(threading.Thread):
+    """SIP OPTIONS to the server every `interval` s from its own UDP port; the time to its
+    response per request (issue 18: the SIP side stays responsive while the calls run).
+    A request unanswered after `timeout` s counts as lost."""
+
+    def __init__(self, sip_port: int, interval: float = 0.1, timeout: float = 2.0):
+        super().__init__(daemon=True)
+        self.sip_port = sip_port
+        self.interval = interval
+        self.timeout = timeout
+        self.samples: list[tuple[float, float | None]] = []  # (sent at, rtt s or None)
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        k = 0
+        try:
+            while not self._halt.is_set():
+                k += 1
+                call_id = f"probe-{port}-{k}"
+                msg = (f"OPTIONS sip:12319@127.0.0.1:{self.sip_port} SIP/2.0\r\n"
+                       f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-opt{k}-{port};rport\r\n"
+                       f"Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p{port}\r\n"
+                       f"To: <sip:12319@127.0.0.1>\r\nCall-ID: {call_id}\r\nCSeq: {k} OPTIONS\r\n"
+                       f"Content-Length: 0\r\n\r\n").encode()
+                sent = time.monotonic()
+                sock.sendto(msg, ("127.0.0.1", self.sip_port))
+                rtt = None
+                deadline = sent + self.timeout
+                while (left := deadline - time.monotonic()) > 0:
+                    sock.settimeout(left)
+                    try:
+                        data = sock.recv(65535)
+                    except OSError:
+                        break
+                    if call_id.encode() in data and data.startswith(b"SIP/2.0 "):
+                        rtt = time.monotonic() - sent
+                        break
+                self.samples.append((sent, rtt))
+                self._halt.wait(max(0.0, sent + self.interval - time.monotonic()))
+        finally:
+            sock.close()
+
+    def halt(self) -> None:
+        self._halt.set()
+        self.join(self.timeout + 1)
+
+    def window(self, t0: float, t1: float) -> dict:
+        rows = [rtt for sent, rtt in self.samples if t0 <= sent <= t1]
+        ok = sorted(1000 * r for r in rows if r is not None)
+        return {"requests": len(rows), "unanswered": len(rows) - len(ok),
+                "p50": pct(ok, 50), "p99": pct(ok, 99), "max": round(max(ok), 1) if ok else None}
+
+
 # ------------------------------------------------------------------------- inputs
 
 
+def _knows_admission(code_root: str | Path | None) -> bool:
+    """Whether that tree's config has [admission] (older trees refuse the section)."""
+    cfg = Path(code_root or ROOT) / "callcenter" / "config.py"
+    return cfg.is_file() and "max_calls_per_source" in cfg.read_text()
+
+
 def write_hotline_config(work: Path, sip_port: int, web_port: int, rtp: tuple[int, int], *,
-                         stt: bool = False, yield_above: float | None = None) -> Path:
+                         stt: bool = False, yield_above: float | None = None,
+                         code_root: str | Path | None = None) -> Path:
     cfg = work / "hotline.toml"
+    # sipp is one source placing every call: the per-source and total limits sized for the load.
+    admission = ("[admission]\nmax_calls = 5000\nmax_calls_per_source = 5000\n"
+                 if _knows_admission(code_root) else "")
     cfg.write_text(f"""\
 # Written by bench/sip_load.py: one hotline node for the load benchmark.
 [sip]
@@ -262,7 +328,7 @@ host = "127.0.0.1"
 port = {web_port}
 [database]
 url = "sqlite:///{work}/hotline.db"
-[storage]
+{admission}[storage]
 dir = "{work}/recordings"
 [prompts]
 dir = "{work}/prompts"
@@ -396,19 +462,21 @@ def run_round(target: str, n: int, args, work: Path, pcap: Path, wav: Path) -> d
     sipp_port, media_port = free_udp_port(), free_udp_port_block(4)
     server = probe = sipp = None
     sampler = None
+    options = None
     result: dict = {"calls": n, "call_seconds": round(call_s, 1)}
     try:
         # -- server
         if is_hotline:
             sip_port = free_udp_port()
+            code_root = args.base_root if target == "base" else args.hotline_root
             cfg = write_hotline_config(work, sip_port, free_tcp_port(), (lo, hi), stt=target in STT_TARGETS,
-                                       yield_above=0 if target == "hotline_stt_flat" else None)
+                                       yield_above=0 if target == "hotline_stt_flat" else None,
+                                       code_root=code_root)
             if target in STT_TARGETS:
                 result["stt_jobs_queued"] = queue_transcriptions(cfg, work)
             rec_before = wav_seconds(work / "recordings")
             env = None
             cmd = [HOTLINE, "serve", "--config", str(cfg)]
-            code_root = args.base_root if target == "base" else args.hotline_root
             if code_root:
                 # Same interpreter and venv, the code of another tree first on sys.path.
                 env = {**os.environ, "PYTHONPATH": str(code_root)}
@@ -435,6 +503,10 @@ def run_round(target: str, n: int, args, work: Path, pcap: Path, wav: Path) -> d
         load_before = os.getloadavg()[0]
         time.sleep(1.0)
         idle = sampler.window(time.monotonic() - 1.2, time.monotonic())
+        rss_idle = _rss_mb(server.pid)
+        options = OptionsProbe(sip_port) if is_hotline else None
+        if options is not None:
+            options.start()
         # -- sipp
         cmd = ["sipp", f"127.0.0.1:{sip_port}", "-sf", str(SCENARIO), "-s", "12319",
                "-key", "caller", "13800138000", "-key", "pcap", str(pcap),
@@ -462,6 +534,11 @@ def run_round(target: str, n: int, args, work: Path, pcap: Path, wav: Path) -> d
             stop(sipp)
         t_end = time.monotonic()
         time.sleep(1.0)
+        if options is not None:
+            options.halt()
+        # Memory once the calls are gone (recordings closed, sessions released).
+        time.sleep(2.0)
+        rss_after = _rss_mb(server.pid)
         # steady state: every call up (the last one answered; pyVoIP answers after 1 s)
         plateau = sampler.window(t0 + ramp + (1.5 if target == "pyvoip" else 0.5),
                                  t0 + call_s - 0.5)
@@ -483,9 +560,13 @@ def run_round(target: str, n: int, args, work: Path, pcap: Path, wav: Path) -> d
             "rtp_sent": rtp_probe.analyze(str(rnd / "tap.npz")),
             "cpu_plateau": plateau, "cpu_whole_run": whole, "cpu_idle_before": idle,
             "server_rss_mb": round(rss, 1), "server_children_rss_mb": round(kids_rss, 1),
+            "server_rss_idle_mb": round(rss_idle, 1), "server_rss_after_mb": round(rss_after, 1),
+            "rss_mb_per_call": round((rss - rss_idle) / n, 3),
             "loadavg1_before": round(load_before, 2),
             "pinning": {"server_cpus": args.server_cpus, "load_cpus": args.load_cpus},
         })
+        if options is not None:
+            result["options_ms"] = options.window(t0 + ramp, t0 + call_s - 0.5)
         if is_hotline:
             n_rec, sec_rec = wav_seconds(work / "recordings")
             result["recordings"] = {"files": n_rec - rec_before[0],
@@ -496,6 +577,8 @@ def run_round(target: str, n: int, args, work: Path, pcap: Path, wav: Path) -> d
     finally:
         if sampler is not None and sampler.is_alive():
             sampler.halt()
+        if options is not None and options.is_alive():
+            options.halt()
         stop(sipp)
         stop(probe, grace=20)
         stop(server, grace=10)
@@ -641,10 +724,10 @@ def main(argv=None) -> int:
         # medians, not on the handful of loop stalls that decide one round's p99.
         rounds = [(t, n) for _ in range(args.repeat) for n in ns for t in targets
                   if t in HOTLINE_TARGETS]
-        rounds += [("pyvoip", n) for n in pyvoip_ns if "pyvoip" in targets]
+        rounds += [("pyvoip", n) for n in pyvoip_ns for _ in range(args.repeat) if "pyvoip" in targets]
         collapsed_at = None
         for target, n in rounds:
-            if target == "pyvoip" and collapsed_at is not None:
+            if target == "pyvoip" and collapsed_at is not None and n > collapsed_at:
                 doc[target][str(n)] = {"skipped": f"collapsed at N={collapsed_at}"}
                 continue
             print(f"[bench] {target} N={n} ...", file=sys.stderr, flush=True)
@@ -657,7 +740,7 @@ def main(argv=None) -> int:
             else:
                 doc[target][str(n)] = r
             print(f"[bench] {target} N={n}: {one_line(r)}", file=sys.stderr, flush=True)
-            if target == "pyvoip" and collapsed(r, args.jitter):
+            if target == "pyvoip" and collapsed(r, args.jitter) and collapsed_at is None:
                 collapsed_at = n
         doc["ratio"] = ratio(doc, args)
         if any(t in doc for t in STT_TARGETS):
@@ -684,7 +767,10 @@ def one_line(r: dict) -> str:
             f"{j.get('p50')}/{j.get('p99')} ms, loss {rtp.get('loss_pct')} %, drift "
             f"{rtp.get('drift_pct')} %, INVITE->200 p50/p95 {inv.get('p50')}/{inv.get('p95')} ms, "
             f"CPU {cpu.get('server_cpu_pct')} % (machine {cpu.get('machine_busy_pct')} % of "
-            f"{os.cpu_count()} cores), RSS {r.get('server_rss_mb')} MB")
+            f"{os.cpu_count()} cores), RSS {r.get('server_rss_mb')} MB "
+            f"({r.get('rss_mb_per_call')} MB/call, after {r.get('server_rss_after_mb')} MB, idle "
+            f"{r.get('server_rss_idle_mb')} MB)"
+            + (f", OPTIONS p99 {r['options_ms'].get('p99')} ms" if r.get("options_ms") else ""))
 
 
 def _jitter(r: dict, key: str) -> float | None:
