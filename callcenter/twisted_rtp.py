@@ -75,6 +75,8 @@ class RtpLeg:
         self.protocol = _RtpProtocol(self)
         self.udp = None
         self.sent = 0
+        # Set when the engine releases the leg (a listener may close legs during a tick).
+        self.closed = False
         # Set when the engine polls this leg's socket itself (a real UDP port).
         self._recvfrom = None
         self._sendto = None
@@ -160,6 +162,7 @@ class RtpEngine:
     def release(self, leg: RtpLeg) -> None:
         if self.legs.pop(leg.port, None) is None:
             return
+        leg.closed = True
         if leg._fd is not None:
             if self._polled.get(leg._fd) is leg:
                 del self._polled[leg._fd]
@@ -237,10 +240,9 @@ class RtpEngine:
         """
         self.ticks += 1
         legs = list(self.legs.values())
-        live = self.legs
         caused: list[tuple[RtpLeg, list]] = []
         for leg in legs:
-            if live.get(leg.port) is not leg:
+            if leg.closed:
                 continue  # closed by a listener during this tick
             try:
                 datagram, events = leg.session.tick(now)
@@ -264,7 +266,7 @@ class RtpEngine:
             if events:
                 caused.append((leg, events))
         for leg, events in caused:
-            if live.get(leg.port) is leg:  # not closed by an earlier listener meanwhile
+            if not leg.closed:  # not closed by an earlier listener meanwhile
                 leg.deliver(events)
         for fn in self.on_tick:
             fn(now)
@@ -285,14 +287,27 @@ class RtpEngine:
                         break
             return
         poll = self._epoll.poll
+        get = polled.get
         for _ in range(MAX_READS_PER_TICK):
             ready = poll(0)
             if not ready:
                 return
+            # _read_one, inlined: this runs once per received packet of every call.
             for fd, _events in ready:
-                leg = polled.get(fd)  # None: closed by a listener during this tick
-                if leg is not None:
-                    self._read_one(leg, now)
+                leg = get(fd)  # None: closed by a listener during this tick
+                if leg is None:
+                    continue
+                try:
+                    data, addr = leg._recvfrom(_RECV_BYTES)
+                except OSError:  # BlockingIOError: empty; ECONNREFUSED etc.: now cleared
+                    continue
+                try:
+                    events = leg.session.receive(data, addr, now)
+                except Exception:  # a hostile packet must not end the call or the process
+                    log.exception("RTP receive failed on port %s", leg.port)
+                    continue
+                if events:
+                    leg.deliver(events)
 
     @staticmethod
     def _read_one(leg: RtpLeg, now: float) -> bool:

@@ -148,3 +148,28 @@ def test_a_listener_closing_legs_mid_read_leaves_the_others_served(engine, phone
     assert received[2] == 3
     assert set(eng.legs) == {legs[2].port}
     assert legs[2].sent == 2 and legs[0].sent == 1  # leg 0 sent tick 0 before it closed
+
+
+def test_a_listener_closing_a_leg_mid_tick_stops_its_events_and_frames(engine, phone):
+    """Events of a leg closed by an earlier leg's listener in the same tick are not handed
+    out, and the closed leg is not ticked again; the others go on."""
+    clock, eng = engine
+    heard = {0: 0, 1: 0, 2: 0}
+    legs = []
+
+    def listener(i):
+        def on_events(events):
+            heard[i] += len(events)
+            if i == 0 and not legs[1].closed:
+                legs[1].close()
+        return on_events
+
+    for i in range(3):
+        s = MediaSession(codec="PCMU", payload_type=0, dtmf_payload_type=101, remote=phone.getsockname(),
+                         ssrc=50 + i, initial_sequence=0, initial_timestamp=0, record_sent=True)
+        legs.append(eng.open(s, listener(i)))
+    clock.advance(0)  # tick 0: three frames sent, then leg 0's listener closes leg 1
+    clock.advance(0.02)  # tick 1: legs 0 and 2 only
+    assert legs[1].closed and set(eng.legs) == {legs[0].port, legs[2].port}
+    assert heard == {0: 2, 1: 0, 2: 2}
+    assert (legs[0].sent, legs[1].sent, legs[2].sent) == (2, 1, 2)
