@@ -505,6 +505,8 @@ async def api_desk_suggest(request: web.Request) -> web.Response:
 
 @api_auth
 async def api_wallboard(request: web.Request) -> web.Response:
+    if request[USER].role not in SUPERVISOR_ROLES:  # as /wallboard itself: queues, agents, today's cases
+        return json_error(403, "forbidden", "只有班长、值班长、指挥长或管理员可以查看监控数据。")
     desk = _desk(request)
     board = desk.acd.wallboard()
     board["cases_today"] = await desk.cases_today()

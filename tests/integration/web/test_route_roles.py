@@ -4,12 +4,13 @@ what, fails here (issue 14, point 8: least privilege).
 
 The case, its recording, transcript and photo belong to 路灯管理所 (`lighting`). Columns:
 anonymous, then each role of `ROLE_LABELS`; `department` is tied to another department
-(`sanitation`) and `own_dept` to `lighting`. No ACD runs (`ctx.desk` is None), so the desk's
-live routes answer 503 to whoever passes authentication. POSTs carry an empty JSON object.
+(`sanitation`) and `own_dept` to `lighting`. The desk and the callback dialer run on the desk
+tests' fakes (`u_agent` has extension 1001). POSTs carry an empty JSON object.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import warnings
@@ -20,14 +21,22 @@ import pytest
 from PIL import Image
 from sqlalchemy import update
 
+from twisted.internet.task import Clock
+
+from callcenter.acd_driver import AcdDriver, default_config
+from callcenter.desk_service import DeskService
+from callcenter.followup import FollowUpDialer
+from callcenter.notify.callbacks import CallbackPolicy, CallbackScheduler
 from callcenter.stt.port import Segment, Transcript
 from callcenter.stt_store import TranscriptStore
 from case_core.adapters import migrate, orm
 from case_core.adapters.sqlalchemy_repo import SqlRepository, make_engine, sync_url
+from case_core.domain.calendar import WorkCalendar
 from case_core.domain.workflow import ROLE_LABELS
 from case_core.photos import PhotoFiles, PhotoService
 from case_core.service import CaseService
 from tests.integration.case_core.test_workflow_orm import demo_reference
+from tests.integration.web.test_desk_actions import TZ, FakeRouter, Profile, _noop
 from web.app import WebContext, create_app
 from web.photos import PHOTOS
 
@@ -64,18 +73,18 @@ ROUTES: dict[tuple[str, str], str] = {
     ('GET', '/open311/v2/requests/{request_id}.{fmt}'):     '200 200 200 200 404 200 200 200 200 200',
     ('GET', '/desk'):                                       '302 200 200 200 200 200 200 200 200 200',
     ('GET', '/wallboard'):                                  '302 403 200 403 403 403 200 200 200 403',
-    ('GET', '/api/desk/status'):                            '401 503 503 503 503 503 503 503 503 503',
-    ('POST', '/api/desk/state'):                            '401 503 503 503 503 503 503 503 503 503',
+    ('GET', '/api/desk/status'):                            '401 200 404 404 404 404 404 404 404 404',
+    ('POST', '/api/desk/state'):                            '401 400 400 400 400 400 400 400 400 400',
     ('POST', '/api/desk/cases'):                            '401 422 422 422 422 422 422 422 422 422',
     ('POST', '/api/desk/answer'):                           '401 422 422 403 403 403 403 403 403 403',
     ('POST', '/api/desk/link'):                             '401 422 422 422 422 422 422 422 422 422',
-    ('POST', '/api/desk/callback'):                         '401 503 503 503 503 503 503 503 503 503',
+    ('POST', '/api/desk/callback'):                         '401 422 422 422 422 422 422 422 422 422',
     ('POST', '/api/desk/suggest'):                          '401 422 422 422 422 422 422 422 422 422',
-    ('GET', '/api/wallboard'):                              '401 503 503 503 503 503 503 503 503 503',
-    ('POST', '/api/wallboard/listen'):                      '401 503 503 503 503 503 503 503 503 503',
-    ('POST', '/api/desk/transfer'):                         '401 503 503 503 503 503 503 503 503 503',
-    ('POST', '/api/desk/consult'):                          '401 503 503 503 503 503 503 503 503 503',
-    ('POST', '/api/desk/call/{action}'):                    '401 503 503 503 503 503 503 503 503 503',
+    ('GET', '/api/wallboard'):                              '401 403 200 403 403 403 200 200 200 403',
+    ('POST', '/api/wallboard/listen'):                      '401 403 422 403 403 403 422 422 422 403',
+    ('POST', '/api/desk/transfer'):                         '401 409 409 409 409 409 409 409 409 409',
+    ('POST', '/api/desk/consult'):                          '401 400 400 400 400 400 400 400 400 400',
+    ('POST', '/api/desk/call/{action}'):                    '401 409 409 409 409 409 409 409 409 409',
     ('GET', '/api/cdr.csv'):                                '401 403 200 403 403 403 200 200 200 403',
     ('GET', '/api/queue-log.csv'):                          '401 403 200 403 403 403 200 200 200 403',
     ('GET', '/sms/dlr'):                                    '400 400 400 400 400 400 400 400 400 400',
@@ -95,11 +104,11 @@ ROUTES: dict[tuple[str, str], str] = {
     ('GET', '/cases/{case_id}/actions/{action}'):           '302 200 200 200 403 200 200 200 403 200',
     ('POST', '/cases/{case_id}/actions/{action}'):          '302 400 400 400 403 400 400 400 400 400',
     ('GET', '/callbacks'):                                  '302 200 200 403 403 403 200 200 200 403',
-    ('GET', '/api/callbacks'):                              '401 503 503 403 403 403 503 503 503 403',
-    ('GET', '/api/callbacks/{callback_id}'):                '401 503 503 403 403 403 503 503 503 403',
-    ('POST', '/api/callbacks/{callback_id}/reschedule'):    '401 503 503 403 403 403 503 503 503 403',
-    ('POST', '/api/callbacks/{callback_id}/cancel'):        '401 503 503 403 403 403 503 503 503 403',
-    ('POST', '/api/callbacks/{callback_id}/call-now'):      '401 503 503 403 403 403 503 503 503 403',
+    ('GET', '/api/callbacks'):                              '401 200 200 403 403 403 200 200 200 403',
+    ('GET', '/api/callbacks/{callback_id}'):                '401 404 404 403 403 403 404 404 404 403',
+    ('POST', '/api/callbacks/{callback_id}/reschedule'):    '401 404 404 403 403 403 404 404 404 403',
+    ('POST', '/api/callbacks/{callback_id}/cancel'):        '401 404 404 403 403 403 404 404 404 403',
+    ('POST', '/api/callbacks/{callback_id}/call-now'):      '401 404 404 403 403 403 404 404 404 403',
     ('GET', '/api/reference/departments'):                  '401 200 200 200 200 200 200 200 200 200',
     ('GET', '/api/reference/places'):                       '401 200 200 200 200 200 200 200 200 200',
     ('GET', '/api/reference/grid_cells'):                   '401 200 200 200 200 200 200 200 200 200',
@@ -128,6 +137,8 @@ ROUTES: dict[tuple[str, str], str] = {
 }
 
 
+# Path parameters of one route that differ from `params` (the desk's call actions are not case actions).
+PARAMS = {"/api/desk/call/{action}": {"action": "hangup"}}
 # Query strings that take a route past its parameter check to the data it guards.
 QUERIES = {"/api/transcripts": "?q=路灯", "/api/evaluation": "?start=2026-11-01&end=2026-11-30",
            "/api/geo/locate": "?lat=32.05&lon=118.78", "/api/geo/geocode": "?q=长江路"}
@@ -160,8 +171,23 @@ async def env(aiohttp_client, sqlite_url, tmp_path):
     await store.mark_queued(rec, engine="whisper", now=NOW)
     await store.save(rec, Transcript.from_segments((Segment(0.5, 3.0, "长江路路灯不亮", 0),), engine="whisper",
                                                    language="zh", duration_s=4.0, elapsed_s=1.0), now=NOW)
-    ts = NOW.replace(tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()
-    app = create_app(WebContext(repo=repo, service=service, secret=b"k" * 32, now=lambda: ts))
+    # The desk and the callback dialer on the desk tests' fakes, so their routes reach their checks.
+    clock = Clock()
+    clock.rightNow = NOW.replace(tzinfo=TZ).timestamp()
+    router = FakeRouter(clock)
+    tasks: list = []
+
+    def spawn(coro):
+        tasks.append(asyncio.ensure_future(coro))
+
+    now_dt = lambda: datetime.fromtimestamp(clock.seconds(), TZ).replace(tzinfo=None)  # noqa: E731
+    driver = AcdDriver(default_config([Profile("u_agent", "1001", {})]), clock=clock, tz=TZ, router=router,
+                       publish=lambda *a, **k: None, record=_noop, spawn=spawn)
+    desk = DeskService(acd_driver=driver, repo=repo, router=router, now_dt=now_dt)
+    dialer = FollowUpDialer(engine=repo.engine, scheduler=CallbackScheduler(CallbackPolicy(), WorkCalendar()),
+                            router=router, service=service, clock=clock, now_dt=now_dt, spawn=spawn)
+    app = create_app(WebContext(repo=repo, service=service, secret=b"k" * 32, now=clock.seconds, desk=desk,
+                                followups=dialer))
     photos = PhotoService(PhotoFiles(tmp_path / "photos", 1024 * 1024), repo.engine)
     app[PHOTOS] = photos
     buf = io.BytesIO()
@@ -173,6 +199,9 @@ async def env(aiohttp_client, sqlite_url, tmp_path):
               "name": "case_accepted", "number": "13800000009", "code": "component-01002", "fmt": "json",
               "request_id": number, "key": "handling", "filename": "desk.css"}
     yield app, client, tokens, params
+    dialer.stop()
+    driver.stop()
+    await asyncio.gather(*tasks, return_exceptions=True)
     await repo.close()
 
 
@@ -187,7 +216,7 @@ def _routes(app) -> list[tuple[str, str]]:
 
 
 async def _status(client, tokens, params, method: str, path: str, column: str) -> int:
-    url = path.format(**params) + QUERIES.get(path, "")
+    url = path.format(**{**params, **PARAMS.get(path, {})}) + QUERIES.get(path, "")
     headers = {"Authorization": f"Bearer {tokens[column]}"} if column in tokens else {}
     kw = {"json": {}} if method in ("POST", "PUT") else {}
     resp = await client.request(method, url, headers=headers, allow_redirects=False, **kw)
