@@ -379,7 +379,8 @@ class SipStreamFactory(Factory):
 
     `transport_name` ("TCP" | "TLS") and `local_port` (set once listening) go into our Via
     and Contact on this transport. Connections beyond `max_per_source` from one IP, or
-    `max_connections` in all, or from a source the defence has banned, are refused at accept.
+    `max_connections` in all, or from a source the defence has banned (each connection counts
+    towards its flood limit), are refused at accept.
     """
 
     def __init__(self, endpoint: SipEndpoint, clock, transport_name: str = "TCP", *,
@@ -401,14 +402,26 @@ class SipStreamFactory(Factory):
 
     def buildProtocol(self, addr):
         ip = addr.host
-        defence = self.endpoint.defence
         if self._count >= self.max_connections or self._per_source.get(ip, 0) >= self.max_per_source \
-                or (defence is not None and defence.banned(ip, self.clock.seconds())):
+                or not self._admitted(ip):
             self.refused += 1
             return None  # Twisted closes the connection at once
         self._count += 1
         self._per_source[ip] = self._per_source.get(ip, 0) + 1
         return SipStreamProtocol(self, (ip, addr.port))
+
+    def _admitted(self, ip: str) -> bool:
+        """A new connection counts as one request towards the source's flood limit (a TLS
+        handshake costs more than a datagram); a banned source gets none."""
+        endpoint = self.endpoint
+        if endpoint.defence is None:
+            return True
+        now = self.clock.seconds()
+        admitted = endpoint.defence.admit(ip, b"", now)
+        if not admitted:
+            endpoint.dropped += 1
+            endpoint._defence_events(now)
+        return admitted
 
     def forget(self, ip: str) -> None:
         self._count -= 1

@@ -227,3 +227,18 @@ def test_sips_request_gets_a_sips_contact():
     proto.dataReceived(stream_invite("TLS", uri="sips:12319@198.51.100.1"))
     [answer] = [m for m in messages(tr) if isinstance(m, SipResponse) and m.status == 200]
     assert answer.headers.get("Contact") == "<sips:127.0.0.1:5061>"
+
+
+def test_connections_count_towards_the_flood_ban():
+    """Each new connection counts as a request: past the flood limit the source is banned, its
+    open connection closes after its next message, and new ones are refused."""
+    from callcenter.sip.defence import Defence, DefencePolicy
+
+    reactor, endpoint, _, factory, _ = make("TCP", max_per_source=100)
+    endpoint.defence = Defence(DefencePolicy(flood_window_s=10.0, flood_max_requests=5))
+    open_one, tr = connect(factory, 40000)
+    accepted = [connect(factory, 40001 + i)[0] is not None for i in range(6)]
+    assert accepted == [True, True, True, True, False, False]
+    open_one.dataReceived(request("OPTIONS", branch="z9hG4bKo9", call_id="o9", via_params=""))
+    assert tr.disconnecting and tr.value() == b""  # dropped unread, then closed
+    assert factory.refused == 2
