@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import OrderedDict
 from typing import Callable, Protocol
 
 from twisted.internet.protocol import DatagramProtocol, Factory
@@ -30,6 +31,8 @@ from callcenter.sip.events import (
 
 log = logging.getLogger(__name__)
 
+# Closed connections remembered so that nothing is sent to their peer address over UDP.
+CLOSED_STREAMS_KEPT = 4096
 # How often bans are swept for their end and aggregated bad-input log lines written.
 SWEEP_S = 10.0
 
@@ -63,6 +66,8 @@ class SipEndpoint(DatagramProtocol):
         self._sweep = None
         # Open TCP/TLS connections by peer address (what the UA knows them by).
         self.streams: dict[tuple[str, int], SipStreamProtocol] = {}
+        # Peer addresses of the last connections that closed (bounded): nothing is sent there.
+        self.closed_streams: OrderedDict[tuple[str, int], None] = OrderedDict()
         ua.stream_of = self._stream_of
         # SRTP (callcenter.media.srtp): SDES keys per call on TLS legs, and the RTP leg bound
         # to a local port (`RtpEngine.legs.get`) whose session gets the SRTP wrapper.
@@ -192,6 +197,13 @@ class SipEndpoint(DatagramProtocol):
                 conn = streams.get(addr) if streams else None
                 if conn is not None:
                     conn.transport.write(data)
+                    continue
+                if addr in self.closed_streams:
+                    # Its connection is gone: a datagram to that ephemeral port would reach
+                    # nobody. The transaction times out and the call controller moves on.
+                    self._log(f"SIP to closed connection {addr[0]}:{addr[1]}",
+                              f"SIP message to {addr[0]}:{addr[1]} dropped: its connection is closed",
+                              self.clock.seconds(), logging.INFO)
                     continue
                 try:
                     self.transport.write(data, addr)
@@ -329,6 +341,7 @@ class SipStreamProtocol(StreamProtocol):
 
     def connectionMade(self) -> None:
         self.factory.endpoint.streams[self.addr] = self
+        self.factory.endpoint.closed_streams.pop(self.addr, None)
         self._arm(self.factory.first_message_s)
 
     def dataReceived(self, data: bytes) -> None:
@@ -368,9 +381,12 @@ class SipStreamProtocol(StreamProtocol):
         if self._idle is not None and self._idle.active():
             self._idle.cancel()
         self._idle = None
-        streams = self.factory.endpoint.streams
-        if streams.get(self.addr) is self:
-            del streams[self.addr]
+        endpoint = self.factory.endpoint
+        if endpoint.streams.get(self.addr) is self:
+            del endpoint.streams[self.addr]
+            endpoint.closed_streams[self.addr] = None
+            while len(endpoint.closed_streams) > CLOSED_STREAMS_KEPT:
+                endpoint.closed_streams.popitem(last=False)
         self.factory.forget(self.addr[0])
 
 

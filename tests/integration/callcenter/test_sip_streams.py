@@ -242,3 +242,17 @@ def test_connections_count_towards_the_flood_ban():
     open_one.dataReceived(request("OPTIONS", branch="z9hG4bKo9", call_id="o9", via_params=""))
     assert tr.disconnecting and tr.value() == b""  # dropped unread, then closed
     assert factory.refused == 2
+
+
+def test_nothing_is_sent_to_a_closed_connection():
+    """After its connection closed, a request to that peer is dropped (not sprayed over UDP to its ephemeral port)."""
+    _, endpoint, udp, factory, _ = make("TLS")
+    proto, tr = connect(factory)
+    proto.connectionLost(None)
+    endpoint.command("invite", target_uri="sip:1001@192.0.2.10:5062;transport=tls", remote=(PHONE_IP, 40001),
+                     from_user="12319", sdp=build_offer(local_host="127.0.0.1", local_port=20000, session_id=1))
+    assert udp.written == [] and tr.value() == b""
+    proto2, tr2 = connect(factory)  # the same address connects again: reachable again
+    endpoint.command("invite", target_uri="sip:1001@192.0.2.10:5062;transport=tls", remote=(PHONE_IP, 40001),
+                     from_user="12319", sdp=build_offer(local_host="127.0.0.1", local_port=20000, session_id=1))
+    assert [m.method for m in messages(tr2)] == ["INVITE"]
