@@ -31,7 +31,10 @@ from case_core.adapters import orm
 
 log = logging.getLogger(__name__)
 
-Operation = Callable[[Any], Awaitable[Any]]
+# One write: a plain function of a synchronous SQLAlchemy Connection. A batch runs them all
+# in the database driver's thread (`AsyncConnection.run_sync`): one hand-off per batch, not
+# one per statement, so a busy event loop (hundreds of calls' media) does not slow it down.
+Operation = Callable[[Any], Any]
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -97,8 +100,9 @@ class WriteQueue:
             self._task = asyncio.ensure_future(self._run())
 
     def submit(self, op: Operation, label: str = "write") -> asyncio.Future:
-        """Queue one operation (`await op(conn)` inside the batch's transaction); the future
-        has its result. Never refused: admission keeps the backlog bounded."""
+        """Queue one operation (`op(conn)` on a synchronous Connection, inside the batch's
+        transaction); the future has its result. Never refused: admission keeps the backlog
+        bounded."""
         future = asyncio.get_running_loop().create_future()
         self._items.append(_Item(op, future, label))
         n = len(self._items)
@@ -155,11 +159,10 @@ class WriteQueue:
 
     async def _write(self, batch: list[_Item]) -> bool:
         """True when the batch is done (written, or its bad items given up); False to retry."""
+        ops = [item.op for item in batch]
         try:
-            results = []
             async with self.engine.begin() as conn:
-                for item in batch:
-                    results.append(await item.op(conn))
+                results = await conn.run_sync(lambda sync_conn: [op(sync_conn) for op in ops])
         except Exception as exc:
             if is_transient(exc):
                 log.warning("database writer: %d writes wait (%s: %s)", len(batch), type(exc).__name__, exc)
@@ -215,11 +218,7 @@ class QueuedCallServices:
                 .values(call_id=call_id, case_id=None, kind=kind, path=path, channels=channels, duration_s=0.0,
                         created_at=now)
                 .returning(orm.recordings.c.id))
-
-        async def op(conn):
-            return (await conn.execute(stmt)).scalar_one()
-
-        return await self.writer.submit(op, f"recording of {call_id}")
+        return await self.writer.submit(lambda conn: conn.execute(stmt).scalar_one(), f"recording of {call_id}")
 
     async def recording_finished(self, recording_id: int, duration_s: float) -> None:
         stmt = update(orm.recordings).where(orm.recordings.c.id == recording_id).values(duration_s=duration_s)

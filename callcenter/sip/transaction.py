@@ -226,6 +226,8 @@ UAS_CALL = {
     ("confirmed", "cancel_received"): ("confirmed", ()),
     ("ended", "ack_received"): ("ended", ()),
     ("ended", "cancel_received"): ("ended", ()),
+    # Our BYE (e.g. an unACKed call hung up by call admission) crossed the caller's BYE.
+    ("ended", "bye_received"): ("ended", ()),
 }
 
 UAC_CALL = {
