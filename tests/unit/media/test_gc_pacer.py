@@ -69,3 +69,42 @@ def test_pacer_disables_automatic_collection_and_gives_it_back():
     finally:
         pacer.uninstall()
     assert gc.isenabled() and not clock.getDelayedCalls()
+
+
+def test_heap_is_trimmed_once_when_the_calls_are_over():
+    """After media ticks stop, the next quiet second collects fully and trims the heap, once
+    per busy spell; seconds without calls before or after trim nothing."""
+    clock = Clock()
+    trims = []
+    pacer = GcPacer(GcPolicy(young=10**9), trim=lambda: trims.append(clock.seconds())).install().start(clock)
+
+    def quiet(seconds):  # task.Clock jumps: step through each second so the timer fires in each
+        for _ in range(seconds):
+            clock.advance(1.0)
+
+    try:
+        quiet(3)
+        assert trims == []  # never busy: nothing to give back
+        for _ in range(100):  # two seconds of calls
+            clock.advance(0.02)
+            pacer.after_tick(clock.seconds())
+        assert trims == []  # still ticking
+        quiet(2)
+        assert len(trims) == 1 and pacer.stats()["trims"] == 1
+        full_before = pacer.stats()["collections"][2]
+        quiet(5)
+        assert len(trims) == 1
+        for _ in range(60):
+            clock.advance(0.02)
+            pacer.after_tick(clock.seconds())
+        quiet(3)
+        assert len(trims) == 2
+        assert pacer.last_full > 0 and pacer.stats()["collections"][2] == full_before
+    finally:
+        pacer.uninstall()
+
+
+def test_glibc_trim_is_found_here():
+    """On this (glibc) system the default trim is the real malloc_trim."""
+    assert GcPacer()._trim is not None
+    GcPacer()._trim()
