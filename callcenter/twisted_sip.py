@@ -18,16 +18,18 @@ import logging
 from collections import OrderedDict
 from typing import Callable, Protocol
 
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import DatagramProtocol, Factory
 from twisted.internet.protocol import Protocol as StreamProtocol
+from zope.interface import implementer
 
-from callcenter.sip.framing import FramingError, StreamFramer
 from callcenter.sip.defence import Defence, LogTally, SourceBanned
-from callcenter.sip.events import DigestFailed, MessageRejected
-from callcenter.sip.ua import UserAgent
 from callcenter.sip.events import (
-    CallAnswered, CallCancelled, CallEnded, CallFailed, CallOffered, CallProgressed, ReofferReceived,
+    CallAnswered, CallCancelled, CallEnded, CallFailed, CallOffered, CallProgressed, DigestFailed,
+    MessageRejected, ReofferReceived,
 )
+from callcenter.sip.framing import FramingError, StreamFramer
+from callcenter.sip.ua import UserAgent
 
 log = logging.getLogger(__name__)
 
@@ -329,8 +331,14 @@ def _audio_port(sdp: bytes) -> int | None:
     return audio.port if audio is not None else None
 
 
+@implementer(IPushProducer)
 class SipStreamProtocol(StreamProtocol):
-    """One TCP or TLS connection: cuts messages out of the stream and hands them to the UA."""
+    """One TCP or TLS connection: cuts messages out of the stream and hands them to the UA.
+
+    It is the producer of its own transport: when what we send piles up (a peer that sends
+    requests but does not read the answers), the transport pauses us and we stop reading that
+    peer's requests until it has drained, so its answers cannot grow memory without bound.
+    """
 
     def __init__(self, factory: "SipStreamFactory", addr: tuple[str, int]):
         self.factory = factory
@@ -343,6 +351,17 @@ class SipStreamProtocol(StreamProtocol):
         self.factory.endpoint.streams[self.addr] = self
         self.factory.endpoint.closed_streams.pop(self.addr, None)
         self._arm(self.factory.first_message_s)
+        self.transport.registerProducer(self, True)
+
+    def pauseProducing(self) -> None:
+        self.factory.paused += 1
+        self.transport.pauseProducing()  # stop reading its requests
+
+    def resumeProducing(self) -> None:
+        self.transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        pass
 
     def dataReceived(self, data: bytes) -> None:
         try:
@@ -414,6 +433,7 @@ class SipStreamFactory(Factory):
         self._count = 0
         self.refused = 0
         self.timeouts = 0
+        self.paused = 0  # times a connection's reading was paused for its unread answers
         self.framing_errors = 0
 
     def buildProtocol(self, addr):

@@ -256,3 +256,14 @@ def test_nothing_is_sent_to_a_closed_connection():
     endpoint.command("invite", target_uri="sip:1001@192.0.2.10:5062;transport=tls", remote=(PHONE_IP, 40001),
                      from_user="12319", sdp=build_offer(local_host="127.0.0.1", local_port=20000, session_id=1))
     assert [m.method for m in messages(tr2)] == ["INVITE"]
+
+
+def test_a_peer_that_does_not_read_is_not_read_either():
+    """When our answers pile up unread, the transport pauses the connection: its requests stay unread until it drains."""
+    _, _, _, factory, _ = make("TCP")
+    proto, tr = connect(factory)
+    assert tr.producer is proto and tr.streaming
+    proto.pauseProducing()  # what the transport does once its send buffer is full
+    assert tr.producerState == "paused" and factory.paused == 1
+    proto.resumeProducing()
+    assert tr.producerState == "producing"
