@@ -140,3 +140,21 @@ def test_both_directions_of_a_placed_call():
     assert phone_ctx.unprotect(our_ctx.protect(rtp(5))) == rtp(5)
     assert our_ctx.unprotect(phone_ctx.protect(rtp(6))) == rtp(6)
     assert isinstance(hotline.answer_in("out1", without_sdes(answer)), Refuse)
+
+
+def test_reoffers_keep_or_renew_the_keys():
+    """A re-INVITE with the same key keeps the leg's context; a new key makes a new one; a plain re-offer is refused."""
+    calls = SdesCalls("optional", counter_bytes())
+    answer = negotiate(calls.offer_in("c1", savp_offer(), secure=True), local_host="127.0.0.1",
+                       local_port=20000, session_id=1).answer
+    first_sent, first = calls.answer_out("c1", answer)
+    again_sent, again = calls.answer_out("c1", negotiate(
+        calls.offer_in("c1", savp_offer(), secure=True), local_host="127.0.0.1", local_port=20000,
+        session_id=1, version=1).answer)
+    assert again is first and sdes_offer(again_sent)[1] == sdes_offer(first_sent)[1]  # our key unchanged
+    calls.offer_in("c1", savp_offer(key=KEY_B), secure=True)
+    _, renewed = calls.answer_out("c1", answer)
+    assert renewed is not first and renewed.remote_key == KEY_B and renewed.local_key == first.local_key
+    assert isinstance(calls.offer_in("c1", without_sdes(savp_offer()), secure=True), Refuse)
+    calls.forget("c1")
+    assert "c1" not in calls
