@@ -317,10 +317,12 @@ def cmd_user_list(settings, args) -> int:
     users = asyncio.run(run())
     if args.json:
         print(json.dumps([{"username": u.username, "name": u.display_name, "role": u.role,
-                           "department": u.department} for u in users], ensure_ascii=False, indent=2))
+                           "department": u.department, "disabled": u.disabled} for u in users],
+                         ensure_ascii=False, indent=2))
     else:
         for u in users:
-            print(f"{u.username}\t{u.role}\t{u.department or '-'}\t{u.display_name}")
+            state = "\tdisabled" if u.disabled else ""
+            print(f"{u.username}\t{u.role}\t{u.department or '-'}\t{u.display_name}{state}")
     return 0
 
 

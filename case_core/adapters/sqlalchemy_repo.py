@@ -121,10 +121,11 @@ class UserView:
     display_name: str
     role: str
     department: str | None = None  # 处置部门 staff: the department whose cases they handle
+    disabled: bool = False  # `hotline user set NAME --disable`: no login, no token
 
 
 def _user_view(row) -> UserView:
-    return UserView(row.id, row.username, row.display_name, row.role, row.department)
+    return UserView(row.id, row.username, row.display_name, row.role, row.department, bool(row.disabled))
 
 
 class NotFound(LookupError):

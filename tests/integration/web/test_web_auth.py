@@ -159,7 +159,9 @@ async def test_password_change_disable_and_cli_revoke_end_sessions(env):
     assert await status_with_cookie(client, cookie) == 401
     assert (await client.get("/api/cases", headers={"Authorization": f"Bearer {token}"})).status == 401
     assert (await login(client, user="agent1", password="new-pass-123")).status == 401
+    assert (await ctx.repo.get_user("agent1")).disabled
     assert await run_cli("user", "set", "agent1", "--enable") == 0
+    assert not (await ctx.repo.get_user("agent1")).disabled
     assert (await login(client, user="agent1", password="new-pass-123")).status == 302
     actions = [r.action for r in (await ctx.audit.query(actor="cli"))[0]]
     for expected in ("session_revoked", "password_changed", "user_disabled", "user_enabled"):
