@@ -128,6 +128,8 @@ class SdesCalls:
         """What the controller should see of an offer: plain RTP, or a refusal."""
         if not sdp:
             return sdp
+        if b"SAVP" not in sdp and call_id not in self._calls and not (secure and self.mode == "mandatory"):
+            return sdp  # the common case, a plain offer: no parsing here
         try:
             proto, usable = sdes_offer(sdp)
         except SdpError:
