@@ -192,7 +192,9 @@ class Hotline:
         from callcenter.write_queue import WriteQueue
 
         # One writer for call, recording and queue-event rows: nothing lost when the pool is busy.
-        self.writer = WriteQueue(self.repo.engine)
+        from case_core.adapters.sqlalchemy_repo import make_sync_engine
+
+        self.writer = WriteQueue(make_sync_engine(url))
         self.writer.start()
         from case_core.audit import AuditLog
 
@@ -698,6 +700,7 @@ class Hotline:
             await self._web_runner.cleanup()
         if self.writer is not None:
             await self.writer.close()  # every queued row is written before the database closes
+            self.writer.engine.dispose()
         if self.repo is not None:
             await self.repo.close()
 

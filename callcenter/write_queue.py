@@ -32,8 +32,9 @@ from case_core.adapters import orm
 log = logging.getLogger(__name__)
 
 # One write: a plain function of a synchronous SQLAlchemy Connection. A batch runs them all
-# in the database driver's thread (`AsyncConnection.run_sync`): one hand-off per batch, not
-# one per statement, so a busy event loop (hundreds of calls' media) does not slow it down.
+# on the writer's own thread and blocking engine: one hand-off to and from the event loop per
+# batch. (The async engine costs a loop round trip per statement: with hundreds of calls'
+# media on the loop, a flood's writes crawled at a few per second and the rows fell behind.)
 Operation = Callable[[Any], Any]
 
 
@@ -70,12 +71,16 @@ class _Item:
 
 
 class WriteQueue:
-    """One writer task over an async SQLAlchemy engine; see the module docstring."""
+    """One writer task feeding one thread with a blocking SQLAlchemy engine
+    (`case_core.adapters.sqlalchemy_repo.make_sync_engine`); see the module docstring."""
 
     def __init__(self, engine, *, max_batch: int = 200, warn_backlog: int = 1000,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                  clock: Callable[[], float] = time.monotonic):
+        from concurrent.futures import ThreadPoolExecutor
+
         self.engine = engine
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-writer")
         self.max_batch = max_batch
         self.warn_backlog = warn_backlog
         self._sleep = sleep
@@ -130,6 +135,7 @@ class WriteQueue:
         if self._task is not None:
             await self._task
             self._task = None
+        self._thread.shutdown(wait=True)
 
     _busy = False
 
@@ -160,9 +166,14 @@ class WriteQueue:
     async def _write(self, batch: list[_Item]) -> bool:
         """True when the batch is done (written, or its bad items given up); False to retry."""
         ops = [item.op for item in batch]
+        engine = self.engine
+
+        def run() -> list:
+            with engine.begin() as conn:
+                return [op(conn) for op in ops]
+
         try:
-            async with self.engine.begin() as conn:
-                results = await conn.run_sync(lambda sync_conn: [op(sync_conn) for op in ops])
+            results = await asyncio.get_running_loop().run_in_executor(self._thread, run)
         except Exception as exc:
             if is_transient(exc):
                 log.warning("database writer: %d writes wait (%s: %s)", len(batch), type(exc).__name__, exc)

@@ -18,6 +18,16 @@ from case_core.adapters import orm
 NOW = datetime(2026, 12, 7, 10, 0, 0)
 
 
+@pytest.fixture
+def sync_engine(engine, db_url):
+    """The writer's blocking engine on the same (migrated) database as `engine`."""
+    from case_core.adapters.sqlalchemy_repo import make_sync_engine
+
+    eng = make_sync_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
 class _Service:
     """The case service as far as the router's row writes go: only the transcription hook."""
 
@@ -47,9 +57,9 @@ async def _count(engine, table) -> int:
         return (await conn.execute(select(func.count()).select_from(table))).scalar_one()
 
 
-async def test_a_flood_of_calls_keeps_every_row_in_order(engine):
+async def test_a_flood_of_calls_keeps_every_row_in_order(engine, sync_engine):
     """500 calls started, answered, recorded and ended at once: every row lands, updates after inserts, in few batches."""
-    writer = WriteQueue(engine, max_batch=200)
+    writer = WriteQueue(sync_engine, max_batch=200)
     service = _Service()
     calls = QueuedCallServices(service, writer)
 
@@ -76,9 +86,9 @@ async def test_a_flood_of_calls_keeps_every_row_in_order(engine):
     assert writer.batches < writer.written / 5  # batched, not one transaction per row
 
 
-async def test_a_locked_database_delays_writes_but_loses_none(engine):
+async def test_a_locked_database_delays_writes_but_loses_none(engine, sync_engine):
     """Three failed transactions (database is locked) are retried: the queue event and the call row are stored."""
-    flaky = _FlakyEngine(engine, failures=3)
+    flaky = _FlakyEngine(sync_engine, failures=3)
     writer = WriteQueue(flaky, sleep=lambda s: asyncio.sleep(0))
     store = AcdStore(engine, writer=writer)
 
@@ -95,9 +105,9 @@ async def test_a_locked_database_delays_writes_but_loses_none(engine):
     assert (await _count(engine, queue_events), await _count(engine, orm.calls)) == (1, 1)
 
 
-async def test_one_bad_row_does_not_take_its_batch_down(engine):
+async def test_one_bad_row_does_not_take_its_batch_down(engine, sync_engine):
     """A duplicate call id fails alone; the other rows of its batch are written."""
-    writer = WriteQueue(engine)
+    writer = WriteQueue(sync_engine)
     calls = QueuedCallServices(_Service(), writer)
     results = await asyncio.gather(
         *(calls.call_started(call_id=cid, direction="inbound", did="12319", caller=None, now=NOW)
