@@ -72,20 +72,21 @@ class Voice:
         ids = [self.processor.symbol_to_id[s] for s in symbols]
         return ids + [self.processor.eos_id]
 
-    def synthesise(self, text: str, forced: dict[str, str], speed: float = 1.0):
+    def synthesise(self, text: str, forced: dict[str, str], speed: float = 1.0,
+                   f0: float = 1.0, energy: float = 1.0, pause: float = _PAUSE_S):
         np = self.np
         pieces = []
-        pause = np.zeros(int(_PAUSE_S * self.rate), dtype=np.float32)
+        gap = np.zeros(int(pause * self.rate), dtype=np.float32)
         for clause in _clauses(text):
-            mel = self._mel(self.phones(clause, forced), speed)
+            mel = self._mel(self.phones(clause, forced), speed, f0, energy)
             if pieces:
-                pieces.append(pause)
+                pieces.append(gap)
             pieces.append(self.tts.mel2audio(mel))
         if not pieces:
             raise ValueError(f"nothing to say in {text!r}")
         return np.concatenate(pieces)
 
-    def _mel(self, ids: list[int], speed: float):
+    def _mel(self, ids: list[int], speed: float, f0: float = 1.0, energy: float = 1.0):
         np = self.np
         acoustic = self.tts.acoustic
         inputs = acoustic.get_input_details()
@@ -93,8 +94,8 @@ class Voice:
         acoustic.allocate_tensors()
         # FastSpeech2 inputs: ids, speaker, duration scale (>1 = slower), f0 and energy scale.
         data = (np.expand_dims(np.array(ids, np.int32), 0), np.array([0], np.int32),
-                np.array([speed], np.float32), np.array([1.0], np.float32),
-                np.array([1.0], np.float32))
+                np.array([speed], np.float32), np.array([f0], np.float32),
+                np.array([energy], np.float32))
         for i, detail in enumerate(inputs):
             acoustic.set_tensor(detail["index"], data[i])
         acoustic.invoke()
@@ -135,7 +136,9 @@ def main() -> int:
         try:
             job = json.loads(line)
             audio = voice.synthesise(job["text"], job.get("pinyin") or {},
-                                     float(job.get("speed", 1.0)))
+                                     float(job.get("speed", 1.0)), float(job.get("f0", 1.0)),
+                                     float(job.get("energy", 1.0)),
+                                     float(job.get("pause", _PAUSE_S)))
             seconds = voice.write(audio, job["out"], int(job.get("rate") or voice.rate))
             reply = {"ok": True, "out": job["out"], "seconds": round(seconds, 3)}
         except Exception as exc:  # noqa: BLE001 - one bad prompt must not end the build
