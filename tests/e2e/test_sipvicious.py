@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Server, start_server, stop_server
+from tests.e2e.conftest import Server, run_hotline, start_server, stop_server
 from tests.e2e.peers.ports import free_udp_port
 from tests.e2e.peers.runner import run_sipp
 
@@ -100,6 +100,10 @@ def test_sipvicious_finds_nothing_and_is_banned(server, tmp_path):
     assert re.search(r'hotline_sip_bans_total\{reason="scanner"\} 3\.0', metrics), metrics
     assert re.search(r'hotline_sip_bans_total\{reason="digest"\} 1\.0', metrics), metrics
     assert "1001" not in re.findall(r"registrations of sip:(\d+)@", log)
+    admin = run_hotline("token", "create", "admin", "--scope", "admin", "--config", str(server.config)).stdout.strip()
+    status, audit = server.api("/api/audit?action=sip_ban", token=admin)
+    assert status == 200, audit
+    assert {e["target"] for e in audit["entries"]} == {"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"}, audit
 
     # Real traffic from 127.0.0.1: OPTIONS answered, the agent phone registers with its password.
     assert run_sipp("options", target=server.sip_target, timeout=10).ok
