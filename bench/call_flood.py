@@ -98,12 +98,13 @@ def count_rows(db: Path, storage: Path) -> dict:
     try:
         calls = con.execute("select count(*), count(answered_at), count(ended_at) from calls").fetchone()
         paths = {Path(p).resolve() for (p,) in con.execute("select path from recordings")}
+        reasons = dict(con.execute("select coalesce(end_reason, '(none)'), count(*) from calls group by 1"))
     finally:
         con.close()
     wavs = {p.resolve() for p in storage.rglob("*.wav")}
     return {"call_rows": calls[0], "answered_rows": calls[1], "ended_rows": calls[2],
             "recording_rows": len(paths), "wav_files": len(wavs), "wavs_without_row": len(wavs - paths),
-            "rows_without_wav": len(paths - wavs)}
+            "rows_without_wav": len(paths - wavs), "end_reasons": reasons}
 
 
 def flood(root: Path, work: Path, args, pcap: Path, *, new_keys: bool) -> dict:

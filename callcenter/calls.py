@@ -1358,16 +1358,20 @@ class CallRouter:
     # -- watchdog: RTP timeout and end-on-silence -----------------------------------------
     def _ensure_watchdog(self) -> None:
         if self._watchdog is None:
+            self._watch_due = self.clock.seconds() + 0.25
             self._watchdog = self.clock.callLater(0.25, self._watch)
 
     def _watch(self) -> None:
         self._watchdog = None
         now = self.clock.seconds()
         policy = self.admission
+        # A watchdog a second late means the loop itself stalled (overload): ACKs and RTP may be
+        # waiting unread in the sockets, so no caller is blamed for them this round.
+        stalled = now - getattr(self, "_watch_due", now) > 1.0
         for call in list(self.calls.values()):
             call.check_silence(now)
             last = getattr(call.leg.session, "last_received_at", None) if call.leg else None
-            if policy is not None and call.answered_at is not None and not call.ended:
+            if policy is not None and call.answered_at is not None and not call.ended and not stalled:
                 # A caller that never ACKs our 200 OK, or never sends a packet of audio, holds
                 # a port for nothing (the slow-INVITE attack): end it within seconds.
                 since = now - call.answered_at
