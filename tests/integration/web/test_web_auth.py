@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -198,6 +199,10 @@ async def test_token_expiry_scope_and_revoke(env, capsys):
     assert (await client.get("/api/cases", headers=headers)).status == 401
     assert await run_cli("token", "revoke", read_token) == 2  # nothing left to revoke
     assert (await ctx.audit.query(action="token_revoked"))[1] == 1
+    capsys.readouterr()
+    assert await run_cli("token", "list", "--user", "admin", "--json") == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(t["scope"], t["revoked_at"] is not None) for t in listed] == [("write", False), ("read", True)]
 
 
 async def test_audit_api_for_admins_only(env):
