@@ -155,7 +155,9 @@ def start_server(tmp: Path, prompts: Path, *, db_url: str | None = None, extra: 
     rtp_base = free_udp_port_block(8)
     cfg = tmp / "hotline.toml"
     config = {
-        "sip": {"host": "127.0.0.1", "port": sip_port},
+        # The test peers share 127.0.0.1 and some fail digests on purpose: never banned there
+        # (tests of the defence attack from other 127.0.0.x sources, or set allow = []).
+        "sip": {"host": "127.0.0.1", "port": sip_port, "allow": ["127.0.0.1/32"]},
         "rtp": {"host": "127.0.0.1", "port_min": rtp_base, "port_max": rtp_base + 7},
         "web": {"host": "127.0.0.1", "port": web_port},
         "database": {"url": db_url or f"sqlite:///{tmp / 'hotline.db'}"},

@@ -48,7 +48,7 @@ PHONE_UA = "Linphone/5.2.0 (belle-sip/5.2.0)"
 
 @pytest.fixture
 def server(tmp_path, prompts_dir):
-    s = start_server(tmp_path, prompts_dir, extra="[sip]\nauth_max_failures = 5\nban_s = 120\n")
+    s = start_server(tmp_path, prompts_dir, extra="[sip]\nauth_max_failures = 5\nban_s = 120\nallow = []\n")
     yield s
     stop_server(s)
 
