@@ -231,6 +231,21 @@ class SipEndpoint(DatagramProtocol):
             pass
         self._rearm()
 
+    def stream_closed(self, addr: tuple[str, int]) -> None:
+        """A phone registered over this connection can no longer be reached: its bindings go
+        (the call controller hears ContactsChanged and stops ringing it)."""
+        registrar = self.ua.registrar
+        if registrar is None or not hasattr(registrar, "drop_source"):
+            return
+        if registrar.drop_source(addr):
+            log.info("SIP connection from %s:%s closed: its registrations dropped", *addr)
+            try:
+                self.ua.handle_timer(self.clock.seconds())  # drains the registrar's events
+            except Exception:
+                self.errors += 1
+                log.exception("SIP core failed after a connection closed")
+            self._after()
+
     # -- SRTP on TLS legs ----------------------------------------------------------------------
     def _is_tls(self, addr) -> bool:
         conn = self.streams.get(addr)
@@ -406,6 +421,7 @@ class SipStreamProtocol(StreamProtocol):
             endpoint.closed_streams[self.addr] = None
             while len(endpoint.closed_streams) > CLOSED_STREAMS_KEPT:
                 endpoint.closed_streams.popitem(last=False)
+            endpoint.stream_closed(self.addr)
         self.factory.forget(self.addr[0])
 
 

@@ -83,6 +83,17 @@ class Registrar:
             if len(after) != len(before):
                 self._store(aor, after)
 
+    def drop_source(self, source: tuple[str, int]) -> int:
+        """Forget the bindings registered from `source` because its TCP/TLS connection closed:
+        nothing reaches them there any more (we do not open connections to phones), as a flow
+        failure ends a binding in RFC 5626 §5.3. Returns how many were dropped."""
+        dropped = 0
+        for aor in [a for a, bs in self._bindings.items() if any(b.source == source for b in bs)]:
+            kept = [b for b in self._bindings[aor] if b.source != source]
+            dropped += len(self._bindings[aor]) - len(kept)
+            self._store(aor, kept)
+        return dropped
+
     # ---------------------------------------------------------------- requests
     def handle_register(self, req: SipRequest, source: tuple[str, int], now: float) -> SipResponse:
         """The final response to a REGISTER; bindings change only after authentication."""

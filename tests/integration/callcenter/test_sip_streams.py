@@ -267,3 +267,40 @@ def test_a_peer_that_does_not_read_is_not_read_either():
     assert tr.producerState == "paused" and factory.paused == 1
     proto.resumeProducing()
     assert tr.producerState == "producing"
+
+
+def test_registrations_end_with_their_connection():
+    """A phone registered over TCP is bound to that connection: when it closes, the binding goes
+    and the controller hears ContactsChanged (nothing could reach the phone there any more)."""
+    from callcenter.sip.digest import build_authorization, parse_challenge
+    from callcenter.sip.events import ContactsChanged
+    from callcenter.sip.registrar import Registrar
+    from tests.integration.callcenter.test_sip_endpoint import _Cache
+
+    reactor = FakeReactor()
+    reactor.advance(1000.0)
+    registrar = Registrar(realm="hotline", lookup=_Cache({"1001": "agent-pass-1"}).lookup, rng=random.Random(1))
+    ua = UserAgent(local_host="127.0.0.1", local_port=5060, registrar=registrar, rng=random.Random(2))
+    endpoint = SipEndpoint(ua, reactor)
+    reactor.listenUDP(5060, endpoint, interface="127.0.0.1")
+    endpoint.listener = Router(endpoint, answer=False)
+    factory = SipStreamFactory(endpoint, reactor, "TCP")
+    proto, tr = connect(factory)
+
+    def register(branch: str, cseq: int, auth: str = "") -> bytes:
+        extra = "Expires: 600" + (f"\r\nAuthorization: {auth}" if auth else "")
+        data = request("REGISTER", uri="sip:127.0.0.1", branch=branch, cseq=cseq, call_id="reg-1",
+                       extra=extra, via_params="").replace(b"sip:12319@198.51.100.1", b"sip:1001@127.0.0.1")
+        return data.replace(b"sip:13800138000@", b"sip:1001@").replace(b"SIP/2.0/UDP", b"SIP/2.0/TCP")
+
+    proto.dataReceived(register("z9hG4bKr1", 1))
+    [challenge] = messages(tr)
+    tr.clear()
+    auth = build_authorization(parse_challenge(challenge.headers.get("WWW-Authenticate")), username="1001",
+                               password="agent-pass-1", method="REGISTER", uri="sip:127.0.0.1", cnonce="c0ffee")
+    proto.dataReceived(register("z9hG4bKr2", 2, auth))
+    assert [m.status for m in messages(tr)] == [200]
+    assert registrar.bindings("sip:1001@127.0.0.1", reactor.seconds())[0].source == (PHONE_IP, 40001)
+    proto.connectionLost(None)
+    assert registrar.bindings("sip:1001@127.0.0.1", reactor.seconds()) == []
+    assert endpoint.listener.events[-1] == ContactsChanged("sip:1001@127.0.0.1", ())
