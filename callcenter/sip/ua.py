@@ -852,7 +852,7 @@ class UserAgent:
         h.add("To", call.remote_addr)
         h.add("Call-ID", call.call_id)
         h.add("CSeq", f"{call.local_cseq} INVITE")
-        h.add("Contact", self._contact(peer=call.peer))
+        h.add("Contact", self._contact(peer=call.peer, sips=call.remote_target[:5].lower() == "sips:"))
         h.add("Allow", self._allow)
         h.add("User-Agent", self.server_name)
         if auth is not None:

@@ -304,3 +304,13 @@ def test_registrations_end_with_their_connection():
     proto.connectionLost(None)
     assert registrar.bindings("sip:1001@127.0.0.1", reactor.seconds()) == []
     assert endpoint.listener.events[-1] == ContactsChanged("sip:1001@127.0.0.1", ())
+
+
+def test_call_to_a_sips_contact_offers_a_sips_contact():
+    """An INVITE we send to a phone registered with a sips: contact carries a sips: Contact of ours."""
+    _, endpoint, _, factory, _ = make("TLS")
+    _, tr = connect(factory)
+    endpoint.command("invite", target_uri="sips:1001@192.0.2.10:5063", remote=(PHONE_IP, 40001), from_user="12319",
+                     sdp=build_offer(local_host="127.0.0.1", local_port=20000, session_id=1))
+    [inv] = messages(tr)
+    assert inv.uri == "sips:1001@192.0.2.10:5063" and inv.headers.get("Contact") == "<sips:127.0.0.1:5061>"
