@@ -168,16 +168,16 @@ def test_baresip_registers_and_calls_over_tls_with_srtp(tls_server, tmp_path, pr
     stereo, channels, _ = wav_pcm(path.read_bytes())
     left = stereo[0::channels]
     # Best of 1 s slices: on a loaded machine the phone's sending has gaps that spoil longer ones.
-    assert _likeness(left, speech) > 0.9
+    assert _likeness(left, speech) > 0.8
     assert _likeness(left, speech_pcm("thchs30_D4_750.wav")) < 0.5  # negative control
     # Our SRTP reached the phone too: it decrypted the welcome prompt.
     assert heard is not None, trace[-3000:]
     samples, ch, rate = wav_pcm(heard.read_bytes())
     mono = samples[0::ch][:: max(1, rate // 8000)]
     welcome = wav_pcm((prompts_dir / "welcome.wav").read_bytes())[0]
-    assert max(best_correlation(mono, welcome[a: a + 8000]) for a in range(0, 24000, 4000)) > 0.9
+    assert max(best_correlation(mono, welcome[a: a + 8000]) for a in range(0, 24000, 4000)) > 0.8
     goodbye = wav_pcm((prompts_dir / "goodbye.wav").read_bytes())[0]
-    assert max(best_correlation(mono, goodbye[a: a + 8000]) for a in range(0, 8000, 4000)) < 0.75
+    assert max(best_correlation(mono, goodbye[a: a + 8000]) for a in range(0, 8000, 4000)) < 0.6  # ~0.37
 
 
 def _likeness(recorded, speech: bytes) -> float:
