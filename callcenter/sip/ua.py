@@ -292,7 +292,10 @@ class UserAgent:
                 t.last_sent = data
                 self._out.append((data, t.peer))
             elif isinstance(action, Retransmit):
-                if t.last_sent is not None and self.stream_of(t.peer) is None:
+                # A stream is reliable (§17.1.1.2, §17.2.1), except that a 2xx to an INVITE is
+                # still re-sent until its ACK: hops beyond the connection may be UDP (§13.3.1.4).
+                if t.last_sent is not None and (self.stream_of(t.peer) is None
+                                                or (t.kind == "ist" and t.state == "accepted")):
                     self._out.append((t.last_sent, t.peer))
             elif isinstance(action, SendAck):
                 self._send_non2xx_ack(t, payload)

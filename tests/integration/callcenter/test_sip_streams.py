@@ -93,18 +93,23 @@ def test_split_and_coalesced_messages_are_answered_on_the_connection():
     assert offered.source == (PHONE_IP, 40001)
 
 
-def test_answer_over_tls_names_the_transport_and_is_not_retransmitted():
-    """The 200 carries a transport=tls Contact on the TLS port, goes out once (reliable stream); our BYE says SIP/2.0/TLS."""
+def test_answer_over_tls_names_the_transport_and_only_the_2xx_is_retransmitted():
+    """The 200 carries a transport=tls Contact on the TLS port and is re-sent until the ACK
+    (RFC 3261 §13.3.1.4); our BYE says SIP/2.0/TLS and is sent once (a stream is reliable)."""
     reactor, endpoint, udp, factory, _ = make("TLS")
     proto, tr = connect(factory)
     proto.dataReceived(stream_invite("TLS"))
-    reactor.advance(3.0)  # Timer G would have fired 2-3 times over UDP
+    reactor.run_for(1.6, step=0.05)  # Timer G: at 0.5 s, then 1 s later
     answers = [m for m in messages(tr) if isinstance(m, SipResponse) and m.status == 200]
-    assert len(answers) == 1
+    assert len(answers) == 3
     assert answers[0].headers.get("Contact") == "<sip:127.0.0.1:5061;transport=tls>"
-    tr.clear()
     [offered] = [e for e in endpoint.listener.events if isinstance(e, CallOffered)]
+    ack = request("ACK", cseq=1, to_tag=answers[0].headers.get("To").split("tag=")[1], branch="z9hG4bKack",
+                  via_params="").replace(b"SIP/2.0/UDP", b"SIP/2.0/TLS")
+    proto.dataReceived(ack)
+    tr.clear()
     endpoint.command("hangup", offered.call_id)
+    reactor.run_for(10.0, step=0.1)  # Timer E would re-send a BYE over UDP 5 times
     [bye] = messages(tr)
     assert bye.method == "BYE" and bye.headers.get("Via").startswith("SIP/2.0/TLS 127.0.0.1:5061;")
     assert udp.written == []
