@@ -131,7 +131,7 @@ class Builder:
         self.components = _load("components.yaml")
         self.matters = _load("matters.yaml")
         self.phrasing = _load("phrasing.yaml")
-        for extra_file in ("matters_extra.yaml", "matters_spoken.yaml"):
+        for extra_file in ("matters_extra.yaml", "matters_spoken.yaml", "matters_more.yaml"):
             for code, extra in _load(extra_file).items():
                 i = self.matters[code].index(HELDOUT_MARK)
                 self.matters[code] = self.matters[code][:i] + extra + self.matters[code][i:]
