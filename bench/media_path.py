@@ -11,7 +11,8 @@ Only the engine's work is timed (the load socket's sends and drains are not):
 thread) per call per simulated second. CPU time, not wall time, so a busy machine changes
 it far less than it changes latency; rounds alternate between the trees.
 `rss_mb_per_call`: RSS growth from before the calls to after their set-up and first
-second. Prints JSON.
+second; `rss_mb_after_calls` / `rss_mb_after_trim`: RSS once they are gone, collected, and
+with the heap trimmed as the GC pacer does after calls. Prints JSON.
 
     .venv/bin/python bench/media_path.py --n 1000 --ticks 500 --repeat 3 --base-root DIR [--pin]
 """
@@ -39,7 +40,7 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def run(n: int, ticks: int) -> dict:
+def run(n: int, ticks: int, port_min: int = PORT_MIN) -> dict:
     """One round in this process with whatever `callcenter` is on sys.path."""
     import gc
     from concurrent.futures import ThreadPoolExecutor
@@ -68,7 +69,7 @@ def run(n: int, ticks: int) -> dict:
     clock = Reactor()
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recordings")
     workdir = Path(tempfile.mkdtemp(prefix="media-path-"))
-    engine = RtpEngine(clock, host="127.0.0.1", port_min=PORT_MIN, port_max=PORT_MIN + n - 1)
+    engine = RtpEngine(clock, host="127.0.0.1", port_min=port_min, port_max=port_min + n - 1)
     router = SimpleNamespace(clock=clock, executor=executor, _flushes=[], _synced_at={})
     router.flush = lambda rec: calls.CallRouter.flush(router, rec)
     router._write_flushes = lambda: calls.CallRouter._write_flushes(router)
@@ -93,7 +94,7 @@ def run(n: int, ticks: int) -> dict:
         call_objs.append(call)
     header = bytes([0x80, 0])
     payload = bytes(range(160))
-    ports = [("127.0.0.1", PORT_MIN + i) for i in range(n)]
+    ports = [("127.0.0.1", port_min + i) for i in range(n)]
 
     def send_load(k: int) -> None:
         for i, addr in enumerate(ports):
@@ -137,6 +138,15 @@ def run(n: int, ticks: int) -> dict:
     for p in workdir.iterdir():
         p.unlink()
     workdir.rmdir()
+    # Memory once the calls are gone: collected, then with the heap trimmed as the GC pacer
+    # does when the media tick stops (callcenter.gc_pacer).
+    del call_objs, engine, router
+    gc.collect()
+    rss_after = _rss_mb()
+    trim = getattr(__import__("ctypes").CDLL(None), "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+    rss_trimmed = _rss_mb()
     seconds = ticks * 0.02
     return {
         "n": n, "ticks": ticks,
@@ -144,12 +154,15 @@ def run(n: int, ticks: int) -> dict:
         "writer_thread_cpu_s": round(writer_cpu, 3),
         "packets_received": received, "packets_sent": sent, "wav_mb": round(wav_bytes / 2**20, 1),
         "rss_mb_per_call": round((rss1 - rss0) / n, 4) if rss1 is not None else None,
+        "rss_mb_before_calls": round(rss0, 1), "rss_mb_after_calls": round(rss_after, 1),
+        "rss_mb_after_trim": round(rss_trimmed, 1),
     }
 
 
 def one_round(tree: str, args) -> dict:
     env = dict(os.environ, PYTHONPATH=tree)
-    cmd = [sys.executable, __file__, "--child", "--n", str(args.n), "--ticks", str(args.ticks)]
+    cmd = [sys.executable, __file__, "--child", "--n", str(args.n), "--ticks", str(args.ticks),
+           "--port-min", str(args.port_min)]
     if args.pin:
         cmd = ["taskset", "-c", "1", *cmd]
     out = subprocess.run(cmd, env=env, cwd="/tmp", capture_output=True, text=True, timeout=900,
@@ -167,11 +180,12 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--base-root", default=None, help="baseline source tree (PYTHONPATH)")
     ap.add_argument("--pin", action="store_true", help="run each round on CPU 1")
+    ap.add_argument("--port-min", type=int, default=PORT_MIN, help="first of the N engine ports")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         sys.path.insert(0, os.environ.get("PYTHONPATH", str(ROOT)))
-        print(json.dumps(run(args.n, args.ticks)))
+        print(json.dumps(run(args.n, args.ticks, args.port_min)))
         return
     trees = {"this": str(ROOT)}
     if args.base_root:
@@ -184,7 +198,9 @@ def main() -> None:
             rounds[name].append(r)
             print(f"[media_path] {name}: {r}", file=sys.stderr, flush=True)
     summary = {name: {key: statistics.median(r[key] for r in rounds[name])
-                      for key in ("cpu_us_per_call_s", "rss_mb_per_call", "writer_thread_cpu_s")}
+                      for key in ("cpu_us_per_call_s", "rss_mb_per_call", "writer_thread_cpu_s",
+                                  "rss_mb_before_calls", "rss_mb_after_calls", "rss_mb_after_trim")
+                      if all(key in r for r in rounds[name])}
                for name in trees}
     if "base" in summary:
         summary["cpu_this_over_base"] = round(
