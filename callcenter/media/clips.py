@@ -75,6 +75,8 @@ class ClipStore:
 
     def intern(self, pcm: bytes) -> Clip:
         """The shared clip with exactly this audio, made if new."""
+        if not isinstance(pcm, bytes):  # bytearray, memoryview: keyed and kept as bytes
+            pcm = bytes(pcm)
         if len(pcm) < self.min_bytes:
             return Clip(pcm)
         key = _key(pcm)

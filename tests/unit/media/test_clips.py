@@ -88,3 +88,14 @@ def test_codec_switch_re_encodes_queued_prompts_from_the_clip():
     datagram, _ = s.tick(0.02)
     assert datagram[1] & 0x7F == 8
     assert datagram[12:] == g711.alaw_encode(prompt[320:640])
+
+
+def test_bytearray_and_memoryview_audio_intern_like_bytes():
+    """Callers may hand over any bytes-like PCM; it is shared with equal bytes audio."""
+    store = ClipStore()
+    a = _speech(6)
+    clip = store.intern(bytearray(a))
+    assert store.intern(memoryview(a)) is clip and store.intern(a) is clip
+    s = _session(store)
+    s.play(bytearray(a), "p")
+    assert s.tick(0.0)[0][12:] == g711.ulaw_encode(a[:320])
