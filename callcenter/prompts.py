@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from callcenter.media.wav import read_wav, to_8k_mono
-from ivr_flows.phrases import expand
+from ivr_flows.phrases import digit_count, expand
 
 
 DIGIT_GROUP = 4
@@ -72,10 +72,11 @@ class PromptLibrary:
         out: list[bytes] = []
         digits = 0
         for name in self.spoken(names):
-            if name.startswith("digit_"):
+            said = digit_count(name)  # a pair prompt (digits_27) says two
+            if said:
                 if digits and digits % DIGIT_GROUP == 0:
                     out.append(DIGIT_GROUP_PAUSE)
-                digits += 1
+                digits += said
             else:
                 digits = 0
             out.append(self.pcm(name))

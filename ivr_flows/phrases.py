@@ -5,8 +5,10 @@ The IVR engine says values as sequences of unit prompts (`queue_ahead num_3 queu
 positions 1–QUEUE_POSITION_MAX, waits of 1–WAIT_MINUTES_MAX minutes, every case status —
 the prompt build also synthesises the whole sentence as one prompt, and playback swaps a
 run of unit names for that phrase when its WAV exists (`expand`). Anything outside these
-ranges (a case number's digits, a 45-minute wait) stays a concatenation of levelled units.
-Pure: no I/O.
+ranges (a 45-minute wait) stays a concatenation of levelled units. Numbers read digit by
+digit (a case number) play as two-digit prompts (`digits_27` = 二七, all 100 pairs), which
+Whisper base understands through the telephone channel far better than single digits
+spliced together (bench/README.md, IVR voice intelligibility). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from types import MappingProxyType
 from ivr_flows.engine import say_prompts
 from ivr_flows.loader import CASE_STATUSES
 
-__all__ = ["QUEUE_POSITION_MAX", "WAIT_MINUTES_MAX", "PHRASES", "phrase_text", "expand"]
+__all__ = ["QUEUE_POSITION_MAX", "WAIT_MINUTES_MAX", "PHRASES", "phrase_text", "expand", "digit_count"]
 
 QUEUE_POSITION_MAX = 20
 WAIT_MINUTES_MAX = 30
@@ -31,7 +33,19 @@ def _table() -> dict[str, tuple[str, ...]]:
         table[f"queue_eta_{n}"] = ("queue_eta", *say_prompts("number", n), "unit_minute")
     for status in CASE_STATUSES:
         table[f"case_status_is_{status}"] = ("case_status_is", f"status_{status}")
+    for a in range(10):
+        for b in range(10):
+            table[f"digits_{a}{b}"] = (f"digit_{a}", f"digit_{b}")
     return table
+
+
+def digit_count(name: str) -> int:
+    """How many digits a played prompt says: 1 for `digit_N`, 2 for a pair `digits_NN`."""
+    if name.startswith("digit_"):
+        return 1
+    if name.startswith("digits_"):
+        return 2
+    return 0
 
 
 #: Phrase prompt name → the unit prompt names it replaces.

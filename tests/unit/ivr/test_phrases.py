@@ -29,21 +29,22 @@ def test_every_queue_position_wait_and_status_has_a_phrase():
 def test_phrase_texts_read_as_speech_with_liang_for_two():
     """The synthesised sentence joins the unit texts; a count of two is 两, twelve stays 十二."""
     specs = with_phrases(load_manifest(default_manifest_path()))
-    assert specs["queue_ahead_2"].text == "您前面还有两位"
-    assert specs["queue_ahead_12"].text == "您前面还有十二位"
-    assert specs["queue_eta_15"].text == "预计等待十五分钟"
-    assert specs["case_status_is_accepted"].text == "您查询的案件目前的办理状态是已受理"
+    assert specs["queue_ahead_2"].text == "在您前面，还有两位"
+    assert specs["queue_ahead_12"].text == "在您前面，还有十二位"
+    assert specs["queue_eta_15"].text == "预计还要等待十五分钟"
+    assert specs["case_status_is_accepted"].text == "您查询的案件，现在的状态是：已受理"
+    assert specs["digits_12"].text == "幺二"
     texts = {"queue_ahead": "前面", "num_2": "二", "queue_people": "位"}
     assert phrase_text("queue_ahead_2", texts) == "前面两位"
 
 
 def test_expand_swaps_runs_for_phrases_and_leaves_the_rest():
-    """A covered run becomes its phrase; a 45-minute wait and case numbers stay units."""
+    """A covered run becomes its phrase; a 45-minute wait stays units, digits pair up."""
     names = [*units_for_position(3), "queue_eta", *say_prompts("number", 45), "unit_minute",
-             "case_number_is", "digit_2", "digit_0"]
+             "case_number_is", "digit_2", "digit_0", "digit_7"]
     out = expand(names, lambda phrase, units: True)
     assert out == ["queue_ahead_3", "queue_eta", "num_4", "num_ten", "num_5", "unit_minute",
-                   "case_number_is", "digit_2", "digit_0"]
+                   "case_number_is", "digits_20", "digit_7"]
     assert expand(names, lambda phrase, units: False) == names
 
 
@@ -84,3 +85,19 @@ def test_case_numbers_are_read_in_groups_of_four(tmp_path):
     pause = samples[2000 * 5:2000 * 6]  # after case_number_is and 4 digits
     assert not pause.any() and samples[2000 * 4:2000 * 5].all() and samples[2000 * 6:2000 * 7].all()
     assert len(library.sequence(digits[:4])) == 4 * 4000
+
+
+def test_case_numbers_play_as_digit_pairs_still_grouped_by_four(tmp_path):
+    """With the pair prompts built, twelve digits are six pairs, a 250 ms pause every two."""
+    for name in ("case_number_is", *(f"digit_{d}" for d in range(10)),
+                 *(f"digits_{a}{b}" for a in range(10) for b in range(10))):
+        write_wav(tmp_path / f"{name}.wav", 0.5 if name.startswith("digits_") else 0.25)
+    library = PromptLibrary(tmp_path)
+    digits = [f"digit_{c}" for c in "202612070001"]
+    assert library.spoken(digits) == ["digits_20", "digits_26", "digits_12", "digits_07",
+                                      "digits_00", "digits_01"]
+    pcm = library.sequence(["case_number_is", *digits])
+    assert len(pcm) == 4000 + 6 * 8000 + 2 * 4000  # lead-in, six 0.5 s pairs, two pauses
+    samples = np.frombuffer(pcm, "<i2")
+    pause = samples[2000 + 8000:2000 + 10000]  # after the lead-in and two pairs
+    assert not pause.any() and samples[2000 + 10000:2000 + 12000].all()
