@@ -53,7 +53,8 @@ ACTIONS = {
     "token_revoked": "API tokens were revoked (detail: ids)",
     "recording_download": "a recording was downloaded",
     "listen_in": "a supervisor listened in to a call",
-    "sip_ban": "a SIP source was banned (flood or digest failures)",
+    "sip_ban": "a SIP source was banned (flood, digest failures or a scanner; detail: reason, count, ban_s)",
+    "sip_unban": "a SIP source's ban ended (detail: datagrams dropped meanwhile)",
 }
 
 FIELD_MAX = {"actor": 64, "action": 64, "target": 255, "source_ip": 64}
