@@ -35,14 +35,22 @@ class EventHub:
     """Fan-out of live events to connected WebSocket clients.
 
     An event addressed `to_user` (a screen pop, an agent's own state) goes only to that
-    user's connections; others go to everyone.
+    user's connections; one addressed `to_roles` only to those roles. Others go to every
+    user who may see what they are about (least privilege): an event naming a case (`id` of
+    `case_*` events, `case_id` of transcript events) reaches a user held to some cases
+    (`web.photos.visible_where`: department staff) only when that case is theirs, looked up
+    once per event through `case_of`; an event naming no case does not reach such users.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, case_of: Callable[[int], Any] | None = None) -> None:
         self._clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self.case_of = case_of  # async case id → CaseView (CaseService.get_case), set by WebContext
+        self._pending: set[asyncio.Future] = set()
 
-    def add(self, ws, username: str | None = None, role: str | None = None) -> None:
-        self._clients[ws] = (username, role)
+    def add(self, ws, username: str | None = None, role: str | None = None,
+            where: dict[str, Any] | None = None) -> None:
+        """`where`: the case fields this user's cases must have (`visible_where`); None or {} = all."""
+        self._clients[ws] = (username, role, dict(where or {}))
 
     def discard(self, ws) -> None:
         self._clients.pop(ws, None)
@@ -50,12 +58,39 @@ class EventHub:
     def publish(self, kind: str, data: dict[str, Any] | None, *, to_user: str | None = None,
                 to_roles: tuple[str, ...] | None = None) -> None:
         message = json.dumps({"type": kind, **(data or {})}, ensure_ascii=False, default=timefmt.json_default)
-        for ws, (username, role) in list(self._clients.items()):
+        held: list[tuple[Any, dict[str, Any]]] = []
+        for ws, (username, role, where) in list(self._clients.items()):
             if ws.closed or (to_user is not None and username != to_user):
                 continue
             if to_roles is not None and role not in to_roles:
                 continue
+            if where and to_user is None and to_roles is None:
+                held.append((ws, where))
+                continue
             asyncio.ensure_future(_send(ws, message))
+        case_id = event_case_id(kind, data or {})
+        if held and case_id is not None and self.case_of is not None:
+            task = asyncio.ensure_future(self._send_if_visible(case_id, held, message))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def _send_if_visible(self, case_id: int, held: list[tuple[Any, dict[str, Any]]], message: str) -> None:
+        try:
+            case = await self.case_of(case_id)
+        except NotFound:
+            return
+        except Exception:  # a database hiccup: the event is not sent to the held clients
+            log.warning("live events: case %s not looked up; held clients miss the event", case_id, exc_info=True)
+            return
+        for ws, where in held:
+            if not ws.closed and all(getattr(case, name, None) == value for name, value in where.items()):
+                await _send(ws, message)
+
+
+def event_case_id(kind: str, data: dict[str, Any]) -> int | None:
+    """The case a live event is about: `id` of case events, `case_id` of the others; None = no case."""
+    value = data.get("id") if kind.startswith("case_") else data.get("case_id")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 async def _send(ws, message: str) -> None:
@@ -96,6 +131,11 @@ class WebContext:
             from web.login_throttle import LoginThrottle
 
             self.throttle = LoginThrottle(self.auth_settings.throttle_rules())
+        if self.hub.case_of is None:
+            self.hub.case_of = self.service.get_case
+        # Users created or re-passworded through the repository hash in the login's pool
+        # (niced threads in the server), never on the event loop.
+        self.repo.hash_password = self.auth_store.hash_password
 
     def local_now(self) -> datetime:
         """`now()` as naive local time, as the tables store it."""
@@ -336,6 +376,31 @@ def _csrf_ok(request: web.Request) -> bool:
     return origin is None or origin.split("://", 1)[-1] == request.host
 
 
+class BodyTooLarge(web.HTTPRequestEntityTooLarge):
+    """413 with the `{"error", "message"}` JSON of the API (the middleware passes JSON through)."""
+
+    def __init__(self, max_bytes: int, what: str) -> None:
+        limit = f"{max_bytes // 1024} KB" if max_bytes >= 1024 else f"{max_bytes} 字节"
+        super().__init__(max_bytes, max_bytes + 1, content_type="application/json",
+                         text=json.dumps({"error": "too_large", "message": f"请求体过大：{what}最多 {limit}"},
+                                         ensure_ascii=False))
+
+
+async def read_json(request: web.Request, max_bytes: int, what: str = "该接口的数据") -> Any:
+    """The request's JSON body, refused (413, zh-CN) past `max_bytes` before it is parsed.
+
+    Each JSON route passes its own cap, sized by what its body can mean (a form of a few
+    texts of at most a few thousand characters, a position, a call id); the app-wide cap
+    (2 MiB) is for photos. Raises ValueError (or UnicodeDecodeError) for a body that is not JSON.
+    """
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise BodyTooLarge(max_bytes, what)
+    raw = await request.content.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise BodyTooLarge(max_bytes, what)
+    return json.loads(raw.decode("utf-8"))
+
+
 def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
     raw = request.query.get(name)
     if raw is None:
@@ -382,9 +447,14 @@ async def case_page(request: web.Request) -> web.Response:
     return render(request, "case.html", case=case, user=request[USER])
 
 
+TRUNK_ROLES = ("admin", "supervisor")  # carrier state is operations data, not desk data
+
+
 @api_auth
 async def api_trunks(request: web.Request) -> web.Response:
-    """Outbound registration of each carrier trunk: state, reason, expiry, next attempt."""
+    """Outbound registration of each carrier trunk: state, reason, expiry, next attempt (admins, supervisors)."""
+    if request[USER].role not in TRUNK_ROLES:
+        return json_error(403, "forbidden", "只有系统管理员或班长可以查看中继注册状态")
     out = []
     for name, client in request.app[CTX].trunks.items():
         st = client.status
@@ -453,7 +523,9 @@ async def live(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=30)
     await ws.prepare(request)
     hub = request.app[CTX].hub
-    hub.add(ws, user.username, user.role)
+    from web.photos import visible_where  # department staff: their department's case events only
+
+    hub.add(ws, user.username, user.role, visible_where(user))
     watcher = asyncio.ensure_future(_close_when_ended(request, ws))
     try:
         async for msg in ws:

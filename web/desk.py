@@ -28,7 +28,7 @@ from case_core.adapters.sqlalchemy_repo import NotFound
 from case_core.domain.workflow import CASE_TYPE_LABELS, STATUS_LABELS, NotPermitted, WorkflowError
 from case_core.service import normalize_case_number
 from web import timefmt
-from web.app import CTX, USER, api_auth, json_error, page_auth, render
+from web.app import CTX, USER, BodyTooLarge, api_auth, json_error, page_auth, read_json, render
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,16 @@ ANSWER_ROLES = ("agent", "shift_lead")  # who may answer a consultation directly
 CALLBACK_HORIZON = timedelta(days=30)
 
 SUPERVISOR_ROLES = ("supervisor", "shift_lead", "commander", "admin")
+# Who works the desk's calls: files cases from the screen pop, links, books callbacks, asks
+# for suggestions, transfers, consults and controls a call. Department staff, inspectors,
+# dispatchers, commanders and admins answer no hotline calls (least privilege, issue 14).
+DESK_ROLES = ("agent", "shift_lead", "supervisor")
+
+# JSON body caps per route, by what the body can mean: the forms carry a description and an
+# answer of at most MAX_TEXT characters each (×6 when a client escapes them as \uXXXX);
+# the call actions carry a call id, a state or a target. Past the cap: 413 before parsing.
+FORM_MAX_BYTES = 32 * 1024
+ACTION_MAX_BYTES = 4 * 1024
 
 
 def _desk(request: web.Request):
@@ -79,17 +89,26 @@ async def api_desk_status(request: web.Request) -> web.Response:
 @api_auth
 async def api_desk_state(request: web.Request) -> web.Response:
     desk = _desk(request)
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return json_error(400, "bad_json", "请求格式不正确")
-    if not isinstance(body, dict) or not isinstance(body.get("state"), str):
+    refused = _desk_role_refusal(request)
+    if refused is not None:
+        return refused
+    body = await _body(request, ACTION_MAX_BYTES, "坐席状态")
+    if isinstance(body, web.Response):
+        return body
+    if not isinstance(body.get("state"), str):
         return json_error(400, "bad_request", "缺少 state")
     try:
         status = desk.set_state(request[USER].username, body["state"], body.get("reason"))
     except DeskError as exc:
         return json_error(409, "refused", exc.message_zh)
     return web.json_response(status)
+
+
+def _desk_role_refusal(request: web.Request) -> web.Response | None:
+    """None when the user works the desk (DESK_ROLES); else the 403."""
+    if request[USER].role in DESK_ROLES:
+        return None
+    return json_error(403, "forbidden", "只有受理员、值班长或班长可以使用受理台的来电操作")
 
 
 def _now(request: web.Request) -> datetime:
@@ -112,10 +131,13 @@ def _invalid(fields: dict[str, str], status: int = 422, message: str = "表单�
     return _json({"error": "invalid", "message": message, "fields": fields}, status)
 
 
-async def _body(request: web.Request) -> dict[str, Any] | web.Response:
+async def _body(request: web.Request, max_bytes: int = FORM_MAX_BYTES,
+                what: str = "受理表单") -> dict[str, Any] | web.Response:
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = await read_json(request, max_bytes, what)
+    except BodyTooLarge as exc:
+        return web.Response(status=413, text=exc.text, content_type="application/json")
+    except (ValueError, UnicodeDecodeError):
         return json_error(400, "bad_json", "请求格式不正确")
     if not isinstance(body, dict):
         return json_error(400, "bad_request", "请求格式不正确")
@@ -236,6 +258,9 @@ def _created(case) -> web.Response:
 @api_auth
 async def api_desk_case(request: web.Request) -> web.Response:
     """Save the screen-pop form (登记案卷): a report becomes an accepted case; wrap-up ends."""
+    refused = _desk_role_refusal(request)
+    if refused is not None:
+        return refused
     body = await _body(request)
     if isinstance(body, web.Response):
         return body
@@ -261,11 +286,11 @@ async def api_desk_answer(request: web.Request) -> web.Response:
     """直办: record the consultation and the answer given on the call; wrap-up ends."""
     ctx = request.app[CTX]
     user = request[USER]
+    if user.role not in ANSWER_ROLES:
+        return json_error(403, "not_permitted", "只有受理员或值班长可以直办答复")
     body = await _body(request)
     if isinstance(body, web.Response):
         return body
-    if user.role not in ANSWER_ROLES:
-        return json_error(403, "not_permitted", "只有受理员或值班长可以直办答复")
     errors: dict[str, str] = {}
     description = _check_description(body, errors, empty="请填写咨询内容")
     answer = _text(body, "answer")
@@ -300,7 +325,10 @@ async def api_desk_answer(request: web.Request) -> web.Response:
 async def api_desk_link(request: web.Request) -> web.Response:
     """关联已有案卷: store this call on an earlier case (the caller's or one typed in)."""
     ctx = request.app[CTX]
-    body = await _body(request)
+    refused = _desk_role_refusal(request)
+    if refused is not None:
+        return refused
+    body = await _body(request, ACTION_MAX_BYTES, "关联请求")
     if isinstance(body, web.Response):
         return body
     typed = _text(body, "case_number")
@@ -411,7 +439,10 @@ async def api_desk_callback(request: web.Request) -> web.Response:
     from callcenter.notify.callbacks import CallbackError
 
     ctx = request.app[CTX]
-    body = await _body(request)
+    refused = _desk_role_refusal(request)
+    if refused is not None:
+        return refused
+    body = await _body(request, ACTION_MAX_BYTES, "预约回拨")
     if isinstance(body, web.Response):
         return body
     dialer = ctx.followups
@@ -457,6 +488,9 @@ def _category_label(c: dict) -> str:
 @api_auth
 async def api_desk_suggest(request: web.Request) -> web.Response:
     """识别: category (top 3), place, grid cell, phones and urgency read from the description."""
+    refused = _desk_role_refusal(request)
+    if refused is not None:
+        return refused
     body = await _body(request)
     if isinstance(body, web.Response):
         return body
@@ -517,7 +551,10 @@ async def api_wallboard(request: web.Request) -> web.Response:
 async def api_transfer(request: web.Request) -> web.Response:
     """转接: blind transfer of the agent's call to a queue, an agent or an outside number."""
     desk = _desk(request)
-    body = await _body(request)
+    refused = _desk_role_refusal(request)
+    if refused is not None:
+        return refused
+    body = await _body(request, ACTION_MAX_BYTES, "转接请求")
     if isinstance(body, web.Response):
         return body
     try:
@@ -531,7 +568,10 @@ async def api_transfer(request: web.Request) -> web.Response:
 async def api_consult(request: web.Request) -> web.Response:
     """咨询转接: `action` = start (with kind agent|number and target), complete or cancel."""
     desk = _desk(request)
-    body = await _body(request)
+    refused = _desk_role_refusal(request)
+    if refused is not None:
+        return refused
+    body = await _body(request, ACTION_MAX_BYTES, "咨询转接请求")
     if isinstance(body, web.Response):
         return body
     user, call_id, action = request[USER].username, _text(body, "call_id"), _text(body, "action")
@@ -556,12 +596,15 @@ async def api_consult(request: web.Request) -> web.Response:
 async def api_call_control(request: web.Request) -> web.Response:
     """挂断 / 保持 / 恢复 / 静音 / 取消静音 of the agent's current call (optional `call_id`)."""
     desk = _desk(request)
+    refused = _desk_role_refusal(request)
+    if refused is not None:
+        return refused
     action = request.match_info["action"]
     if action not in desk.CALL_ACTIONS:
         return json_error(404, "unknown_action", "未知的通话操作（hangup、hold、resume、mute、unmute）")
     call_id = ""
     if request.can_read_body:
-        body = await _body(request)
+        body = await _body(request, ACTION_MAX_BYTES, "通话操作")
         if isinstance(body, web.Response):
             return body
         call_id = _text(body, "call_id")
@@ -581,7 +624,7 @@ async def api_listen(request: web.Request) -> web.Response:
     user = request[USER]
     if user.role not in SUPERVISOR_ROLES:
         return json_error(403, "forbidden", "只有班长、值班长或管理员可以监听。")
-    body = await _body(request)
+    body = await _body(request, ACTION_MAX_BYTES, "监听请求")
     if isinstance(body, web.Response):
         return body
     call_id = _text(body, "call_id")

@@ -31,13 +31,18 @@ from case_core.domain.workflow import WorkflowError
 from case_core.field import FieldError, FieldReport, FieldService, StepSubmission
 from case_core.photos import PhotoError
 from web import timefmt
-from web.app import CTX, STATIC, USER, api_auth, json_error
+from web.app import CTX, STATIC, USER, BodyTooLarge, api_auth, json_error, read_json
 from web.photos import PHOTOS
 
 FIELD = web.AppKey("field_service", FieldService)
 FIELD_ROLES = frozenset({"inspector", "admin"})
 MAX_PHOTOS = 9
 M_DIR = STATIC / "m"
+# Caps on what is not a photo (photos keep [storage] photo_max_mb): a position is a few
+# numbers; a report or step form is a few texts of at most 8,000 characters (UTF-8, or
+# percent-encoded: 9 bytes a character).
+POSITION_MAX_BYTES = 4 * 1024
+FORM_MAX_BYTES = 96 * 1024
 POSITION_INTERVAL_S = 60.0   # [inspectors] position_interval_s, set by bootstrap
 
 
@@ -104,7 +109,18 @@ def _when(form: dict, name: str = "captured_at") -> datetime | None:
 
 async def _multipart(request: web.Request, max_bytes: int) -> tuple[dict[str, str], list[bytes]]:
     if request.content_type == "application/x-www-form-urlencoded":   # no photo attached
-        return {k: str(v)[:8000] for k, v in (await request.post()).items()}, []
+        from urllib.parse import parse_qsl
+
+        if request.content_length is not None and request.content_length > FORM_MAX_BYTES:
+            raise BodyTooLarge(FORM_MAX_BYTES, "表单")
+        raw = await request.content.read(FORM_MAX_BYTES + 1)
+        if len(raw) > FORM_MAX_BYTES:
+            raise BodyTooLarge(FORM_MAX_BYTES, "表单")
+        try:
+            pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True)
+        except UnicodeDecodeError:
+            raise FieldError("bad_request", "表单不是 UTF-8 编码", 400) from None
+        return {k: v[:8000] for k, v in pairs}, []
     if not request.content_type.startswith("multipart/"):
         raise FieldError("bad_request", "请以 multipart/form-data 提交", 400)
     reader = await request.multipart()
@@ -122,7 +138,12 @@ async def _multipart(request: web.Request, max_bytes: int) -> tuple[dict[str, st
             if buf:
                 photos.append(bytes(buf))
         elif part.name:
-            form[part.name] = (await part.text())[:8000]
+            text = bytearray()
+            while chunk := await part.read_chunk(8 * 1024):
+                text += chunk
+                if len(text) > FORM_MAX_BYTES:
+                    raise BodyTooLarge(FORM_MAX_BYTES, "表单字段")
+            form[part.name] = bytes(text).decode(part.get_charset(default="utf-8"), errors="replace")[:8000]
         else:
             await part.release()
     return form, photos
@@ -214,7 +235,7 @@ async def post_step(request: web.Request) -> web.Response:
 async def post_position(request: web.Request) -> web.Response:
     user = _field_user(request)
     try:
-        body = await request.json()
+        body = await read_json(request, POSITION_MAX_BYTES, "位置上报")
     except (ValueError, UnicodeDecodeError):
         raise FieldError("bad_json", "请求体不是有效的 JSON", 400) from None
     form = {k: str(v) for k, v in (body or {}).items() if v is not None} if isinstance(body, dict) else {}

@@ -26,7 +26,7 @@ from typing import Any
 from aiohttp import web
 
 from case_core.domain.category_search import CategoryIndex
-from web.app import CTX, api_auth
+from web.app import CTX, USER, api_auth, json_error
 
 LIMIT = 30
 QUEUE_LABELS = {"report": "反映问题", "consult": "咨询", "general": "人工服务"}
@@ -186,6 +186,10 @@ async def _inspector_distances(request: web.Request, case_id: str) -> dict[str, 
 
 @api_auth
 async def api_transfer_targets(request: web.Request) -> web.Response:
+    from web.desk import DESK_ROLES  # it lists outside numbers dialled lately: only for those who transfer
+
+    if request[USER].role not in DESK_ROLES:
+        return json_error(403, "forbidden", "只有受理员、值班长或班长可以查看转接目标")
     desk = request.app[CTX].desk
     if desk is None or desk.acd is None:
         return web.json_response({"queues": [], "agents": [], "numbers": []})

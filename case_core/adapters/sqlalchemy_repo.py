@@ -219,6 +219,10 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
     cur.close()
 
 
+async def _hash_in_thread(password: str) -> str:
+    return await asyncio.to_thread(security.hash_password, password)
+
+
 class SqlRepository:
     """All persistence the hotline needs, one short transaction per method."""
 
@@ -229,6 +233,10 @@ class SqlRepository:
         # the change's events, so side effects (the SMS outbox) commit or roll back with it:
         # `async hook(conn, state, events)`; it may only await `conn.execute`.
         self.change_hook = None
+        # Password hashing (scrypt, ~30 ms) for create_user/update_user, off the event loop:
+        # a worker thread by default; the web side sets the login's niced pool
+        # (AuthStore.hash_password) so that every hash in the server runs there.
+        self.hash_password: Callable[[str], Any] = _hash_in_thread
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -455,6 +463,10 @@ class SqlRepository:
         department: str | None = None,
     ) -> UserView:
         """Create the user; an existing username is left as it is and returned."""
+        existing_user = await self.get_user(username)
+        if existing_user is not None:  # no hash spent on a user that exists (the demo seed at each start)
+            return existing_user
+        password_hash = await self.hash_password(password)  # before the transaction: no connection held
         async with self.engine.begin() as conn:
             existing = (
                 await conn.execute(select(orm.users.c.id).where(orm.users.c.username == username))
@@ -467,7 +479,7 @@ class SqlRepository:
                             username=username,
                             display_name=display_name or username,
                             role=role,
-                            password_hash=security.hash_password(password),
+                            password_hash=password_hash,
                             created_at=now,
                             department=department or None,
                         )
@@ -492,7 +504,7 @@ class SqlRepository:
         if department is not None or clear_department:
             values["department"] = None if clear_department else department
         if password is not None:
-            values["password_hash"] = security.hash_password(password)
+            values["password_hash"] = await self.hash_password(password)
         if values:
             async with self.engine.begin() as conn:
                 await conn.execute(update(orm.users).where(orm.users.c.username == username).values(**values))

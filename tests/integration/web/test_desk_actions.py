@@ -15,6 +15,7 @@ from twisted.internet.task import Clock
 from callcenter import acd
 from callcenter.acd_driver import AcdDriver, default_config
 from callcenter.desk_service import DeskService
+from callcenter.dialplan import DialPlan
 from callcenter.followup import FollowUpDialer
 from callcenter.notify.callbacks import CallbackPolicy, CallbackScheduler
 from case_core.adapters import migrate, orm
@@ -58,6 +59,7 @@ class FakeRouter:
         self.clock = clock
         self.calls: dict[str, FakeCall] = {}
         self.placed: list[tuple] = []
+        self.dialplan = DialPlan()  # the default [dialplan]: what transfers to a number are checked against
 
     def find(self, call_id):
         return self.calls.setdefault(call_id, FakeCall(call_id))

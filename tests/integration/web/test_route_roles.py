@@ -5,7 +5,9 @@ what, fails here (issue 14, point 8: least privilege).
 The case, its recording, transcript and photo belong to 路灯管理所 (`lighting`). Columns:
 anonymous, then each role of `ROLE_LABELS`; `department` is tied to another department
 (`sanitation`) and `own_dept` to `lighting`. The desk and the callback dialer run on the desk
-tests' fakes (`u_agent` has extension 1001). POSTs carry an empty JSON object.
+tests' fakes (`u_agent` has extension 1001). Write routes carry a minimal valid body (BODIES),
+so that a role refused there is refused for its role and not for an empty form; other POSTs
+carry an empty JSON object.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ('GET', '/cases'):                                      '302 200 200 200 200 200 200 200 200 200',
     ('GET', '/cases/{case_id}'):                            '302 200 200 200 403 200 200 200 200 200',
     ('GET', '/recordings/{rec_id}.wav'):                    '401 200 200 200 403 200 200 200 200 200',
-    ('GET', '/api/trunks'):                                 '401 200 200 200 200 200 200 200 200 200',
+    ('GET', '/api/trunks'):                                 '401 403 403 403 403 403 403 200 200 403',
     ('GET', '/api/audit'):                                  '401 403 403 403 403 403 403 403 403 403',
     ('GET', '/ws'):                                         '401 400 400 400 400 400 400 400 400 400',
     ('GET', '/static/{filename}'):                          '200 200 200 200 200 200 200 200 200 200',
@@ -74,17 +76,17 @@ ROUTES: dict[tuple[str, str], str] = {
     ('GET', '/desk'):                                       '302 200 200 200 200 200 200 200 200 200',
     ('GET', '/wallboard'):                                  '302 403 200 403 403 403 200 200 200 403',
     ('GET', '/api/desk/status'):                            '401 200 404 404 404 404 404 404 404 404',
-    ('POST', '/api/desk/state'):                            '401 400 400 400 400 400 400 400 400 400',
-    ('POST', '/api/desk/cases'):                            '401 422 422 422 422 422 422 422 422 422',
-    ('POST', '/api/desk/answer'):                           '401 422 422 403 403 403 403 403 403 403',
-    ('POST', '/api/desk/link'):                             '401 422 422 422 422 422 422 422 422 422',
-    ('POST', '/api/desk/callback'):                         '401 422 422 422 422 422 422 422 422 422',
-    ('POST', '/api/desk/suggest'):                          '401 422 422 422 422 422 422 422 422 422',
+    ('POST', '/api/desk/state'):                            '401 200 409 403 403 403 403 409 403 403',
+    ('POST', '/api/desk/cases'):                            '401 201 201 403 403 403 403 201 403 403',
+    ('POST', '/api/desk/answer'):                           '401 201 201 403 403 403 403 403 403 403',
+    ('POST', '/api/desk/link'):                             '401 200 200 403 403 403 403 200 403 403',
+    ('POST', '/api/desk/callback'):                         '401 422 422 403 403 403 403 422 403 403',
+    ('POST', '/api/desk/suggest'):                          '401 422 422 403 403 403 403 422 403 403',
     ('GET', '/api/wallboard'):                              '401 403 200 403 403 403 200 200 200 403',
-    ('POST', '/api/wallboard/listen'):                      '401 403 422 403 403 403 422 422 422 403',
-    ('POST', '/api/desk/transfer'):                         '401 409 409 409 409 409 409 409 409 409',
-    ('POST', '/api/desk/consult'):                          '401 400 400 400 400 400 400 400 400 400',
-    ('POST', '/api/desk/call/{action}'):                    '401 409 409 409 409 409 409 409 409 409',
+    ('POST', '/api/wallboard/listen'):                      '401 403 409 403 403 403 409 409 409 403',
+    ('POST', '/api/desk/transfer'):                         '401 409 409 403 403 403 403 409 403 403',
+    ('POST', '/api/desk/consult'):                          '401 409 409 403 403 403 403 409 403 403',
+    ('POST', '/api/desk/call/{action}'):                    '401 409 409 403 403 403 403 409 403 403',
     ('GET', '/api/cdr.csv'):                                '401 403 200 403 403 403 200 200 200 403',
     ('GET', '/api/queue-log.csv'):                          '401 403 200 403 403 403 200 200 200 403',
     ('GET', '/sms/dlr'):                                    '400 400 400 400 400 400 400 400 400 400',
@@ -113,7 +115,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ('GET', '/api/reference/places'):                       '401 200 200 200 200 200 200 200 200 200',
     ('GET', '/api/reference/grid_cells'):                   '401 200 200 200 200 200 200 200 200 200',
     ('GET', '/api/reference/inspectors'):                   '401 200 200 200 200 200 200 200 200 200',
-    ('GET', '/api/desk/transfer-targets'):                  '401 200 200 200 200 200 200 200 200 200',
+    ('GET', '/api/desk/transfer-targets'):                  '401 200 200 403 403 403 403 200 403 403',
     ('POST', '/api/cases/{case_id}/photos'):                '401 400 400 400 403 400 400 400 400 400',
     ('GET', '/api/cases/{case_id}/photos'):                 '401 200 200 200 403 200 200 200 200 200',
     ('GET', '/api/photos/{photo_id}'):                      '401 200 200 200 403 200 200 200 200 200',
@@ -128,7 +130,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ('POST', '/api/field/reports'):                         '401 403 403 403 403 400 403 403 400 403',
     ('GET', '/api/field/tasks'):                            '401 403 403 403 403 200 403 403 200 403',
     ('POST', '/api/field/tasks/{case_id}'):                 '401 403 403 403 403 400 403 403 400 403',
-    ('POST', '/api/field/position'):                        '401 403 403 403 403 400 403 403 400 403',
+    ('POST', '/api/field/position'):                        '401 403 403 403 403 200 403 403 200 403',
     ('GET', '/api/field/positions'):                        '401 403 200 200 403 403 200 200 200 403',
     ('GET', '/m'):                                          '302 302 302 302 302 302 302 302 302 302',
     ('GET', '/m/'):                                         '200 200 200 200 200 200 200 200 200 200',
@@ -139,6 +141,19 @@ ROUTES: dict[tuple[str, str], str] = {
 
 # Path parameters of one route that differ from `params` (the desk's call actions are not case actions).
 PARAMS = {"/api/desk/call/{action}": {"action": "hangup"}}
+# Minimal valid bodies of write routes: the roles allowed get past the form to the action
+# (201/202, or 409 where the fakes have no call), the others are refused (403).
+BODIES = {
+    "/api/desk/state": {"state": "ready"},
+    "/api/desk/cases": {"description": "中山路井盖缺失", "reporter_phone": "13800000002"},
+    "/api/desk/answer": {"description": "咨询路灯报修电话", "answer": "可拨打12319", "reporter_phone": "13800000003"},
+    "/api/desk/link": {"case_number": "{request_id}"},
+    "/api/desk/transfer": {"call_id": "no-such-call", "kind": "number", "target": "13800000004"},
+    "/api/desk/consult": {"call_id": "no-such-call", "action": "cancel"},
+    "/api/desk/call/{action}": {"call_id": "no-such-call"},
+    "/api/wallboard/listen": {"call_id": "no-such-call"},
+    "/api/field/position": {"lat": 32.05, "lon": 118.78, "accuracy": 10},
+}
 # Query strings that take a route past its parameter check to the data it guards.
 QUERIES = {"/api/transcripts": "?q=路灯", "/api/evaluation": "?start=2026-11-01&end=2026-11-30",
            "/api/geo/locate": "?lat=32.05&lon=118.78", "/api/geo/geocode": "?q=长江路"}
@@ -218,7 +233,8 @@ def _routes(app) -> list[tuple[str, str]]:
 async def _status(client, tokens, params, method: str, path: str, column: str) -> int:
     url = path.format(**{**params, **PARAMS.get(path, {})}) + QUERIES.get(path, "")
     headers = {"Authorization": f"Bearer {tokens[column]}"} if column in tokens else {}
-    kw = {"json": {}} if method in ("POST", "PUT") else {}
+    body = {k: v.format(**params) if isinstance(v, str) else v for k, v in BODIES.get(path, {}).items()}
+    kw = {"json": body} if method in ("POST", "PUT") else {}
     resp = await client.request(method, url, headers=headers, allow_redirects=False, **kw)
     await resp.read()
     return resp.status
