@@ -217,6 +217,8 @@ def analyze(path: str, min_packets: int = 50) -> dict:
         idx = idx[np.argsort(t_ns[idx], kind="stable")]
         t = t_ns[idx] / 1e6
         s = _unwrap16(seq[idx])
+        if s.max() == s.min():  # one sequence number repeated (a stray resend): no stream to fit
+            continue
         g = np.abs(np.diff(t) - FRAME_MS)
         gaps.append(g)
         per_stream_p99.append(float(np.percentile(g, 99)))

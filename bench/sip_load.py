@@ -299,10 +299,10 @@ class OptionsProbe(threading.Thread):
 # ------------------------------------------------------------------------- inputs
 
 
-def _knows_admission(code_root: str | Path | None) -> bool:
-    """Whether that tree's config has [admission] (older trees refuse the section)."""
+def _knows(code_root: str | Path | None, key: str) -> bool:
+    """Whether that tree's config has this key (older trees refuse keys they do not know)."""
     cfg = Path(code_root or ROOT) / "callcenter" / "config.py"
-    return cfg.is_file() and "max_calls_per_source" in cfg.read_text()
+    return cfg.is_file() and key in cfg.read_text()
 
 
 def write_hotline_config(work: Path, sip_port: int, web_port: int, rtp: tuple[int, int], *,
@@ -311,14 +311,16 @@ def write_hotline_config(work: Path, sip_port: int, web_port: int, rtp: tuple[in
     cfg = work / "hotline.toml"
     # sipp is one source placing every call: the per-source and total limits sized for the load.
     admission = ("[admission]\nmax_calls = 5000\nmax_calls_per_source = 5000\n"
-                 if _knows_admission(code_root) else "")
+                 if _knows(code_root, "max_calls_per_source") else "")
+    # ... and the SIP flood defence must not ban the load generator (it did at 750 calls).
+    defence = 'allow = ["127.0.0.1"]\n' if _knows(code_root, "flood_max_requests") else ""
     cfg.write_text(f"""\
 # Written by bench/sip_load.py: one hotline node for the load benchmark.
 [sip]
 host = "127.0.0.1"
 port = {sip_port}
 ring_s = 0.0
-[rtp]
+{defence}[rtp]
 host = "127.0.0.1"
 port_min = {rtp[0]}
 port_max = {rtp[1]}
