@@ -434,6 +434,11 @@ class UserAgent:
         if scheme not in ("sip", "sips", "tel"):
             self._reply(req, dest, 416, now)
             return
+        if scheme == "sips" and (self.stream_of(addr) or ("UDP",))[0] != "TLS":
+            # §26.2.2: a sips: Request-URI means every hop is TLS; one that came over plain
+            # UDP/TCP is refused, with §8.2.2.1's answer for a scheme not served here.
+            self._reply(req, dest, 416, now, "Unsupported URI Scheme (sips: only over TLS)")
+            return
         require = req.headers.get_all("Require")
         if require and req.method != "BYE":
             self._reply(req, dest, 420, now, headers=[("Unsupported", ", ".join(require))])
@@ -489,12 +494,13 @@ class UserAgent:
             return
         earlier = self._calls.get(req.call_id)
         if earlier is not None and _retry_after_refusal(earlier, req):
-            # §22.2: the INVITE again with credentials after our 407 (same Call-ID and
-            # From tag, higher CSeq): a new call, the refused one is forgotten.
+            # §22.2: the INVITE again with credentials after our 407 (same Call-ID, higher
+            # CSeq; some clients, sipvicious' svcrack among them, also change the From tag):
+            # a new call, the refused one is forgotten.
             del self._calls[req.call_id]
         elif earlier is not None:
             # §8.2.2.2: same Call-ID without a To-tag but a new transaction — a fork
-            # merging back, or a peer reusing the Call-ID.
+            # merging back, or a peer reusing the Call-ID of a live call.
             self._reply(req, dest, 482, now)
             return
         t = self._new_server_tx(req, dest)
@@ -987,11 +993,17 @@ def _sips(call: _Call) -> bool:
 
 
 def _retry_after_refusal(call: _Call, req: SipRequest) -> bool:
-    """An INVITE resent after our non-2xx final answer to the first one (a 407 challenge)."""
+    """An INVITE sent again after our non-2xx final answer to the first one (a 407 challenge).
+
+    Only a copy with the refused INVITE's From tag and CSeq is a merged request (§8.2.2.2,
+    482); a new From tag is a new dialog whatever its CSeq (§12: tags identify dialogs).
+    """
     if call.role != "uas" or call.state != "ended" or call.answered_at_least_once:
         return False
     from_tag = parse_name_addr(req.headers.get("From") or "").tag
-    return from_tag == call.remote_tag and call.remote_cseq is not None and req.cseq[0] > call.remote_cseq
+    if from_tag != call.remote_tag:
+        return True
+    return call.remote_cseq is not None and req.cseq[0] > call.remote_cseq
 
 
 def _sdp_body(msg: SipRequest | SipResponse) -> bytes:

@@ -379,3 +379,52 @@ def test_require_unknown_extension_gets_420():
     (resp, _), = sent(ua)
     assert resp.status == 420 and resp.headers.get("Unsupported") == "100rel"
     assert ua.events() == []
+
+
+def test_invite_again_after_407_with_a_new_from_tag_is_a_new_call():
+    """svcrack's retry after our 407 keeps the Call-ID but changes the From tag (it encodes
+    the guess there): a new call reaching admission, not 482; a merged copy of the refused
+    INVITE (same From tag and CSeq, new branch) still gets 482."""
+    ua = new_ua()
+    offered(ua)
+    assert ua.reject(CID, 407, 0.1)
+    assert statuses(ua) == [407]
+    ua.events()
+    ua.receive_datagram(invite(branch="z9hG4bKguess1", cseq=2, from_tag="guess1"), PHONE, 0.2)
+    assert statuses(ua) == [100]
+    assert [type(e) for e in ua.events()] == [CallOffered]
+    assert ua.reject(CID, 403, 0.3)
+    assert statuses(ua) == [403]
+    ua.events()
+    # Another guess on a retransmitted challenge: same Call-ID and CSeq, another From tag.
+    ua.receive_datagram(invite(branch="z9hG4bKguess2", cseq=2, from_tag="guess2"), PHONE, 0.4)
+    assert statuses(ua) == [100]
+    assert [type(e) for e in ua.events()] == [CallOffered]
+    assert ua.reject(CID, 403, 0.5)
+    sent(ua), ua.events()
+    ua.receive_datagram(invite(branch="z9hG4bKmerged", cseq=2, from_tag="guess2"), PHONE, 0.6)
+    assert statuses(ua) == [482]
+    assert ua.events() == []
+
+
+@pytest.mark.parametrize("method", ["INVITE", "REGISTER", "OPTIONS"])
+def test_sips_request_uri_over_udp_gets_416(method):
+    """RFC 3261 §26.2.2: a sips: Request-URI must come over TLS; over UDP (or plain TCP) it is
+    refused with 416 (§8.2.2.1) and reaches nobody; over TLS it is served."""
+    uri = "sips:12319@198.51.100.1"
+    ua = new_ua()
+    body = {"body": OFFER} if method == "INVITE" else {}
+    ua.receive_datagram(request(method, uri=uri, **body), PHONE, 0)
+    (resp, addr), = sent(ua)
+    assert resp.status == 416 and addr == PHONE and "TLS" in resp.reason
+    assert ua.events() == []
+
+    tcp = new_ua()
+    tcp.stream_of = lambda a: ("TCP", 5060) if a == PHONE else None
+    tcp.receive_datagram(request(method, uri=uri, **body), PHONE, 0)
+    assert statuses(tcp) == [416]
+
+    tls = new_ua()
+    tls.stream_of = lambda a: ("TLS", 5061) if a == PHONE else None
+    tls.receive_datagram(request(method, uri=uri, **body), PHONE, 0)
+    assert 416 not in statuses(tls)
