@@ -26,12 +26,13 @@ LIMITS = ("[admission]\nmax_calls = 6\nmax_calls_per_source = 3\nack_timeout_s =
 
 
 def sipp(scenario: str, server, ip: str, caller: str, calls: int, *, pcap: Path | None = None,
-         pause_ms: int = 1000, timeout_s: int = 40) -> subprocess.Popen:
-    """Start sipp with `calls` calls at once from `ip` (any 127.0.0.x is ours on loopback)."""
+         pause_ms: int = 1000, timeout_s: int = 40, rate: int | None = None) -> subprocess.Popen:
+    """Start sipp with `calls` calls from `ip` (any 127.0.0.x is ours on loopback), `rate` a
+    second (default: all at once)."""
     cmd = ["sipp", f"{server.sip_target[0]}:{server.sip_target[1]}", "-sf", str(SCENARIO_DIR / f"{scenario}.xml"),
            "-s", "12319", "-key", "caller", caller, "-i", ip, "-mi", ip,
            "-p", str(free_udp_port()), "-mp", str(free_udp_port_block(4 * calls)),
-           "-m", str(calls), "-l", str(calls), "-r", str(calls), "-nostdin", "-aa", "-d", str(pause_ms),
+           "-m", str(calls), "-l", str(calls), "-r", str(rate or calls), "-nostdin", "-aa", "-d", str(pause_ms),
            "-timeout", f"{timeout_s}s", "-timeout_error"]
     if pcap is not None:
         cmd += ["-key", "pcap", str(pcap)]
@@ -223,3 +224,26 @@ def test_unauthenticated_invite_to_an_extension_never_reaches_the_agent(server):
         phone.close()
         outsider.close()
     assert rows(server, "13900009999") == []
+
+
+def test_a_burst_of_short_calls_leaves_every_wav_with_its_row(tmp_path, prompts_dir):
+    """30 short calls at 15 calls/s: after the server stops, every call has its row (ended) and
+    every WAV on disk its recording row — the single writer drops nothing."""
+    rtp = free_udp_port_block(80)
+    extra = (f"[rtp]\nport_min = {rtp}\nport_max = {rtp + 79}\n"
+             "[admission]\nmax_calls = 60\nmax_calls_per_source = 60\n")
+    s = start_server(tmp_path, prompts_dir, extra=extra)
+    try:
+        pcap = tmp_path / "tone.pcap"
+        t = np.arange(8000) / 8000.0
+        build_rtp_pcap(pcap, pcm_8k_mono=(np.sin(2 * np.pi * 440 * t) * 8000).astype("<i2").tobytes())
+        burst = sipp("call_short", s, CITIZEN, "13900000006", 30, pcap=pcap, pause_ms=1000, timeout_s=60,
+                     rate=15)
+        assert finish(burst, timeout=90) == 0
+    finally:
+        stop_server(s)
+    calls = rows(s, "13900000006")
+    assert len(calls) == 30 and all(r[1] is not None and r[2] is not None for r in calls), calls
+    stored = {Path(p).resolve() for (p,) in query(s.db_url, "select path from recordings")}
+    on_disk = {p.resolve() for p in (tmp_path / "recordings").rglob("*.wav")}
+    assert len(on_disk) >= 30 and on_disk <= stored
