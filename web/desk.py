@@ -454,6 +454,8 @@ async def api_desk_callback(request: web.Request) -> web.Response:
         errors["number"] = "来电号码未知，不能预约回拨"
     elif not (number.isdigit() and 3 <= len(number) <= 20):
         errors["number"] = "回拨号码只能是3到20位数字"
+    elif ctx.desk is not None and not (checked := ctx.desk.router.dialplan.check(number)).allowed:
+        errors["number"] = checked.message_zh  # [dialplan]: no international or premium numbers
     due, problem = check_callback_time(dialer, _text(body, "due_at"), _now(request))
     if problem:
         errors["due_at"] = problem

@@ -276,6 +276,14 @@ async def test_schedule_callback_for_an_unknown_case_or_number_is_refused(client
     assert await env.followups.list() == []
 
 
+async def test_schedule_callback_to_an_international_number_is_refused(client, env):
+    """The [dialplan] refuses a callback abroad at scheduling time, with the reason under `number`."""
+    status, body = await post(client, "/api/desk/callback", {"number": "0044207946000", "due_at": "2026-11-24T09:30"})
+    assert status == 422
+    assert "禁止外呼" in body["fields"]["number"]
+    assert await env.followups.list() == []
+
+
 async def test_schedule_callback_without_a_dialer_says_so(aiohttp_client, env):
     """With follow-ups disabled the desk answers 503 “回拨服务未启用”."""
     env.followups = None
