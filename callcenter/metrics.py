@@ -75,7 +75,8 @@ METRIC_NAMES = (
     "hotline_queue_callbacks_waiting", "hotline_queue_longest_wait_seconds", "hotline_agents",
     "hotline_screen_pop_seconds", "hotline_rtp_tick_lag_seconds", "hotline_rtp_legs",
     "hotline_rtp_frames_skipped_total", "hotline_sip_messages_total", "hotline_sip_rejected_total",
-    "hotline_sip_dropped_total", "hotline_sip_bans_total", "hotline_sip_banned_sources", "hotline_cases",
+    "hotline_sip_dropped_total", "hotline_sip_bans_total", "hotline_sip_banned_sources",
+    "hotline_sip_connections", "hotline_sip_connections_refused_total", "hotline_cases",
     "hotline_cases_overdue", "hotline_sms_outbox", "hotline_callbacks", "hotline_callbacks_due",
     "hotline_transcription_queue_depth", "hotline_transcription_running",
     "hotline_transcription_completed_total", "hotline_transcription_paused",
@@ -348,6 +349,29 @@ class HotlineMetrics:
             bans.add_metric([reason], (getattr(sip, "bans", None) or {}).get(reason, 0))
         banned.add_metric([], defence.banned_count() if defence is not None else 0)
         yield from (rejected, dropped, bans, banned)
+        yield from self._sip_streams(sip)
+
+    def _sip_streams(self, sip):
+        """SIP over TCP/TLS: connections open now and refused at accept, by transport."""
+        open_now = GaugeMetricFamily("hotline_sip_connections", "SIP connections (TCP, TLS) open now.",
+                                     labels=["transport"])
+        refused = CounterMetricFamily("hotline_sip_connections_refused", "SIP connections refused at accept: over "
+                                      "stream_max_per_source from one IP (per_source), over stream_max_connections "
+                                      "(total), or from a banned or flooding source (defence).",
+                                      labels=["transport", "reason"])
+        counts = {"tcp": 0, "tls": 0}
+        for conn in list((getattr(sip, "streams", None) or {}).values()):
+            name = conn.factory.transport_name.lower()
+            counts[name] = counts.get(name, 0) + 1
+        for transport, n in sorted(counts.items()):
+            open_now.add_metric([transport], n)
+        seen = dict(getattr(sip, "streams_refused", None) or {})
+        for transport in ("tcp", "tls"):
+            for reason in ("per_source", "total", "defence"):
+                seen.setdefault((transport, reason), 0)
+        for (transport, reason), n in sorted(seen.items()):
+            refused.add_metric([transport, reason], n)
+        yield from (open_now, refused)
 
     def _stt(self, src):
         stats: dict = {}

@@ -68,6 +68,9 @@ class SipEndpoint(DatagramProtocol):
         self._sweep = None
         # Open TCP/TLS connections by peer address (what the UA knows them by).
         self.streams: dict[tuple[str, int], SipStreamProtocol] = {}
+        # Connections refused at accept, by (transport "tcp" | "tls", reason "per_source" |
+        # "total" | "defence") (/metrics).
+        self.streams_refused: dict[tuple[str, str], int] = {}
         # Peer addresses of the last connections that closed (bounded): nothing is sent there.
         self.closed_streams: OrderedDict[tuple[str, int], None] = OrderedDict()
         ua.stream_of = self._stream_of
@@ -454,9 +457,19 @@ class SipStreamFactory(Factory):
 
     def buildProtocol(self, addr):
         ip = addr.host
-        if self._count >= self.max_connections or self._per_source.get(ip, 0) >= self.max_per_source \
-                or not self._admitted(ip):
+        if self._count >= self.max_connections:
+            reason = "total"
+        elif self._per_source.get(ip, 0) >= self.max_per_source:
+            reason = "per_source"
+        elif not self._admitted(ip):
+            reason = "defence"
+        else:
+            reason = None
+        if reason is not None:
             self.refused += 1
+            key = (self.transport_name.lower(), reason)
+            refused = self.endpoint.streams_refused
+            refused[key] = refused.get(key, 0) + 1
             return None  # Twisted closes the connection at once
         self._count += 1
         self._per_source[ip] = self._per_source.get(ip, 0) + 1

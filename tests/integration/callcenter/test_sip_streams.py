@@ -319,3 +319,37 @@ def test_call_to_a_sips_contact_offers_a_sips_contact():
                      sdp=build_offer(local_host="127.0.0.1", local_port=20000, session_id=1))
     [inv] = messages(tr)
     assert inv.uri == "sips:1001@192.0.2.10:5063" and inv.headers.get("Contact") == "<sips:127.0.0.1:5061>"
+
+
+def test_metrics_count_open_and_refused_connections_by_transport():
+    """/metrics: hotline_sip_connections{transport} counts the open connections and
+    hotline_sip_connections_refused_total{transport,reason} those refused at accept."""
+    from types import SimpleNamespace
+
+    from prometheus_client import generate_latest
+
+    from callcenter.metrics import HotlineMetrics
+    from callcenter.sip.defence import Defence, DefencePolicy
+
+    reactor, endpoint, _, factory, _ = make("TCP", max_per_source=2, max_connections=3)
+    tls = SipStreamFactory(endpoint, reactor, "TLS")
+    endpoint.defence = Defence(DefencePolicy())
+    first, _ = connect(factory, 40001)
+    connect(factory, 40002)
+    assert connect(factory, 40003) == (None, None)  # per source
+    connect(factory, 40004, ip="192.0.2.11")
+    assert connect(factory, 40005, ip="192.0.2.12") == (None, None)  # in total
+    connect(tls, 40006, ip="192.0.2.13")
+    # A source banned for digest failures is refused on TLS too.
+    for _ in range(DefencePolicy().auth_max_failures):
+        endpoint.defence.auth_failed("192.0.2.14", reactor.seconds())
+    assert connect(tls, 40007, ip="192.0.2.14") == (None, None)
+    first.connectionLost(None)
+
+    text = generate_latest(HotlineMetrics(SimpleNamespace(sip=endpoint), node="t").registry).decode()
+    assert 'hotline_sip_connections{transport="tcp"} 2.0' in text
+    assert 'hotline_sip_connections{transport="tls"} 1.0' in text
+    assert 'hotline_sip_connections_refused_total{reason="per_source",transport="tcp"} 1.0' in text
+    assert 'hotline_sip_connections_refused_total{reason="total",transport="tcp"} 1.0' in text
+    assert 'hotline_sip_connections_refused_total{reason="defence",transport="tls"} 1.0' in text
+    assert 'hotline_sip_connections_refused_total{reason="defence",transport="tcp"} 0.0' in text
