@@ -340,6 +340,9 @@ class Hotline:
         if self.transcription is not None:
             app[TRANSCRIPTION] = self.transcription
             app[STT_STATUS] = self.stt_status
+        from web.sip_admin import SIP_ENDPOINT
+
+        app[SIP_ENDPOINT] = self.sip  # GET/DELETE /api/sip/bans
         self._web_runner = web.AppRunner(app, access_log=None)
         await self._web_runner.setup()
         site = web.TCPSite(self._web_runner, s.web.host, s.web.port)

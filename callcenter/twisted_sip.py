@@ -109,6 +109,17 @@ class SipEndpoint(DatagramProtocol):
         """A failed digest answer found outside the UA (the call admission's 407 check)."""
         self._bad_input(DigestFailed(source, user, reason), self.clock.seconds())
 
+    def lift_ban(self, source: str) -> int | None:
+        """Lift a source's ban by hand (an operator's decision, `DELETE /api/sip/bans/{addr}`):
+        the datagrams it had dropped, or None when it was not banned. Logged here; the caller
+        audits it with the operator as actor (it is not a ban's end for `on_defence`)."""
+        if self.defence is None:
+            return None
+        dropped = self.defence.lift(source, self.clock.seconds())
+        if dropped is not None:
+            log.warning("SIP source %s unbanned by hand (%d datagrams dropped meanwhile)", source, dropped)
+        return dropped
+
     def _bad_input(self, ev, now: float) -> None:
         ip, port = ev.source[0], ev.source[1]
         if isinstance(ev, DigestFailed):

@@ -148,6 +148,11 @@ class Defence:
     def banned_count(self) -> int:
         return len(self._bans)
 
+    def bans(self, now: float) -> list[tuple[str, str, float]]:
+        """The bans in force: (source, reason, until), the latest to end first."""
+        live = [(s, b.reason, b.until) for s, b in self._bans.items() if now < b.until]
+        return sorted(live, key=lambda ban: (-ban[2], ban[0]))
+
     def tracked_sources(self) -> int:
         """Entries in the rate, failure and ban tables (bounded; see module docstring)."""
         return len(self._counts) + len(self._failures) + len(self._bans)
@@ -163,6 +168,15 @@ class Defence:
     def handle_timer(self, now: float) -> None:
         for source in [s for s, b in self._bans.items() if b.until <= now]:
             self._unban(source)
+
+    def lift(self, source: str, now: float) -> int | None:
+        """Lift a ban in force by hand and say how many datagrams it dropped (None: no ban).
+        No `SourceUnbanned` comes out: the operator's action is reported by its caller."""
+        ban = self._bans.get(source)
+        if ban is None or now >= ban.until:
+            return None
+        del self._bans[source]
+        return ban.dropped
 
     def unban(self, source: str) -> bool:
         """Lift a ban by hand (an operator's decision); False when there was none."""

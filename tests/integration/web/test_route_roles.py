@@ -136,6 +136,8 @@ ROUTES: dict[tuple[str, str], str] = {
     ('GET', '/m/'):                                         '200 200 200 200 200 200 200 200 200 200',
     ('GET', '/m/sw.js'):                                    '200 200 200 200 200 200 200 200 200 200',
     ('GET', '/m/manifest.webmanifest'):                     '200 200 200 200 200 200 200 200 200 200',
+    ('GET', '/api/sip/bans'):                               '401 403 403 403 403 403 403 403 403 403',
+    ('DELETE', '/api/sip/bans/{addr}'):                     '401 403 403 403 403 403 403 403 403 403',
 }
 
 
@@ -212,7 +214,7 @@ async def env(aiohttp_client, sqlite_url, tmp_path):
     tokens = {c: await repo.create_token(_user_of(c), NOW) for c in COLUMNS[1:]}
     params = {"case_id": case_id, "rec_id": rec, "photo_id": photo.id, "callback_id": 1, "action": "note",
               "name": "case_accepted", "number": "13800000009", "code": "component-01002", "fmt": "json",
-              "request_id": number, "key": "handling", "filename": "desk.css"}
+              "request_id": number, "key": "handling", "filename": "desk.css", "addr": "192.0.2.66"}
     yield app, client, tokens, params
     dialer.stop()
     driver.stop()
