@@ -61,6 +61,7 @@ class SipEndpoint(DatagramProtocol):
         self.defence: Defence | None = None
         self.on_defence: Callable[[object], None] | None = None
         self.dropped = 0
+        self.withheld = 0  # datagrams not sent because their destination is banned
         # Bad input answered (by status) or dropped ("dropped"), and bans by reason (/metrics).
         self.rejected: dict[str, int] = {}
         self.bans: dict[str, int] = {}
@@ -207,7 +208,14 @@ class SipEndpoint(DatagramProtocol):
         if self.transport is not None:
             on_message = self.on_message
             streams = self.streams
+            defence = self.defence
+            now = self.clock.seconds()
             for data, addr in self.ua.datagrams_to_send():
+                if defence is not None and defence.banned(addr[0], now):
+                    # A banned source gets nothing, not even the retransmissions of what we
+                    # answered before the ban (a cracker would take them as fresh challenges).
+                    self.withheld += 1
+                    continue
                 if on_message is not None:
                     on_message(data, "out")
                 conn = streams.get(addr) if streams else None

@@ -137,3 +137,25 @@ def test_metrics_show_drops_bans_and_rejections():
     assert 'hotline_sip_bans_total{reason="flood"} 1.0' in text
     assert "hotline_sip_banned_sources 1.0" in text
     endpoint.stop()
+
+
+def test_banned_source_gets_no_more_retransmissions():
+    """Our 407 to an INVITE is re-sent until its ACK (RFC 3261 §17.2.1); once the source is banned
+    (here for digest failures) nothing more is sent to it, so a cracker hears silence at once."""
+    from callcenter.sip.events import CallOffered
+    from tests.unit.sip.helpers import invite
+
+    reactor, endpoint, port, heard = _setup(auth_max_failures=3)
+    endpoint.datagramReceived(invite(branch="z9hG4bKi1"), ATTACKER)
+    [offered] = [e for e in endpoint.listener.events if isinstance(e, CallOffered)]
+    endpoint.command("reject", offered.call_id, 407)
+    reactor.run_for(1.6, step=0.05)
+    statuses = [parse_message(d).status for _, d, _ in port.written]
+    assert statuses[0] == 100 and statuses.count(407) == 3  # at once, at 0.5 s and 1.5 s
+    for _ in range(3):
+        endpoint.digest_failed(ATTACKER, "1001", "INVITE digest bad")
+    assert [e.reason for e in heard] == ["digest"]
+    sent = len(port.written)
+    reactor.run_for(30.0, step=0.5)
+    assert len(port.written) == sent and endpoint.withheld >= 4
+    endpoint.stop()
