@@ -1217,6 +1217,8 @@ class CallRouter:
     def place_agent_callback(self, callback_id: str, number: str, agent_id: str | None,
                              on_outcome: Callable[[str], None]) -> bool:
         """An agent's scheduled callback: their phone rings first (preview), then the citizen's."""
+        if not self._may_dial(number):
+            return False
         extension = None
         if agent_id and self.acd is not None and agent_id in self.acd.state.agents:
             extension = self.acd.state.agents[agent_id].extension
@@ -1236,8 +1238,17 @@ class CallRouter:
 
     def place_callback(self, call_id: str, number: str, agent_id: str, extension: str, queue: str,
                        ring_timeout_s: float) -> bool:
+        if not self._may_dial(number):
+            return False
         cb = CallbackCall(self, call_id, number, agent_id, queue)
         return cb.start(extension, ring_timeout_s)
+
+    def _may_dial(self, number: str) -> bool:
+        """The [dialplan] allows calling `number` back (checked before an agent's phone rings)."""
+        checked = self.dialplan.check(number)
+        if not checked.allowed:
+            log.warning("callback to %r not placed: %s", number, checked.reason)
+        return checked.allowed
 
     def bindings_for(self, extension: str) -> list:
         registrar = getattr(self.sip.ua, "registrar", None)

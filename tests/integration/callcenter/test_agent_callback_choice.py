@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 from callcenter import calls
 from callcenter.acd.model import Agent
+from callcenter.dialplan import DialPlan
 
 T0 = dt.datetime(2026, 12, 7, 9, 0)
 
@@ -26,8 +27,20 @@ class FakeCallback:
 
 
 def _router(agents: list[Agent], registered: set[str]):
-    return SimpleNamespace(acd=SimpleNamespace(state=SimpleNamespace(agents={a.id: a for a in agents})),
-                           bindings_for=lambda ext: ["binding"] if ext in registered else [])
+    router = SimpleNamespace(acd=SimpleNamespace(state=SimpleNamespace(agents={a.id: a for a in agents})),
+                             bindings_for=lambda ext: ["binding"] if ext in registered else [],
+                             dialplan=DialPlan())
+    router._may_dial = lambda number: calls.CallRouter._may_dial(router, number)
+    return router
+
+
+def test_a_callback_abroad_rings_nobody(monkeypatch):
+    """The [dialplan] refuses an international number before any agent's phone rings."""
+    monkeypatch.setattr(calls, "CallbackCall", FakeCallback)
+    FakeCallback.started = []
+    router = _router([Agent(id="agent1", extension="1001", skills={}, status="ready", since=T0)], {"1001"})
+    assert not calls.CallRouter.place_agent_callback(router, "cb-9", "0044207946000", "agent1", on_outcome=print)
+    assert FakeCallback.started == []
 
 
 def test_a_callback_without_agent_rings_the_agent_ready_longest(monkeypatch):
