@@ -9,6 +9,7 @@ with a phone's User-Agent (their request builder's default patched in a wrapper)
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import subprocess
@@ -153,3 +154,37 @@ def test_flood_from_one_source_is_cut_off_and_others_answered(server):
     assert answered == 20
     assert re.search(r"SIP source 127\.0\.0\.9 banned for \d+ s \(flood", server.log()), server.log()[-2000:]
     assert re.search(r'hotline_sip_bans_total\{reason="flood"\} 1\.0', _metrics(server))
+
+
+def test_svcrack_invite_is_banned_and_an_admin_lifts_the_ban(server, tmp_path):
+    """svcrack -m INVITE guesses through the call admission's 407: each wrong guess (403) counts
+    as a digest failure, the source is banned before the right password (9th in the list) and
+    hears nothing after; GET /api/sip/bans lists it, DELETE lifts it (audited, admin as actor)
+    and the source is answered again."""
+    words = tmp_path / "words.txt"
+    words.write_text("\n".join(WORDS) + "\n", encoding="utf-8")
+    source = "127.0.0.11"
+    out = _tool("svcrack", source, server, "-u", "1001", "-d", str(words), "--maximumtime", "2", "-m", "INVITE",
+                disguised=True)
+    assert PASSWORD not in out and "unknown response" not in out, out
+    log = server.log()
+    assert re.search(rf"SIP source {re.escape(source)} banned for \d+ s \(digest", log), log[-3000:]
+    assert re.search(rf"SIP digest failure from {re.escape(source)}:\d+ for '1001': INVITE digest", log), log[-3000:]
+
+    admin = run_hotline("token", "create", "admin", "--scope", "admin", "--config", str(server.config)).stdout.strip()
+    status, listed = server.api("/api/sip/bans", token=admin)
+    assert status == 200 and {"source": source, "reason": "digest"}.items() <= next(
+        b for b in listed["bans"] if b["source"] == source).items(), listed
+    assert server.api("/api/sip/bans", token=server.token)[0] == 403  # a write-scope token
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((source, 0))
+        sock.sendto(_options(sock, server.sip_port, 1), server.sip_target)
+        assert _answers(sock, 1.0) == 0  # banned
+        req = urllib.request.Request(f"{server.web_url.rstrip('/')}/api/sip/bans/{source}", method="DELETE",
+                                     headers={"Authorization": f"Bearer {admin}"})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            assert json.loads(resp.read())["unbanned"] is True
+        sock.sendto(_options(sock, server.sip_port, 2), server.sip_target)
+        assert _answers(sock, 2.0) == 1
+    status, audit = server.api("/api/audit?action=sip_unban", token=admin)
+    assert any(e["actor"] == "admin" and e["target"] == source for e in audit["entries"]), audit
