@@ -143,20 +143,11 @@ def server(tmp_path, prompts_dir):
 
 
 def test_slow_invite_attack_is_torn_down_and_a_real_call_still_answered(server, tmp_path):
-    """Three INVITEs from 127.0.0.2 that never ACK are hung up (reason "no ack") and a fourth
-    gets 503 Retry-After; meanwhile a real call from 127.0.0.3 is answered; then calls that
-    ACK but send no RTP are hung up ("no rtp")."""
+    """Three INVITEs from 127.0.0.2 (sipp) that never ACK are hung up (reason "no ack") while a
+    real call from 127.0.0.3 is answered; a source holding its limit of unACKed calls gets 503
+    Retry-After for the next; calls that ACK but send no RTP are hung up ("no rtp")."""
     attack = sipp("attack_no_ack", server, ATTACKER, "13900000002", 3, timeout_s=40)
     try:
-        held = wait_rows(server, "13900000002", 3, ended=False)
-        assert all(r[1] is not None for r in held), held  # answered: each holds an RTP port
-        # While they are held, a fourth call from the same source is over its limit.
-        probe = Udp(ATTACKER)
-        try:
-            refused = invite_status(probe, server.sip_target, "12319")
-        finally:
-            probe.close()
-        assert refused.startswith("SIP/2.0 503") and re.search(r"^Retry-After: 17\r?$", refused, re.M), refused
         # A citizen from elsewhere is answered all the same.
         pcap = tmp_path / "tone.pcap"
         t = np.arange(8000) / 8000.0
@@ -168,7 +159,24 @@ def test_slow_invite_attack_is_torn_down_and_a_real_call_still_answered(server, 
     [real] = wait_rows(server, "13900000003", 1, ended=True)
     assert real[1] is not None and real[3].startswith("remote:"), real
     attacked = wait_rows(server, "13900000002", 3, ended=True)
+    assert [r[1] is not None for r in attacked] == [True] * 3  # answered: each held an RTP port
     assert [r[3] for r in attacked] == ["local:no ack"] * 3, attacked
+
+    # The limit, by hand so that the 4th INVITE surely comes while the 3 are held: each 200 OK
+    # is read (never ACKed), then one more INVITE from the same source.
+    probe = Udp(ATTACKER)
+    try:
+        for n in range(3):
+            probe.request(server.sip_target, "INVITE", f"sip:12319@{server.sip_target[0]}:{server.sip_target[1]}",
+                          to_user="12319", from_user="13900000007", call_id=f"held-{n}-{uuid.uuid4().hex[:8]}",
+                          body=sdp(probe.ip, probe.port))
+            assert probe.final().startswith("SIP/2.0 200")
+        refused = invite_status(probe, server.sip_target, "12319")
+    finally:
+        probe.close()
+    assert refused.startswith("SIP/2.0 503") and re.search(r"^Retry-After: 17\r?$", refused, re.M), refused
+    held = wait_rows(server, "13900000007", 3, ended=True)  # and they too are torn down, freeing the limit
+    assert [r[3] for r in held] == ["local:no ack"] * 3, held
 
     silent = sipp("attack_no_rtp", server, ATTACKER, "13900000004", 2, timeout_s=40)
     assert finish(silent) == 0  # each call got the hotline's BYE and answered it
