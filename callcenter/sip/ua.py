@@ -77,6 +77,35 @@ class _Call:
 # INVITE bodies we can take: SDP, or SDP inside multipart/mixed (RFC 4475 mpart01).
 _READABLE_BODIES = frozenset({"application/sdp", "multipart/mixed"})
 
+# Media ranges that cover application/sdp in an Accept header, by specificity.
+_SDP_RANGES = {"application/sdp": 2, "application/*": 1, "*/*": 0}
+
+
+def accepts_sdp(values: list[str]) -> bool:
+    """Whether Accept header values let our answer carry SDP. No Accept means application/sdp
+    (RFC 3261 §20.1); an empty one means nothing is acceptable; otherwise the most specific
+    range covering application/sdp decides, and it must have q > 0 (RFC 4475 §3.3.15 sdp01)."""
+    if not values:
+        return True
+    best: tuple[int, float] | None = None
+    for value in values:
+        for item in split_header_list(value):
+            parts = [p.strip() for p in item.split(";")]
+            rank = _SDP_RANGES.get(parts[0].lower())
+            if rank is None:
+                continue
+            q = 1.0
+            for param in parts[1:]:
+                key, _, val = param.partition("=")
+                if key.strip().lower() == "q":
+                    try:
+                        q = float(val.strip())
+                    except ValueError:
+                        q = 0.0
+            if best is None or rank > best[0] or (rank == best[0] and q > best[1]):
+                best = (rank, q)
+    return best is not None and best[1] > 0
+
 # Largest SIP datagram we accept: real ones are far below 1,500 bytes; RFC 3261 lets a UAS
 # refuse an oversized request with 513.
 MAX_MESSAGE_BYTES = 16_384
@@ -455,13 +484,18 @@ class UserAgent:
         handler(req, addr, dest, now)
 
     def _refuse_invite(self, req: SipRequest, dest, now: float) -> bool:
-        """415 for a body we cannot read (RFC 3261 §21.4.13), 483 for a new INVITE that has
-        no hop left (we would bridge it on). True when it answered."""
+        """415 for a body we cannot read (RFC 3261 §21.4.13), 406 when the caller's Accept
+        excludes application/sdp (§21.4.7), 483 for a new INVITE that has no hop left (we would bridge it on). True when it answered."""
         encoding = (req.headers.get("Content-Encoding") or "identity").strip().lower()
         ctype = (req.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if req.body.strip() and (encoding != "identity" or ctype not in _READABLE_BODIES):
             self._reply(req, dest, 415, now, headers=[
                 ("Accept", "application/sdp"), ("Accept-Encoding", "identity")])
+            return True
+        if not accepts_sdp(req.headers.get_all("Accept")):
+            # §21.4.7: our answer can only be SDP, which the caller says it cannot take.
+            self._reply(req, dest, 406, now, "Not Acceptable (the answer would be application/sdp)",
+                        headers=[("Accept", "application/sdp")])
             return True
         mf = (req.headers.get("Max-Forwards") or "").strip()
         if mf == "0" and parse_name_addr(req.headers.get("To") or "").tag is None:

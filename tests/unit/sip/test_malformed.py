@@ -154,6 +154,29 @@ def test_reason_phrase_is_printable_ascii_whatever_the_input():
     assert all(32 <= b < 127 for b in first)
 
 
+def test_sdp01_accept_without_sdp_gets_406():
+    """RFC 4475 §3.3.15 sdp01: an INVITE whose Accept excludes application/sdp gets 406
+    (RFC 3261 §21.4.7) naming what the answer would be, not a 200 with SDP; no call is left."""
+    data = (RFC4475 / "valid_sdp01.sip").read_bytes().replace(b"\n", b"\r\n")
+    ua, [(resp_bytes, addr)], events = _feed(data)
+    resp, _ = parse_head(resp_bytes, lenient=True)
+    assert (resp.status, addr) == (406, SOURCE)
+    assert "application/sdp" in resp.reason
+    assert resp.headers.get("Accept") == "application/sdp"
+    assert ua._calls == {}
+    _check(invite(extra="Accept: text/nobodyKnowsThis"), 406, "application/sdp")
+    _check(invite(extra="Accept: application/sdp;q=0, */*"), 406, "application/sdp")
+
+
+@pytest.mark.parametrize("accept", ["application/sdp", "application/sdp, application/dtmf-relay",
+                                    "text/plain, application/*", "*/*", "APPLICATION/SDP;level=1"])
+def test_invite_whose_accept_covers_sdp_is_offered(accept):
+    """An Accept that lets the answer be SDP (most phones send one) leaves the INVITE alone."""
+    ua = new_ua()
+    ua.receive_datagram(invite(extra=f"Accept: {accept}"), SOURCE, 0.0)
+    assert [type(e) for e in ua.events()] == [CallOffered]
+
+
 def test_valid_invite_with_sdp_is_still_offered():
     """The new checks leave a plain INVITE with SDP alone."""
     ua = new_ua()

@@ -16,6 +16,8 @@ from .helpers import new_ua, sent
 DIR = Path(__file__).parent / "golden" / "rfc4475"
 VALID = sorted(DIR.glob("valid_*.sip"))
 INVALID = sorted(DIR.glob("invalid_*.sip"))
+# Valid INVITEs the UA refuses on their meaning (pinned with reasons in test_malformed.py).
+ANSWERED_NOT_OFFERED = {"valid_sdp01": 406}
 
 
 def _load(path: Path) -> bytes:
@@ -82,6 +84,9 @@ def test_valid_requests_never_crash_the_ua():
         if isinstance(msg, SipRequest) and msg.method == "INVITE":
             in_dialog = parse_name_addr(msg.headers.get("To")).tag is not None
             offered = any(isinstance(e, CallOffered) for e in ua.events())
+            if path.stem in ANSWERED_NOT_OFFERED:
+                assert not offered and out[0][0].status == ANSWERED_NOT_OFFERED[path.stem], path.stem
+                continue
             # An INVITE with a To-tag we never issued is a re-INVITE for an unknown dialog.
             assert offered != in_dialog, path.stem
             assert (out[0][0].status == 481) == in_dialog, path.stem
