@@ -309,8 +309,10 @@ def write_hotline_config(work: Path, sip_port: int, web_port: int, rtp: tuple[in
                          stt: bool = False, yield_above: float | None = None,
                          code_root: str | Path | None = None) -> Path:
     cfg = work / "hotline.toml"
-    # sipp is one source placing every call: the per-source and total limits sized for the load.
-    admission = ("[admission]\nmax_calls = 5000\nmax_calls_per_source = 5000\n"
+    # sipp is one source placing every call: the per-source and total limits sized for the load
+    # (as high as the RTP range allows: the config refuses limits beyond it, less a reserve).
+    calls = (rtp[1] - rtp[0] + 1) * 9 // 10
+    admission = (f"[admission]\nmax_calls = {calls}\nmax_calls_per_source = {calls}\n"
                  if _knows(code_root, "max_calls_per_source") else "")
     # ... and the SIP flood defence must not ban the load generator (it did at 750 calls).
     defence = 'allow = ["127.0.0.1"]\n' if _knows(code_root, "flood_max_requests") else ""

@@ -583,11 +583,61 @@ def validate(settings: Settings) -> Settings:
         )
     _check_defence(settings.sip)
     _check_admission(settings.admission, settings.dialplan)
+    _check_rtp_capacity(settings.admission, settings.rtp)
     _check_sip_streams(settings.sip)
     seen: set[str] = set()
     for i, trunk in enumerate(settings.trunks):
         _check_trunk(f"trunks[{i}]", trunk, settings.sip.dids, seen)
     return settings
+
+
+def rtp_reserve(max_calls: int) -> int:
+    """RTP ports kept beyond one per admitted call (the caller's leg): agent legs, callbacks,
+    transfers and consults. A tenth of max_calls, at least one."""
+    return max(1, -(-max_calls // 10))
+
+
+def fit_max_calls(ports: int) -> int:
+    """The largest max_calls whose callers' legs plus the reserve fit in `ports` RTP ports."""
+    m = max(1, ports - rtp_reserve(ports))
+    while m > 1 and m + rtp_reserve(m) > ports:
+        m -= 1
+    return m
+
+
+def _fit_admission_to_rtp(admission: AdmissionSettings, rtp: RtpSettings, given: dict) -> AdmissionSettings:
+    """A max_calls left at its default follows a small RTP range (so does a per-source limit
+    left at its default); values the file sets are checked, never changed (validate)."""
+    ports = rtp.port_max - rtp.port_min + 1
+    if "max_calls" in given or ports < 2:
+        return admission
+    fitted = fit_max_calls(ports)
+    if admission.max_calls <= fitted:
+        return admission
+    per_source = admission.max_calls_per_source
+    if "max_calls_per_source" not in given:
+        per_source = min(per_source, fitted, max(1, ports - rtp_reserve(fitted) - 1))
+    return replace(admission, max_calls=fitted, max_calls_per_source=per_source)
+
+
+def _check_rtp_capacity(a: AdmissionSettings, rtp: RtpSettings) -> None:
+    """Issue 14 point 4: RTP ports always left for real callers. Every admitted call holds one
+    port for the caller's leg (two once bridged to an agent), so max_calls plus a reserve must
+    fit the [rtp] range; a port-less call would be answered and then dropped."""
+    ports = rtp.port_max - rtp.port_min + 1
+    need = a.max_calls + rtp_reserve(a.max_calls)
+    if need > ports:
+        raise ConfigError(
+            f"admission.max_calls: {a.max_calls} calls need {need} RTP ports (one per caller's leg plus "
+            f"{rtp_reserve(a.max_calls)} in reserve for agent legs and outbound calls) but rtp.port_min.."
+            f"rtp.port_max ({rtp.port_min}..{rtp.port_max}) has {ports}: widen the range or set "
+            f"max_calls to at most {fit_max_calls(ports)}")
+    left = ports - a.max_calls_per_source
+    if a.max_calls > 1 and left < rtp_reserve(a.max_calls) + 1:
+        raise ConfigError(
+            f"admission.max_calls_per_source: one source holding {a.max_calls_per_source} calls would leave "
+            f"{left} of {ports} RTP ports for every other caller; set it to at most "
+            f"{ports - rtp_reserve(a.max_calls) - 1}")
 
 
 def _check_admission(a: AdmissionSettings, d: DialPlanSettings) -> None:
@@ -691,6 +741,8 @@ def from_mapping(data: dict[str, Any], *, base_dir: str = ".") -> Settings:
     if "signature" not in (data.get("sms") or {}) and "center" in kwargs:
         # The SMS signature follows the center's name unless set on its own.
         kwargs["sms"] = replace(kwargs["sms"], signature=f"【{kwargs['center'].name}】")
+    kwargs["admission"] = _fit_admission_to_rtp(kwargs.get("admission", AdmissionSettings()),
+                                                kwargs.get("rtp", RtpSettings()), data.get("admission") or {})
     return validate(Settings(**kwargs, base_dir=base_dir))
 
 
