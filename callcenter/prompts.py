@@ -2,7 +2,7 @@
 
 A city's studio recording in the override directory wins over the generated prompt of the
 same name. A run of unit prompts that has a whole-phrase prompt (`ivr_flows.phrases`: 您前面
-还有三位, 预计等待五分钟, 您查询的案件目前的办理状态是已受理) plays as that phrase when
+还有三位, 预计还要等待五分钟, 您要查的案件，现在的状态是已受理) plays as that phrase when
 its WAV exists and none of its units was replaced by a studio recording (one voice per
 sentence); otherwise the levelled units are concatenated.
 """

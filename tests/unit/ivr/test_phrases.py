@@ -32,7 +32,7 @@ def test_phrase_texts_read_as_speech_with_liang_for_two():
     assert specs["queue_ahead_2"].text == "在您前面，还有两位"
     assert specs["queue_ahead_12"].text == "在您前面，还有十二位"
     assert specs["queue_eta_15"].text == "预计还要等待十五分钟"
-    assert specs["case_status_is_accepted"].text == "您查询的案件，现在的状态是：已受理"
+    assert specs["case_status_is_accepted"].text == "您要查的案件，现在的状态是已受理"
     assert specs["digits_12"].text == "幺二"
     texts = {"queue_ahead": "前面", "num_2": "二", "queue_people": "位"}
     assert phrase_text("queue_ahead_2", texts) == "前面两位"
