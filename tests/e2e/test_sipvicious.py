@@ -1,6 +1,7 @@
 """sipvicious (Debian's svmap, svwar, svcrack) against a real `hotline serve`, each tool from its
 own 127.0.0.x source: nothing is found, no extension enumerated, no password guessed, every
-attacking source banned, and real requests from 127.0.0.1 still answered.
+attacking source banned, and real requests from 127.0.0.1 still answered: OPTIONS, the agent's
+REGISTER and a real call to 12319.
 
 The stock tools say `User-Agent: friendly-scanner` and are dropped at their first datagram.
 To show the digest-failure ban too, svcrack and svwar also run "disguised": the same tools
@@ -19,11 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Server, run_hotline, start_server, stop_server
+from tests.e2e.conftest import Server, query, run_hotline, start_server, stop_server
+from tests.e2e.peers.pcap import build_rtp_pcap, speech_pcm
 from tests.e2e.peers.ports import free_udp_port
 from tests.e2e.peers.runner import run_sipp
 
 PASSWORD = "hotline12319"  # extension 1001's demo password (hotline demo seed)
+SPEECH = "aishell1_BAC009S0002W0122.wav"  # a real caller after the attacks speaks this
+REAL_CALLER = "13900000014"
 # The real password comes after more wrong guesses than auth_max_failures allows.
 WORDS = ["123456", "password", "1001", "12345678", "admin", "qwerty", "letmein", "hotline",
          PASSWORD, "zzz"]
@@ -114,6 +118,21 @@ def test_sipvicious_finds_nothing_and_is_banned(server, tmp_path):
     registered = run_sipp("register_digest", target=server.sip_target, caller="1001", timeout=10,
                           extra=["-au", "1001", "-ap", PASSWORD])
     assert registered.ok, server.log()[-2000:]
+
+    # ... and a real call to 12319 (1.5 s of Mandarin speech, then BYE) is answered and ends cleanly.
+    pcap = tmp_path / "speech.pcap"
+    build_rtp_pcap(pcap, pcm_8k_mono=speech_pcm(SPEECH)[:8000 * 2 * 3 // 2])
+    call = run_sipp("call_short", target=server.sip_target, caller=REAL_CALLER, pcap=pcap, timeout=30)
+    assert call.ok, f"{call.stdout[-1500:]}\n{call.log_text[-2000:]}\n{server.log()[-2000:]}"
+    assert [m for m in call.messages("SIP/2.0 200") if re.search(r"^CSeq:\s*1 INVITE", m, re.M | re.I)], \
+        call.log_text[-2000:]
+    deadline = time.monotonic() + 20
+    while not (rows := query(server.db_url, "select answered_at, ended_at, end_reason from calls "
+                                            "where caller = :c", c=REAL_CALLER)) or rows[0][1] is None:
+        assert time.monotonic() < deadline, (rows, server.log()[-2000:])
+        time.sleep(0.25)
+    [(answered, ended, reason)] = rows
+    assert answered is not None and reason.startswith("remote:"), rows
 
 
 def _options(sock: socket.socket, port: int, n: int) -> bytes:
