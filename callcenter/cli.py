@@ -19,6 +19,8 @@ from callcenter import config as config_mod
 from callcenter.features import import_optional
 
 DEMO_PASSWORD = "hotline12319"
+# (username, role, display name); department staff are bound to a department of the demo
+# data (case_core/demo_data/city_departments.csv): `DEMO_DEPARTMENTS`.
 DEMO_USERS = [
     ("admin", "admin", "系统管理员"),
     ("agent1", "agent", "受理员一"),
@@ -31,6 +33,8 @@ DEMO_USERS = [
     ("supervisor1", "supervisor", "班长"),
 ]
 
+
+DEMO_DEPARTMENTS = {"dept1": "municipal"}  # 市政设施养护中心
 
 DEMO_AGENTS = [("agent1", "1001"), ("agent2", "1002"), ("supervisor1", "1900")]
 
@@ -88,9 +92,13 @@ def cmd_demo_seed(settings, args) -> int:
         try:
             now = _now(settings)
             for username, role, name in DEMO_USERS:
-                await repo.create_user(
-                    username=username, password=DEMO_PASSWORD, role=role, display_name=name, now=now
+                user = await repo.create_user(
+                    username=username, password=DEMO_PASSWORD, role=role, display_name=name, now=now,
+                    department=DEMO_DEPARTMENTS.get(username),
                 )
+                if user.role == "department" and not user.department and username in DEMO_DEPARTMENTS:
+                    # Seeded before department users needed one (they would see no case): bind it.
+                    await repo.update_user(username, department=DEMO_DEPARTMENTS[username])
             await _seed_demo_agents(settings, repo, now)
             if args.city:
                 await _seed_demo_city(repo, now)

@@ -84,10 +84,12 @@ class WebSettings:
     # without a request, and at the latest this long after login.
     session_idle_s: float = 7200.0
     session_max_s: float = 43200.0
-    # Failed logins: past this many per user name (or per source address) within the window
-    # the login answers 429 for lockout_s, doubled per repeated lockout up to an hour.
+    # Failed logins: past this many per user name from one source (or per source address, or
+    # per user name across all sources) within the window the login answers 429 for lockout_s,
+    # doubled per repeated lockout up to an hour.
     login_max_failures_per_user: int = 5
     login_max_failures_per_source: int = 20
+    login_max_failures_per_user_all: int = 50
     login_window_s: float = 900.0
     login_lockout_s: float = 60.0
     # Days a token from `hotline token create` is valid unless --days says otherwise.
@@ -280,7 +282,10 @@ class Open311Settings:
     # the reporter's own words and the address may name or locate them, so both are off by
     # default. The reporter's phone, name and e-mail are never shown.
     public_description: bool = False
+    # Without public_address, anonymous readers' lat/long are rounded to 3 decimals (~100 m).
     public_address: bool = False
+    # media_url (a photo may show the reporter or their home) for anonymous readers.
+    public_media: bool = False
 
 
 @dataclass(frozen=True)
@@ -553,7 +558,7 @@ def validate(settings: Settings) -> Settings:
     _check_host("web.host", settings.web.host)
     _check_port("web.port", settings.web.port)
     for key in ("session_idle_s", "session_max_s", "login_max_failures_per_user", "login_max_failures_per_source",
-                "login_window_s", "login_lockout_s", "token_days"):
+                "login_max_failures_per_user_all", "login_window_s", "login_lockout_s", "token_days"):
         if getattr(settings.web, key) <= 0:
             raise ConfigError(f"web.{key}: must be positive, got {getattr(settings.web, key)}")
     url = settings.database.url

@@ -47,6 +47,7 @@ ACTIONS = {
     "session_revoked": "sessions revoked (hotline user sessions revoke, password change, disable)",
     "password_changed": "a user's password was changed",
     "role_changed": "a user's role or department was changed (detail: old and new)",
+    "user_created": "a user was created (hotline user add; detail: role, department)",
     "user_disabled": "a user was disabled (sessions revoked, tokens refused)",
     "user_enabled": "a disabled user was enabled again",
     "token_created": "an API token was issued (detail: scope, expires_at)",

@@ -196,11 +196,15 @@ def _password(args) -> str:
     return password
 
 
-async def _check_role_department(repo, role: str | None, department: str | None) -> None:
+async def _check_role_department(repo, role: str | None, department: str | None, *,
+                                 need_department: bool = True) -> None:
     from case_core.domain.workflow import ROLE_LABELS
 
     if role is not None and role not in ROLE_LABELS:
         raise UserError(f"unknown role {role!r} (roles: {', '.join(ROLE_LABELS)})")
+    if need_department and role == "department" and not department:
+        raise UserError("a department user (role department, 处置部门) needs --department CODE: "
+                        "without one they would see no case at all")
     if department:
         from case_core.service import load_reference
 
@@ -211,6 +215,9 @@ async def _check_role_department(repo, role: str | None, department: str | None)
 
 
 def cmd_user_add(settings, args) -> int:
+    """Create a user (audited as `user_created`: granting a role is a role change)."""
+    from case_core.audit import AuditLog
+
     password = _password(args)
 
     async def run():
@@ -219,9 +226,13 @@ def cmd_user_add(settings, args) -> int:
             if await repo.get_user(args.username) is not None:
                 raise UserError(f"user {args.username!r} exists; change it with `hotline user set`")
             await _check_role_department(repo, args.role, args.department)
-            return await repo.create_user(username=args.username, password=password, role=args.role,
+            now = _local_now(settings)
+            user = await repo.create_user(username=args.username, password=password, role=args.role,
                                           display_name=args.name or "", department=args.department,
-                                          now=datetime.now())
+                                          now=now)
+            await AuditLog(repo.engine).record(CLI_ACTOR, "user_created", user.username, "", {
+                "role": user.role, "department": user.department}, now)
+            return user
         finally:
             await repo.close()
 
@@ -244,16 +255,22 @@ def cmd_user_set(settings, args) -> int:
     from case_core.adapters.auth_store import AuthStore
     from case_core.audit import AuditLog
 
-    password = _password(args) if args.new_password else None
+    # `--password X` alone sets the password too (as `--new-password --password X`).
+    password = _password(args) if (args.new_password or args.password) else None
 
     async def run():
         repo = _repo(settings)
         store, audit, now = AuthStore(repo.engine), AuditLog(repo.engine), _local_now(settings)
         try:
-            await _check_role_department(repo, args.role, args.department)
+            await _check_role_department(repo, args.role, args.department, need_department=False)
             before = await repo.get_user(args.username)
             if before is None:
                 return None
+            # The user as they will be: a department user must keep a department.
+            if (args.role or before.role) == "department" and not (
+                    before.department if args.department is None else args.department):
+                raise UserError(f"user {args.username!r} is a department user (处置部门): give --department CODE, "
+                                "or change --role; without a department they would see no case at all")
             hashed = await store.hash_password(password) if password is not None else None
             user = await repo.update_user(args.username, role=args.role, display_name=args.name,
                                           department=args.department or None,
@@ -367,7 +384,7 @@ def register(sub, common) -> None:
     p.add_argument("--department", help='department code ("" = not tied to a department)')
     p.add_argument("--new-password", action="store_true", help="set a new password (as for add); "
                    "the user's web sessions are revoked")
-    p.add_argument("--password")
+    p.add_argument("--password", help="the new password (implies --new-password)")
     state = p.add_mutually_exclusive_group()
     state.add_argument("--disable", action="store_true", help="refuse the user's logins and tokens, "
                        "revoke their sessions")

@@ -311,7 +311,7 @@ async def login_submit(request: web.Request) -> web.Response:
         detail = {} if verdict.allowed else {"locked": verdict.key, "retry_after_s": verdict.retry_after_s}
         await ctx.audit.record("", "login_failed", username, source, detail, ctx.local_now())
         return refuse(401, "bad_credentials", "用户名或密码错误。")
-    ctx.throttle.succeeded(username, ctx.now())
+    ctx.throttle.succeeded(username, source, ctx.now())
     session_id = await ctx.auth_store.create_session(
         user, ctx.local_now(), absolute_s=settings.session_max_s, source_ip=source,
         user_agent=request.headers.get("User-Agent", ""))
@@ -344,6 +344,8 @@ def page_auth(handler):
         if user is None:
             raise web.HTTPFound(f"/login?next={quote(request.path_qs, safe='/?=&%:,')}")
         request[USER] = user
+        if auth.unbound_department(user):  # sees no case (fail closed): say why
+            return render(request, "no_department.html", status=403, user=user, message=auth.NO_DEPARTMENT_MESSAGE)
         return await handler(request)
 
     return wrapped
@@ -357,6 +359,8 @@ def api_auth(handler):
         if not _csrf_ok(request):
             return json_error(403, "csrf", "跨站请求被拒绝（缺少 X-Requested-With 头或来源不符）")
         request[USER] = user
+        if auth.unbound_department(user):  # sees no case (fail closed): say why
+            return json_error(403, "no_department", auth.NO_DEPARTMENT_MESSAGE)
         return await handler(request)
 
     return wrapped

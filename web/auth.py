@@ -2,7 +2,8 @@
 
 Sessions live in the database (`case_core.adapters.auth_store`): the `hotline_session` cookie
 holds only an opaque random id. Bearer tokens carry a scope (`read`, `write`, `admin`).
-Failed logins are throttled per user name and per source (`web.login_throttle`).
+Failed logins are throttled per (user name, source), per source and per user name across sources
+(`web.login_throttle`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,16 @@ from urllib.parse import unquote, urlsplit
 from web.login_throttle import ThrottleRules
 
 SESSION_COOKIE = "hotline_session"
+
+# Department staff (处置部门) bound to no department see no case (fail closed, `web.photos.
+# visible_where`); the pages and the API say why instead of showing empty lists.
+NO_DEPARTMENT_MESSAGE = ("账号未绑定部门：处置部门人员须绑定所属部门后才能查看和处理案卷。"
+                         "请联系管理员执行 hotline user set 用户名 --department 部门代码。")
+
+
+def unbound_department(user) -> bool:
+    """A 处置部门 user with no department (sees nothing: `NO_DEPARTMENT_MESSAGE`)."""
+    return getattr(user, "role", None) == "department" and not getattr(user, "department", None)
 SESSION_TTL_S = 12 * 3600  # the default absolute lifetime of a session
 
 
@@ -26,8 +37,9 @@ class AuthSettings:
 
     session_idle_s: float = 2 * 3600
     session_max_s: float = SESSION_TTL_S
-    login_max_failures_per_user: int = 5
+    login_max_failures_per_user: int = 5  # per (user, source): a lock another address cannot set off
     login_max_failures_per_source: int = 20
+    login_max_failures_per_user_all: int = 50  # per user across every source
     login_window_s: float = 900.0
     login_lockout_s: float = 60.0
     token_days: int = 90
@@ -47,6 +59,7 @@ class AuthSettings:
     def throttle_rules(self) -> ThrottleRules:
         return ThrottleRules(max_failures_per_user=self.login_max_failures_per_user,
                              max_failures_per_source=self.login_max_failures_per_source,
+                             max_failures_per_user_all=self.login_max_failures_per_user_all,
                              window_s=self.login_window_s, lockout_s=self.login_lockout_s,
                              max_lockout_s=max(self.login_lockout_s, 3600.0))
 

@@ -1,10 +1,22 @@
-"""Login throttling, pure: failures counted per user name and per source address.
+"""Login throttling, pure: failures counted per (user name, source), per user name and per source.
 
-No I/O and no clock of its own: every call takes `now` (seconds). The state is two plain
+No I/O and no clock of its own: every call takes `now` (seconds). The state is three plain
 dicts of small records, bounded by `max_keys` each (the entries nearest to expiry go first
 when full, so a scan of made-up user names cannot grow memory).
 
-Rules (the table below, applied to each key — user name and source — on its own):
+Three keys, each with its own limit within `window_s`:
+
+| key                 | limit (default)                 | what it stops                                   |
+|---------------------|---------------------------------|-------------------------------------------------|
+| pair (user, source) | `max_failures_per_user` (5)     | one address guessing one name                   |
+| source              | `max_failures_per_source` (20)  | one address guessing many names                 |
+| user (any source)   | `max_failures_per_user_all` (50)| many addresses guessing one name                |
+
+The low per-user limit counts per (user, source): five wrong passwords from another address
+do not lock the user out everywhere (a lockout lever); only the much higher per-user limit
+across all sources does.
+
+Rules (the table below, applied to each key on its own):
 
 | event                    | counter in window    | result                                        |
 |--------------------------|----------------------|-----------------------------------------------|
@@ -12,7 +24,7 @@ Rules (the table below, applied to each key — user name and source — on its 
 | failure                  | reaches the limit    | locked for `lockout_s` (doubled per lockout,  |
 |                          |                      | at most `max_lockout_s`), counter reset       |
 | failure                  | below the limit      | counted (window restarts when it lapsed)      |
-| success (for the user)   | any                  | the user's counter and lockouts cleared       |
+| success (user, source)   | any                  | that pair's and the user's counters cleared   |
 
 The source's counter is not cleared by a success: one address guessing many names is refused
 even if it knows one password.
@@ -26,8 +38,9 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class ThrottleRules:
-    max_failures_per_user: int = 5
+    max_failures_per_user: int = 5  # per (user name, source)
     max_failures_per_source: int = 20
+    max_failures_per_user_all: int = 50  # per user name, whatever the source
     window_s: float = 900.0
     lockout_s: float = 60.0
     max_lockout_s: float = 3600.0
@@ -50,7 +63,7 @@ class _Counter:
 class Verdict:
     allowed: bool
     retry_after_s: int = 0  # whole seconds, ≥ 1 when refused
-    key: str = ""  # "user" or "source": which counter refused
+    key: str = ""  # "pair" (user from this source), "source" or "user" (any source): which counter refused
     first: bool = False  # the first refusal of this lock: worth one audit entry, the rest are not
 
 
@@ -59,10 +72,18 @@ class LoginThrottle:
     rules: ThrottleRules = field(default_factory=ThrottleRules)
     users: dict[str, _Counter] = field(default_factory=dict)
     sources: dict[str, _Counter] = field(default_factory=dict)
+    pairs: dict[tuple[str, str], _Counter] = field(default_factory=dict)
+
+    def _keys(self, user: str, source: str) -> tuple:
+        """(kind, table, key, limit) of the three counters, in the order they are checked."""
+        name = _norm(user)
+        return (("source", self.sources, source, self.rules.max_failures_per_source),
+                ("pair", self.pairs, (name, source), self.rules.max_failures_per_user),
+                ("user", self.users, name, self.rules.max_failures_per_user_all))
 
     def check(self, user: str, source: str, now: float) -> Verdict:
         """May this user name be tried from this source now?"""
-        for kind, table, key in (("source", self.sources, source), ("user", self.users, _norm(user))):
+        for kind, table, key, _limit in self._keys(user, source):
             c = table.get(key)
             if c is not None and c.locked_until > now:
                 first, c.refused = not c.refused, True
@@ -72,10 +93,7 @@ class LoginThrottle:
     def failed(self, user: str, source: str, now: float) -> Verdict:
         """Count a failed login; the verdict says whether this failure locked a key."""
         verdict = Verdict(True)
-        for kind, table, key, limit in (
-            ("source", self.sources, source, self.rules.max_failures_per_source),
-            ("user", self.users, _norm(user), self.rules.max_failures_per_user),
-        ):
+        for kind, table, key, limit in self._keys(user, source):
             c = table.get(key)
             if c is None:
                 self._make_room(table, now)
@@ -95,10 +113,12 @@ class LoginThrottle:
                     verdict = Verdict(False, max(1, math.ceil(lock)), kind)
         return verdict
 
-    def succeeded(self, user: str, now: float) -> None:
+    def succeeded(self, user: str, source: str, now: float) -> None:
+        """The right password from `source`: that pair and the user's counter start again."""
+        self.pairs.pop((_norm(user), source), None)
         self.users.pop(_norm(user), None)
 
-    def _make_room(self, table: dict[str, _Counter], now: float) -> None:
+    def _make_room(self, table: dict, now: float) -> None:
         if len(table) < self.rules.max_keys:
             return
         for key in [k for k, c in table.items() if c.expires(self.rules) <= now]:

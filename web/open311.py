@@ -5,8 +5,11 @@ a case accepted on the `website` channel through `CaseService.create_case`. Serv
 codes are category keys with a dash (`component-01002`); service_request_id is the
 case number. Reads are public unless `[open311] public_read = false`; an anonymous reader
 never sees the reporter's phone, name or e-mail, and sees the description and address only
-when `public_description` / `public_address` say so. A reader with an api_key (query field
-or bearer header) sees both, within `web.photos.visible_where` (department staff: their
+when `public_description` / `public_address` say so. Without `public_address` the anonymous
+reader's `lat`/`long` are rounded to `PUBLIC_DECIMALS` (3 decimals: ~100 m, a block, not a
+door; the grid cell is shown as before), and `media_url` (a photo may show the reporter or
+their home) only with `public_media`. A reader with an api_key (query field
+or bearer header) sees all of it, exactly, within `web.photos.visible_where` (department staff: their
 department's cases). POST needs an api_key (a bearer token from `hotline token create`, as
 form field or header).
 Spec: https://wiki.open311.org/GeoReport_v2
@@ -133,12 +136,25 @@ async def service_definition(request: web.Request) -> web.Response:
     return web.Response(text=json.dumps(body), content_type="application/json")
 
 
+PUBLIC_DECIMALS = 3  # anonymous readers' lat/long without `public_address`: ~110 m north-south
+
+
+def public_coordinate(value: Any, exact: bool) -> Any:
+    """A latitude or longitude as an anonymous reader may see it: exact, or rounded to ~100 m."""
+    if exact or value is None:
+        return value
+    try:
+        return round(float(value), PUBLIC_DECIMALS)
+    except (TypeError, ValueError):
+        return None
+
+
 class _Reader:
     """Who reads: `scope` the search filters they are held to, `full` whether they see the
     description and address (a key holder) or only what `[open311]` makes public."""
 
-    def __init__(self, scope: dict[str, Any], description: bool, address: bool) -> None:
-        self.scope, self.description, self.address = scope, description, address
+    def __init__(self, scope: dict[str, Any], description: bool, address: bool, media: bool = True) -> None:
+        self.scope, self.description, self.address, self.media = scope, description, address, media
 
 
 async def _reader(request: web.Request) -> _Reader:
@@ -156,7 +172,7 @@ async def _reader(request: web.Request) -> _Reader:
         raise Open311Error(403, "api_key 无效")
     if not settings.public_read:
         raise Open311Error(401, "查询服务请求需要 api_key")
-    return _Reader({}, settings.public_description, settings.public_address)
+    return _Reader({}, settings.public_description, settings.public_address, settings.public_media)
 
 
 async def _request_json(request: web.Request, case: CaseView, reader: _Reader) -> dict[str, Any]:
@@ -180,9 +196,9 @@ async def _request_json(request: web.Request, case: CaseView, reader: _Reader) -
         "address": (case.address or None) if reader.address else None,
         "address_id": None,
         "zipcode": None,
-        "lat": location.get("lat", case.lat),
-        "long": location.get("long", case.lon),
-        "media_url": case.state.get("media_url"),
+        "lat": public_coordinate(location.get("lat", case.lat), reader.address),
+        "long": public_coordinate(location.get("long", case.lon), reader.address),
+        "media_url": case.state.get("media_url") if reader.media else None,
         # Extension: the grid cell (单元网格) the position or address was located in.
         "grid_cell": case.grid_cell,
     }

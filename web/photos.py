@@ -23,9 +23,14 @@ from case_core.photos import STAGES, PhotoError, PhotoService
 from web import timefmt
 from web.app import CTX, USER, api_auth, current_user, json_error
 
-__all__ = ["PHOTOS", "setup", "may_see", "visible_where", "may_see_recording", "audit_access", "detail_extras"]
+__all__ = ["PHOTOS", "NO_DEPARTMENT", "setup", "may_see", "visible_where", "may_see_recording", "audit_access",
+           "detail_extras"]
 
 PHOTOS = web.AppKey("photos", PhotoService)
+
+# What a department user bound to no department "belongs to": never a department code
+# (codes are letters, digits and _.-), so it matches no case. Fail closed.
+NO_DEPARTMENT = "!unbound"
 
 
 def visible_where(user: UserView) -> dict[str, Any]:
@@ -34,10 +39,11 @@ def visible_where(user: UserView) -> dict[str, Any]:
     The one rule behind every list and detail: search filters (`GET /api/cases`,
     `/api/geo/cases`, Open311), SQL clauses (case list, worklists: `getattr(cases.c, k) == v`),
     single cases (`may_see`), recordings, transcripts and photos. Department staff tied to a
-    department see only the cases dispatched to it.
+    department see only the cases dispatched to it; department staff tied to none see no case
+    at all (`NO_DEPARTMENT`; the pages and the API say 账号未绑定部门, see `web.auth`).
     """
-    if user.role == "department" and user.department:
-        return {"department": user.department}
+    if user.role == "department":
+        return {"department": user.department or NO_DEPARTMENT}
     return {}
 
 
@@ -72,7 +78,11 @@ async def audit_access(request: web.Request, user: UserView, action: str, target
     await ctx.audit.record(user.username, action, target, source, detail or {}, ctx.local_now())
 
 
-def _forbidden() -> web.Response:
+def _forbidden(user: UserView | None = None) -> web.Response:
+    from web import auth
+
+    if user is not None and auth.unbound_department(user):
+        return json_error(403, "no_department", auth.NO_DEPARTMENT_MESSAGE)
     return json_error(403, "forbidden", "该案卷已派遣给其他处置部门，无权查看")
 
 
@@ -82,7 +92,7 @@ async def _case_for(request: web.Request, case_id_text: str) -> CaseView | web.R
     except (NotFound, ValueError):
         return json_error(404, "not_found", "案卷不存在")
     if not may_see(request[USER], case):
-        return _forbidden()
+        return _forbidden(request[USER])
     return case
 
 

@@ -22,8 +22,9 @@ ROLES = {"agent1": "agent", "lead1": "shift_lead", "disp1": "dispatcher", "dept1
 async def ctx(sqlite_url):
     migrate.upgrade(sync_url(sqlite_url))
     repo = SqlRepository(make_engine(sqlite_url))
-    for name, role in ROLES.items():
-        await repo.create_user(username=name, password="pw-123456", role=role, now=NOW)
+    for name, role in ROLES.items():  # department staff are bound to a department (else they see nothing)
+        await repo.create_user(username=name, password="pw-123456", role=role, now=NOW,
+                               department="municipal" if role == "department" else None)
     service = CaseService(repo, reference=demo_reference())
     now_ts = NOW.replace(tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()
     yield WebContext(repo=repo, service=service, secret=b"k" * 32, now=lambda: now_ts)

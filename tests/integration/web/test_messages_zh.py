@@ -33,7 +33,8 @@ async def ctx(sqlite_url):
     migrate.upgrade(sync_url(sqlite_url))
     repo = SqlRepository(make_engine(sqlite_url))
     for name, role in (("agent1", "agent"), ("dept1", "department"), ("admin", "admin")):
-        await repo.create_user(username=name, password="pw-123456", role=role, now=NOW)
+        await repo.create_user(username=name, password="pw-123456", role=role, now=NOW,
+                               department="municipal" if role == "department" else None)
     service = CaseService(repo, reference=demo_reference())
     now_ts = NOW.replace(tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()
     yield WebContext(repo=repo, service=service, secret=b"k" * 32, now=lambda: now_ts)

@@ -112,3 +112,45 @@ async def test_get_requests_filters(env):
     assert ids(await (await get("start_date=2026-11-23T00:00:00%2B08:00&end_date=2026-11-23T23:59:59%2B08:00")).json()) == sorted([a, b])
     bad = await get("start_date=yesterday")
     assert bad.status == 400
+
+
+async def test_anonymous_reads_get_a_rounded_position_and_no_media(aiohttp_client, sqlite_url):
+    """G8: with the defaults (`public_address = false`) an anonymous reader gets lat/long rounded
+    to 3 decimals (~100 m, not the reporter's door) and no media_url; `public_address` gives the
+    exact position, `public_media` the media_url; a key holder always sees both exactly."""
+    from callcenter.config import Open311Settings
+    from web.open311 import OPEN311
+
+    migrate.upgrade(sync_url(sqlite_url))
+    repo = SqlRepository(make_engine(sqlite_url))
+    await repo.create_user(username="app", password="pw-123456", role="agent", now=NOW)
+    token = await repo.create_token("app", NOW)
+    service = CaseService(repo, reference=demo_reference())
+    now_ts = NOW.replace(tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()
+    clients = {}
+    for name, settings in (("default", Open311Settings()),
+                           ("open", Open311Settings(public_address=True, public_media=True))):
+        app = create_app(WebContext(repo=repo, service=service, secret=b"k" * 32, now=lambda: now_ts))
+        app[OPEN311] = settings
+        clients[name] = await aiohttp_client(app)
+    try:
+        resp = await clients["default"].post("/open311/v2/requests.json", data=report(
+            token, lat="32.04123", long="118.78456", address_string="人民路12号3单元",
+            media_url="https://example.org/p/mine.jpg"))
+        assert resp.status == 201, await resp.text()
+        number = (await resp.json())[0]["service_request_id"]
+        path = f"/open311/v2/requests/{number}.json"
+        [anonymous] = await (await clients["default"].get(path)).json()
+        assert (anonymous["lat"], anonymous["long"]) == (32.041, 118.785)
+        assert anonymous["address"] is None and anonymous["media_url"] is None
+        listed = await (await clients["default"].get("/open311/v2/requests.json")).text()
+        assert "32.04123" not in listed and "mine.jpg" not in listed
+        xml = (await (await clients["default"].get(f"/open311/v2/requests/{number}.xml")).read()).decode()
+        assert "32.04123" not in xml and "mine.jpg" not in xml
+        [keyed] = await (await clients["default"].get(path, params={"api_key": token})).json()
+        assert (keyed["lat"], keyed["long"], keyed["media_url"]) == (32.04123, 118.78456, "https://example.org/p/mine.jpg")
+        [public] = await (await clients["open"].get(path)).json()
+        assert (public["lat"], public["long"], public["media_url"]) == (32.04123, 118.78456,
+                                                                        "https://example.org/p/mine.jpg")
+    finally:
+        await repo.close()

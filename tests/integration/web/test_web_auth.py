@@ -50,9 +50,9 @@ async def env(sqlite_url, tmp_path, aiohttp_client):
     await repo.close()
 
 
-async def login(client, user="admin", password=PW, **extra):
+async def login(client, user="admin", password=PW, headers=None, **extra):
     return await client.post("/login", data={"username": user, "password": password, **extra},
-                             allow_redirects=False)
+                             allow_redirects=False, headers=headers)
 
 
 def cookie_of(resp) -> str:
@@ -177,6 +177,58 @@ async def test_role_change_is_audited(env):
     rows, _ = await ctx.audit.query(action="role_changed")
     assert rows[0].target == "agent1" and rows[0].detail["old"]["role"] == "agent"
     assert rows[0].detail["new"]["role"] == "shift_lead"
+
+
+async def test_user_set_password_alone_changes_it_and_ends_sessions(env):
+    """G2: `user set NAME --password X` (without --new-password) sets the password and revokes
+    the sessions, as `--new-password --password X` does (it used to exit 0 and change nothing)."""
+    ctx, client, _, run_cli = env
+    cookie = cookie_of(await login(client, user="agent1"))
+    assert await run_cli("user", "set", "agent1", "--password", "N3w-pass-word-42") == 0
+    assert await status_with_cookie(client, cookie) == 401
+    assert (await login(client, user="agent1")).status == 401
+    assert (await login(client, user="agent1", password="N3w-pass-word-42")).status == 302
+    rows, _ = await ctx.audit.query(action="password_changed")
+    assert rows[0].target == "agent1" and rows[0].detail["sessions_revoked"] == 1
+    assert await run_cli("user", "set", "agent1", "--password", "short") == 2  # too short: refused
+
+
+async def test_user_add_is_audited_and_department_role_needs_a_department(env):
+    """G6: `user add` leaves a `user_created` entry (role, department); G1: a department user
+    without --department is refused, on add and on set (they would see no case at all)."""
+    ctx, _, _, run_cli = env
+    assert await run_cli("user", "add", "deptx", "--role", "department", "--password", PW) == 2
+    assert await ctx.repo.get_user("deptx") is None
+    assert await run_cli("user", "add", "deptx", "--role", "department", "--department", "municipal",
+                         "--password", PW) == 0
+    rows, _ = await ctx.audit.query(action="user_created")
+    assert [(r.actor, r.target) for r in rows] == [("cli", "deptx")]
+    assert rows[0].detail == {"role": "department", "department": "municipal"}
+    assert await run_cli("user", "set", "deptx", "--department", "") == 2  # would unbind it
+    assert await run_cli("user", "set", "agent1", "--role", "department") == 2  # no department given
+    assert (await ctx.repo.get_user("agent1")).role == "agent"
+    assert await run_cli("user", "set", "agent1", "--role", "department", "--department", "lighting") == 0
+    assert (await ctx.repo.get_user("deptx")).department == "municipal"
+
+
+async def test_a_wrong_password_from_elsewhere_does_not_lock_the_user_out(env, aiohttp_client):
+    """G5: 3 wrong passwords for admin from one address lock that address out for admin, while
+    admin logs in from another; the per-user limit across sources (here 5) locks it everywhere."""
+    ctx, _, clock, _ = env
+    settings = auth.AuthSettings(login_max_failures_per_user=3, login_max_failures_per_source=100,
+                                 login_max_failures_per_user_all=5, login_lockout_s=60, trust_proxy=True)
+    proxied = WebContext(repo=ctx.repo, service=ctx.service, secret=b"k" * 32, now=clock, auth_settings=settings)
+    client = await aiohttp_client(create_app(proxied))
+
+    async def login_from(source: str, password: str) -> int:
+        client.session.cookie_jar.clear()
+        return (await login(client, password=password, headers={"X-Forwarded-For": source})).status
+
+    assert [await login_from("203.0.113.66", "wrong-pass") for _ in range(4)] == [401, 401, 401, 429]
+    assert await login_from("198.51.100.7", PW) == 302  # the owner, elsewhere: not locked out
+    # (that success cleared the name's counters) 5 more failures, from 5 addresses: locked everywhere
+    assert [await login_from(f"203.0.113.{i}", "wrong-pass") for i in range(1, 6)] == [401] * 5
+    assert await login_from("198.51.100.7", PW) == 429
 
 
 async def test_token_expiry_scope_and_revoke(env, capsys):

@@ -31,8 +31,9 @@ async def clock():
 async def ctx(sqlite_url, clock):
     migrate.upgrade(sync_url(sqlite_url))
     repo = SqlRepository(make_engine(sqlite_url))
-    for name, role in ROLES.items():
-        await repo.create_user(username=name, password="pw-123456", role=role, now=NOW)
+    for name, role in ROLES.items():  # department staff are bound to a department (else they see nothing)
+        await repo.create_user(username=name, password="pw-123456", role=role, now=NOW,
+                               department="lighting" if role == "department" else None)
     service = CaseService(repo, reference=demo_reference())
     yield WebContext(repo=repo, service=service, secret=b"k" * 32,
                      now=lambda: clock[0].replace(tzinfo=TZ).timestamp())
@@ -142,7 +143,8 @@ async def test_missing_field_rerenders_the_form_with_the_field_named(client, ctx
     """处置反馈 without photos is a 422 naming 照片 in Chinese, marking that input and keeping what was typed."""
     case = await new_case(ctx)
     await ctx.service.act(case.id, "register", actor="shiftlead1", role="shift_lead", now=NOW)
-    await ctx.service.act(case.id, "dispatch", actor="dispatcher1", role="dispatcher", now=NOW)
+    await ctx.service.act(case.id, "dispatch", actor="dispatcher1", role="dispatcher",
+                          fields={"department": "lighting"}, now=NOW)
     await login(client, "dept1")
     status, _, body = await submit(client, case.id, "report_done", {"result": "已清理完毕"})
     assert status == 422
@@ -237,7 +239,8 @@ async def test_pending_send_back_waits_in_the_dispatchers_approvals(client, ctx)
     """A department's 申请回退 puts the case in the dispatcher's 待审批, not the commander's."""
     case = await new_case(ctx)
     await ctx.service.act(case.id, "register", actor="shiftlead1", role="shift_lead", now=NOW)
-    await ctx.service.act(case.id, "dispatch", actor="dispatcher1", role="dispatcher", now=NOW)
+    await ctx.service.act(case.id, "dispatch", actor="dispatcher1", role="dispatcher",
+                          fields={"department": "lighting"}, now=NOW)
     await login(client, "dept1")
     status, _, body = await submit(client, case.id, "apply_send_back", {"reason": "不属于本单位职责"})
     assert status == 303, body
@@ -264,7 +267,7 @@ async def dispatched_to(ctx, *departments: str) -> dict[str, int]:
 async def test_handling_list_narrows_to_one_department(client, ctx):
     """待处置?department=lighting shows only the case dispatched to 路灯管理所."""
     ids = await dispatched_to(ctx, "lighting", "sanitation")
-    await login(client, "dept1")
+    await login(client, "admin")
     page = await (await client.get("/worklists/handling")).text()
     assert len(re.findall(r'data-case-id="(\d+)"', page)) == 2 and "路灯管理所" in page
     page = await (await client.get("/worklists/handling?department=lighting")).text()
@@ -299,7 +302,19 @@ async def test_department_staff_see_and_act_on_their_own_department_only(client,
     assert resp.status == 403 and (await resp.json())["error"] == "forbidden"
     assert (await client.get(f"/cases/{ids['lighting']}")).status == 200
     assert (await client.get(f"/api/cases/{ids['lighting']}")).status == 200
-    # a department user with no department of their own still sees every department
-    await login(client, "dept1")
-    page = await (await client.get("/worklists/handling")).text()
-    assert sorted(re.findall(r'data-case-id="(\d+)"', page)) == sorted(str(i) for i in ids.values())
+    # A department user bound to no department (made before `user add` refused it) sees no
+    # case at all (fail closed), and the pages and the API say why.
+    await ctx.repo.create_user(username="nodept", password="pw-123456", role="department", now=NOW)
+    resp = await client.post("/login", data={"username": "nodept", "password": "pw-123456"}, allow_redirects=False)
+    assert resp.status == 302  # logging in works (and logging out): there is just nothing to see
+    resp = await client.get("/worklists/handling")
+    page = await resp.text()
+    assert resp.status == 403 and "账号未绑定部门" in page and "data-case-id" not in page
+    resp = await client.get(f"/cases/{ids['lighting']}")
+    assert resp.status == 403 and "账号未绑定部门" in await resp.text()
+    for path in ("/api/cases", f"/api/cases/{ids['lighting']}", "/api/geo/cases"):
+        resp = await client.get(path)
+        body = await resp.json()
+        assert resp.status == 403 and body["error"] == "no_department" and "账号未绑定部门" in body["message"], path
+    for path in (f"/api/cases/{ids['lighting']}/photos", f"/api/cases/{ids['lighting']}/transcript"):
+        assert (await client.get(path)).status == 403, path
