@@ -628,6 +628,10 @@ def _parse_start_line(start: str, any_version: bool = False,
         raise SipParseError(f"unsupported SIP version {version!r}", status=505)
     if not re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*:", uri) and not lenient:
         raise SipParseError(f"bad Request-URI {uri[:80]!r}")
+    hostpart = uri.partition("@")[2] or uri.partition(":")[2]  # '?' is fine in the user part
+    if "?" in hostpart and uri[:4].lower() in ("sip:", "sips") and not lenient:
+        # §19.1.1: URI headers have no place in a Request-URI (RFC 4475 escruri).
+        raise SipParseError("Request-URI with a header component ('?')")
     return SipRequest(method, uri, Headers())
 
 
