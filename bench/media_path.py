@@ -15,6 +15,7 @@ second; `rss_mb_after_calls` / `rss_mb_after_trim`: RSS once they are gone, coll
 with the heap trimmed as the GC pacer does after calls. Prints JSON.
 
     .venv/bin/python bench/media_path.py --n 1000 --ticks 500 --repeat 3 --base-root DIR [--pin]
+    .venv/bin/python bench/media_path.py --syscalls      # the kernel's floor per datagram
 """
 
 from __future__ import annotations
@@ -159,6 +160,35 @@ def run(n: int, ticks: int, port_min: int = PORT_MIN) -> dict:
     }
 
 
+def syscalls(count: int = 20000, repeat: int = 3) -> dict:
+    """The kernel's floor: CPU µs of one loopback `sendto` and one `recvfrom` of an RTP-sized
+    datagram from Python, alone (best of `repeat`)."""
+    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    a.bind(("127.0.0.1", 0))
+    b.bind(("127.0.0.1", 0))
+    b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 20)
+    b.setblocking(False)
+    addr, datagram = b.getsockname(), bytes(172)
+    send_us, recv_us = [], []
+    for _ in range(repeat):
+        t = time.thread_time()
+        for _ in range(count):
+            a.sendto(datagram, addr)
+        send_us.append(1e6 * (time.thread_time() - t) / count)
+        t, got = time.thread_time(), 0
+        try:
+            while True:
+                b.recvfrom(2048)
+                got += 1
+        except BlockingIOError:
+            pass
+        recv_us.append(1e6 * (time.thread_time() - t) / max(1, got))
+    a.close()
+    b.close()
+    return {"sendto_us": round(min(send_us), 2), "recvfrom_us": round(min(recv_us), 2)}
+
+
 def one_round(tree: str, args) -> dict:
     env = dict(os.environ, PYTHONPATH=tree)
     cmd = [sys.executable, __file__, "--child", "--n", str(args.n), "--ticks", str(args.ticks),
@@ -181,8 +211,13 @@ def main() -> None:
     ap.add_argument("--base-root", default=None, help="baseline source tree (PYTHONPATH)")
     ap.add_argument("--pin", action="store_true", help="run each round on CPU 1")
     ap.add_argument("--port-min", type=int, default=PORT_MIN, help="first of the N engine ports")
+    ap.add_argument("--syscalls", action="store_true",
+                    help="only the CPU cost of one loopback sendto and recvfrom (the floor)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.syscalls:
+        print(json.dumps({**syscalls(), "loadavg": os.getloadavg()}))
+        return
     if args.child:
         sys.path.insert(0, os.environ.get("PYTHONPATH", str(ROOT)))
         print(json.dumps(run(args.n, args.ticks, args.port_min)))
