@@ -63,6 +63,7 @@ SEMANTIC = {
     "valid_cparam02": (401, ""),
     "valid_regescrt": (401, ""),
     "lenient_regbadct": (401, ""),
+    "valid_esc02": (501, ""),  # RE%47IST%45R is not REGISTER: % is no escape in a method
 }
 
 
@@ -165,6 +166,16 @@ def test_rfc4475_semantic_message_gets_its_answer(name):
     resp, _ = parse_head(resp_bytes, lenient=True)
     assert (resp.status, addr) == (status, SOURCE), resp.reason
     assert word in resp.reason
+    assert ua._calls == {}
+
+
+def test_bcast_stray_response_is_dropped():
+    """RFC 4475 bcast: a 200 for no transaction of ours (a broadcast Via below) is dropped
+    silently: nothing sent anywhere, no call."""
+    ua = new_ua()
+    ua.receive_datagram((RFC4475 / "valid_bcast.sip").read_bytes().replace(b"\n", b"\r\n"), SOURCE, 0.0)
+    assert ua.datagrams_to_send() == []
+    assert not [e for e in ua.events() if isinstance(e, CallOffered)]
     assert ua._calls == {}
 
 
