@@ -159,7 +159,8 @@ async def test_department_staff_see_only_their_departments_photos(env):
     status, body = await env.upload(case_id, jpeg(), user="dept_a", stage="after")
     assert status == 201
     assert (await env.upload(case_id, jpeg(colour=(1, 2, 3)), user="dept_b"))[0] == 403
-    for user, expected in (("dept_a", 200), ("agent1", 200), ("dept_any", 200), ("dept_b", 403)):
+    # dept_any: a department user bound to no department sees no case (fail closed, issue 14 G1)
+    for user, expected in (("dept_a", 200), ("agent1", 200), ("dept_any", 403), ("dept_b", 403)):
         resp, _ = await env.call("GET", body["url"], user)
         assert resp.status == expected, user
         resp, _ = await env.call("GET", body["thumb_url"], user)
