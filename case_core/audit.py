@@ -55,7 +55,7 @@ ACTIONS = {
     "recording_download": "a recording was downloaded",
     "listen_in": "a supervisor listened in to a call",
     "sip_ban": "a SIP source was banned (flood, digest failures or a scanner; detail: reason, count, ban_s)",
-    "sip_unban": "a SIP source's ban ended (detail: datagrams dropped meanwhile)",
+    "sip_unban": "a SIP source's ban ended, or an admin lifted it (DELETE /api/sip/bans; detail: dropped, by_hand)",
 }
 
 FIELD_MAX = {"actor": 64, "action": 64, "target": 255, "source_ip": 64}
