@@ -2,17 +2,26 @@
 a call in progress, server memory — with the defence on and off, baseline in the same run.
 
     .venv/bin/python bench/sip_flood.py [--rates 5000,10000,20000,40000] [--seconds 20]
-        [--prompts DIR] [--no-off]
+        [--prompts DIR] [--no-off] [--fresh] [--settle 5,30]
+    .venv/bin/python bench/sip_flood.py --issue14     # = --rates 20000 --seconds 60 --fresh --settle 5,30
+
+`--issue14` runs exactly the phase issue 14 point 3 asks for: 20,000 datagrams/s from one source
+for 60 s, on a fresh server (the flooding source has never been seen, so it is not banned before
+the phase starts), after a 60 s baseline phase on the same server, with a call in progress and a
+legitimate OPTIONS prober in both; RSS right after start, after the baseline, and 5 s and 30 s
+after the flood. `--fresh` starts a new server (with its own baseline) for every rate.
 
 For each server (`defence`: the [sip] defaults; `off`: flood_max_requests so high nothing is
 ever banned) a fresh `hotline serve` on 127.0.0.1, then phases of `--seconds` each: a baseline
 without flood, then one per rate. In every phase, each in its own process:
 - the flood: OPTIONS datagrams (each with a new branch) from 127.0.0.2 at the rate;
 - the prober: 50 OPTIONS/s from 127.0.0.3; answered = a 200 within 2 s;
-- a call: INVITE to 12319 from 127.0.0.4, ACK, PCMU silence sent every 20 ms; the arrival time
+- a call: INVITE to 12319 from 127.0.0.4, ACK (again for every retransmitted 200, as a phone
+  does), PCMU silence sent every 20 ms; the arrival time
   of every RTP packet the hotline sends (its IVR prompts) is taken; jitter = |gap - 20 ms|
   between consecutive packets (p50, p99), plus the longest gap.
-RSS of the server after the baseline and 5 s after the last flood. Prints one JSON document.
+RSS of the server after the baseline and `--settle` seconds after the last flood. Prints one JSON
+document.
 Not a test; 127.0.0.x only.
 """
 
@@ -146,10 +155,28 @@ def role_call(port: int, seconds: float) -> dict:
         return {"error": "no 200 to the INVITE"}
     to_tag = re.search(r"^To:.*?(;tag=[^;\s]+)", answer, re.M | re.I).group(1)
     server_rtp = int(re.search(r"^m=audio (\d+)", answer, re.M).group(1))
-    sip.sendto((f"ACK sip:12319@127.0.0.1:{port} SIP/2.0\r\n"
-                + base.format(b="ack1", to_tag=to_tag, cseq="1 ACK") + "Content-Length: 0\r\n\r\n").encode(), target)
+    ack = (f"ACK sip:12319@127.0.0.1:{port} SIP/2.0\r\n"
+           + base.format(b="ack1", to_tag=to_tag, cseq="1 ACK") + "Content-Length: 0\r\n\r\n").encode()
+    sip.sendto(ack, target)
     arrivals: list[tuple[int, float]] = []
     stop = threading.Event()
+    re_acks = [0]
+
+    def re_ack():
+        # As a phone does (RFC 3261 §13.2.2.4): every retransmitted 200 gets the ACK again (a
+        # flood can overflow the server's socket buffer and lose the first one).
+        sip.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                data = sip.recv(65535)
+            except socket.timeout:
+                continue
+            if data.startswith(b"SIP/2.0 200") and re.search(rb"^CSeq:\s*1 INVITE", data, re.M | re.I):
+                sip.sendto(ack, target)
+                re_acks[0] += 1
+
+    acker = threading.Thread(target=re_ack, daemon=True)
+    acker.start()
 
     def send_silence():
         seq, ts, t0 = 0, 0, time.monotonic()
@@ -173,6 +200,7 @@ def role_call(port: int, seconds: float) -> dict:
             arrivals.append((int.from_bytes(data[2:4], "big"), time.monotonic()))
     stop.set()
     th.join()
+    acker.join()
     sip.sendto((f"BYE sip:12319@127.0.0.1:{port} SIP/2.0\r\n"
                 + base.format(b="bye1", to_tag=to_tag, cseq="2 BYE") + "Content-Length: 0\r\n\r\n").encode(), target)
     # Skip the first second (set-up), then gaps between packets in arrival order.
@@ -182,7 +210,7 @@ def role_call(port: int, seconds: float) -> dict:
     if not jitter:
         return {"error": "no RTP from the hotline", "packets": len(arrivals)}
     expected = (arrivals[-1][1] - arrivals[0][1]) / 0.02 + 1
-    return {"packets": len(arrivals), "loss_pct": round(max(0.0, 1 - len(arrivals) / expected) * 100, 2),
+    return {"packets": len(arrivals), "re_acks": re_acks[0], "loss_pct": round(max(0.0, 1 - len(arrivals) / expected) * 100, 2),
             "jitter_ms_p50": round(jitter[len(jitter) // 2], 2),
             "jitter_ms_p99": round(jitter[int(len(jitter) * 0.99)], 2),
             "max_gap_ms": round(max(gaps), 1)}
@@ -228,7 +256,7 @@ def phase(sip_port: int, rate: int, seconds: float) -> dict:
     return out
 
 
-def run_server(label: str, extra: str, args, prompts: Path) -> dict:
+def run_server(label: str, extra: str, args, prompts: Path, rates: list[int]) -> dict:
     from sip_load import start, stop, wait_sip
     from tests.e2e.peers.ports import free_tcp_port, free_udp_port, free_udp_port_block
 
@@ -261,13 +289,18 @@ enabled = false
     try:
         wait_sip(sip_port, 60)
         result = {"label": label, "config": extra.strip().replace("\n", "; ")}
+        result["rss_mb_at_start"] = _rss_mb(server.pid)
         phases = [phase(sip_port, 0, args.seconds)]
+        print(f"{label} baseline: {json.dumps(phases[-1])}", file=sys.stderr)
         result["rss_mb_after_baseline"] = _rss_mb(server.pid)
-        for rate in args.rates:
+        for rate in rates:
             phases.append(phase(sip_port, rate, args.seconds))
             print(f"{label} {rate}/s: {json.dumps(phases[-1])}", file=sys.stderr)
-        time.sleep(5)
-        result["rss_mb_5s_after_floods"] = _rss_mb(server.pid)
+        waited = 0
+        for settle in args.settle:
+            time.sleep(settle - waited)
+            waited = settle
+            result[f"rss_mb_{settle}s_after_floods"] = _rss_mb(server.pid)
         result["metrics"] = _scrape(web_port)
         result["phases"] = phases
         log = (work / "serve.log").read_text(errors="replace")
@@ -286,7 +319,13 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--prompts", default="/tmp/hotline-bench-prompts")
     ap.add_argument("--no-off", action="store_true", help="skip the server with the defence off")
+    ap.add_argument("--fresh", action="store_true", help="a fresh server (and baseline) for every rate")
+    ap.add_argument("--settle", default="5", help="RSS taken these many seconds after the last flood")
+    ap.add_argument("--issue14", action="store_true",
+                    help="issue 14's phase: --rates 20000 --seconds 60 --fresh --settle 5,30")
     args = ap.parse_args(argv)
+    if args.issue14:
+        args.rates, args.seconds, args.fresh, args.settle = "20000", 60.0, True, "5,30"
     if args.role:
         r = args.rest
         fn = {"flood": lambda: role_flood(int(r[0]), int(r[1]), float(r[2])),
@@ -295,6 +334,7 @@ def main(argv=None) -> int:
         print(json.dumps(fn()))
         return 0
     args.rates = [int(x) for x in args.rates.split(",") if x]
+    args.settle = sorted(int(x) for x in str(args.settle).split(",") if x)
     prompts = Path(args.prompts)
     if not (prompts / "welcome.wav").exists() and not any(prompts.glob("*.wav")):
         prompts.mkdir(parents=True, exist_ok=True)
@@ -304,12 +344,16 @@ def main(argv=None) -> int:
                        cwd=ROOT, check=True, capture_output=True)
     from sip_load import machine
 
-    out = {"bench": "sip_flood", "seconds_per_phase": args.seconds, "machine": machine(),
+    out = {"bench": "sip_flood", "seconds_per_phase": args.seconds, "fresh_server_per_rate": args.fresh,
+           "machine": machine(),
            "uptime_before": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
            "servers": []}
-    out["servers"].append(run_server("defence", "", args, prompts))
-    if not args.no_off:
-        out["servers"].append(run_server("off", "flood_max_requests = 1000000000\ndrop_scanners = false", args, prompts))
+    groups = [[r] for r in args.rates] if args.fresh else [args.rates]
+    for rates in groups:
+        out["servers"].append(run_server("defence", "", args, prompts, rates))
+        if not args.no_off:
+            out["servers"].append(run_server("off", "flood_max_requests = 1000000000\ndrop_scanners = false",
+                                             args, prompts, rates))
     out["uptime_after"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     print(json.dumps(out, indent=1))
     return 0
