@@ -15,9 +15,10 @@ pytestmark = pytest.mark.e2e
 
 SPEECH = "aishell3_SSB02410161.wav"
 CALLER = "13912319000"
-# Loose floor: the neural welcome measured 0 % through the telephone channel (bench/README.md),
-# espeak-ng's ~70 %; RTP, jitter and the recorder's mixing must not push it past this.
-MAX_CER = 0.35
+# Loose floor: the neural welcome measured 7–27 % through the telephone channel over four
+# builds (bench/README.md: the voice is not deterministic, each build is a new take),
+# espeak-ng's 60–85 %; RTP, jitter and the recorder's mixing must not push it past this.
+MAX_CER = 0.45
 
 
 def _seconds(wav: bytes) -> float:
