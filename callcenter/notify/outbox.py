@@ -303,25 +303,33 @@ async def apply_dlr(conn: AsyncConnection, msg_id: int, token: str, code: int, *
     for a message still queued or sending (the node died after the gateway took it) marks it
     sent, so it is not sent again.
     """
-    row = (await conn.execute(select(sms_outbox).where(sms_outbox.c.id == msg_id))).first()
-    if row is None or not secrets.compare_digest(row.dlr_token, token):
-        return None
-    status = row.status
-    values: dict[str, Any] = {"dlr_status": code, "updated_at": now}
-    if smsc_id and not row.gateway_id:
-        values["gateway_id"] = smsc_id[:128]
-    undelivered = code & (2 | 16)
-    if status in ("queued", "sending", "sent"):
-        if code & 1:
-            values.update(status="delivered", delivered_at=now)
-        elif undelivered:
-            values.update(status="failed", last_error=f"delivery report: {DLR_CODES[undelivered & -undelivered]} ({code})")
-        elif code & (4 | 8) and status != "sent":
-            values.update(status="sent")
-        if values.get("status") in ("sent", "delivered", "failed") and row.sent_at is None:
-            values["sent_at"] = now
-    await conn.execute(update(sms_outbox).where(sms_outbox.c.id == msg_id).values(**values))
-    return values.get("status", status)
+    # Read, decide, then write only if the status is still the one read: Kannel may post two
+    # reports for one message at the same instant (8 "submitted" and 1 "delivered"), and on
+    # PostgreSQL the later-committing one must not put "sent" back over "delivered".
+    for _attempt in range(10):
+        row = (await conn.execute(select(sms_outbox).where(sms_outbox.c.id == msg_id))).first()
+        if row is None or not secrets.compare_digest(row.dlr_token, token):
+            return None
+        status = row.status
+        values: dict[str, Any] = {"dlr_status": code, "updated_at": now}
+        if smsc_id and not row.gateway_id:
+            values["gateway_id"] = smsc_id[:128]
+        undelivered = code & (2 | 16)
+        if status in ("queued", "sending", "sent"):
+            if code & 1:
+                values.update(status="delivered", delivered_at=now)
+            elif undelivered:
+                values.update(status="failed",
+                              last_error=f"delivery report: {DLR_CODES[undelivered & -undelivered]} ({code})")
+            elif code & (4 | 8) and status != "sent":
+                values.update(status="sent")
+            if values.get("status") in ("sent", "delivered", "failed") and row.sent_at is None:
+                values["sent_at"] = now
+        result = await conn.execute(update(sms_outbox).where(
+            sms_outbox.c.id == msg_id, sms_outbox.c.status == status).values(**values))
+        if result.rowcount:
+            return values.get("status", status)
+    return None
 
 
 async def recent_sends(conn, number: str, *, since: datetime) -> list[datetime]:

@@ -229,3 +229,34 @@ async def test_dlr_moves_status_forward_only_and_checks_the_token(engine):
         assert await outbox.apply_dlr(conn, msg_id, token, 8, now=NOW) == "delivered"
     row = (await _rows(engine))[0]
     assert (row["status"], row["delivered_at"], row["dlr_status"]) == ("delivered", NOW, 8)
+
+
+async def test_two_reports_at_once_never_put_sent_back_over_delivered(engine):
+    """Kannel posts "submitted" (8) and "delivered" (1) for one message at the same instant: the
+    report that read the row before the other one wrote must not overwrite "delivered" with
+    "sent" (seen on PostgreSQL in CI: delivered_at set, status sent)."""
+    msg_id = await _enqueue(engine)
+    await Dispatcher(engine, LogDriver(), SETTINGS, clock=lambda: NOW, node="n").run_once(NOW)
+    token = (await _rows(engine))[0]["dlr_token"]
+
+    class DeliveredInBetween:
+        """The connection of the "submitted" report: right after its first read, the
+        "delivered" report is applied, as a concurrent request would."""
+
+        def __init__(self, conn):
+            self.conn, self.pending = conn, True
+
+        async def execute(self, stmt, *args, **kw):
+            result = await self.conn.execute(stmt, *args, **kw)
+            if self.pending and getattr(stmt, "is_select", False):
+                self.pending = False
+                await self.conn.execute(outbox.sms_outbox.update().where(outbox.sms_outbox.c.id == msg_id)
+                                        .values(status="sending"))
+                assert await outbox.apply_dlr(self.conn, msg_id, token, 1, now=NOW) == "delivered"
+            return result
+
+    async with engine.begin() as conn:
+        await conn.execute(outbox.sms_outbox.update().where(outbox.sms_outbox.c.id == msg_id).values(status="sending"))
+        assert await outbox.apply_dlr(DeliveredInBetween(conn), msg_id, token, 8, now=NOW) == "delivered"
+    row = (await _rows(engine))[0]
+    assert (row["status"], row["delivered_at"]) == ("delivered", NOW)
