@@ -48,7 +48,6 @@ class SipSettings:
     drop_scanners: bool = True
     # Networks never counted nor banned (the LAN, carriers; trunks' `allow` sources are added).
     allow: tuple[str, ...] = ()
-
     # SIP over TCP on the same host and port number as UDP (RFC 3261 §18: mandatory).
     tcp: bool = True
     # SIP over TLS: on when both files are set (PEM; the cert file may carry the chain).
@@ -66,6 +65,7 @@ class SipSettings:
     # SRTP, a plain one plain RTP; calls placed to TLS phones offer SRTP), "mandatory" (plain
     # offers on TLS get 488) or "off" (RTP/SAVP offers get 488).
     srtp: str = "optional"
+
 
 @dataclass(frozen=True)
 class RtpSettings:
