@@ -123,7 +123,11 @@ def test_exposition_reads_live_state_and_counts():
 
 def test_every_metric_the_dashboard_queries_is_exposed():
     """Each hotline_* name in the Grafana dashboard's queries is a sample name of /metrics."""
-    m = HotlineMetrics(_sources(), node="n")
+    sources = _sources()
+    # A SIP endpoint that has refused, dropped and banned something (the defence panels).
+    sources.sip = SimpleNamespace(rejected={"400": 1}, bans={"flood": 1}, streams={}, streams_refused={},
+                                  defence=SimpleNamespace(dropped={"banned": 5}, banned_count=lambda: 1))
+    m = HotlineMetrics(sources, node="n")
     m._db = {"case": {"accepted": 1}, "sms": {"queued": 1}, "callback": {"pending": 1}, "overdue": 0,
              "callback_due": 0, "rtf": 0.3}
     m.sip_message(INVITE, "in")
