@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-
-class ConfigError(ValueError):
-    """A configuration file is unreadable or a key has a bad value."""
+# Re-exported: `callcenter.config.ConfigError` is what callers catch.
+from callcenter.config_base import ConfigError, coerce_value
 
 
 @dataclass(frozen=True)
@@ -318,6 +317,22 @@ class DialPlanSettings:
 
 
 @dataclass(frozen=True)
+class ClusterSettings:
+    # Several `hotline serve` nodes behind Kamailio on one PostgreSQL database (issue 17).
+    # "" = a single node (no heartbeat, no cluster_nodes row); else this node's name, unique
+    # in the cluster, written on its calls and recordings and used by restart recovery.
+    node_id: str = ""
+    # "host:port" of the Kamailio in front: a trusted source (no per-source limit, never
+    # banned, the only one that may send the public DIDs), the outbound proxy towards agents'
+    # phones, whose bindings are read from Kamailio's usrloc table `location`. "" = none.
+    proxy: str = ""
+    # Seconds between heartbeats (the cluster_nodes row, drain requests, usrloc bindings).
+    heartbeat_s: float = 1.0
+    # A node whose last heartbeat is older than this is shown "down" by GET /api/cluster.
+    down_after_s: float = 5.0
+
+
+@dataclass(frozen=True)
 class CenterSettings:
     # The service's name as citizens know it: page titles and header, the SMS signature
     # (【name】 unless [sms] signature is set) and the IVR welcome (hotline prompts build).
@@ -344,6 +359,7 @@ class Settings:
     admission: AdmissionSettings = field(default_factory=AdmissionSettings)
     dialplan: DialPlanSettings = field(default_factory=DialPlanSettings)
     open311: Open311Settings = field(default_factory=Open311Settings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
     trunks: tuple[TrunkSettings, ...] = ()
     # [sms]: callcenter.notify.settings.NotifySettings (its schema lives with the SMS code).
     sms: Any = None
@@ -381,30 +397,8 @@ _SECTIONS = {
     "admission": AdmissionSettings,
     "dialplan": DialPlanSettings,
     "open311": Open311Settings,
+    "cluster": ClusterSettings,
 }
-
-
-def coerce_value(key: str, value: Any, default: Any) -> Any:
-    """A TOML value checked against the type of its default (shared by every settings section)."""
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
-        return value
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return value
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if isinstance(default, tuple):
-        if not isinstance(value, list) or not all(isinstance(v, (str, int)) for v in value):
-            raise ConfigError(f"{key}: expected a list of strings, got {value!r}")
-        return tuple(str(v) for v in value)
-    if not isinstance(value, str):
-        raise ConfigError(f"{key}: expected a string, got {value!r}")
-    return value
 
 
 def _check_defence(sip: SipSettings) -> None:
@@ -480,6 +474,24 @@ def _check_metrics(m: MetricsSettings) -> None:
         raise ConfigError(f"metrics.cache_s: must be between 0 and 300 seconds, got {m.cache_s}")
 
 
+def _check_cluster(c: ClusterSettings, database_url: str) -> None:
+    if c.node_id and not (len(c.node_id) <= 32 and all(ch.isalnum() or ch in "-_." for ch in c.node_id)):
+        raise ConfigError(f"cluster.node_id: use 1-32 letters, digits, '-', '_' or '.', got {c.node_id!r}")
+    if c.node_id and database_url.startswith("sqlite"):
+        raise ConfigError("cluster.node_id: a cluster shares one PostgreSQL database; set [database] url to "
+                          "postgresql://… (SQLite is for a single node)")
+    if c.proxy:
+        host, _, port = c.proxy.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) <= 65535:
+            raise ConfigError(f"cluster.proxy: expected \"host:port\" of the Kamailio in front, got {c.proxy!r}")
+        _check_host("cluster.proxy", host)
+    if not 0.1 <= c.heartbeat_s <= 60:
+        raise ConfigError(f"cluster.heartbeat_s: must be between 0.1 and 60 seconds, got {c.heartbeat_s}")
+    if not c.heartbeat_s < c.down_after_s <= 3600:
+        raise ConfigError(f"cluster.down_after_s: must be above cluster.heartbeat_s ({c.heartbeat_s}) "
+                          f"and at most 3600, got {c.down_after_s}")
+
+
 def _check_sip_streams(sip: SipSettings) -> None:
     if sip.srtp not in ("optional", "mandatory", "off"):
         raise ConfigError(f"sip.srtp: expected \"optional\", \"mandatory\" or \"off\", got {sip.srtp!r}")
@@ -498,6 +510,7 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError(f"center.name: expected the service's name (1-30 characters, no line breaks or 【】), "
                           f"got {name!r}")
     _check_host("sip.host", settings.sip.host)
+    _check_cluster(settings.cluster, settings.database.url)
     _check_port("sip.port", settings.sip.port)
     _check_host("rtp.host", settings.rtp.host)
     _check_port("rtp.port_min", settings.rtp.port_min, allow_zero=False)
