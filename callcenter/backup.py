@@ -457,7 +457,7 @@ def _counts(target: Target) -> dict[str, int]:
 
 # -- commands -------------------------------------------------------------------------------
 def _user_error(exc: BackupError):
-    from callcenter.cli import UserError
+    from case_core.errors import UserError
 
     return UserError(str(exc))
 

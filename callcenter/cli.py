@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from callcenter import config as config_mod
 from callcenter.features import import_optional
+from case_core.errors import UserError
 
 DEMO_PASSWORD = "hotline12319"
 # (username, role, display name); department staff are bound to a department of the demo
@@ -48,10 +49,6 @@ COMMAND_MODULES = (
     "callcenter.sip_commands",  # SIP accounts for agents' phones, trunks
     "callcenter.backup",  # hotline backup FILE, hotline restore FILE
 )
-
-
-class UserError(Exception):
-    """A problem the user can fix; printed as one `error:` line."""
 
 
 def _now(settings) -> datetime:
@@ -401,8 +398,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run the module's canonical copy, so feature modules' `from callcenter.cli import
-    # UserError` is the class `main` catches (not a second copy under __main__).
+    # Run the module's canonical copy (not a second copy under __main__), so the command
+    # modules it imports see one module state.
     from callcenter.cli import main as _main
 
     sys.exit(_main())

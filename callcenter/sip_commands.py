@@ -35,7 +35,7 @@ def _run(settings, work):
 
 
 def cmd_account_add(settings, args) -> int:
-    from callcenter.cli import UserError
+    from case_core.errors import UserError
     from callcenter.sip_store import AccountError, generate_password
 
     if args.extension in settings.sip.dids:
@@ -66,7 +66,7 @@ def cmd_account_list(settings, args) -> int:
 
 
 def cmd_account_remove(settings, args) -> int:
-    from callcenter.cli import UserError
+    from case_core.errors import UserError
 
     if not _run(settings, lambda store: store.remove(args.extension)):
         raise UserError(f"no SIP account {args.extension} (see `hotline sip account list`)")

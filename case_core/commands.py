@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from callcenter.cli import UserError
+from case_core.errors import UserError
 from case_core.domain import reference
 from case_core.domain.calendar import load_holiday_file
 from case_core.domain.categories import CategoryDirectory, load_categories

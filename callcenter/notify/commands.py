@@ -17,7 +17,7 @@ from callcenter.notify.settings import load_notify_settings
 
 
 def _user_error(message: str):
-    from callcenter.cli import UserError
+    from case_core.errors import UserError
 
     return UserError(message)
 

@@ -12,7 +12,7 @@ __all__ = ["register", "cmd_stt_transcribe", "cmd_extract"]
 
 
 def _user_error(message: str) -> Exception:
-    from callcenter.cli import UserError
+    from case_core.errors import UserError
 
     return UserError(message)
 
