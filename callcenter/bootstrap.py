@@ -232,9 +232,10 @@ class Hotline:
         self._start_sms()
         await self._start_transcription(service, on_event)
         if url.startswith("sqlite"):
+            from callcenter.media.wav import wav_seconds
             from case_core.adapters.recovery import recover_interrupted_calls
 
-            await recover_interrupted_calls(self.repo.engine, service, self.now_dt())
+            await recover_interrupted_calls(self.repo.engine, service, self.now_dt(), wav_seconds)
         public_host = s.sip.public_host or s.sip.host
         self.credentials = CredentialCache(s.sip.realm)
         accounts = SipAccountStore(self.repo.engine, self.credentials)

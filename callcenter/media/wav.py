@@ -175,6 +175,15 @@ def read_wav(path: str | os.PathLike) -> tuple[int, int, bytes]:
     raise WavFormatError(f"{path}: unsupported WAV format tag {tag:#x} with {bits} bits")
 
 
+def wav_seconds(path: str | os.PathLike) -> float:
+    """A WAV file's length in seconds; 0.0 when it cannot be read (missing, cut short, not WAV)."""
+    try:
+        channels, rate, pcm = read_wav(path)
+    except (OSError, WavFormatError):
+        return 0.0
+    return len(pcm) / (2 * channels * rate)
+
+
 def _sinc_kernel(d: np.ndarray, cutoff: float, half: int) -> np.ndarray:
     # Kaiser-windowed sinc; cutoff is relative to the input Nyquist frequency.
     window = np.where(np.abs(d) < half, np.i0(8.0 * np.sqrt(np.clip(1 - (d / half) ** 2, 0, 1))), 0.0)

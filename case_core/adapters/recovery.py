@@ -14,11 +14,11 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from pathlib import Path
+from typing import Callable
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from callcenter.media.wav import WavFormatError, read_wav
 from case_core.adapters import orm
 
 log = logging.getLogger(__name__)
@@ -27,16 +27,13 @@ log = logging.getLogger(__name__)
 MIN_MESSAGE_S = 0.5
 
 
-def _duration(path: str) -> float:
-    try:
-        channels, rate, pcm = read_wav(path)
-    except (OSError, WavFormatError):
-        return 0.0
-    return len(pcm) / (2 * channels * rate)
+async def recover_interrupted_calls(engine: AsyncEngine, service, now: datetime,
+                                    seconds_of: Callable[[str], float]) -> list[str]:
+    """Close unfinished calls; file their unfiled messages. Returns the new case numbers.
 
-
-async def recover_interrupted_calls(engine: AsyncEngine, service, now: datetime) -> list[str]:
-    """Close unfinished calls; file their unfiled messages. Returns the new case numbers."""
+    `seconds_of(path)`: a recording file's length in seconds, 0.0 when unreadable (the
+    composition root passes `callcenter.media.wav.wav_seconds`; the case core reads no audio).
+    """
     async with engine.connect() as conn:
         calls = (await conn.execute(select(orm.calls).where(orm.calls.c.ended_at.is_(None)))).all()
     filed: list[str] = []
@@ -48,7 +45,7 @@ async def recover_interrupted_calls(engine: AsyncEngine, service, now: datetime)
         message_ids = []
         async with engine.begin() as conn:
             for rec in recs:
-                seconds = _duration(rec.path) if Path(rec.path).is_file() else 0.0
+                seconds = seconds_of(rec.path) if Path(rec.path).is_file() else 0.0
                 await conn.execute(
                     update(orm.recordings).where(orm.recordings.c.id == rec.id).values(duration_s=seconds)
                 )

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from callcenter.media.wav import WavFormatError, WavWriter, read_wav, to_8k_mono
+from callcenter.media.wav import WavFormatError, WavWriter, read_wav, to_8k_mono, wav_seconds
 
 SOX = shutil.which("sox")
 
@@ -41,6 +41,16 @@ def test_duration_and_close_twice(tmp_path):
     assert w.close() == pytest.approx(1.0)
     with pytest.raises(ValueError):
         w.write(b"\x00\x00")
+
+
+def test_wav_seconds_reads_the_length_or_zero(tmp_path):
+    """wav_seconds: a written file's length; 0.0 for a missing file and for one that is not WAV."""
+    with WavWriter(tmp_path / "a.wav", channels=2) as w:
+        w.write(bytes(4 * 8000 * 3 // 2))
+    assert wav_seconds(tmp_path / "a.wav") == pytest.approx(1.5)
+    assert wav_seconds(tmp_path / "missing.wav") == 0.0
+    (tmp_path / "junk.wav").write_bytes(b"not a wave file")
+    assert wav_seconds(tmp_path / "junk.wav") == 0.0
 
 
 def test_partial_frame_rejected(tmp_path):
