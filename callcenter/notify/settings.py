@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from callcenter.config import ConfigError, coerce_value
+from callcenter.config_base import ConfigError, coerce_value
 
 __all__ = ["NotifySettings", "DRIVERS", "from_mapping", "load_notify_settings", "parse_hhmm"]
 
