@@ -253,8 +253,11 @@ calls = Table(
     Column("end_reason", String(64)),
     Column("ivr_path", Text, nullable=False, default=""),
     Column("case_id", Integer, ForeignKey("cases.id", ondelete="SET NULL")),
+    # [cluster] node_id of the node that handled the call (None: a single node)
+    Column("node_id", String(32)),
 )
 Index("ix_calls_caller", calls.c.caller)
+Index("ix_calls_node_open", calls.c.node_id, calls.c.ended_at)
 
 recordings = Table(
     "recordings",
@@ -267,8 +270,23 @@ recordings = Table(
     Column("channels", Integer, nullable=False, default=1),
     Column("duration_s", Float, nullable=False, default=0.0),
     Column("created_at", DateTime(timezone=False), nullable=False),
+    Column("node_id", String(32)),  # the node that wrote the file (None: a single node)
 )
 Index("ix_recordings_case_id", recordings.c.case_id)
+
+# One row per cluster node (issue 17): its heartbeat and the state asked of it. "down" is
+# not stored: it is a heartbeat older than [cluster] down_after_s (callcenter.cluster.membership).
+cluster_nodes = Table(
+    "cluster_nodes",
+    metadata,
+    Column("node_id", String(32), primary_key=True),
+    Column("state", String(16), nullable=False, default="up"),  # "up" | "draining"
+    Column("sip", String(128), nullable=False, default=""),
+    Column("web", String(255), nullable=False, default=""),
+    Column("started_at", DateTime(timezone=False), nullable=False),
+    Column("heartbeat_at", DateTime(timezone=False), nullable=False),
+    Column("active_calls", Integer, nullable=False, default=0),
+)
 Index("ix_recordings_call_id", recordings.c.call_id)
 
 users = Table(
