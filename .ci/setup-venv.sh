@@ -13,10 +13,18 @@ if [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv "$venv"
 fi
 
+# The RTP engine's C batch I/O helper (callcenter/_rtpio.c), built in place next to its source
+# with the venv's interpreter flags. Never fatal: without it the engine runs its pure Python path
+# (build_rtpio prints why).
+build_rtpio() {
+    "$venv/bin/python" "$repo/callcenter/rtpio_build.py" || echo "setup-venv: rtpio build step failed; the pure Python RTP path is used"
+}
+
 want="$(sha256sum "$repo/pyproject.toml" | cut -d' ' -f1)"
 have="$(cat "$stamp" 2>/dev/null || true)"
 if [ "$want" = "$have" ]; then
     echo "setup-venv: up to date ($venv)"
+    build_rtpio
     exit 0
 fi
 
@@ -26,3 +34,4 @@ echo "setup-venv: pyproject.toml changed; pip install -e .[test]"
 # Written last, so a failed install is retried next time.
 echo "$want" > "$stamp"
 echo "setup-venv: installed"
+build_rtpio

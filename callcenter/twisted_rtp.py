@@ -19,6 +19,12 @@ loop is so late that a read pass is still pending when the next tick fires, that
 first, then sends. Frames go out with the socket's own `sendto` (Twisted's `Port.write`
 re-validates the address three times per packet). A port without a real socket (test fakes)
 keeps the reactor's reading and `write`.
+
+With the C helper (`callcenter.rtpio`, built by the set-up) both passes make one Python call
+for all legs: a tick builds every leg's frame, then hands all of them to one `send_many`; a
+read round is one `recv_ready` (epoll and a `recvfrom` per ready socket in C). The syscalls
+are the same; the Python call, argument parsing and address objects per packet go. Without
+it (not built, not Linux, `HOTLINE_RTPIO=pure`) the loops below do the same per packet.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from typing import Callable
 from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import DatagramProtocol
 
+from callcenter import rtpio
 from callcenter.media.session import MediaSession
 
 log = logging.getLogger(__name__)
@@ -43,6 +50,8 @@ READ_OFFSET_S = FRAME_S / 2
 # hold the tick (the rest waits in the kernel buffer, which drops the excess).
 MAX_READS_PER_TICK = 16
 _RECV_BYTES = 4096
+_MAX_EVENTS = 4096
+_said_which_path = False
 
 
 class PortsExhausted(RuntimeError):
@@ -81,6 +90,8 @@ class RtpLeg:
         self._recvfrom = None
         self._sendto = None
         self._fd: int | None = None
+        # Sent and read through the batch helper (rtpio).
+        self._batched = False
 
     def deliver(self, events) -> None:
         try:
@@ -93,7 +104,8 @@ class RtpLeg:
 
 
 class RtpEngine:
-    def __init__(self, clock, *, host: str, port_min: int, port_max: int, max_catch_up: int = 5):
+    def __init__(self, clock, *, host: str, port_min: int, port_max: int, max_catch_up: int = 5,
+                 batch_io: bool | None = None):
         self.clock = clock
         self.host = host
         self.port_min = port_min
@@ -119,6 +131,19 @@ class RtpEngine:
         self._polled: dict[int, RtpLeg] = {}
         self._epoll = None
         self._read_call = None
+        # The C batch helper (None: each packet through the socket's own methods).
+        if batch_io is None:
+            batch_io = rtpio.helper is not None
+        elif batch_io and rtpio.helper is None:
+            raise RuntimeError(f"the RTP batch I/O helper is not built: {rtpio.WHY_NOT}")
+        self._io = rtpio.helper if batch_io else None
+        global _said_which_path
+        if not _said_which_path:
+            _said_which_path = True
+            if self._io is not None:
+                log.info("RTP: batch I/O through the C helper (callcenter/_rtpio.c)")
+            else:
+                log.info("RTP: pure Python socket I/O (batch helper: %s)", rtpio.WHY_NOT or "not asked for")
 
     # -- ports ------------------------------------------------------------------------------
     def open(self, session: MediaSession, listener) -> RtpLeg:
@@ -157,6 +182,8 @@ class RtpEngine:
         if self._epoll is not None:
             self._epoll.register(fd, select.EPOLLIN)
         leg._fd = fd
+        # The helper sends to IPv4 addresses; other legs keep their socket's own sendto.
+        leg._batched = self._io is not None and self._epoll is not None and sock.family == socket.AF_INET
         self._polled[fd] = leg
 
     def release(self, leg: RtpLeg) -> None:
@@ -171,7 +198,10 @@ class RtpEngine:
                         self._epoll.unregister(leg._fd)
                     except OSError:
                         pass
+            if self._io is not None:
+                self._io.forget(leg._fd)
             leg._fd = None
+            leg._batched = False
         if leg.udp is not None:
             leg.udp.stopListening()
 
@@ -241,6 +271,11 @@ class RtpEngine:
         self.ticks += 1
         legs = list(self.legs.values())
         caused: list[tuple[RtpLeg, list]] = []
+        # The batch helper's share: all frames built first, then one call sends them.
+        fds: list[int] = []
+        datagrams: list[bytes] = []
+        remotes: list = []
+        batched: list[RtpLeg] = []
         for leg in legs:
             if leg.closed:
                 continue  # closed by a listener during this tick
@@ -249,7 +284,13 @@ class RtpEngine:
             except Exception:
                 log.exception("media tick failed on port %s", leg.port)
                 continue
-            if datagram is not None:
+            if datagram is not None and leg._batched:
+                fds.append(leg._fd)
+                datagrams.append(datagram)
+                remotes.append(leg.session.remote)
+                batched.append(leg)
+                leg.sent += 1  # taken back below if it was not sent
+            elif datagram is not None:
                 remote = leg.session.remote
                 sendto = leg._sendto
                 try:
@@ -265,11 +306,48 @@ class RtpEngine:
                     pass
             if events:
                 caused.append((leg, events))
+        if fds:
+            self._send_batch(fds, datagrams, remotes, batched)
         for leg, events in caused:
             if not leg.closed:  # not closed by an earlier listener meanwhile
                 leg.deliver(events)
         for fn in self.on_tick:
             fn(now)
+
+    def _send_batch(self, fds: list, datagrams: list, remotes: list, legs: list) -> None:
+        for i, err in self._io.send_many(fds, datagrams, remotes):
+            leg = legs[i]
+            if err == 0:  # not an IPv4 literal: the socket's own sendto resolves it
+                try:
+                    leg._sendto(datagrams[i], remotes[i])
+                    continue
+                except OSError:
+                    pass
+            leg.sent -= 1  # full socket buffer, unreachable peer: the frame is lost
+
+    def _read_batched(self, now: float) -> None:
+        """The read pass through the helper: each round is one C call for all ready sockets."""
+        recv = self._io.recv_ready
+        epfd = self._epoll.fileno()
+        polled = self._polled
+        for _ in range(MAX_READS_PER_TICK):
+            ready = recv(epfd, _MAX_EVENTS)
+            if not ready:
+                return
+            # The legs as they were when the round was read: a listener may close a leg and
+            # a new one may get its descriptor number before the round is handed out.
+            get = dict(polled).get
+            for fd, data, addr in ready:
+                leg = get(fd)
+                if leg is None or leg.closed:
+                    continue
+                try:
+                    events = leg.session.receive(data, addr, now)
+                except Exception:  # a hostile packet must not end the call or the process
+                    log.exception("RTP receive failed on port %s", leg.port)
+                    continue
+                if events:
+                    leg.deliver(events)
 
     def _read_all(self, now: float) -> None:
         """Hand every packet waiting on a polled socket to its session.
@@ -280,6 +358,9 @@ class RtpEngine:
         kernel buffer, which drops the excess.
         """
         polled = self._polled
+        if self._io is not None and self._epoll is not None:
+            self._read_batched(now)
+            return
         if self._epoll is None:  # no epoll: try every socket until it is empty
             for fd, leg in list(polled.items()):
                 for _ in range(MAX_READS_PER_TICK):
