@@ -186,6 +186,7 @@ class Offer:
     calls_total: int
     calls_from_source: int
     backlog_full: bool = False
+    draining: bool = False  # this cluster node is being drained: new calls go to the others
 
 
 @dataclass(frozen=True)
@@ -232,6 +233,8 @@ def decide(offer: Offer, limits: Limits) -> Verdict:
         break
     else:  # pragma: no cover - the last rule matches everything
         return Verdict("reject", 403, why="no rule")
+    if offer.draining:
+        return Verdict("reject", 503, limits.retry_after_s, why="node draining")
     if offer.backlog_full:
         return Verdict("reject", 503, limits.retry_after_s, why="storage backlog")
     if offer.calls_total >= limits.max_calls:
@@ -301,6 +304,7 @@ class AdmissionPolicy:
         self.first_rtp_timeout_s = first_rtp_timeout_s
         self.max_write_backlog = max_write_backlog
         self.open_dids = not self.trunks
+        self.draining = False  # set by the cluster node (callcenter.cluster) while it drains
 
     def trunk_of(self, source: tuple[str, int]) -> list[TrunkSource]:
         return [t for t in self.trunks if source_allowed(t.entries, source)]
@@ -325,7 +329,7 @@ class AdmissionPolicy:
             kind = "phone" if auth.kind == "ok" else "outsider"
         target = "did" if did is not None else "extension" if extension is not None else "other"
         offer = Offer(kind, target, auth.kind, self.open_dids, calls_total, calls_from_source,
-                      backlog >= self.max_write_backlog)
+                      backlog >= self.max_write_backlog, self.draining)
         verdict = decide(offer, self.limits)
         headers: list[tuple[str, str]] = []
         if verdict.action == "challenge":

@@ -203,16 +203,18 @@ class QueuedCallServices:
     """The router's `CallServices` with every call and recording row written through the
     queue; case filing and look-ups go straight to the case service."""
 
-    def __init__(self, service, writer: WriteQueue):
+    def __init__(self, service, writer: WriteQueue, *, node_id: str | None = None):
         self._service = service
         self.writer = writer
+        self.node_id = node_id  # [cluster] node_id, written on call and recording rows
 
     def __getattr__(self, name: str):
         return getattr(self._service, name)
 
     async def call_started(self, *, call_id: str, direction: str, did: str | None, caller: str | None,
                            now: datetime) -> None:
-        values = dict(call_id=call_id, direction=direction, did=did, caller=caller, started_at=now, ivr_path="")
+        values = dict(call_id=call_id, direction=direction, did=did, caller=caller, started_at=now, ivr_path="",
+                      node_id=self.node_id)
         await self.writer.submit(lambda conn: conn.execute(insert(orm.calls).values(**values)), f"call {call_id}")
 
     async def call_answered(self, call_id: str, now: datetime) -> None:
@@ -227,7 +229,7 @@ class QueuedCallServices:
     async def recording_started(self, *, call_id: str, kind: str, path: str, channels: int, now: datetime) -> int:
         stmt = (insert(orm.recordings)
                 .values(call_id=call_id, case_id=None, kind=kind, path=path, channels=channels, duration_s=0.0,
-                        created_at=now)
+                        created_at=now, node_id=self.node_id)
                 .returning(orm.recordings.c.id))
         return await self.writer.submit(lambda conn: conn.execute(stmt).scalar_one(), f"recording of {call_id}")
 

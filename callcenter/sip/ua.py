@@ -126,6 +126,9 @@ class UserAgent:
         # Other request clients sharing this socket (trunk registrations): each answers
         # `owns(response)` and takes `handle_response(response, now)`.
         self.extra_clients: list = []
+        # False while this node drains in a cluster: out-of-dialog OPTIONS (Kamailio's
+        # dispatcher probe) get 503, so the proxy stops sending new calls here.
+        self.available = True
         self._allow = ALLOW + (", REGISTER" if registrar is not None else "")
         self._out: list[tuple[bytes, tuple[str, int]]] = []
         self._events: list[Event] = []
@@ -653,6 +656,9 @@ class UserAgent:
         headers = [("Allow", self._allow), ("Accept", "application/sdp"),
                    ("Accept-Language", "zh-CN, en")]
         call = self._dialog_of(req) if parse_name_addr(req.headers.get("To") or "").tag else None
+        if call is None and not self.available:
+            self._reply(req, dest, 503, now, "Draining", headers=[*headers, ("Retry-After", "60")])
+            return
         self._reply(req, dest, 200, now, headers=headers, call=call)
 
     def _on_info(self, req: SipRequest, addr, dest, now: float) -> None:

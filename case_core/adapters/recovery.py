@@ -5,8 +5,9 @@ Recordings are flushed to disk about once a second as valid WAV files, so after 
 closes the interrupted calls in the CDR, fixes the recordings' durations from the files,
 and files every unfiled voice message as a case, so a citizen's report is never lost.
 
-Only for a single node (SQLite): on a shared PostgreSQL database another live node's calls
-also look unfinished, so the bootstrap does not run this there.
+On a shared PostgreSQL database another live node's calls also look unfinished: a cluster
+node (`[cluster] node_id`) recovers only the calls with its own node id; a single node on
+PostgreSQL without a node id does not run this.
 """
 
 from __future__ import annotations
@@ -28,14 +29,18 @@ MIN_MESSAGE_S = 0.5
 
 
 async def recover_interrupted_calls(engine: AsyncEngine, service, now: datetime,
-                                    seconds_of: Callable[[str], float]) -> list[str]:
+                                    seconds_of: Callable[[str], float], node_id: str | None = None) -> list[str]:
     """Close unfinished calls; file their unfiled messages. Returns the new case numbers.
 
     `seconds_of(path)`: a recording file's length in seconds, 0.0 when unreadable (the
     composition root passes `callcenter.media.wav.wav_seconds`; the case core reads no audio).
+    `node_id`: only the calls of this cluster node (the others belong to live nodes).
     """
+    query = select(orm.calls).where(orm.calls.c.ended_at.is_(None))
+    if node_id is not None:
+        query = query.where(orm.calls.c.node_id == node_id)
     async with engine.connect() as conn:
-        calls = (await conn.execute(select(orm.calls).where(orm.calls.c.ended_at.is_(None)))).all()
+        calls = (await conn.execute(query)).all()
     filed: list[str] = []
     for call in calls:
         async with engine.connect() as conn:
