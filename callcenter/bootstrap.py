@@ -80,6 +80,8 @@ def admission_policy(settings: Settings, lookup):
     a = settings.admission
     trunks = tuple(TrunkSource(t.name, tuple(parse_allow(x) for x in t.allow), t.dids)
                    for t in settings.trunks if t.allow)
+    if settings.cluster.proxy:  # the Kamailio in front of a cluster brings the public DIDs
+        trunks += (TrunkSource("cluster-proxy", (parse_allow(settings.cluster.proxy),)),)
     auth = InviteAuth(realm=settings.sip.realm, lookup=lookup, algorithms=settings.sip.digest_algorithms)
     return AdmissionPolicy(
         public_dids=settings.sip.dids, trunks=trunks, auth=auth,
@@ -94,6 +96,8 @@ def make_defence(s: Settings):
 
     sip = s.sip
     allow = tuple(sip.allow) + tuple(allow_network(a) for t in s.trunks for a in t.allow)
+    if s.cluster.proxy:
+        allow += (allow_network(s.cluster.proxy),)
     return Defence(DefencePolicy(flood_window_s=sip.flood_window_s, flood_max_requests=sip.flood_max_requests,
                          auth_max_failures=sip.auth_max_failures, auth_window_s=sip.auth_window_s,
                          ban_s=sip.ban_s, drop_scanners=sip.drop_scanners, allow=allow))
@@ -140,6 +144,8 @@ class Hotline:
         self._accounts_refresher: asyncio.Task | None = None
         self.metrics = None  # callcenter.metrics.HotlineMetrics behind GET /metrics
         self.writer = None  # callcenter.write_queue.WriteQueue: call, recording and queue-event rows
+        self.cluster = None  # callcenter.cluster.pg_node.ClusterNode ([cluster] node_id)
+        self.proxy_bindings = None  # agents' phones registered at the Kamailio in front ([cluster] proxy)
 
     def now_dt(self) -> datetime:
         return datetime.fromtimestamp(self.reactor.seconds(), self.tz).replace(tzinfo=None)
@@ -231,11 +237,13 @@ class Hotline:
         self.repo.change_hook = self._run_change_hooks
         self._start_sms()
         await self._start_transcription(service, on_event)
-        if url.startswith("sqlite"):
+        if url.startswith("sqlite") or s.cluster.node_id:
+            # On a shared database a cluster node closes only its own calls (issue 17).
             from callcenter.media.wav import wav_seconds
             from case_core.adapters.recovery import recover_interrupted_calls
 
-            await recover_interrupted_calls(self.repo.engine, service, self.now_dt(), wav_seconds)
+            await recover_interrupted_calls(self.repo.engine, service, self.now_dt(), wav_seconds,
+                                            node_id=s.cluster.node_id or None)
         public_host = s.sip.public_host or s.sip.host
         self.credentials = CredentialCache(s.sip.realm)
         accounts = SipAccountStore(self.repo.engine, self.credentials)
@@ -245,7 +253,13 @@ class Hotline:
                                    algorithms=s.sip.digest_algorithms,
                                    require_qop=s.sip.digest_qop_required)
         self._accounts_refresher = asyncio.ensure_future(self._refresh_accounts(accounts))
-        ua = UserAgent(local_host=public_host, local_port=s.sip.port, registrar=self.registrar)
+        registrar = self.registrar
+        if s.cluster.proxy:
+            from callcenter.cluster.pg_node import ClusterRegistrar, KamailioBindings
+
+            self.proxy_bindings = KamailioBindings(s.cluster.proxy)  # agents' phones registered at Kamailio
+            registrar = ClusterRegistrar(self.registrar, self.proxy_bindings)
+        ua = UserAgent(local_host=public_host, local_port=s.sip.port, registrar=registrar)
         self.sip = SipEndpoint(ua, self.reactor)
         self.sip.defence = make_defence(s)
         self.sip.on_defence = self._defence_event
@@ -257,7 +271,7 @@ class Hotline:
             rtp=self.rtp,
             flows_by_did=flows,
             prompts=prompts,
-            services=QueuedCallServices(service, self.writer),
+            services=QueuedCallServices(service, self.writer, node_id=s.cluster.node_id or None),
             clock=self.reactor,
             spawn=self._spawn,
             sleep=asyncio.sleep,
@@ -344,6 +358,9 @@ class Hotline:
         from web.sip_admin import SIP_ENDPOINT
 
         app[SIP_ENDPOINT] = self.sip  # GET/DELETE /api/sip/bans
+        from web.cluster_api import CLUSTER
+
+        app[CLUSTER] = self._make_cluster_node()  # GET /api/cluster, drain/resume
         self._web_runner = web.AppRunner(app, access_log=None)
         await self._web_runner.setup()
         site = web.TCPSite(self._web_runner, s.web.host, s.web.port)
@@ -353,6 +370,11 @@ class Hotline:
             raise StartupError(f"web.port: cannot listen on {s.web.host}:{s.web.port} ({exc.strerror})") from None
         web_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         ctx.sip_address = f"sip:12319@{public_host}:{sip_port}"
+        if s.cluster.node_id:
+            self.cluster.sip = f"{public_host}:{sip_port}"
+            self.cluster.web = f"http://{s.web.host}:{web_port}/"
+            await self.cluster.join()
+            self.cluster.start()
         return Addresses(sip=ctx.sip_address, web=f"http://{s.web.host}:{web_port}/")
 
     def _listen_sip(self, s, CannotListenError) -> None:
@@ -626,7 +648,7 @@ class Hotline:
         m = self.settings.metrics
         if not m.enabled:
             return
-        self.metrics = HotlineMetrics(self, node=m.node, engine=self.repo.engine, now_dt=self.now_dt,
+        self.metrics = HotlineMetrics(self, node=m.node or self.settings.cluster.node_id, engine=self.repo.engine, now_dt=self.now_dt,
                                       db_ttl_s=m.cache_s)
         self.sip.on_message = self.metrics.sip_message
         self.rtp.on_lag = self.metrics.tick_lag.observe
@@ -650,7 +672,27 @@ class Hotline:
             except Exception:  # a database hiccup must not stop future refreshes
                 log.warning("reloading SIP accounts failed; keeping the previous ones", exc_info=True)
 
+    def _make_cluster_node(self):
+        """This node's membership (`[cluster] node_id`); without one, a read-only view of the
+        table for GET /api/cluster (empty on a single node)."""
+        from callcenter.cluster.pg_node import ClusterNode
+
+        c = self.settings.cluster
+        self.cluster = ClusterNode(self.repo.engine, node_id=c.node_id, heartbeat_s=c.heartbeat_s,
+                                   down_after_s=c.down_after_s, now_dt=self.now_dt,
+                                   active_calls=lambda: len(self.router.calls),
+                                   bindings=self.proxy_bindings)
+
+        def apply(state: str) -> None:
+            self.sip.ua.available = state != "draining"
+            self.router.admission.draining = state == "draining"
+
+        self.cluster.on_state.append(apply)
+        return self.cluster
+
     async def stop(self) -> None:
+        if self.cluster is not None:
+            await self.cluster.stop()
         if self._retention is not None:
             self._retention.cancel()
         if self._accounts_refresher is not None:

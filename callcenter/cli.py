@@ -48,6 +48,7 @@ COMMAND_MODULES = (
     "callcenter.notify.commands",  # SMS
     "callcenter.sip_commands",  # SIP accounts for agents' phones, trunks
     "callcenter.backup",  # hotline backup FILE, hotline restore FILE
+    "callcenter.cluster.commands",  # hotline cluster list/drain/resume
 )
 
 

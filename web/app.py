@@ -159,6 +159,7 @@ ROUTE_MODULES = (
     "web.wallboard",  # the wall display's charts of the day and colour thresholds
     "web.geo",  # 地理编码 and the map: locate, grid and cases as GeoJSON, /map
     "web.field",  # the inspectors' phone app /m/: reports, my tasks, steps, positions
+    "web.cluster_api",  # cluster nodes: list, drain, resume (issue 17)
     "web.sip_admin",  # bans of the SIP port's defence: list, lift by hand (admins)
 )
 JINJA = web.AppKey("jinja", jinja2.Environment)
