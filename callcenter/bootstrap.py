@@ -545,7 +545,7 @@ class Hotline:
     def _preload_suggestions(self) -> None:
         """Reference data and the category model loaded (trained once per machine if
         missing) in a thread, so the first 识别 on the desk does not wait for them."""
-        from callcenter import suggest
+        from case_core import suggest
 
         async def load() -> None:
             try:

@@ -19,7 +19,7 @@ def cmd_extract_train(settings, args) -> int:
     from case_core.classifier_training import read_corpus, retrain
     from case_core.corrections import load_corrections
     from case_core.domain.classifier import top_k_accuracy
-    from callcenter.suggest import models_dir
+    from case_core.suggest import models_dir
 
     url = sync_url(settings.database_url())
     migrate.upgrade(url)

@@ -236,7 +236,7 @@ async def _note_category_correction(request: web.Request, case_id: int, descript
     correction (`hotline extract train` learns from it); never fails the saved case."""
     if not chosen:
         return
-    from callcenter import suggest
+    from case_core import suggest
     from case_core.corrections import record_correction
 
     ctx = request.app[CTX]
@@ -501,7 +501,7 @@ async def api_desk_suggest(request: web.Request) -> web.Response:
         return _invalid({"text": "请先填写问题描述，再点“识别”"}, message="没有可识别的内容")
     if len(text) > MAX_TEXT:
         return _invalid({"text": f"问题描述不能超过{MAX_TEXT}字"}, message="内容过长")
-    from callcenter import suggest
+    from case_core import suggest
 
     settings = getattr(request.app[CTX], "settings", None)
     try:

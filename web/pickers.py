@@ -56,7 +56,7 @@ def _limit(request: web.Request) -> int:
 
 @functools.lru_cache(maxsize=1)
 def _demo_departments() -> dict:
-    from callcenter.suggest import DEMO_DATA
+    from case_core.suggest import DEMO_DATA
     from case_core.domain.reference import load_departments
 
     depts, _ = load_departments(DEMO_DATA / "departments.csv")
@@ -65,7 +65,7 @@ def _demo_departments() -> dict:
 
 @functools.lru_cache(maxsize=1)
 def _demo_places_and_cells() -> tuple[tuple, dict]:
-    from callcenter.suggest import DEMO_DATA
+    from case_core.suggest import DEMO_DATA
     from case_core.domain.reference import load_gazetteer, load_grid_cells
 
     places, _ = load_gazetteer(DEMO_DATA / "gazetteer.csv")

@@ -3,7 +3,7 @@
 - `GET /api/recordings/{id}/transcript[?suggest=1]` — the recording's status
   (`none`/`queued`/`done`/`failed` + `error`), text and timed segments with their channel
   (0 = caller, 1 = agent); with `suggest=1` also the case suggestion for what the caller
-  said (category, place, phone numbers, urgency; `callcenter.suggest`).
+  said (category, place, phone numbers, urgency; `case_core.suggest`).
 - `POST /api/recordings/{id}/transcript` — transcribe (again); 202, or 503 when this
   process runs no transcription (`app[TRANSCRIPTION]` unset).
 - `GET /api/cases/{id}/transcript` — every recording of the case with its transcript.
@@ -64,7 +64,7 @@ async def recording_transcript(request: web.Request) -> web.Response:
         return _forbidden()
     body = found.to_dict()
     if request.query.get("suggest") in ("1", "true", "yes"):
-        from callcenter.suggest import suggest_for_text
+        from case_core.suggest import suggest_for_text
 
         caller_text = " ".join(s.text for s in found.segments if s.channel == 0)
         # The first call loads the reference data from disk: keep it off the loop.

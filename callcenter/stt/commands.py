@@ -61,7 +61,7 @@ def cmd_extract(settings, args) -> int:
     text = " ".join(args.text).strip()
     if not text:
         raise _user_error("give the report text to analyse, e.g. hotline extract 长江路井盖坏了")
-    from callcenter.suggest import SuggestionDataError, load_extractor
+    from case_core.suggest import SuggestionDataError, load_extractor
 
     try:
         extractor = load_extractor(settings)  # the same reference data as the desk's suggestions

@@ -8,7 +8,7 @@ import json
 import pytest
 from sqlalchemy import insert
 
-from callcenter import suggest
+from case_core import suggest
 from callcenter.cli import main
 from case_core.adapters import migrate, orm
 from case_core.adapters.sqlalchemy_repo import make_sync_engine, sync_url

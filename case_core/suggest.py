@@ -29,7 +29,7 @@ from case_core.domain.reference import Area, Gazetteer, Place, load_areas, load_
 
 __all__ = ["suggest_for_text", "load_extractor", "SuggestionDataError", "DEMO_DATA"]
 
-DEMO_DATA = Path(__file__).resolve().parents[1] / "case_core" / "demo_data"
+DEMO_DATA = Path(__file__).resolve().parent / "demo_data"
 _lock = threading.Lock()
 log = logging.getLogger(__name__)
 
