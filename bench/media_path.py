@@ -15,6 +15,7 @@ second; `rss_mb_after_calls` / `rss_mb_after_trim`: RSS once they are gone, coll
 with the heap trimmed as the GC pacer does after calls. Prints JSON.
 
     .venv/bin/python bench/media_path.py --n 1000 --ticks 500 --repeat 3 --base-root DIR [--pin]
+    .venv/bin/python bench/media_path.py --root A --base-root A --base-env HOTLINE_RTPIO=pure  # C helper vs pure
     .venv/bin/python bench/media_path.py --syscalls      # the kernel's floor per datagram
 """
 
@@ -189,8 +190,8 @@ def syscalls(count: int = 20000, repeat: int = 3) -> dict:
     return {"sendto_us": round(min(send_us), 2), "recvfrom_us": round(min(recv_us), 2)}
 
 
-def one_round(tree: str, args) -> dict:
-    env = dict(os.environ, PYTHONPATH=tree)
+def one_round(tree: str, args, extra_env: dict | None = None) -> dict:
+    env = dict(os.environ, PYTHONPATH=tree, **(extra_env or {}))
     cmd = [sys.executable, __file__, "--child", "--n", str(args.n), "--ticks", str(args.ticks),
            "--port-min", str(args.port_min)]
     if args.pin:
@@ -209,6 +210,10 @@ def main() -> None:
     ap.add_argument("--ticks", type=int, default=500)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--base-root", default=None, help="baseline source tree (PYTHONPATH)")
+    ap.add_argument("--root", default=str(ROOT), help="the tree under test (default: this one)")
+    ap.add_argument("--base-env", action="append", default=[], metavar="KEY=VALUE",
+                    help="environment of the base rounds only (e.g. HOTLINE_RTPIO=pure: the same tree "
+                         "without the C helper)")
     ap.add_argument("--pin", action="store_true", help="run each round on CPU 1")
     ap.add_argument("--port-min", type=int, default=PORT_MIN, help="first of the N engine ports")
     ap.add_argument("--syscalls", action="store_true",
@@ -222,14 +227,14 @@ def main() -> None:
         sys.path.insert(0, os.environ.get("PYTHONPATH", str(ROOT)))
         print(json.dumps(run(args.n, args.ticks, args.port_min)))
         return
-    trees = {"this": str(ROOT)}
+    trees = {"this": args.root}
     if args.base_root:
         trees["base"] = args.base_root
     rounds: dict[str, list[dict]] = {k: [] for k in trees}
     load_before = os.getloadavg()
     for _ in range(args.repeat):
         for name, tree in trees.items():
-            r = one_round(tree, args)
+            r = one_round(tree, args, dict(kv.split("=", 1) for kv in args.base_env) if name == "base" else None)
             rounds[name].append(r)
             print(f"[media_path] {name}: {r}", file=sys.stderr, flush=True)
     summary = {name: {key: statistics.median(r[key] for r in rounds[name])

@@ -305,6 +305,25 @@ def _knows(code_root: str | Path | None, key: str) -> bool:
     return cfg.is_file() and key in cfg.read_text()
 
 
+def db_name(code_root: str | Path | None) -> str:
+    """One database per source tree: trees with different migration chains cannot share one
+    (an older tree's `serve` stops at a revision it does not know)."""
+    if not code_root:
+        return "hotline.db"
+    import hashlib
+
+    return f"hotline-{hashlib.sha1(str(Path(code_root).resolve()).encode()).hexdigest()[:8]}.db"
+
+
+def hotline_cmd(code_root: str | Path | None) -> tuple[list[str], dict | None]:
+    """The `hotline` command of a source tree (this one's console script, or the same
+    interpreter with that tree first on sys.path) and its environment."""
+    if not code_root:
+        return [HOTLINE], None
+    return ([PYTHON, "-c", "import sys; from callcenter.cli import main; sys.exit(main())"],
+            {**os.environ, "PYTHONPATH": str(code_root)})
+
+
 def write_hotline_config(work: Path, sip_port: int, web_port: int, rtp: tuple[int, int], *,
                          stt: bool = False, yield_above: float | None = None,
                          code_root: str | Path | None = None) -> Path:
@@ -331,7 +350,7 @@ timeout_s = 30.0
 host = "127.0.0.1"
 port = {web_port}
 [database]
-url = "sqlite:///{work}/hotline.db"
+url = "sqlite:///{work}/{db_name(code_root)}"
 {admission}[storage]
 dir = "{work}/recordings"
 [prompts]
@@ -344,13 +363,14 @@ models_dir = "{ROOT}/var/models"
     return cfg
 
 
-def queue_transcriptions(cfg: Path, work: Path, minutes: float = 20.0) -> int:
+def queue_transcriptions(cfg: Path, work: Path, minutes: float = 20.0, code_root=None) -> int:
     """Fill the transcription queue before the server starts (it resumes queued jobs), so
     the worker is busy the whole round: `minutes` of real speech as voice messages."""
     import sqlite3
     from datetime import datetime
 
-    subprocess.run([HOTLINE, "db", "upgrade", "--config", str(cfg)], check=True, capture_output=True)
+    cmd, env = hotline_cmd(code_root)
+    subprocess.run([*cmd, "db", "upgrade", "--config", str(cfg)], check=True, capture_output=True, env=env)
     clips = sorted(SPEECH_DIR.glob("*.wav"))
     pcm = b"".join(speech_pcm(str(c)) for c in clips) or speech_pcm("ni hao")
     wav_path = work / "stt-load.wav"
@@ -359,7 +379,7 @@ def queue_transcriptions(cfg: Path, work: Path, minutes: float = 20.0) -> int:
     seconds = len(pcm) / 16000
     count = max(1, int(minutes * 60 / seconds))
     now = datetime.now().isoformat(sep=" ")
-    with sqlite3.connect(work / "hotline.db") as db:
+    with sqlite3.connect(work / db_name(code_root)) as db:
         # Rounds share the database: what earlier rounds left queued (their calls' recordings
         # too) would make every round's backlog longer than the last. Start from this one's.
         db.execute("UPDATE transcript_jobs SET status = 'failed', error = 'bench: earlier round' "
@@ -477,15 +497,13 @@ def run_round(target: str, n: int, args, work: Path, pcap: Path, wav: Path) -> d
                                        yield_above=0 if target == "hotline_stt_flat" else None,
                                        code_root=code_root)
             if target in STT_TARGETS:
-                result["stt_jobs_queued"] = queue_transcriptions(cfg, work)
+                result["stt_jobs_queued"] = queue_transcriptions(cfg, work, code_root=code_root)
             rec_before = wav_seconds(work / "recordings")
-            env = None
-            cmd = [HOTLINE, "serve", "--config", str(cfg)]
-            if code_root:
-                # Same interpreter and venv, the code of another tree first on sys.path.
-                env = {**os.environ, "PYTHONPATH": str(code_root)}
-                cmd = [PYTHON, "-c", "import sys; from callcenter.cli import main; sys.exit(main())",
-                       "serve", "--config", str(cfg)]
+            # Same interpreter and venv; another tree's code first on sys.path.
+            cmd, env = hotline_cmd(code_root)
+            cmd = [*cmd, "serve", "--config", str(cfg)]
+            if target == "base" and args.base_env:
+                env = {**(env or os.environ), **dict(kv.split("=", 1) for kv in args.base_env)}
             server = start(pinned(cmd, args.server_cpus), cwd=rnd, log=rnd / "server.log", env=env)
         else:
             sip_port = free_udp_port()
@@ -676,6 +694,9 @@ def main(argv=None) -> int:
                          "measure the server, not its contention with the load generator)")
     ap.add_argument("--server-cpus", default=None, help="taskset CPU list for the server")
     ap.add_argument("--load-cpus", default=None, help="taskset CPU list for sipp and the probe")
+    ap.add_argument("--base-env", action="append", default=[], metavar="KEY=VALUE",
+                    help="environment of the base server only (e.g. HOTLINE_RTPIO=pure with "
+                         "--base-root = the hotline's tree: the same code without the C helper)")
     ap.add_argument("--base-root", default=None,
                     help="source tree of a baseline hotline (target 'base'), e.g. an export of "
                          "the previous commit: run in the same rounds, interleaved per N")
@@ -714,11 +735,16 @@ def main(argv=None) -> int:
             doc[extra_target] = {}
     try:
         # prompts, demo data and the caller's speech, once
-        cfg = write_hotline_config(work, free_udp_port(), free_tcp_port(), RTP_RANGES["hotline"])
         (work / "recordings").mkdir()
-        for step in (["prompts", "build"], ["demo", "seed"]):
-            subprocess.run([HOTLINE, *step, "--config", str(cfg)], cwd=work, check=True,
-                           capture_output=True, timeout=300)
+        # Each tree seeds its own database (see db_name); the prompts are built once.
+        roots = [args.hotline_root] + ([args.base_root] if "base" in targets else [])
+        for i, code_root in enumerate(dict.fromkeys(roots)):
+            cfg = write_hotline_config(work, free_udp_port(), free_tcp_port(), RTP_RANGES["hotline"],
+                                       code_root=code_root)
+            cmd, env = hotline_cmd(code_root)
+            for step in ((["prompts", "build"],) if i == 0 else ()) + (["demo", "seed"],):
+                subprocess.run([*cmd, *step, "--config", str(cfg)], cwd=work, check=True,
+                               capture_output=True, timeout=600, env=env)
         longest = max(ns + pyvoip_ns) / args.rate + args.hold + 2
         pcap = work / "speech.pcap"
         doc["params"]["caller_speech_s"] = round(build_speech_pcap(pcap, longest), 1)
