@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 # Re-exported: `callcenter.config.ConfigError` is what callers catch.
 from callcenter.config_base import ConfigError, coerce_value
+# The web features' own sections: their schemas live with the pages that read them.
+from web.settings import Open311Settings, WallboardSettings
 
 
 @dataclass(frozen=True)
@@ -222,25 +224,6 @@ class FollowUpSettings:
 
 
 @dataclass(frozen=True)
-class WallboardSettings:
-    # Colour thresholds of the wall display: a figure at or beyond "red" is red, at or
-    # beyond "amber" amber, else green.
-    waiting_amber: int = 3
-    waiting_red: int = 6
-    longest_wait_amber_s: float = 30.0
-    longest_wait_red_s: float = 60.0
-    # Share answered within 15 s (0..1): below amber is amber, below red is red.
-    service_level_amber: float = 0.8
-    service_level_red: float = 0.6
-    # Share of offered calls abandoned (0..1).
-    abandon_rate_amber: float = 0.05
-    abandon_rate_red: float = 0.1
-    # An agent in one state (on a call, paused, wrap-up) this long is shown amber / red.
-    agent_state_amber_s: float = 300.0
-    agent_state_red_s: float = 600.0
-
-
-@dataclass(frozen=True)
 class MetricsSettings:
     # GET /metrics on the web port (Prometheus text format).
     enabled: bool = True
@@ -271,20 +254,6 @@ class FieldSettings:
     # 城管通 (/m/): seconds between position reports of an inspector who switched on
     # "上班中" (opt-in); the map shows inspectors seen within 5 × this (at least 10 minutes).
     position_interval_s: float = 60.0
-
-
-@dataclass(frozen=True)
-class Open311Settings:
-    # GET /open311/v2/requests without an api_key (anyone on the web port); false = key required.
-    public_read: bool = True
-    # What anonymous readers see besides status, category, dates, position and grid cell:
-    # the reporter's own words and the address may name or locate them, so both are off by
-    # default. The reporter's phone, name and e-mail are never shown.
-    public_description: bool = False
-    # Without public_address, anonymous readers' lat/long are rounded to 3 decimals (~100 m).
-    public_address: bool = False
-    # media_url (a photo may show the reporter or their home) for anonymous readers.
-    public_media: bool = False
 
 
 @dataclass(frozen=True)

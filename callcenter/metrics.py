@@ -155,6 +155,8 @@ class HotlineMetrics:
     """The metrics of one hotline. `sources` is read at scrape time (a `Hotline`, or a test's
     stand-in with the same attributes: router, acd, rtp, sip, transcription, stt_status)."""
 
+    content_type = CONTENT_TYPE_LATEST  # of `exposition()`: web.ports.MetricsExposition
+
     def __init__(self, sources: Any, *, node: str = "", engine=None, now_dt: Callable[[], datetime] | None = None,
                  db_ttl_s: float = 5.0, clock: Callable[[], float] = time.monotonic):
         self.sources = sources

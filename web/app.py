@@ -7,6 +7,7 @@ Server-rendered with jinja2 (zh-CN). People log in with a session cookie; progra
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import weakref
@@ -22,7 +23,6 @@ from aiohttp import WSMsgType, web
 from case_core.adapters.sqlalchemy_repo import CaseView, NotFound, SqlRepository, UserView
 from case_core.domain.workflow import CHANNEL_LABELS, ROLE_LABELS, STATUS_LABELS
 from case_core.service import CaseService
-from callcenter.features import import_optional
 from web import auth, timefmt
 
 log = logging.getLogger(__name__)
@@ -618,10 +618,20 @@ def create_app(ctx: WebContext) -> web.Application:
     app.router.add_get("/ws", live)
     app.router.add_static("/static", STATIC)
     for module_name in ROUTE_MODULES:
-        module = import_optional(module_name)
+        module = _route_module(module_name)
         if module is not None:
             module.setup(app)
     return app
+
+
+def _route_module(name: str):
+    """A feature module of ROUTE_MODULES, or None while that module is not installed."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != name:
+            raise
+        return None
 
 
 # Older private names used by feature modules.

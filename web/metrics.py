@@ -12,9 +12,9 @@ import hmac
 
 from aiohttp import web
 
-from callcenter.metrics import CONTENT_TYPE_LATEST, HotlineMetrics
+from web.ports import MetricsExposition
 
-METRICS = web.AppKey("metrics", HotlineMetrics)
+METRICS = web.AppKey("metrics", MetricsExposition)  # callcenter.metrics.HotlineMetrics in the hotline
 METRICS_TOKEN = web.AppKey("metrics_token", str)
 
 
@@ -32,11 +32,11 @@ async def metrics(request: web.Request) -> web.Response:
             status=401, headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
     body = await request.app[METRICS].exposition()
     response = web.Response(body=body)
-    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    response.headers["Content-Type"] = request.app[METRICS].content_type
     return response
 
 
-def setup(app: web.Application, hotline_metrics: HotlineMetrics, *, token: str = "") -> None:
+def setup(app: web.Application, hotline_metrics: MetricsExposition, *, token: str = "") -> None:
     app[METRICS] = hotline_metrics
     app[METRICS_TOKEN] = token
     app.router.add_get("/metrics", metrics)

@@ -28,7 +28,7 @@ from case_core.adapters.sqlalchemy_repo import CaseView
 from case_core.domain.categories import KIND_LABELS, Category
 from case_core.domain.workflow import STATUS_LABELS, WorkflowError
 from case_core.service import CLOSED_STATUSES
-from callcenter.config import Open311Settings
+from web.settings import Open311Settings
 from web.app import CTX
 from web.case_api import TIMEZONE, local_now
 from web.photos import visible_where

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from callcenter.acd.series import day_series
 from callcenter.acd_store import AcdStore
-from callcenter.config import WallboardSettings
+from web.settings import WallboardSettings
 from web.app import CTX, USER, api_auth, json_error
 
 __all__ = ["WALLBOARD_SETTINGS", "INTERVAL_S", "setup"]
