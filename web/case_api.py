@@ -108,7 +108,9 @@ def _history_json(case: CaseView) -> list[dict[str, Any]]:
     return [
         {"seq": h.seq, "action": h.action, "action_label": workflow.ACTION_LABELS.get(h.action, h.action),
          "actor": h.actor, "role": h.role, "at": h.at, "comment": h.comment, "before_status": h.before_status,
-         "after_status": h.after_status, "fields": h.fields}
+         "after_status": h.after_status,
+         # deadlines the workflow stored in the fields are naive ISO text: give them the offset too
+         "fields": timefmt.with_offsets(dict(h.fields), ("_deadline",))}
         for h in case.history
     ]
 

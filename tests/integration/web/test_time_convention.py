@@ -99,3 +99,22 @@ async def test_json_apis_and_csv_carry_the_offset_and_pages_show_minutes(aiohttp
         assert not re.search(r"\d{1,2}/\d{1,2}/\d{4}", page), page_url
         assert not re.search(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}", page), page_url
         assert not re.search(r"(?<![\d-])\d{2}-\d{2} \d{2}:\d{2}", page), page_url
+
+
+async def test_deadlines_kept_in_history_fields_carry_the_offset(aiohttp_client, ctx):
+    """A step's deadline the workflow stores in an action's fields (send_verify → verify_deadline) comes out of
+    the case detail as ISO 8601 with +08:00, to the second, like every other time."""
+    client = await aiohttp_client(create_app(ctx))
+    auth = {"Authorization": f"Bearer {await ctx.repo.create_token('lead1', NOW)}"}
+    resp = await client.post("/api/cases", json={"description": "长江路井盖缺失", "address": "长江路12号",
+                                                 "category": "component:01002"}, headers=auth)
+    case = await resp.json()
+    assert resp.status == 201, case
+    resp = await client.post(f"/api/cases/{case['id']}/actions/send_verify",
+                             json={"fields": {}, "expected_version": case["version"]}, headers=auth)
+    assert resp.status == 200, await resp.text()
+    detail = await (await client.get(f"/api/cases/{case['id']}", headers=auth)).json()
+    fields = detail["history"][-1]["fields"]
+    assert "verify_deadline" in fields, detail["history"]
+    assert WITH_OFFSET.match(fields["verify_deadline"]), fields
+    assert [(w, v) for w, v in _times(detail) if not WITH_OFFSET.match(v)] == []
