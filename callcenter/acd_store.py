@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 from sqlalchemy import Column, DateTime, Float, Index, Integer, String, Table, Text, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from callcenter.acd.actions import QueueEventLogged
 from case_core.adapters.orm import metadata, users
 
 agent_profiles = Table(
@@ -100,6 +101,14 @@ class AcdStore:
             return
         async with self.engine.begin() as conn:
             await conn.execute(stmt)
+
+    async def logged_since(self, since: datetime, tz: tzinfo) -> list:
+        """The stored queue log from `since` (naive local time) as `QueueEventLogged` lines
+        with `tz`, oldest first: what a restarted ACD counts in today's queue figures."""
+        return [QueueEventLogged(at=r["at"].replace(tzinfo=tz), kind=r["kind"], queue=r["queue"], call=r["call_id"],
+                                 agent=r["agent"], caller=r["caller"], position=r["position"], wait_s=r["wait_s"],
+                                 talk_s=r["talk_s"], wrap_s=r["wrap_s"], detail=r["detail"])
+                for r in await self.events_since(since)]
 
     async def events_since(self, since: datetime) -> list[dict]:
         async with self.engine.connect() as conn:

@@ -57,5 +57,26 @@ async def today(request: web.Request) -> web.Response:
     return web.json_response(body, dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
 
+async def restore_todays_queue_log(app: web.Application) -> None:
+    """Put today's stored queue log back in the running ACD's memory, so that after a
+    restart the queue figures (接通, 放弃, 放弃率, 15秒服务水平 …) count the whole day as the
+    charts of `GET /api/wallboard/today` do, not only the calls since the restart."""
+    ctx = app[CTX]
+    desk = getattr(ctx, "desk", None)
+    driver = getattr(desk, "acd", None)
+    if driver is None:
+        return
+    now = driver.now()
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    stored = await AcdStore(ctx.repo.engine).logged_since(midnight.replace(tzinfo=None), driver.tz)
+    # Lines logged since the start may be in memory and, through the write queue, stored too.
+    held = {(r.kind, r.call, r.at) for r in driver.log}
+    earlier = [r for r in stored if (r.kind, r.call, r.at) not in held]
+    room = len(earlier) if driver.log.maxlen is None else max(0, driver.log.maxlen - len(driver.log))
+    # extendleft on a full deque would push out the newest lines: keep the latest that fit.
+    driver.log.extendleft(reversed(earlier[len(earlier) - room:] if room else []))
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get("/api/wallboard/today", today)
+    app.on_startup.append(restore_todays_queue_log)

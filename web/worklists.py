@@ -390,7 +390,7 @@ async def worklist(request: web.Request) -> web.Response:
         actions = [(a, ACTION_LABELS[a]) for a in w.actions
                    if (t := spec.find(a, v.status)) is not None and (user.role in t.roles)
                    and not (a == "direct_answer" and v.kind != "consultation")]
-        rows.append(listed_row(v, ref, now, category_text=lambda c: c.label_zh) | {"actions": actions})
+        rows.append(listed_row(v, ref, now) | {"actions": actions})
     return render(request, "worklist.html", user=user, overview=None, worklist=w, rows=rows, counts=counts,
                   page=page, pages=pages, role_label=ROLE_LABELS.get(user.role, user.role),
                   department=department, lq=lq, sort_chosen=chosen, own_department=department
@@ -414,6 +414,7 @@ def listed_row(view: CaseView, ref, now: datetime,
     category = ref.categories.get(view.category_kind, view.category_code) if view.category_code else None
     dept = ref.departments.get(view.department) if view.department else None
     return {"case": view, "category": category_text(category) if category else "",
+            "category_label": category.label_zh if category else "",
             "department": dept.name if dept else (view.department or ""),
             "deadline": current_deadline(view, ref.calendar, now)}
 
@@ -430,6 +431,29 @@ async def _form_context(request: web.Request, case_id: int, action: str) -> dict
         t.required_fields + t.optional_fields) else None
     fields = form_fields(service.spec, t, departments, suggested) if t is not None else []
     return {"case": view, "state": state, "transition": t, "fields": fields, "ref": ref}
+
+
+def named_value(ref, user_names: dict[str, str], field: str, value: Any) -> str | None:
+    """What the case page's timeline shows for a stored code: a department, inspector,
+    category or grid cell by its name (the code beside it where people quote it); None
+    when `field` holds no code or the code is unknown."""
+    if not isinstance(value, str) or not value:
+        return None
+    if field == "department":
+        dept = ref.departments.get(value)
+        return dept.name if dept else None
+    if field == "inspector":
+        return user_names.get(value)
+    if field == "category":
+        try:
+            found = ref.categories.by_key(value)
+        except ValueError:
+            return None
+        return f"{found.name}（{found.class_name} · {found.code}）" if found else None
+    if field == "grid_cell":
+        cell = ref.grid_cells.get(value)
+        return f"{cell.name} {cell.grid_id}" if cell and cell.name else None
+    return None
 
 
 def picker_texts(ref, values: dict[str, Any]) -> dict[str, str]:
@@ -554,11 +578,13 @@ async def case_page_extras(request: web.Request, handler):
                 cell = ref.grid_cells.get(extras.get("grid_cell") or "")
                 dept = ref.departments.get(extras.get("department") or "")
                 done = request.query.get("done", "")
+                names = {u.username: u.display_name or u.username for u in await ctx.repo.list_users()}
                 extras.update(
                     action_labels=ACTION_LABELS, role_labels=ROLE_LABELS, deadline_labels=DEADLINE_LABELS,
                     case_type_labels=CASE_TYPE_LABELS, field_labels=FIELD_LABELS, choice_labels=CHOICE_LABELS,
                     grid=cell, department_name=dept.name if dept else None,
                     done_label=ACTION_LABELS.get(done) if done in ACTION_LABELS else None,
+                    user_names=names, named=lambda field, value: named_value(ref, names, field, value),
                 )
                 request[CASE_EXTRAS] = extras
     return await handler(request)

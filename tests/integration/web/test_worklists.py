@@ -318,3 +318,30 @@ async def test_department_staff_see_and_act_on_their_own_department_only(client,
         assert resp.status == 403 and body["error"] == "no_department" and "账号未绑定部门" in body["message"], path
     for path in (f"/api/cases/{ids['lighting']}/photos", f"/api/cases/{ids['lighting']}/transcript"):
         assert (await client.get(path)).status == 403, path
+
+
+async def test_case_page_names_people_departments_and_category_never_their_codes(client, ctx):
+    """The case page shows who acted by display name, the department and inspector of each step
+    by name and the category kind in Chinese: no username, department code or 'matter' on it."""
+    await ctx.repo.create_user(username="inspector9", password="pw-123456", role="inspector", now=NOW,
+                               display_name="周监督")
+    for name, shown in (("shiftlead1", "陈值班长"), ("dispatcher1", "刘派遣")):
+        await ctx.repo.update_user(name, display_name=shown)
+    case = await new_case(ctx, category="matter:01002")
+    await ctx.service.act(case.id, "send_verify", actor="agent1", role="agent", now=NOW,
+                          fields={"inspector": "inspector9"})
+    await ctx.service.act(case.id, "verify", actor="inspector9", role="inspector", now=NOW,
+                          fields={"verify_result": "confirmed"})
+    await ctx.service.act(case.id, "register", actor="shiftlead1", role="shift_lead", now=NOW)
+    await ctx.service.act(case.id, "dispatch", actor="dispatcher1", role="dispatcher", now=NOW,
+                          fields={"department": "lighting"})
+    await login(client, "shiftlead1")
+    page = html.unescape(await (await client.get(f"/cases/{case.id}")).text())
+    lighting = (await ctx.service.reference()).departments.get("lighting").name
+    timeline = page.split("处理过程", 1)[1]
+    assert f"处置部门：{lighting}" in timeline and "：lighting<" not in timeline
+    assert "监督员：周监督" in timeline and "inspector9" not in timeline
+    assert "· 周监督（监督员）" in timeline and "· 刘派遣（派遣员）" in timeline and "shiftlead1" not in timeline
+    category = re.search(r'<dd id="case-category">(.*?)</dd>', page, re.S).group(1)
+    assert "事项" in category and "matter" not in category
+    assert not re.search(r"坐标", page)
