@@ -19,6 +19,7 @@ import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from case_core.errors import UserError
 from case_core.domain import reference
@@ -155,7 +156,10 @@ def cmd_evaluate(settings, args) -> int:
 
     # --end names the last day of the period (inclusive): the period runs to the start of
     # the next day. A date-time is taken as the exact (exclusive) end.
-    start, end = _day(args.start), _day(args.end)
+    zone = ZoneInfo(settings.ivr.timezone)
+    # Stored times are the center's naive local times: a bound given with an offset is converted to them.
+    start, end = (t.astimezone(zone).replace(tzinfo=None) if t.tzinfo else t
+                  for t in (_day(args.start), _day(args.end)))
     if len(args.end.strip()) == 10:
         end += timedelta(days=1)
     if end <= start:
@@ -179,7 +183,10 @@ def cmd_evaluate(settings, args) -> int:
             await repo.close()
 
     groups = asyncio.run(run())
-    print(json.dumps(evaluation_json(groups, start, end, args.group_by), ensure_ascii=False, indent=2))
+    body = evaluation_json(groups, start, end, args.group_by)
+    # One time convention with the web API: the period's bounds as ISO 8601 with the center's offset.
+    body["start"], body["end"] = (t.replace(tzinfo=zone).isoformat() for t in (start, end))
+    print(json.dumps(body, ensure_ascii=False, indent=2))
     return 0
 
 

@@ -128,7 +128,8 @@ def test_evaluate_end_day_is_inclusive(config, capsys):
         assert run("evaluate", "--start", start, "--end", "2026-11-24", "--group-by", "department",
                    "--config", path) == 0
         body = json.loads(capsys.readouterr().out)
-        assert body["end"].startswith("2026-11-25T00:00")
+        # the bounds carry the center's offset, like every time the web API gives (issue 11)
+        assert (body["start"], body["end"]) == (f"{start}T00:00:00+08:00", "2026-11-25T00:00:00+08:00")
         groups = {g["key"]: g for g in body["groups"]}
         dispatch = {i["code"]: i for i in groups["municipal"]["indicators"]}["on_time_dispatch_rate"]
         assert (dispatch["numerator"], dispatch["denominator"]) == (1, 1), start
@@ -136,6 +137,12 @@ def test_evaluate_end_day_is_inclusive(config, capsys):
     assert run("evaluate", "--start", "2026-11-01", "--end", "2026-11-23", "--group-by", "department",
                "--config", path) == 0
     assert "municipal" not in {g["key"] for g in json.loads(capsys.readouterr().out)["groups"]}
+    # a bound given with another offset is the same instant in the center's time: 07:00Z is 15:00 +08:00
+    assert run("evaluate", "--start", "2026-11-24T07:00:00+00:00", "--end", "2026-11-24T07:00:01+00:00",
+               "--group-by", "department", "--config", path) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert (body["start"], body["end"]) == ("2026-11-24T15:00:00+08:00", "2026-11-24T15:00:01+08:00")
+    assert "municipal" in {g["key"] for g in body["groups"]}
 
 
 def test_token_for_an_unknown_user_points_to_user_add(config, capsys):
