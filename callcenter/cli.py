@@ -227,7 +227,12 @@ def cmd_token_list(settings, args) -> int:
 
     tokens = asyncio.run(listing())
     if args.json:
-        print(json.dumps([t.as_json() for t in tokens], ensure_ascii=False, indent=2, default=str))
+        zone = ZoneInfo(settings.ivr.timezone)
+
+        def when(value):  # stored naive local times, written as the web API writes them
+            return value.replace(tzinfo=zone).isoformat(timespec="seconds") if isinstance(value, datetime) else str(value)
+
+        print(json.dumps([t.as_json() for t in tokens], ensure_ascii=False, indent=2, default=when))
         return 0
     now = _now(settings)
     for t in tokens:
@@ -386,6 +391,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `hotline user list --json | head`: the reader left, nothing to report
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as exc:  # a user-facing tool: one clear line, details with -v
         from callcenter.bootstrap import StartupError
 

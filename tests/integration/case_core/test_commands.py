@@ -154,3 +154,25 @@ def test_token_for_an_unknown_user_points_to_user_add(config, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and "hotline user add nobody --role" in err[-1]
     assert "admin page" not in err[-1]
+
+
+def test_a_listing_piped_into_a_reader_that_leaves_is_no_error(config, capsys, monkeypatch):
+    """`hotline user list --json | head -1`: the closed pipe ends the command quietly (status 0, no `error:`)."""
+    import os
+
+    path, _ = config
+    assert run("db", "upgrade", "--config", path) == 0
+    assert run("user", "add", "lead9", "--role", "shift_lead", "--password", "pw-123456", "--config", path) == 0
+    capsys.readouterr()
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader (head) has gone
+    saved = os.dup(1)
+    try:
+        with open(write_end, "w", buffering=1, encoding="utf-8") as pipe:
+            monkeypatch.setattr("sys.stdout", pipe)
+            assert run("user", "list", "--json", "--config", path) == 0
+            monkeypatch.undo()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    assert "error" not in capsys.readouterr().err

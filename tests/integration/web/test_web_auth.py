@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -255,6 +256,9 @@ async def test_token_expiry_scope_and_revoke(env, capsys):
     assert await run_cli("token", "list", "--user", "admin", "--json") == 0
     listed = json.loads(capsys.readouterr().out)
     assert [(t["scope"], t["revoked_at"] is not None) for t in listed] == [("write", False), ("read", True)]
+    # times as the web API gives them: ISO 8601 with the center's offset, to the second
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+08:00", t[k])
+               for t in listed for k in ("created_at", "expires_at")), listed
 
 
 async def test_audit_api_for_admins_only(env):
