@@ -694,6 +694,9 @@ def main(argv=None) -> int:
                          "measure the server, not its contention with the load generator)")
     ap.add_argument("--server-cpus", default=None, help="taskset CPU list for the server")
     ap.add_argument("--load-cpus", default=None, help="taskset CPU list for sipp and the probe")
+    ap.add_argument("--prompts", default=None, metavar="DIR",
+                    help="copy the prompts from DIR (an earlier --keep run's prompts/) instead of building "
+                         "them (the neural voice takes minutes on a loaded machine)")
     ap.add_argument("--base-env", action="append", default=[], metavar="KEY=VALUE",
                     help="environment of the base server only (e.g. HOTLINE_RTPIO=pure with "
                          "--base-root = the hotline's tree: the same code without the C helper)")
@@ -742,7 +745,10 @@ def main(argv=None) -> int:
             cfg = write_hotline_config(work, free_udp_port(), free_tcp_port(), RTP_RANGES["hotline"],
                                        code_root=code_root)
             cmd, env = hotline_cmd(code_root)
-            for step in ((["prompts", "build"],) if i == 0 else ()) + (["demo", "seed"],):
+            build = i == 0 and not args.prompts
+            if i == 0 and args.prompts:  # built by an earlier run (its --keep work dir's prompts/)
+                shutil.copytree(args.prompts, work / "prompts")
+            for step in ((["prompts", "build"],) if build else ()) + (["demo", "seed"],):
                 subprocess.run([*cmd, *step, "--config", str(cfg)], cwd=work, check=True,
                                capture_output=True, timeout=600, env=env)
         longest = max(ns + pyvoip_ns) / args.rate + args.hold + 2
