@@ -5,7 +5,8 @@
    "intervals": [{"start": "HH:MM", "offered", "answered", "abandoned", "service_level",
                   "service_level_cum"}, ...],       # from the queue log (acd_store.queue_events)
    "thresholds": {"waiting_amber", "waiting_red", "longest_wait_amber_s", ...},  # [wallboard]
-   "names": {"agent1": "张三", ...}}                # display names of the staff
+   "names": {"agent1": "张三", ...},               # display names of the staff
+   "answered_by_agent": {"agent1": 12, ...}}       # calls each agent answered today (queue log)
 
 The charts start at 08:00, or earlier when the day's first call came earlier (and cover
 at least the last two hours).
@@ -16,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+from collections import Counter
 
 from aiohttp import web
 
@@ -52,8 +54,11 @@ async def today(request: web.Request) -> web.Response:
     series = day_series(records, start, now, INTERVAL_S)
     settings = request.app.get(WALLBOARD_SETTINGS) or WallboardSettings()
     names = {u.username: u.display_name or u.username for u in await ctx.repo.list_users()}
+    # The agents' 接听 column counts today, whatever the process's uptime (the ACD's own
+    # counter starts with the process and never resets at midnight).
+    answered = Counter(r["agent"] for r in records if r["kind"] == "connect" and r["agent"] and r["at"] <= now)
     body = {"day": now.strftime("%Y-%m-%d"), "interval_s": INTERVAL_S, "intervals": [i.to_dict() for i in series],
-            "thresholds": dataclasses.asdict(settings), "names": names}
+            "thresholds": dataclasses.asdict(settings), "names": names, "answered_by_agent": dict(answered)}
     return web.json_response(body, dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
 

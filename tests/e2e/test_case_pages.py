@@ -259,6 +259,8 @@ def test_wallboard_shows_a_real_call_with_names_thresholds_and_charts(board_hotl
     assert board.evaluate("document.getElementById('wallboard').dataset.offered") == "1"
     answered = board.evaluate("Chart.getChart('chart-calls').data.datasets[1].data.reduce((a, b) => a + b, 0)")
     assert answered == 1
+    # 接听 counts today's answered calls from the queue log (not the process's own counter).
+    expect(board.locator("#agents tbody tr[data-agent=agent1] td").nth(4)).to_have_text("1")
     sl = board.evaluate("Chart.getChart('chart-sl').data.datasets[0].data.filter(v => v !== null)")
     assert sl and sl[-1] == 100, sl
     assert board.evaluate("document.querySelector('script[src*=chart]').src").startswith(server.web_url.rstrip("/"))

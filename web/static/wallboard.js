@@ -5,7 +5,7 @@
   var LABELS = {logged_out: "未签入", ready: "示闲", ringing: "振铃中", on_call: "通话中", wrap_up: "话后处理", paused: "示忙", dialing: "外呼中"};
   var PAUSE = {break: "休息", meal: "用餐", meeting: "会议", training: "培训", no_answer: "未接听", other: "其他"};
   var QUEUES = {report: "反映问题", consult: "咨询", general: "人工服务"};
-  var T = {}, NAMES = {}, agents = [], fetchedAt = 0;
+  var T = {}, NAMES = {}, ANSWERED = null, agents = [], fetchedAt = 0;
 
   function pct(x) { return x === null || x === undefined ? "—" : Math.round(x * 100) + "%"; }
   function mmss(s) {
@@ -58,7 +58,7 @@
       pill.className = "wb-state st-" + s.status; pill.textContent = stateText(s); st.appendChild(pill);
       var timer = cell(tr, "", "mono"); timer.dataset.base = s.time_in_status_s; timer.dataset.status = s.status;
       tickTimer(timer, elapsed);
-      cell(tr, s.calls_taken);
+      cell(tr, ANSWERED ? (ANSWERED[s.agent] || 0) : s.calls_taken, "num");  // today's, from the queue log
       var td = document.createElement("td");
       if (s.status === "on_call" && s.call) {
         var btn = document.createElement("button"); btn.type = "button"; btn.textContent = "监听"; btn.className = "listen btn";
@@ -140,8 +140,9 @@
   function refreshDay() {
     return hotlineApi("GET", "/api/wallboard/today").then(function (r) {
       if (r.status !== 200) return;
-      T = r.body.thresholds || {}; NAMES = r.body.names || {};
+      T = r.body.thresholds || {}; NAMES = r.body.names || {}; ANSWERED = r.body.answered_by_agent || {};
       drawCharts(r.body);
+      if (agents.length) drawAgents();
     });
   }
 
@@ -167,5 +168,11 @@
   setInterval(refresh, 5000);
   setInterval(refreshDay, 60000);
   setInterval(function () { clock(); tickAgents(); }, 1000);
-  hotlineLive(function (ev) { if (ev.type === "wallboard" || ev.type === "case_created") refresh(); });
+  // The day's figures (charts, answered per agent) follow the live events too, at most every 3 s.
+  var dayTimer = null;
+  function refreshDaySoon() { if (!dayTimer) dayTimer = setTimeout(function () { dayTimer = null; refreshDay(); }, 3000); }
+  hotlineLive(function (ev) {
+    if (ev.type === "wallboard" || ev.type === "case_created") refresh();
+    if (ev.type === "wallboard") refreshDaySoon();
+  });
 })();

@@ -27,9 +27,9 @@ async def api(db_url, aiohttp_client):
     await repo.create_user(username="boss", password="pw-123456", role="supervisor", display_name="王班长", now=NOW)
     await repo.create_user(username="agent1", password="pw-123456", role="agent", display_name="李受理", now=NOW)
     rows = [  # yesterday's call is left out; two today at 08:05 and 09:50
-        {"at": NOW - timedelta(days=1), "kind": "connect", "wait_s": 3.0},
-        {"at": NOW.replace(hour=8, minute=5), "kind": "connect", "wait_s": 5.0},
-        {"at": NOW.replace(hour=9, minute=50), "kind": "connect", "wait_s": 40.0},
+        {"at": NOW - timedelta(days=1), "kind": "connect", "wait_s": 3.0, "agent": "agent1"},
+        {"at": NOW.replace(hour=8, minute=5), "kind": "connect", "wait_s": 5.0, "agent": "agent1"},
+        {"at": NOW.replace(hour=9, minute=50), "kind": "connect", "wait_s": 40.0, "agent": "agent1"},
         {"at": NOW.replace(hour=9, minute=52), "kind": "abandon", "wait_s": 20.0},
         {"at": NOW.replace(hour=9, minute=53), "kind": "join"},
     ]
@@ -63,6 +63,7 @@ async def test_intervals_of_today_from_the_queue_log(api):
     assert late["service_level_cum"] == 0.5 and by_start["10:00"]["service_level_cum"] == 0.5
     assert body["thresholds"]["longest_wait_red_s"] == 45.0 and body["thresholds"]["waiting_red"] == 6
     assert body["names"]["agent1"] == "李受理"
+    assert body["answered_by_agent"] == {"agent1": 2}  # today's, not yesterday's
 
 
 async def test_only_supervisors_see_it(api):
