@@ -392,7 +392,9 @@
     for (var i = 0; i < 8; i++) {
       var d = new Date(now.getFullYear(), now.getMonth(), now.getDate() + i);
       var iso = d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate());
-      day.appendChild(option(iso, iso + " 周" + WEEK.charAt(d.getDay()) + (i === 0 ? "（今天）" : i === 1 ? "（明天）" : "")));
+      // Short enough for the select's width at 1366 px: 12月8日 周二 今天 (the value stays ISO).
+      day.appendChild(option(iso, (d.getMonth() + 1) + "月" + d.getDate() + "日 周" + WEEK.charAt(d.getDay()) +
+        (i === 0 ? " 今天" : i === 1 ? " 明天" : "")));
     }
     for (var h = 8; h <= 20; h++) { ["00", "30"].forEach(function (m) { time.appendChild(option(pad(h) + ":" + m, pad(h) + ":" + m)); }); }
     // An hour from now; before 08:00 that is 09:00 today, after the last slot 09:00 tomorrow.
