@@ -40,6 +40,10 @@ class DeskError(ValueError):
 
 
 class DeskService:
+    # The web's view of this service (web.ports.Desk): what a refusal raises, the pause reasons.
+    Error = DeskError
+    pause_reasons = PAUSE_REASONS
+
     def __init__(self, *, acd_driver, repo, router, now_dt: Callable[[], datetime]):
         self.acd = acd_driver
         self.repo = repo
@@ -293,29 +297,5 @@ class DeskService:
         return out
 
     async def link_call(self, call_id: str | None, case_id: int) -> bool:
-        """Store a call on an existing case (关联已有案卷); see `link_call`."""
-        return await link_call(self.repo, call_id, case_id)
-
-
-async def link_call(repo, call_id: str | None, case_id: int) -> bool:
-    """Store a call on a case: the call row points at the case (unless the call already
-    filed another case of its own) and its recordings join the case.
-
-    True when the call row now names this case. The workflow has no comment-only action,
-    so a link to an existing case does not appear in that case's history.
-    """
-    if not call_id:
-        return False
-    from sqlalchemy import update
-
-    from case_core.adapters.orm import calls
-
-    async with repo.engine.begin() as conn:
-        result = await conn.execute(
-            update(calls)
-            .where(calls.c.call_id == call_id, (calls.c.case_id.is_(None)) | (calls.c.case_id == case_id))
-            .values(case_id=case_id)
-        )
-        linked = result.rowcount > 0
-    await repo.attach_call_recordings(call_id, case_id)
-    return linked
+        """Store a call on an existing case (关联已有案卷): `SqlRepository.link_call`."""
+        return await self.repo.link_call(call_id, case_id)

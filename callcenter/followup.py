@@ -110,6 +110,8 @@ def parse_hours(text: str) -> tuple[tuple[time, time], ...]:
 class FollowUpDialer:
     """Owns the scheduler state in memory, mirrored row by row in `callbacks`."""
 
+    Error = cbs.CallbackError  # what `request` and the changes raise when refused (web.ports.CallbackDialer)
+
     def __init__(
         self,
         *,
@@ -242,6 +244,16 @@ class FollowUpDialer:
             item["attempts"] = json.loads(item.pop("attempts_json") or "[]")
             out.append(item)
         return out
+
+    async def get(self, callback_id: str) -> dict | None:
+        """One stored callback as `list` gives it, or None."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(callbacks_table).where(callbacks_table.c.id == callback_id))).first()
+        if row is None:
+            return None
+        item = dict(row._mapping)
+        item["attempts"] = json.loads(item.pop("attempts_json") or "[]")
+        return item
 
     def stop(self) -> None:
         for t in (self._timer, self._poller):

@@ -24,6 +24,7 @@ from case_core.adapters.sqlalchemy_repo import CaseView, NotFound, SqlRepository
 from case_core.domain.workflow import CHANNEL_LABELS, ROLE_LABELS, STATUS_LABELS
 from case_core.service import CaseService
 from web import auth, timefmt
+from web.ports import CallbackDialer, Desk
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +109,8 @@ class WebContext:
     now: Callable[[], float]
     hub: EventHub = field(default_factory=EventHub)
     sip_address: str = ""
-    desk: Any = None  # callcenter.desk_service.DeskService when the ACD runs
-    followups: Any = None  # callcenter.followup.FollowUpDialer: callbacks and follow-up calls
+    desk: Desk | None = None  # callcenter.desk_service.DeskService when the ACD runs
+    followups: CallbackDialer | None = None  # callcenter.followup.FollowUpDialer: callbacks and follow-up calls
     trunks: dict = field(default_factory=dict)  # trunk name → TrunkRegistration (register = true)
     center_name: str = "12319城建服务热线"  # [center] name: page titles and header
     map_settings: Any = None  # callcenter.config.MapSettings ([map]): base map tiles; None = none

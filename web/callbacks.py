@@ -106,15 +106,7 @@ async def _case_ids(repo, numbers) -> dict[str, int]:
 
 
 async def _row(dialer, callback_id: str) -> dict | None:
-    from callcenter.followup import callbacks_table
-
-    async with dialer.engine.connect() as conn:
-        row = (await conn.execute(select(callbacks_table).where(callbacks_table.c.id == callback_id))).first()
-    if row is None:
-        return None
-    item = dict(row._mapping)
-    item["attempts"] = json.loads(item.pop("attempts_json") or "[]")
-    return item
+    return await dialer.get(callback_id)
 
 
 class Refused(Exception):
@@ -246,8 +238,8 @@ def _changeable(request: web.Request, dialer, row: dict, what: str):
 
 
 async def _change(request: web.Request, what: str, act) -> web.Response:
-    from callcenter.notify.callbacks import CallbackError
-
+    dialer = request.app[CTX].followups
+    refused_by_scheduler = dialer.Error if dialer is not None else ()
     try:
         dialer = _dialer_or_refuse(request)
         row = await _one(request, dialer)
@@ -255,7 +247,7 @@ async def _change(request: web.Request, what: str, act) -> web.Response:
         message = await act(dialer, row)
     except Refused as exc:
         return _refusal(exc)
-    except CallbackError as exc:
+    except refused_by_scheduler as exc:
         return json_error(409, "refused", callback_error_zh(exc))
     return await _answer(request, dialer, row["id"], message=message)
 

@@ -23,7 +23,6 @@ import logging
 
 from aiohttp import web
 
-from callcenter.desk_service import PAUSE_REASONS, DeskError, link_call
 from case_core.adapters.sqlalchemy_repo import NotFound
 from case_core.domain.workflow import CASE_TYPE_LABELS, STATUS_LABELS, NotPermitted, WorkflowError
 from case_core.service import normalize_case_number
@@ -65,7 +64,8 @@ async def desk_page(request: web.Request) -> web.Response:
     user = request[USER]
     status = desk.status(user.username) if desk is not None else None
     dialer = request.app[CTX].followups
-    return render(request, "desk.html", user=user, agent=status, pause_reasons=PAUSE_REASONS,
+    return render(request, "desk.html", user=user, agent=status,
+                  pause_reasons=desk.pause_reasons if desk is not None else {},
                   case_types=CASE_TYPE_LABELS, calling_hours=calling_hours_zh(dialer) if dialer else None)
 
 
@@ -99,7 +99,7 @@ async def api_desk_state(request: web.Request) -> web.Response:
         return json_error(400, "bad_request", "缺少 state")
     try:
         status = desk.set_state(request[USER].username, body["state"], body.get("reason"))
-    except DeskError as exc:
+    except desk.Error as exc:
         return json_error(409, "refused", exc.message_zh)
     return web.json_response(status)
 
@@ -219,7 +219,7 @@ async def _create_from_form(request: web.Request, body: dict, *, kind: str, desc
         category=extras["category"],
         grid_cell=extras["grid_cell"],
     )
-    await link_call(ctx.repo, _text(body, "call_id") or None, case.id)
+    await ctx.repo.link_call(_text(body, "call_id") or None, case.id)
     # In the background: the first suggestion after a start may still be loading the model.
     task = asyncio.ensure_future(_note_category_correction(request, case.id, description, extras["category"]))
     _CORRECTIONS.add(task)
@@ -348,7 +348,7 @@ async def api_desk_link(request: web.Request) -> web.Response:
     if not may_see(request[USER], case):
         return json_error(403, "forbidden", "该案卷已派遣给其他处置部门，无权关联")
     call_id = _text(body, "call_id") or None
-    linked = await link_call(ctx.repo, call_id, case.id)
+    linked = await ctx.repo.link_call(call_id, case.id)
     user = request[USER]
     caller = _text(body, "reporter_phone") or "来电人"
     try:
@@ -436,8 +436,6 @@ def callback_error_zh(exc: Exception) -> str:
 @api_auth
 async def api_desk_callback(request: web.Request) -> web.Response:
     """预约回拨: schedule a call to this caller at the chosen time; the agent's phone rings first."""
-    from callcenter.notify.callbacks import CallbackError
-
     ctx = request.app[CTX]
     refused = _desk_role_refusal(request)
     if refused is not None:
@@ -470,7 +468,7 @@ async def api_desk_callback(request: web.Request) -> web.Response:
         callback_id = await dialer.request(
             kind="scheduled", number=number, due_at=due, case_number=case_number, agent=request[USER].username
         )
-    except CallbackError as exc:
+    except dialer.Error as exc:
         return _invalid({"due_at": callback_error_zh(exc)}, status=409, message=callback_error_zh(exc))
     _wrap_up_done(request)
     return _json({
@@ -561,7 +559,7 @@ async def api_transfer(request: web.Request) -> web.Response:
         return body
     try:
         desk.transfer(request[USER].username, _text(body, "call_id"), _text(body, "kind"), _text(body, "target"))
-    except DeskError as exc:
+    except desk.Error as exc:
         return json_error(409, "refused", exc.message_zh)
     return web.json_response({"message": "已转接"}, status=202)
 
@@ -589,7 +587,7 @@ async def api_consult(request: web.Request) -> web.Response:
             message = "已取消转接，回到来电人"
         else:
             return json_error(400, "bad_request", "action 只能是 start、complete 或 cancel")
-    except DeskError as exc:
+    except desk.Error as exc:
         return json_error(409, "refused", exc.message_zh)
     return web.json_response({"message": message}, status=202)
 
@@ -612,7 +610,7 @@ async def api_call_control(request: web.Request) -> web.Response:
         call_id = _text(body, "call_id")
     try:
         result = desk.call_control(request[USER].username, action, call_id)
-    except DeskError as exc:
+    except desk.Error as exc:
         return json_error(409, "refused", exc.message_zh)
     result["message"] = {"hangup": "已挂断", "hold": "已保持，来电人正在听等待音", "resume": "已恢复通话",
                          "mute": "已静音，来电人听不到您", "unmute": "已取消静音"}[action]
@@ -634,7 +632,7 @@ async def api_listen(request: web.Request) -> web.Response:
         return _invalid({"call_id": "请选择要监听的通话"})
     try:
         desk.listen_in(user.username, call_id)
-    except DeskError as exc:
+    except desk.Error as exc:
         return json_error(409, "refused", exc.message_zh)
     from web.photos import audit_access
 

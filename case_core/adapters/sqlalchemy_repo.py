@@ -440,6 +440,26 @@ class SqlRepository:
                 update(orm.recordings).where(orm.recordings.c.id == recording_id).values(duration_s=duration_s)
             )
 
+    async def link_call(self, call_id: str | None, case_id: int) -> bool:
+        """Store a call on a case: the call row points at the case (unless the call already
+        filed another case of its own) and its recordings join the case.
+
+        True when the call row now names this case. The workflow has no comment-only action,
+        so a link to an existing case does not appear in that case's history.
+        """
+        if not call_id:
+            return False
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(orm.calls)
+                .where(orm.calls.c.call_id == call_id,
+                       (orm.calls.c.case_id.is_(None)) | (orm.calls.c.case_id == case_id))
+                .values(case_id=case_id)
+            )
+            linked = result.rowcount > 0
+        await self.attach_call_recordings(call_id, case_id)
+        return linked
+
     async def attach_call_recordings(self, call_id: str, case_id: int) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(
