@@ -47,11 +47,12 @@ def _seed_transcribed_call(server, tmp_path) -> int:
 
     async def seed() -> int:
         from datetime import datetime
+        from zoneinfo import ZoneInfo
 
         repo = SqlRepository(make_engine(server.db_url))
         try:
             service = CaseService(repo)
-            now = datetime.now()
+            now = datetime.now(ZoneInfo("Asia/Shanghai")).replace(tzinfo=None)  # the center's local time, as the server's
             rec = await service.recording_started(call_id="e2e-call-1", kind="call", path=str(wav), channels=2,
                                                   now=now)
             await repo.update_recording(rec, duration_s=12.0)
