@@ -11,9 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from callcenter.notify.settings import load_notify_settings
+
+
+def _now(settings) -> datetime:
+    """Now as the center's naive local time ([ivr] timezone), as the tables store it."""
+    return datetime.now(ZoneInfo(settings.ivr.timezone)).replace(tzinfo=None)
 
 
 def _user_error(message: str):
@@ -90,7 +97,6 @@ def cmd_list(settings, args) -> int:
 
 
 def _opt(settings, args, out: bool) -> int:
-    from callcenter.cli import _now
     from callcenter.notify import outbox
 
     async def run():
@@ -125,7 +131,6 @@ def cmd_opt_in(settings, args) -> int:
 
 
 def cmd_dispatch(settings, args) -> int:
-    from callcenter.cli import _now
     from callcenter.notify.dispatcher import Dispatcher, make_driver
 
     notify = load_notify_settings(args.config)
