@@ -9,7 +9,7 @@ HOTLINE := $(VENV)/bin/hotline
 CONFIG ?=
 CONFIG_ARG := $(if $(CONFIG),--config $(CONFIG),)
 
-.PHONY: run test setup system venv web tts prepare
+.PHONY: run test setup system venv web tts prepare cluster
 
 system:
 	bash .ci/install-system.sh
@@ -34,6 +34,12 @@ prepare: setup
 
 run: prepare
 	$(HOTLINE) serve $(CONFIG_ARG)
+
+# Kamailio (sip_config/kamailio/) in front of NODES hotline nodes on one PostgreSQL, on this
+# machine: prints where to call and where to browse; Ctrl-C stops everything.
+NODES ?= 2
+cluster: setup
+	$(VENV)/bin/python -m callcenter.cluster.runner --nodes $(NODES) $(CLUSTER_ARGS)
 
 test: setup
 	bash .ci/ensure-postgres.sh

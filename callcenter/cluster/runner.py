@@ -107,6 +107,7 @@ class Cluster:
     node_ports: list[tuple[int, int, int]]  # (sip, web, first RTP port) per node
     sip_port: int = 5060
     prompts_dir: Path | None = None
+    rtp_ports: int = 200  # RTP ports per node, from its first RTP port
     ping_s: int = 1
     fr_ms: int = 2000
     echo: bool = False
@@ -143,7 +144,7 @@ class Cluster:
             node_id = f"node-{i}"
             config = {
                 "sip": {"host": "127.0.0.1", "port": sip},
-                "rtp": {"host": "127.0.0.1", "port_min": rtp, "port_max": rtp + 199},
+                "rtp": {"host": "127.0.0.1", "port_min": rtp, "port_max": rtp + self.rtp_ports - 1},
                 "web": {"host": "127.0.0.1", "port": web},
                 "database": {"url": self.db_url},
                 "storage": {"dir": str(storage)},
