@@ -217,8 +217,12 @@ class FieldService:
     async def tasks(self, user, *, now: datetime, lat: float | None = None, lon: float | None = None
                     ) -> list[dict[str, Any]]:
         ref = await self.cases.reference()
+        # Mine, and the unassigned ones in my duty grid: a 核查 of a case that skipped 核实 (an
+        # inspector's own report, an urgent one) has no inspector of its own, and the desk's
+        # 待核查 list shows it to every inspector — the phone would otherwise show it to none.
+        duty = tuple(sorted(gid for gid, cell in ref.grid_cells.items() if cell.inspector == user.username))
         views = await self.cases.search(status=tuple(TASK_STEPS), inspector=user.username, limit=500,
-                                        with_recordings=False)
+                                        with_recordings=False, unassigned_in_cells=duty or None)
         out = []
         for v in views:
             step, action, _field, _stage = TASK_STEPS[v.status]

@@ -182,6 +182,35 @@ async def test_my_tasks_and_a_verify_done_from_the_phone(env):
     assert resp.status == 403
 
 
+async def test_a_check_with_no_inspector_of_its_own_goes_to_the_phone_of_the_cells_inspector(env):
+    """An inspector's own report skips 核实, so its case has no inspector; once the department
+    reports it done, the 核查 is on the phone of the inspector of its grid cell (not of the one
+    who reported it from another street), who does it from there."""
+    svc = env.service_
+    lon, lat = _centre(CELL_A)                                  # inspector1's duty cell
+    resp, body = await env.report("key-own-000001", lat=lat, lon=lon, user="inspector2")
+    assert resp.status == 201, body
+    case_id = body["case_id"]
+    await svc.act(case_id, "register", actor="shiftlead1", role="shift_lead", now=NOW)
+    view, _ = await svc.act(case_id, "dispatch", actor="dispatcher1", role="dispatcher", now=NOW)
+    dept = view.department
+    await svc.act(case_id, "handle", actor="dept", role="department", department=dept, now=NOW)
+    view, _ = await svc.act(case_id, "report_done", actor="dept", role="department", department=dept, now=NOW,
+                            fields={"result": "井盖已更换", "photos": ["a.jpg"]})
+    assert (view.status, view.inspector) == ("checking", None)
+
+    _r, tasks = await env.send("GET", "/api/field/tasks")
+    assert [(t["id"], t["step"]) for t in tasks] == [(case_id, "check")]
+    _r, theirs = await env.send("GET", "/api/field/tasks", "inspector2")
+    assert theirs == []
+    form = aiohttp.FormData()
+    for k, v in (("result", "passed"), ("note", "已更换新井盖"), ("idempotency_key", "key-check-0001")):
+        form.add_field(k, v)
+    resp, body = await env.send("POST", f"/api/field/tasks/{case_id}", data=form)
+    assert resp.status == 200, body
+    assert body["status"] == "checked"
+
+
 async def test_positions_show_on_duty_inspectors_nearest_first(env):
     """Inspectors post positions; a dispatcher lists them nearest to a case first; agents may not."""
     a_lon, a_lat = _centre(CELL_A)
