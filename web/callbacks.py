@@ -173,6 +173,8 @@ async def callbacks_page(request: web.Request) -> web.Response:
         return render(request, "callbacks.html", status=exc.status, **values)
     values["f"] = f
     values["items"] = await _list(request, dialer, f)
+    values["agent_names"] = {u.username: u.display_name or u.username
+                             for u in await request.app[CTX].repo.list_users()}
     return render(request, "callbacks.html", **values)
 
 

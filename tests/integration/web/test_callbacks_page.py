@@ -112,6 +112,10 @@ async def test_page_lists_a_scheduled_callback_with_its_buttons(aiohttp_client, 
     assert f'data-id="{cid}"' in page
     for text in ("预约回拨", "13800001111", "agent1", "待拨", "11-24 09:30", ">改期<", ">取消<", ">立即回拨<"):
         assert text in page, text
+    # The agent by display name once there is one, not by username.
+    await env.ctx.repo.update_user("agent1", display_name="李受理")
+    page = html.unescape(await (await client.get("/callbacks")).text())
+    assert "<td>李受理</td>" in page and "<td>agent1</td>" not in page
 
 
 async def test_api_lists_callbacks_with_case_link_and_filters_by_status(aiohttp_client, env):
