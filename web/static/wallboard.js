@@ -126,10 +126,11 @@
         {label: "放弃", data: abandoned, backgroundColor: "#e0533d", maxBarThickness: 22}]},
         options: Object.assign({}, common, {scales: Object.assign({}, common.scales, {y: {beginAtZero: true, grid: grid, ticks: Object.assign({precision: 0}, ticks)}})})});
       charts.sl = new Chart(document.getElementById("chart-sl"), {type: "line", data: {labels: labels, datasets: [
-        {label: "全天累计 %", data: slCum, borderColor: "#f5c542", backgroundColor: "#f5c542", spanGaps: true, tension: .2, pointRadius: 3},
-        {label: "本时段 %", data: sl, borderColor: "#7fb2e5", backgroundColor: "#7fb2e5", borderDash: [4, 4], spanGaps: false, pointRadius: 2, borderWidth: 1.5},
+        // clip: a service level of 100 % sits on the chart's top edge; draw its point whole.
+        {label: "全天累计 %", data: slCum, borderColor: "#f5c542", backgroundColor: "#f5c542", spanGaps: true, tension: .2, pointRadius: 3, clip: 6},
+        {label: "本时段 %", data: sl, borderColor: "#7fb2e5", backgroundColor: "#7fb2e5", borderDash: [4, 4], spanGaps: false, pointRadius: 2, borderWidth: 1.5, clip: 6},
         {label: "目标 " + target + "%", data: labels.map(function () { return target; }), borderColor: "rgba(47,179,107,.8)", pointRadius: 0, borderWidth: 1}]},
-        options: Object.assign({}, common, {scales: Object.assign({}, common.scales, {y: {min: 0, max: 100, grid: grid, ticks: Object.assign({callback: function (v) { return v + "%"; }}, ticks)}})})});
+        options: Object.assign({}, common, {layout: {padding: {top: 6}}, scales: Object.assign({}, common.scales, {y: {min: 0, max: 100, grid: grid, ticks: Object.assign({callback: function (v) { return v + "%"; }}, ticks)}})})});
     } else {
       charts.calls.data.labels = labels; charts.sl.data.labels = labels;
       charts.calls.data.datasets[0].data = offered; charts.calls.data.datasets[1].data = answered; charts.calls.data.datasets[2].data = abandoned;
