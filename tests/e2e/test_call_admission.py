@@ -56,14 +56,13 @@ def rows(server, caller: str) -> list[tuple]:
 
 
 def wait_rows(server, caller: str, n: int, *, ended: bool, timeout: float = 30) -> list[tuple]:
-    deadline = time.monotonic() + timeout
-    while True:
+    found: list[tuple] = []
+    for _poll in range(round(timeout / 0.25)):  # poll a bounded number of times, then judge the rows
         found = rows(server, caller)
         if len(found) >= n and (not ended or all(r[2] is not None for r in found)):
             return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"calls from {caller}: {found}\n" + "".join(server.output[-40:]))
         time.sleep(0.25)
+    raise AssertionError(f"calls from {caller}: {found}\n" + "".join(server.output[-40:]))
 
 
 class Udp:

@@ -50,9 +50,8 @@ def _status(server, token: str) -> dict:
 
 
 def _wait_status(server, token: str, wanted: str, timeout: float = 20.0) -> dict:
-    deadline = time.monotonic() + timeout
     body: dict = {}
-    while time.monotonic() < deadline:
+    for _poll in range(round(timeout / 0.2)):
         body = _status(server, token)
         if body.get("status") == wanted:
             return body

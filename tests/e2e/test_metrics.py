@@ -64,9 +64,8 @@ def test_a_call_shows_in_the_metrics(server, prompts_dir, tmp_path):
     assert result.returncode == 0, f"sipp failed:\n{result.stdout[-2000:]}\n{server.log()}"
     server.wait_for_cases(reporter_phone=CALLER)
 
-    deadline = time.monotonic() + 15
     after: dict = {}
-    while time.monotonic() < deadline:
+    for _poll in range(75):
         after = scrape(server)[1]
         if total(after, "hotline_calls_total") >= 1:
             break

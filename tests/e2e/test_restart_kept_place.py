@@ -24,9 +24,8 @@ FIRST, SECOND = "13600000001", "13600000002"
 
 
 def _until(check, what: str, server, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
     value = None
-    while time.monotonic() < deadline:
+    for _poll in range(round(timeout / 0.2)):
         value = check()
         if value:
             return value

@@ -38,8 +38,7 @@ REPORTER = "13800138001"
 
 
 async def _wait_for(check, timeout: float, what: str, logs):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    for _poll in range(round(timeout / 0.2)):
         value = await check()
         if value:
             return value
@@ -150,8 +149,7 @@ def test_real_server_texts_the_reporter_once_through_kannel_and_the_dlr_marks_it
             assert status == 200, body
             return body
 
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        for _poll in range(100):
             rows = messages()
             if rows and rows[0]["status"] == "delivered" and kannel.received():
                 break

@@ -26,9 +26,8 @@ def test_voice_message_transcript_is_attached_to_the_case(tmp_path, prompts_dir)
         result = run_sipp("call_report", target=server.sip_target, caller="13711110000", pcap=pcap, timeout=60)
         assert result.returncode == 0, result.log_text[-2000:]
         [case] = server.wait_for_cases(reporter_phone="13711110000")
-        deadline = time.monotonic() + 120
         body: object = None
-        while time.monotonic() < deadline:
+        for _poll in range(120):
             status, body = server.api(f"/api/cases/{case['id']}/transcript")
             if status == 200 and isinstance(body, dict) and _text(body, channel=0):
                 break

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -132,8 +131,7 @@ class FakeSmsc:
 
 
 async def _until(check, what: str, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    for _poll in range(round(timeout / 0.02)):
         value = check()
         if asyncio.iscoroutine(value):
             value = await value
