@@ -146,6 +146,7 @@ class Hotline:
         self.writer = None  # callcenter.write_queue.WriteQueue: call, recording and queue-event rows
         self.cluster = None  # callcenter.cluster.pg_node.ClusterNode ([cluster] node_id)
         self.proxy_bindings = None  # agents' phones registered at the Kamailio in front ([cluster] proxy)
+        self.cluster_events = None  # callcenter.cluster.pg_events.ClusterEvents: LISTEN/NOTIFY fan-out
 
     def now_dt(self) -> datetime:
         return datetime.fromtimestamp(self.reactor.seconds(), self.tz).replace(tzinfo=None)
@@ -324,6 +325,13 @@ class Hotline:
                          auth_settings=AuthSettings.from_web(s.web),
                          auth_store=AuthStore(self.repo.engine, thread_initializer=background_thread))
         hub_holder["hub"] = ctx.hub
+        if s.cluster.node_id:  # live events (screen pops, changes) reach every node's browsers
+            from callcenter.cluster.pg_events import ClusterEvents, fan_out
+
+            self.cluster_events = ClusterEvents("postgresql://" + url.split("://", 1)[1], s.cluster.node_id,
+                                                ctx.hub.publish)
+            fan_out(ctx.hub, self.cluster_events)
+            await self.cluster_events.start()
         ctx.desk = desk
         ctx.followups = self.followups
         ctx.trunks = self.trunk_registrations
@@ -693,6 +701,8 @@ class Hotline:
     async def stop(self) -> None:
         if self.cluster is not None:
             await self.cluster.stop()
+        if self.cluster_events is not None:
+            await self.cluster_events.stop()
         if self._retention is not None:
             self._retention.cancel()
         if self._accounts_refresher is not None:
