@@ -110,6 +110,9 @@ class Cluster:
     rtp_ports: int = 200  # RTP ports per node, from its first RTP port
     ping_s: int = 1
     fr_ms: int = 2000
+    # pike: requests per source per 2 s before Kamailio bans it. On one machine every
+    # caller, phone and test peer is 127.0.0.1: far above the template's 200.
+    pike_reqs: int = 5000
     echo: bool = False
     extra: dict = field(default_factory=dict)  # more config, merged section by section into every node
     seed_city: bool = True
@@ -198,6 +201,7 @@ class Cluster:
             "CTLSOCK": json.dumps(f"unix:{run_dir / 'kamailio_ctl'}"),
             "PING_S": str(self.ping_s),
             "FR_MS": str(self.fr_ms),
+            "PIKE_REQS": str(self.pike_reqs),
         }
         args = ["kamailio", "-DD", "-E", "-f", str(KAMAILIO_CFG), "-Y", str(run_dir), "-P", str(run_dir / "pid")]
         for k, v in defines.items():
