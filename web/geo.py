@@ -33,6 +33,9 @@ from web.app import CTX, USER, api_auth, json_error, page_auth, render
 # Who sees the map page (everyone logged in may use the JSON).
 MAP_ROLES = frozenset({"dispatcher", "commander", "supervisor", "shift_lead", "admin"})
 MAP_CASE_LIMIT = 5000
+# The map's 在办 filter (a wall display shows live cases): every status but the finished ones.
+DONE_STATUSES = frozenset({"closed", "followed_up", "evaluated", "declined", "void", "merged", "direct_answered"})
+LIVE_STATUSES = ",".join(s for s in STATUS_LABELS if s not in DONE_STATUSES)
 NO_GRID_MESSAGE = "尚未导入单元网格边界（hotline import grid_cells 文件.geojson）"
 
 
@@ -189,7 +192,12 @@ async def map_page(request: web.Request) -> web.Response:
         return web.Response(text="<!doctype html><meta charset=utf-8><p>地图仅供派遣员、指挥长、班长和值班长使用。"
                                  "<a href=\"/cases\">返回案卷列表</a></p>", status=403,
                             content_type="text/html", charset="utf-8")
-    return render(request, "map.html", user=user, tiles=tile_config(request), statuses=STATUS_LABELS)
+    # A new case's popup offers 派发核实 (whose picker puts the on-duty inspector nearest to the
+    # case first) to those the workflow lets send it.
+    send_verify = request.app[CTX].service.spec.find("send_verify", "accepted")
+    can_send_verify = send_verify is not None and user.role in send_verify.roles
+    return render(request, "map.html", user=user, tiles=tile_config(request), statuses=STATUS_LABELS,
+                  can_send_verify=can_send_verify, live_statuses=LIVE_STATUSES)
 
 
 def setup(app: web.Application) -> None:

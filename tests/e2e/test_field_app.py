@@ -179,8 +179,13 @@ def test_report_offline_and_online_once_each_then_verify_from_the_phone(city_hot
         card.click()
         page.wait_for_selector("#task-view:not([hidden])")
         page.click("#task-form .choice:has-text('属实') >> nth=0")
-        page.set_input_files("#task-form input[type=file]", str(_photo(tmp_path / "c.jpg", (40, 160, 40))))
-        page.wait_for_selector("#task-form [data-thumbs] img")
+        # Two shots, the blurred one taken out again with its ×: one photo goes with the step.
+        page.set_input_files("#task-form input[type=file]", [str(_photo(tmp_path / "c.jpg", (40, 160, 40))),
+                                                              str(_photo(tmp_path / "d.jpg", (90, 90, 90)))])
+        page.wait_for_selector("#task-form [data-thumbs] .thumb:nth-child(2) img")
+        assert "已拍 2 张" in page.inner_text("#task-form [data-photo-hint]")
+        page.locator("#task-form [data-thumbs] .thumb .rm").nth(1).tap()
+        page.wait_for_function("() => document.querySelectorAll('#task-form [data-thumbs] img').length === 1")
         page.fill("#task-form textarea[name=note]", "现场确认属实")
         screenshot(page, "field-verify-form")
         page.click("#task-form button[type=submit]")
@@ -188,6 +193,8 @@ def test_report_offline_and_online_once_each_then_verify_from_the_phone(city_hot
         [(status, comment)] = query(server.db_url, "select c.status, h.comment from cases c join case_history h "
                                     "on h.case_id = c.id where c.number = :n and h.action = 'verify'", n=number)
         assert status == "verified" and comment.startswith("现场确认属实")
+        assert query(server.db_url, "select count(*) from case_photos p join cases c on c.id = p.case_id "
+                                    "where c.number = :n and p.stage = 'before'", n=number) == [(1,)]
         page.wait_for_function(f"() => !document.getElementById('tasks').textContent.includes('{number}')")
         screenshot(page, "field-after-verify")
         overflow = page.evaluate("document.documentElement.scrollWidth")

@@ -69,7 +69,17 @@ def test_map_draws_grid_and_cases_without_any_tile_server(city_hotline):
         shown = sum(int(t) for t in clusters.all_inner_texts()) + singles.count()
         assert shown == len(fc["features"])
         assert page.locator(".marker-cluster.cl-overdue").count() >= 1
+        assert page.locator(".grid-label").count() == 36   # every cell named, under the markers
         screenshot(page, "map-demo-city")
+
+        # A cluster is coloured by its most pressing case: one of finished cases only is grey,
+        # never the teal of 办理中 (the legend's colours mean the same on a cluster).
+        page.select_option("select[name=status]", "closed")
+        page.click("#map-filters button[type=submit]")
+        page.wait_for_function("() => document.location.search.indexOf('status=closed') >= 0")
+        page.wait_for_selector(".marker-cluster")
+        assert page.locator(".marker-cluster").count() == page.locator(".marker-cluster.cl-done").count()
+        page.select_option("select[name=status]", "")
 
         # Filter 超期: only overdue cases remain, all red; the URL keeps the filter.
         page.select_option("select[name=deadline]", "overdue")

@@ -4,7 +4,7 @@
 (function () {
   var el = document.getElementById("map");
   var map = L.map(el, {maxZoom: 19, minZoom: 8, zoomSnap: 0.25, zoomControl: true, attributionControl: true});
-  var tileUrl = el.dataset.tileUrl;
+  var tileUrl = el.dataset.tileUrl, sendVerify = el.dataset.sendVerify === "1";
   if (tileUrl) {
     L.tileLayer(tileUrl, {attribution: el.dataset.tileAttribution || "", maxZoom: 19}).addTo(map);
   }
@@ -23,6 +23,10 @@
   }
   function esc(s) { return String(s == null ? "" : s).replace(/[&<>"]/g, function (c) { return {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[c]; }); }
 
+  // Cell names sit in their own pane over the cells and under the markers (a case count is
+  // never hidden by a name), near the top of the cell; they go when the cells get too small.
+  map.createPane("gridLabels").style.zIndex = 450;
+  map.getPane("gridLabels").style.pointerEvents = "none";
   var gridLayer = L.geoJSON(null, {
     style: function (f) {
       var s = f.properties.street;
@@ -30,16 +34,23 @@
       return {color: "#64748b", weight: 1, fillColor: streets[s], fillOpacity: 0.55};
     },
     onEachFeature: function (f, layer) {
-      layer.bindTooltip(f.properties.name || f.properties.id, {permanent: true, direction: "center", className: "grid-label"});
       layer.bindPopup("<b>" + esc(f.properties.name) + "</b><br>" + esc(f.properties.id) + "<br>" + esc(f.properties.area_name) + " · 监督员 " + esc(f.properties.inspector));
+      var b = layer.getBounds(), top = b.getNorth() - (b.getNorth() - b.getSouth()) * 0.06;
+      gridLayer.addLayer(L.marker([top, (b.getWest() + b.getEast()) / 2], {pane: "gridLabels", interactive: false, keyboard: false,
+        icon: L.divIcon({className: "grid-label", html: "<span>" + esc(f.properties.name || f.properties.id) + "</span>", iconSize: null})}));
     }
   }).addTo(map);
+  function labelsByZoom() { el.classList.toggle("labels-off", map.getZoom() < 14.5); }
+  map.on("zoomend", labelsByZoom);
+  // A cluster takes the colour of its most pressing case: 超期, 黄灯, 待受理/核实, 办理中, else 已办结.
+  var RANK = ["dl-overdue", "dl-yellow", "st-new", "st-open", "st-done"];
+  var CLUSTER = {"dl-overdue": "cl-overdue", "dl-yellow": "cl-yellow", "st-new": "cl-new", "st-open": "cl-ok", "st-done": "cl-done"};
   var clusters = L.markerClusterGroup({maxClusterRadius: 40, disableClusteringAtZoom: 18, showCoverageOnHover: false,
     iconCreateFunction: function (cluster) {
-      var kids = cluster.getAllChildMarkers(), red = 0, amber = 0;
-      kids.forEach(function (m) { if (m.options.deadline === "overdue") red++; else if (m.options.deadline === "yellow") amber++; });
-      var c = red ? "cl-overdue" : amber ? "cl-yellow" : "cl-ok";
-      return L.divIcon({html: "<div><span>" + kids.length + "</span></div>", className: "marker-cluster " + c, iconSize: L.point(40, 40)});
+      var kids = cluster.getAllChildMarkers(), worst = RANK.length - 1;
+      kids.forEach(function (m) { worst = Math.min(worst, RANK.indexOf(m.options.cls)); });
+      return L.divIcon({html: "<div><span>" + kids.length + "</span></div>", className: "marker-cluster " + CLUSTER[RANK[worst]],
+                        iconSize: L.point(44, 44)});
     }});
   map.addLayer(clusters);
 
@@ -52,6 +63,7 @@
       gridLayer.addData(fc);
       if (fc.features.length) map.fitBounds(gridLayer.getBounds(), {padding: [10, 10]});
       else map.setView([32.05, 118.78], 14);
+      labelsByZoom();
     });
   }
   function loadCases() {
@@ -64,10 +76,13 @@
       clusters.clearLayers();
       var markers = (fc.features || []).map(function (f) {
         var p = f.properties, c = f.geometry.coordinates;
-        var icon = L.divIcon({className: "mk " + cls(p) + (p.located === "grid" ? " located-grid" : ""), iconSize: [14, 14]});
-        var m = L.marker([c[1], c[0]], {icon: icon, title: p.number + " " + p.status_label, deadline: p.deadline, keyboard: true});
+        var k = cls(p);
+        var icon = L.divIcon({className: "mk " + k + (p.located === "grid" ? " located-grid" : ""), iconSize: [18, 18]});
+        var m = L.marker([c[1], c[0]], {icon: icon, title: p.number + " " + p.status_label, deadline: p.deadline, cls: k, keyboard: true});
+        var act = sendVerify && p.status === "accepted"
+          ? '<br><a class="map-act" href="' + p.url + '/actions/send_verify">派发核实 ›</a> <span class="map-act-note">在岗监督员按距离排在前面</span>' : "";
         m.bindPopup('<div class="map-popup"><a href="' + p.url + '">' + esc(p.number) + "</a> " + esc(p.status_label) +
-                    (p.deadline_label ? " · " + esc(p.deadline_label) : "") + "<br>" + esc(p.description) + "<br>" + esc(p.address) + "</div>");
+                    (p.deadline_label ? " · " + esc(p.deadline_label) : "") + "<br>" + esc(p.description) + "<br>" + esc(p.address) + act + "</div>");
         m.on("dblclick", function () { location.href = p.url; });
         return m;
       });

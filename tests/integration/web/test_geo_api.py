@@ -5,6 +5,7 @@ cases located from their position (case API and Open311), and who may open /map.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -14,7 +15,7 @@ from tests.integration.web.city_env import DEMO, GEO_FILES, city_repo
 from web.app import CTX, WebContext, create_app  # noqa: F401
 
 NOW = datetime(2026, 11, 23, 10, 0)
-USERS = {"agent1": "agent", "dispatcher1": "dispatcher", "commander1": "commander"}
+USERS = {"agent1": "agent", "dispatcher1": "dispatcher", "commander1": "commander", "shiftlead1": "shift_lead"}
 CELL_A, CELL_B = "320102001001001", "320102001001002"
 
 
@@ -137,6 +138,28 @@ async def test_map_page_is_for_dispatchers_and_commanders(env):
     assert "data-tile-url=\"\"" in html           # no tile server configured
     status, html = await env.get("/map", user="agent1")
     assert status == 403
+
+
+async def test_map_offers_send_verify_to_those_who_may_and_a_live_cases_filter(env):
+    """A shift lead's /map offers 派发核实 from a new case's popup (the workflow lets them send it;
+    its inspector picker puts the nearest on-duty inspector first), a dispatcher's does not; the
+    在办 option's statuses keep a finished case off the map and a new one on it."""
+    status, html = await env.get("/map", user="shiftlead1")
+    assert status == 200 and 'data-send-verify="1"' in html
+    status, html = await env.get("/map", user="dispatcher1")
+    assert status == 200 and "data-send-verify" not in html
+    live = re.search(r'<option value="([a-z_,]+)">在办', html).group(1)
+    assert "accepted" in live.split(",") and "checking" in live.split(",") and "closed" not in live.split(",")
+
+    lon, lat = _centre(CELL_A)
+    _s, new = await env.post("/api/cases", json={"description": "井盖缺失", "lat": lat, "lon": lon})
+    _s, asked = await env.post("/api/cases", json={"description": "咨询占道审批", "kind": "consultation",
+                                                     "lat": lat, "lon": lon})
+    status, done = await env.post(f"/api/cases/{asked['id']}/actions/direct_answer",
+                                  json={"fields": {"answer": "请到区城管局窗口办理"}})
+    assert status == 200 and done["status"] == "direct_answered", done
+    status, fc = await env.get(f"/api/geo/cases?status={live}", user="dispatcher1")
+    assert status == 200 and [f["id"] for f in fc["features"]] == [new["id"]]
 
 
 async def test_geocode_an_address_to_its_place_cell_and_point(env):

@@ -309,6 +309,13 @@
       return new Promise(function (resolve) { c.toBlob(function (b) { resolve(b || file); }, "image/jpeg", 0.85); });
     }).catch(function () { return file; });
   }
+  // Each thumbnail has its own × (a blurred or wrong shot is taken out before sending).
+  function photoHint(form) {
+    var hint = form.querySelector("[data-photo-hint]"), n = form._photos.length;
+    if (!hint.dataset.empty) hint.dataset.empty = hint.textContent;
+    hint.textContent = n ? "已拍 " + n + " 张，可继续拍" : hint.dataset.empty;
+    form.querySelector(".photo-cta").textContent = n ? "再拍一张" : "拍照";
+  }
   function wirePhotos(form) {
     form._photos = [];
     var input = form.querySelector("input[type=file]"), thumbs = form.querySelector("[data-thumbs]");
@@ -317,15 +324,26 @@
       Promise.all(files.map(shrink)).then(function (blobs) {
         blobs.forEach(function (b) {
           form._photos.push(b);
-          var img = document.createElement("img");
+          var box = document.createElement("span"), img = document.createElement("img"), rm = document.createElement("button");
+          box.className = "thumb";
           img.src = URL.createObjectURL(b); img.alt = "现场照片";
-          thumbs.appendChild(img);
+          rm.type = "button"; rm.className = "rm"; rm.textContent = "×"; rm.setAttribute("aria-label", "删除这张照片");
+          rm.addEventListener("click", function () {
+            var i = form._photos.indexOf(b);
+            if (i >= 0) form._photos.splice(i, 1);
+            URL.revokeObjectURL(img.src);
+            box.remove();
+            photoHint(form);
+          });
+          box.appendChild(img); box.appendChild(rm);
+          thumbs.appendChild(box);
         });
         input.value = "";
+        photoHint(form);
       });
     });
   }
-  function resetPhotos(form) { form._photos = []; form.querySelector("[data-thumbs]").innerHTML = ""; }
+  function resetPhotos(form) { form._photos = []; form.querySelector("[data-thumbs]").innerHTML = ""; photoHint(form); }
 
   // ---------------------------------------------------------------- tasks
   var CHOICES = {verify: [["confirmed", "属实"], ["not_confirmed", "不属实"]], check: [["passed", "已处置好"], ["failed", "未处置好"]]};
@@ -498,6 +516,7 @@
   }
   function setDuty(on) {
     localStorage.setItem("field-duty", on ? "1" : "");
+    $("#duty-chip").hidden = !on;   // sharing the position is always visible, on every view
     clearInterval(state.dutyTimer);
     if (on) { sendPosition(); state.dutyTimer = setInterval(sendPosition, INTERVAL_S * 1000); }
   }

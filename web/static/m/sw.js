@@ -1,7 +1,7 @@
 // Service worker of 城管通 (/m/): keeps the app shell so the app opens with no signal.
 // API calls are never touched here: the page sends them itself and queues what fails
 // (IndexedDB outbox in app.js), so "offline" means the same thing to the page and the network.
-var CACHE = "field-shell-v2";
+var CACHE = "field-shell-v3";
 var SHELL = ["/m/", "/static/m/app.js", "/static/m/app.css", "/static/picker.js", "/static/picker.css",
              "/m/manifest.webmanifest", "/static/m/icon-192.png", "/static/m/icon-512.png",
              "/static/vendor/leaflet/leaflet.js", "/static/vendor/leaflet/leaflet.css"];
