@@ -217,6 +217,8 @@ def test_agent_uses_pickers_holds_and_hangs_up_from_the_browser_then_transfers_t
         # Typing the description is enough: category, place and grid cell are chosen without 识别.
         desk.locator("#f-description").type("梅园新村北门口的路灯不亮了")
         expect(desk.locator("#f-place input[name=grid_cell]")).to_have_value("320102001001001", timeout=10 * MS)
+        # The suggested cell is named, not only numbered.
+        expect(desk.locator("#f-place .picker-chosen")).to_contain_text("梅园新村北 320102001001001", timeout=10 * MS)
         expect(desk.locator("#f-category input[name=category]")).to_have_value(
             re.compile(r"^(component|matter):\d{5}$"), timeout=10 * MS)
         assert desk.locator("#f-category-search").input_value()  # shown by name, not as a code

@@ -324,7 +324,16 @@
       if (b.category && !touched.category) pickCategory(b.category);
       if ((b.address || b.grid_cell) && !touched.place) {
         var place = (b.places && b.places[0]) || {};
-        $("f-place").picker.set(b.grid_cell || "", b.address || $("f-address").value, {grid_name: place.grid_name || ""});
+        var address = b.address || $("f-address").value;
+        $("f-place").picker.set(b.grid_cell || "", address, {grid_name: place.grid_name || ""});
+        // The suggester knows the cell's ID; the agent reads cells by name (单元网格：梅园新村 3201…).
+        if (b.grid_cell && !place.grid_name) {
+          hotlineApi("GET", "/api/reference/grid_cells?limit=1&q=" + encodeURIComponent(b.grid_cell)).then(function (r) {
+            var cell = r.status === 200 && r.body[0];
+            if (cell && cell.grid_cell === b.grid_cell && !touched.place && $("f-place").picker.value() === b.grid_cell)
+              $("f-place").picker.set(b.grid_cell, undefined, {grid_name: cell.grid_name});  // the box keeps its text
+          }, function () {});
+        }
       }
       if (b.urgency && b.urgency.case_type) $("f-case-type").value = b.urgency.case_type;
       if (b.phones && b.phones.length && !$("f-phone").value) $("f-phone").value = b.phones[0];
