@@ -11,6 +11,10 @@ Interleaving one 20 ms frame costs more than everything else the mixer does per 
 a recorder that writes in chunks pairs frames with ``advance`` each tick and interleaves
 them all at once with ``take`` when it writes (about once a second); ``tick`` still gives
 one interleaved frame at a time. Both give the same bytes.
+
+Almost every tick each side gets exactly one whole frame and gives it up the same tick, so a
+side keeps such a frame as it came (the packet's own bytes object) instead of copying it
+into its queue and out again; anything else goes through the queue, the held frame first.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ class StereoMixer:
         self._max = self._frame * max_backlog_frames
         self._left = bytearray()
         self._right = bytearray()
+        # One whole frame per side, kept as it came while the side's queue is empty.
+        self._left_one: bytes | None = None
+        self._right_one: bytes | None = None
         self._silence = bytes(self._frame)
         self.dropped_bytes = 0
         # Frames paired by `advance` and not yet interleaved by `take`.
@@ -36,11 +43,32 @@ class StereoMixer:
 
     def add_caller(self, pcm: bytes) -> None:
         """Queue caller audio (16-bit LE mono, 8 kHz)."""
+        if self._left_one is None and not self._left and len(pcm) == self._frame and type(pcm) is bytes:
+            self._left_one = pcm
+            return
+        if self._left_one is not None:
+            one, self._left_one = self._left_one, None
+            self._add(self._left, one)
         self._add(self._left, pcm)
 
     def add_agent(self, pcm: bytes) -> None:
         """Queue agent audio (16-bit LE mono, 8 kHz)."""
+        if self._right_one is None and not self._right and len(pcm) == self._frame and type(pcm) is bytes:
+            self._right_one = pcm
+            return
+        if self._right_one is not None:
+            one, self._right_one = self._right_one, None
+            self._add(self._right, one)
         self._add(self._right, pcm)
+
+    def _spill(self) -> None:
+        """Put the frames kept as they came back into the queues (before reading the queues)."""
+        if self._left_one is not None:
+            self._left[:0] = self._left_one
+            self._left_one = None
+        if self._right_one is not None:
+            self._right[:0] = self._right_one
+            self._right_one = None
 
     def _add(self, side: bytearray, pcm: bytes) -> None:
         n = len(pcm)
@@ -64,20 +92,34 @@ class StereoMixer:
             return out
         return self._silence
 
+    def _take_left(self) -> bytes:
+        one = self._left_one
+        if one is not None:
+            self._left_one = None
+            return one
+        return self._take(self._left)
+
+    def _take_right(self) -> bytes:
+        one = self._right_one
+        if one is not None:
+            self._right_one = None
+            return one
+        return self._take(self._right)
+
     def tick(self) -> bytes:
         """One interleaved stereo frame (640 bytes for 20 ms), silence for a missing side.
 
         Frames held by ``advance`` and not yet taken come first.
         """
-        frame = self._interleave(self._take(self._left), self._take(self._right))
+        frame = self._interleave(self._take_left(), self._take_right())
         if self._held_left:
             return self.take() + frame
         return frame
 
     def advance(self) -> tuple[bytes, bytes]:
         """Pair this tick's frames like ``tick`` but hold them for ``take``: (caller, agent)."""
-        left = self._take(self._left)
-        right = self._take(self._right)
+        left = self._take_left()
+        right = self._take_right()
         self._held_left.append(left)
         self._held_right.append(right)
         return left, right
@@ -98,6 +140,7 @@ class StereoMixer:
     def drain(self) -> bytes:
         """Everything still held or queued at the end of a call, padded to whole frames."""
         out = [self.take()]
+        self._spill()
         while self._left or self._right:
             for side in (self._left, self._right):
                 if side and len(side) < self._frame:
