@@ -27,7 +27,8 @@ def cluster(tmp_path, prompts_dir, pg_url):
     ports = [(free_udp_port(), free_tcp_port(), free_udp_port_block(8)) for _ in range(2)]
     c = Cluster(tmp_path / "cluster", pg_url, ports, sip_port=free_udp_port(), prompts_dir=prompts_dir,
                 rtp_ports=8, seed_city=False,
-                extra={"stt": {"enabled": False}, "cluster": {"heartbeat_s": 0.5, "down_after_s": 3.0}})
+                extra={"stt": {"enabled": False}, "sip": {"tcp": False},  # Kamailio → nodes is UDP
+                       "cluster": {"heartbeat_s": 0.5, "down_after_s": 3.0}})
     c.start()
     try:
         yield c
@@ -180,8 +181,8 @@ def open_cluster(tmp_path, prompts_dir, pg_url):
     ports = [(free_udp_port(), free_tcp_port(), free_udp_port_block(8)) for _ in range(2)]
     c = Cluster(tmp_path / "cluster", pg_url, ports, sip_port=free_udp_port(), prompts_dir=prompts_dir,
                 rtp_ports=8, seed_city=False,
-                extra={"stt": {"enabled": False}, "cluster": {"heartbeat_s": 0.5, "down_after_s": 3.0},
-                       **ALWAYS_OPEN})
+                extra={"stt": {"enabled": False}, "sip": {"tcp": False},
+                       "cluster": {"heartbeat_s": 0.5, "down_after_s": 3.0}, **ALWAYS_OPEN})
     c.start()
     try:
         yield c
