@@ -110,7 +110,7 @@ def start_direct(tmp: Path, db_url: str, prompts: Path) -> tuple[subprocess.Pope
     sip, web, rtp = free_udp_port(), free_tcp_port(), free_udp_port_block(8)
     cfg = tmp / "direct.toml"
     cfg.write_text(_toml({
-        "sip": {"host": "127.0.0.1", "port": sip, "allow": ["127.0.0.1/32"]},
+        "sip": {"host": "127.0.0.1", "port": sip, "allow": ["127.0.0.1/32"], "tcp": False},
         "rtp": {"host": "127.0.0.1", "port_min": 30000, "port_max": 30599},
         "web": {"host": "127.0.0.1", "port": web},
         "database": {"url": db_url},
@@ -152,7 +152,8 @@ def main() -> int:
     with fresh_pg_database() as db_url:
         ports = [(free_udp_port(), free_tcp_port(), 31000 + 600 * i) for i in range(2)]
         cluster = Cluster(tmp / "cluster", db_url, ports, sip_port=free_udp_port(), prompts_dir=prompts,
-                          rtp_ports=600, seed_city=False, extra={"stt": {"enabled": False}})
+                          rtp_ports=600, seed_city=False,
+                          extra={"stt": {"enabled": False}, "sip": {"tcp": False}})
         cluster.start()
         direct, direct_port = start_direct(tmp, db_url, prompts)
         try:
