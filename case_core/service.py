@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Callable, Mapping
 
-from case_core.adapters.sqlalchemy_repo import CaseView, SqlRepository
 from case_core.domain import workflow
 from case_core.domain.bounds import check_action_fields, check_case_texts
 from case_core.domain.calendar import HolidayEntry, WorkCalendar
@@ -38,6 +37,8 @@ from case_core.domain.reference import (
     parse_time_limit,
 )
 from case_core.domain.workflow import CaseCommand, CaseEvent, CaseState, InvalidField
+from case_core.ports import CaseRepository, ReferenceRows
+from case_core.views import CaseView
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ class ReferenceData:
     geo: GridIndex | None = None
 
 
-async def category_list(repo: SqlRepository, *, local: bool = True) -> list[Category]:
+async def category_list(repo: ReferenceRows, *, local: bool = True) -> list[Category]:
     """Imported national categories (or the default GB/T 47678.5 file) plus local ones."""
     rows = await repo.reference_rows("categories")
     make = lambda r: Category(r["kind"], r["code"], r["class_code"], r["class_name"], r["name"])  # noqa: E731
@@ -94,7 +95,7 @@ async def category_list(repo: SqlRepository, *, local: bool = True) -> list[Cate
     return national + ([make(r) for r in rows if r["local"]] if local else [])
 
 
-async def load_reference(repo: SqlRepository) -> ReferenceData:
+async def load_reference(repo: ReferenceRows) -> ReferenceData:
     """Read every ref_* table; with no imported categories, the national GB/T 47678.5 table."""
     cats = await category_list(repo)
     rules = [
@@ -139,7 +140,7 @@ VOICE_MESSAGE_PLACEHOLDER = "来电留言（见录音）"
 class CaseService:
     def __init__(
         self,
-        repo: SqlRepository,
+        repo: CaseRepository,
         on_event: Callable[[str, dict], None] | None = None,
         *,
         spec: workflow.WorkflowSpec | None = None,

@@ -20,7 +20,8 @@ from urllib.parse import quote
 import jinja2
 from aiohttp import WSMsgType, web
 
-from case_core.adapters.sqlalchemy_repo import CaseView, NotFound, SqlRepository, UserView
+from case_core.adapters.sqlalchemy_repo import SqlRepository
+from case_core.views import CaseView, NotFound, UserView
 from case_core.domain.workflow import CHANNEL_LABELS, ROLE_LABELS, STATUS_LABELS
 from case_core.service import CaseService
 from web import auth, timefmt

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from case_core.adapters.sqlalchemy_repo import CaseView, NotFound
+from case_core.views import CaseView, NotFound
 from case_core.domain import workflow
 from case_core.domain.categories import KIND_LABELS
 from case_core.domain.evaluation import DEFAULT_WEIGHTS, GROUP_BY

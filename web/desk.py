@@ -23,7 +23,7 @@ import logging
 
 from aiohttp import web
 
-from case_core.adapters.sqlalchemy_repo import NotFound
+from case_core.views import NotFound
 from case_core.domain.workflow import CASE_TYPE_LABELS, STATUS_LABELS, NotPermitted, WorkflowError
 from case_core.service import normalize_case_number
 from web import timefmt

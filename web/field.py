@@ -26,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-from case_core.adapters.sqlalchemy_repo import NotFound
+from case_core.views import NotFound
 from case_core.domain.workflow import WorkflowError
 from case_core.field import FieldError, FieldReport, FieldService, StepSubmission
 from case_core.photos import PhotoError

@@ -24,7 +24,7 @@ from xml.etree import ElementTree as ET
 
 from aiohttp import web
 
-from case_core.adapters.sqlalchemy_repo import CaseView
+from case_core.views import CaseView
 from case_core.domain.categories import KIND_LABELS, Category
 from case_core.domain.workflow import STATUS_LABELS, WorkflowError
 from case_core.service import CLOSED_STATUSES

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from case_core.adapters.sqlalchemy_repo import CaseView, NotFound, UserView
+from case_core.views import CaseView, NotFound, UserView
 from case_core.photos import STAGES, PhotoError, PhotoService
 from web import timefmt
 from web.app import CTX, USER, api_auth, current_user, json_error

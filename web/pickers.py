@@ -163,7 +163,7 @@ async def _inspector_distances(request: web.Request, case_id: str) -> dict[str, 
     """username → metres from the case (its position, else its cell's centre) for inspectors on duty."""
     if not case_id.isdigit():
         return {}
-    from case_core.adapters.sqlalchemy_repo import NotFound
+    from case_core.views import NotFound
     from web.field import field_service, position_max_age_s
 
     ctx = request.app[CTX]

@@ -27,7 +27,7 @@ from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from case_core.adapters import orm
-from case_core.adapters.sqlalchemy_repo import CaseView, NotFound
+from case_core.views import CaseView, NotFound
 from case_core.domain import workflow
 from case_core.domain.workflow import (
     ACTION_LABELS,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, TypeVar
@@ -30,6 +29,7 @@ from case_core.domain.workflow import (
     StepClock,
     VersionConflict,
 )
+from case_core.views import CaseView, HistoryView, NotFound, RecordingView, UserView  # noqa: F401  (re-exported)
 
 
 def async_url(url: str) -> str:
@@ -61,75 +61,8 @@ def make_engine(url: str) -> AsyncEngine:
     return create_async_engine(async_url(url))
 
 
-@dataclass(frozen=True)
-class RecordingView:
-    id: int
-    call_id: str
-    case_id: int | None
-    kind: str
-    path: str
-    channels: int
-    duration_s: float
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class HistoryView:
-    seq: int
-    action: str
-    actor: str
-    role: str
-    at: datetime
-    comment: str
-    before_status: str | None
-    after_status: str | None
-    fields: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class CaseView:
-    id: int
-    number: str
-    channel: str
-    kind: str
-    case_type: str
-    status: str
-    reporter_phone: str | None
-    description: str
-    address: str
-    category_kind: str | None
-    category_code: str | None
-    call_id: str | None
-    created_at: datetime
-    updated_at: datetime
-    version: int
-    recordings: tuple[RecordingView, ...] = ()
-    history: tuple[HistoryView, ...] = ()
-    state: dict[str, Any] = field(default_factory=dict)
-    department: str | None = None
-    grid_cell: str | None = None
-    inspector: str | None = None
-    due_at: datetime | None = None
-    lat: float | None = None
-    lon: float | None = None
-
-
-@dataclass(frozen=True)
-class UserView:
-    id: int
-    username: str
-    display_name: str
-    role: str
-    department: str | None = None  # 处置部门 staff: the department whose cases they handle
-    disabled: bool = False  # `hotline user set NAME --disable`: no login, no token
-
-
 def _user_view(row) -> UserView:
     return UserView(row.id, row.username, row.display_name, row.role, row.department, bool(row.disabled))
-
-
-class NotFound(LookupError):
-    pass
 
 
 def _case_view(row, recordings=(), history=()) -> CaseView:
