@@ -172,7 +172,12 @@ async def callbacks_page(request: web.Request) -> web.Response:
         values["error"] = exc.message
         return render(request, "callbacks.html", status=exc.status, **values)
     values["f"] = f
-    values["items"] = await _list(request, dialer, f)
+    items = await _list(request, dialer, f)
+    # The page puts what is still to be dialled first, the soonest at the top (the API keeps
+    # the latest change first); the rest follows as changed.
+    waiting = sorted((i for i in items if i["status"] in ("dialing", "pending", "new")),
+                     key=lambda i: (i["status"] != "dialing", i["due_at"] or ""))
+    values["items"] = waiting + [i for i in items if i not in waiting]
     values["agent_names"] = {u.username: u.display_name or u.username
                              for u in await request.app[CTX].repo.list_users()}
     return render(request, "callbacks.html", **values)

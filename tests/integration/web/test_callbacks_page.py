@@ -273,3 +273,13 @@ async def test_without_a_dialer_the_page_says_it_is_off(aiohttp_client, env):
     assert "回拨服务未启用" in page
     resp = await client.get("/api/callbacks")
     assert resp.status == 503
+
+
+async def test_page_lists_the_next_callback_to_dial_first(aiohttp_client, env):
+    """Waiting callbacks come soonest first on the page, whatever was scheduled last."""
+    soon = await scheduled(env, number="13800001111", due=datetime(2026, 11, 24, 9, 30))
+    env.clock.advance(60)
+    later = await scheduled(env, number="13800002222", due=datetime(2026, 11, 25, 10, 0))
+    client = await login(aiohttp_client, env)
+    page = await (await client.get("/callbacks")).text()
+    assert page.index(f'data-id="{soon}"') < page.index(f'data-id="{later}"')
