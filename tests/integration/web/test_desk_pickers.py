@@ -168,3 +168,25 @@ async def test_suggestions_offer_only_categories_a_case_can_be_saved_under(clien
         resp = await client.post("/api/desk/cases", json={"description": "工地夜间施工噪声扰民",
                                                            "category": body["category"]["key"]}, headers=FETCH)
         assert resp.status == 201, await resp.json()
+
+
+async def test_screen_pop_history_has_a_voice_message_with_its_transcript(env):
+    """An earlier call that left a voice message shows 语音留言, the message's URL and its transcript."""
+    from callcenter.stt.port import Segment, Transcript
+    from callcenter.stt_store import TranscriptStore
+
+    repo = env.repo
+    start = NOW - timedelta(hours=3)
+    await repo.call_started(call_id="msg-1", direction="inbound", did="12319", caller=CALLER, now=start)
+    await repo.call_answered("msg-1", start + timedelta(seconds=1))
+    await repo.call_ended("msg-1", start + timedelta(seconds=40), "remote:bye", "1 message")
+    rec = await repo.add_recording(call_id="msg-1", kind="message", path="/tmp/m.wav", channels=1, duration_s=20.0,
+                                   now=start)
+    store = TranscriptStore(repo.engine)
+    await store.mark_queued(rec, engine="whisper", now=start)
+    await store.save(rec, Transcript.from_segments((Segment(0.0, 2.0, "梅园新村的路灯"), Segment(2.0, 4.0, "不亮了")),
+                                                   engine="whisper", language="zh", duration_s=4.0, elapsed_s=1.0),
+                     now=start)
+    [old] = await env.desk.earlier_calls(CALLER)
+    assert old["outcome"] == "语音留言" and old["message_url"] == f"/recordings/{rec}.wav"
+    assert old["message_transcript"] == "梅园新村的路灯不亮了"
