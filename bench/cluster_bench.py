@@ -84,13 +84,18 @@ def run_load(target: tuple[str, int], pcap: Path, rate: int, seconds: int, hold:
                "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(free_udp_port()),
                "-mp", str(free_udp_port_block(4)), "-r", str(rate), "-m", str(n), "-l", str(n),
                "-d", str(int(hold * 1000)), "-nostdin", "-aa", "-recv_timeout", "15000",
-               "-timeout", f"{int(seconds + hold + 60)}s", "-trace_rtt", "-rtt_freq", "1"]
+               "-timeout", f"{int(seconds + hold + 60)}s", "-trace_rtt", "-rtt_freq", "1",
+               "-trace_err", "-error_file", "errors.log"]
         t0 = time.monotonic()
         proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=seconds + hold + 120)
         elapsed = time.monotonic() - t0
         times = setup_times(Path(work))
         counts = sipp_counts(proc.stdout)
-    return {"rate": rate, "offered": n, **counts, "setup_ms_median": pct(times, 50), "setup_ms_p95": pct(times, 95),
+        errors = Path(work, "errors.log").read_text(errors="replace") if Path(work, "errors.log").exists() else ""
+    # Why calls failed, as sipp put it (first few distinct reasons).
+    reasons = sorted({re.sub(r"\d+", "N", line.strip())[:160] for line in errors.splitlines()
+                      if "Aborting" in line or "unexpected" in line.lower() or "timeout" in line.lower()})[:5]
+    return {"rate": rate, "offered": n, **counts, "failure_reasons": reasons, "setup_ms_median": pct(times, 50), "setup_ms_p95": pct(times, 95),
             "answered_per_s": round(counts["answered"] / seconds, 2), "elapsed_s": round(elapsed, 1)}
 
 
