@@ -1,5 +1,8 @@
 """SQLAlchemy (asyncio) repository: cases with history, calls (CDR), recordings, users, tokens.
 
+Split by aggregate: this module holds the cases; `sql_calls.py`, `sql_users.py`,
+`sql_evaluation.py` and `sql_reference.py` the others, joined in `SqlRepository`.
+
 Works on SQLite (aiosqlite, WAL) and PostgreSQL (asyncpg). Case numbers are allocated with an
 atomic UPDATE … RETURNING on a per-day counter row, so concurrent nodes never collide.
 """
@@ -30,6 +33,19 @@ from case_core.domain.workflow import (
     VersionConflict,
 )
 from case_core.views import CaseView, HistoryView, NotFound, RecordingView, UserView  # noqa: F401  (re-exported)
+from case_core.adapters.sql_calls import CallRecordsSql, _recording_view
+from case_core.adapters.sql_evaluation import (  # noqa: F401  (rebuild_rollup re-exported for bench/case_bench.py)
+    _FACT_COLUMNS,
+    _FACT_COLUMNS_SQL,
+    EvaluationSql,
+    _add_rollup_delta,
+    _apply_rollup,
+    _rollup_params,
+    _rollup_upsert,
+    rebuild_rollup,
+)
+from case_core.adapters.sql_reference import ReferenceSql
+from case_core.adapters.sql_users import UsersSql, _hash_in_thread
 
 
 def async_url(url: str) -> str:
@@ -61,10 +77,6 @@ def make_engine(url: str) -> AsyncEngine:
     return create_async_engine(async_url(url))
 
 
-def _user_view(row) -> UserView:
-    return UserView(row.id, row.username, row.display_name, row.role, row.department, bool(row.disabled))
-
-
 def _case_view(row, recordings=(), history=()) -> CaseView:
     m = row._mapping
     return CaseView(
@@ -92,20 +104,6 @@ def _case_view(row, recordings=(), history=()) -> CaseView:
         due_at=m.get("due_at"),
         lat=m.get("lat"),
         lon=m.get("lon"),
-    )
-
-
-def _recording_view(row) -> RecordingView:
-    m = row._mapping
-    return RecordingView(
-        id=m["id"],
-        call_id=m["call_id"],
-        case_id=m["case_id"],
-        kind=m["kind"],
-        path=m["path"],
-        channels=m["channels"],
-        duration_s=m["duration_s"],
-        created_at=m["created_at"],
     )
 
 
@@ -152,12 +150,13 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
     cur.close()
 
 
-async def _hash_in_thread(password: str) -> str:
-    return await asyncio.to_thread(security.hash_password, password)
+class SqlRepository(CallRecordsSql, UsersSql, EvaluationSql, ReferenceSql):
+    """All persistence the hotline needs, one short transaction per method (`case_core.ports.CaseRepository`).
 
-
-class SqlRepository:
-    """All persistence the hotline needs, one short transaction per method."""
+    The case aggregate (numbers, cases, the workflow's unit of work `update_states`, search)
+    is here; calls and recordings, users and tokens, evaluation counts and reference data are
+    the mixins of `sql_calls`, `sql_users`, `sql_evaluation` and `sql_reference`.
+    """
 
     def __init__(self, engine: AsyncEngine):
         self.engine = engine
@@ -302,208 +301,7 @@ class SqlRepository:
         async with self.engine.connect() as conn:
             return (await conn.execute(select(func.count()).select_from(orm.cases))).scalar_one()
 
-    # -- calls and recordings ---------------------------------------------------------
-    async def call_started(
-        self, *, call_id: str, direction: str, did: str | None, caller: str | None, now: datetime
-    ) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                insert(orm.calls).values(
-                    call_id=call_id, direction=direction, did=did, caller=caller, started_at=now, ivr_path=""
-                )
-            )
 
-    async def call_answered(self, call_id: str, now: datetime) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                update(orm.calls).where(orm.calls.c.call_id == call_id).values(answered_at=now)
-            )
-
-    async def call_ended(self, call_id: str, now: datetime, reason: str, ivr_path: str = "") -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                update(orm.calls)
-                .where(orm.calls.c.call_id == call_id)
-                .values(ended_at=now, end_reason=reason[:64], ivr_path=ivr_path)
-            )
-
-    async def calls_by_caller(self, caller: str, limit: int = 20) -> list[dict[str, Any]]:
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(orm.calls)
-                    .where(orm.calls.c.caller == caller)
-                    .order_by(orm.calls.c.started_at.desc())
-                    .limit(limit)
-                )
-            ).all()
-        return [dict(r._mapping) for r in rows]
-
-    async def add_recording(
-        self,
-        *,
-        call_id: str,
-        kind: str,
-        path: str,
-        channels: int,
-        duration_s: float,
-        now: datetime,
-        case_id: int | None = None,
-    ) -> int:
-        async with self.engine.begin() as conn:
-            return (
-                await conn.execute(
-                    insert(orm.recordings)
-                    .values(
-                        call_id=call_id,
-                        case_id=case_id,
-                        kind=kind,
-                        path=path,
-                        channels=channels,
-                        duration_s=duration_s,
-                        created_at=now,
-                    )
-                    .returning(orm.recordings.c.id)
-                )
-            ).scalar_one()
-
-    async def update_recording(self, recording_id: int, *, duration_s: float) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                update(orm.recordings).where(orm.recordings.c.id == recording_id).values(duration_s=duration_s)
-            )
-
-    async def link_call(self, call_id: str | None, case_id: int) -> bool:
-        """Store a call on a case: the call row points at the case (unless the call already
-        filed another case of its own) and its recordings join the case.
-
-        True when the call row now names this case. The workflow has no comment-only action,
-        so a link to an existing case does not appear in that case's history.
-        """
-        if not call_id:
-            return False
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                update(orm.calls)
-                .where(orm.calls.c.call_id == call_id,
-                       (orm.calls.c.case_id.is_(None)) | (orm.calls.c.case_id == case_id))
-                .values(case_id=case_id)
-            )
-            linked = result.rowcount > 0
-        await self.attach_call_recordings(call_id, case_id)
-        return linked
-
-    async def attach_call_recordings(self, call_id: str, case_id: int) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                update(orm.recordings)
-                .where(orm.recordings.c.call_id == call_id, orm.recordings.c.case_id.is_(None))
-                .values(case_id=case_id)
-            )
-
-    async def get_recording(self, recording_id: int) -> RecordingView:
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(select(orm.recordings).where(orm.recordings.c.id == recording_id))
-            ).first()
-        if row is None:
-            raise NotFound(f"recording {recording_id} not found")
-        return _recording_view(row)
-
-    # -- users and tokens ---------------------------------------------------------------
-    async def create_user(
-        self, *, username: str, password: str, role: str, display_name: str = "", now: datetime,
-        department: str | None = None,
-    ) -> UserView:
-        """Create the user; an existing username is left as it is and returned."""
-        existing_user = await self.get_user(username)
-        if existing_user is not None:  # no hash spent on a user that exists (the demo seed at each start)
-            return existing_user
-        password_hash = await self.hash_password(password)  # before the transaction: no connection held
-        async with self.engine.begin() as conn:
-            existing = (
-                await conn.execute(select(orm.users.c.id).where(orm.users.c.username == username))
-            ).scalar_one_or_none()
-            if existing is None:
-                uid = (
-                    await conn.execute(
-                        insert(orm.users)
-                        .values(
-                            username=username,
-                            display_name=display_name or username,
-                            role=role,
-                            password_hash=password_hash,
-                            created_at=now,
-                            department=department or None,
-                        )
-                        .returning(orm.users.c.id)
-                    )
-                ).scalar_one()
-        if existing is not None:
-            # Read after the transaction closed: SQLite's pool has one connection, and asking
-            # for a second one while holding it waits forever (the second `make run` hung so).
-            return await self.get_user(username)  # type: ignore[return-value]
-        return UserView(uid, username, display_name or username, role, department or None)
-
-    async def update_user(self, username: str, *, role: str | None = None, display_name: str | None = None,
-                          department: str | None = None, clear_department: bool = False,
-                          password: str | None = None) -> UserView | None:
-        """Change what is given; None if there is no such user."""
-        values: dict[str, Any] = {}
-        if role is not None:
-            values["role"] = role
-        if display_name is not None:
-            values["display_name"] = display_name
-        if department is not None or clear_department:
-            values["department"] = None if clear_department else department
-        if password is not None:
-            values["password_hash"] = await self.hash_password(password)
-        if values:
-            async with self.engine.begin() as conn:
-                await conn.execute(update(orm.users).where(orm.users.c.username == username).values(**values))
-        return await self.get_user(username)
-
-    async def list_users(self) -> list[UserView]:
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(select(orm.users).order_by(orm.users.c.username))).all()
-        return [_user_view(r) for r in rows]
-
-    async def get_user(self, username: str) -> UserView | None:
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(select(orm.users).where(orm.users.c.username == username))).first()
-        return None if row is None else _user_view(row)
-
-    async def check_password(self, username: str, password: str) -> UserView | None:
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(select(orm.users).where(orm.users.c.username == username))).first()
-        if row is None or not security.verify_password(password, row.password_hash):
-            return None
-        return _user_view(row)
-
-    async def create_token(self, username: str, now: datetime) -> str:
-        user = await self.get_user(username)
-        if user is None:
-            raise NotFound(f"user {username!r} does not exist")
-        token = security.new_token()
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                insert(orm.api_tokens).values(
-                    user_id=user.id, token_sha256=security.token_digest(token), created_at=now
-                )
-            )
-        return token
-
-    async def user_for_token(self, token: str) -> UserView | None:
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(orm.users)
-                    .join(orm.api_tokens, orm.api_tokens.c.user_id == orm.users.c.id)
-                    .where(orm.api_tokens.c.token_sha256 == security.token_digest(token),
-                           orm.api_tokens.c.revoked_at.is_(None), orm.users.c.disabled.is_(False))
-                )
-            ).first()
-        return None if row is None else _user_view(row)
 
     # -- workflow: domain CaseState in and out ------------------------------------------
     async def load_state(self, case_id: int) -> CaseState:
@@ -753,151 +551,7 @@ class SqlRepository:
         async with self.engine.connect() as conn:
             return [_case_view(r) for r in (await conn.execute(query)).all()]
 
-    # -- evaluation -----------------------------------------------------------------------
-    async def evaluation_counts(
-        self, start: datetime, end: datetime, group_by: str | None, area_level: str = "street", *,
-        rollup: bool = True,
-    ) -> dict[str | None, list[tuple[Fact, int]]]:
-        """Facts in ``[start, end)`` counted per group and judgement, aggregated in SQL.
 
-        Whole days inside the period are read from ``case_fact_rollup`` (a few rows per
-        day and group); the partial days at either end, and periods shorter than a day,
-        from ``case_facts``. A judgement that flipped on the period's last, partial day
-        is put right from the facts that flipped before ``end``. ``rollup=False`` counts
-        every fact in ``case_facts`` instead (the reference the rollup is checked against).
-        """
-        if group_by not in (None, "department", "role", "person", "area"):
-            raise ValueError(f"group_by must be department, area, role or person, got {group_by!r}")
-        if group_by == "area" and area_level != "grid" and area_level not in AREA_LEVELS:
-            raise ValueError(f"area_level must be grid or one of {tuple(AREA_LEVELS)}")
-        first_day = datetime.combine(start.date(), datetime.min.time())
-        if first_day < start:
-            first_day += timedelta(days=1)
-        last_day = datetime.combine(end.date(), datetime.min.time())
-        use_rollup = rollup and first_day < last_day and not (group_by == "area" and area_level == "grid")
-        counts: dict[tuple, int] = {}
-        async with self.engine.connect() as conn:
-            if not use_rollup:
-                await _count_facts(conn, counts, start, end, end, group_by, area_level)
-            else:
-                if start < first_day:
-                    await _count_facts(conn, counts, start, first_day, end, group_by, area_level)
-                await _count_rollup(conn, counts, first_day.date(), last_day.date(), group_by, area_level)
-                if last_day < end:
-                    await _count_facts(conn, counts, last_day, end, end, group_by, area_level)
-                    await _fix_last_day_flips(conn, counts, first_day, last_day, end, group_by, area_level)
-        out: dict[str | None, list[tuple[Fact, int]]] = {}
-        for (k, kind, still_open, on_time, ok), n in counts.items():
-            if n == 0:
-                continue
-            fact = Fact(kind=kind, case_number="", at=start, role="", person="", department=None, grid_cell=None,
-                        on_time=on_time, ok=ok, still_open=still_open)
-            out.setdefault(k, []).append((fact, int(n)))
-        return out
-
-    async def rebuild_evaluation_rollup(self) -> None:
-        """Recompute ``case_fact_rollup`` from ``case_facts`` (after facts were loaded in bulk)."""
-        async with self.engine.begin() as conn:
-            await conn.run_sync(rebuild_rollup)
-
-    # -- reference data ---------------------------------------------------------------------
-    async def replace_reference(self, table: str, rows: list[dict[str, Any]], *, local: bool = False) -> int:
-        """Replace one reference table's contents (local categories: only the local rows), atomically."""
-        t = _REF_TABLES[table]
-        async with self.engine.begin() as conn:
-            stmt = delete(t)
-            if table == "categories":
-                stmt = stmt.where(t.c.local == local)
-            await conn.execute(stmt)
-            if rows:
-                await conn.execute(insert(t), rows)
-        return len(rows)
-
-    async def reference_rows(self, table: str) -> list[dict[str, Any]]:
-        t = _REF_TABLES[table]
-        async with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in (await conn.execute(select(t).order_by(*t.primary_key.columns))).all()]
-
-
-def _fact_group_key(group_by: str | None, area_level: str):
-    f = orm.case_facts.c
-    if group_by is None:
-        return literal("all")
-    if group_by == "department":
-        return f.department
-    if group_by == "role":
-        return f.role
-    if group_by == "person":
-        return func.nullif(f.person, "")
-    return f.grid_cell if area_level == "grid" else func.substr(f.grid_cell, 1, AREA_LEVELS[area_level])
-
-
-def _bucket(counts: dict[tuple, int], k, kind, still_open, on_time, ok, n: int) -> None:
-    key = (k, kind, bool(still_open), None if on_time is None else bool(on_time), None if ok is None else bool(ok))
-    counts[key] = counts.get(key, 0) + n
-
-
-async def _count_facts(conn: AsyncConnection, counts: dict[tuple, int], lo: datetime, hi: datetime,
-                       end: datetime, group_by: str | None, area_level: str) -> None:
-    """Facts with ``lo <= at < hi``, ``ok`` as it stood at ``end``, counted into ``counts``."""
-    f = orm.case_facts.c
-    key = _fact_group_key(group_by, area_level)
-    ok_at_end = case(
-        (f.ok.is_(None), None),
-        (or_(f.flipped_at.is_(None), f.flipped_at < end), f.ok),
-        else_=not_(f.ok),
-    )
-    query = (
-        select(key.label("k"), f.kind, f.still_open, f.on_time, ok_at_end.label("ok"), func.count().label("n"))
-        .where(f.at >= lo, f.at < hi)
-        .group_by(key, f.kind, f.still_open, f.on_time, ok_at_end)
-    )
-    blank_is_none = group_by != "role"   # as in the rollup, whose key '' stands for NULL
-    for r in (await conn.execute(query)).all():
-        _bucket(counts, (r.k or None) if blank_is_none else r.k, r.kind, r.still_open, r.on_time, r.ok, r.n)
-
-
-_ROLLUP_DIM = {None: "department", "department": "department", "role": "role", "person": "person",
-               "area": "community"}
-
-
-async def _count_rollup(conn: AsyncConnection, counts: dict[tuple, int], first: date, last: date,
-                        group_by: str | None, area_level: str) -> None:
-    """Whole days ``first <= day < last`` from the rollup, ``ok`` as it stood at midnight of ``last``."""
-    r = orm.case_fact_rollup.c
-    if group_by is None:
-        key = literal("all")
-    elif group_by == "area" and AREA_LEVELS[area_level] < _COMMUNITY_LEN:
-        key = func.substr(r.key, 1, AREA_LEVELS[area_level])
-    else:
-        key = r.key
-    ok_at_end = case((r.ok < 0, -1), (r.flip_day < last, r.ok), else_=1 - r.ok)
-    query = (
-        select(key.label("k"), r.kind, r.still_open, r.on_time, ok_at_end.label("ok"), func.sum(r.n).label("n"))
-        .where(r.dim == _ROLLUP_DIM[group_by], r.day >= first, r.day < last)
-        .group_by(key, r.kind, r.still_open, r.on_time, ok_at_end)
-    )
-    blank_is_none = group_by != "role"   # '' stands for NULL in the rollup's key
-    for row in (await conn.execute(query)).all():
-        k = (row.k or None) if blank_is_none else row.k
-        _bucket(counts, k, row.kind, row.still_open, _uncode(row.on_time), _uncode(row.ok), row.n)
-
-
-async def _fix_last_day_flips(conn: AsyncConnection, counts: dict[tuple, int], first: datetime, last: datetime,
-                              end: datetime, group_by: str | None, area_level: str) -> None:
-    """The rollup only knows the day a judgement flipped: facts of the whole days whose
-    judgement flipped on ``end``'s own day but before ``end`` had taken their final value."""
-    f = orm.case_facts.c
-    key = _fact_group_key(group_by, area_level)
-    query = (
-        select(key.label("k"), f.kind, f.still_open, f.on_time, f.ok, func.count().label("n"))
-        .where(f.flipped_at >= last, f.flipped_at < end, f.at >= first, f.at < last, f.ok.is_not(None))
-        .group_by(key, f.kind, f.still_open, f.on_time, f.ok)
-    )
-    for r in (await conn.execute(query)).all():
-        k = (r.k or None) if group_by != "role" else r.k
-        _bucket(counts, k, r.kind, r.still_open, r.on_time, not r.ok, -r.n)
-        _bucket(counts, k, r.kind, r.still_open, r.on_time, r.ok, r.n)
 
 
 _FOREVER = datetime(9999, 1, 1)
@@ -1108,126 +762,7 @@ def _sqlite_fact(values: tuple) -> tuple:
             _sqlite_dt(flipped_at), int(bool(still_open)))
 
 
-def _day(value: datetime | str) -> date:
-    return value.date() if isinstance(value, datetime) else date.fromisoformat(value[:10])
 
-
-# -- the evaluation rollup (case_fact_rollup, migration 0008) -----------------------------
-_FACT_COLUMNS = ("kind", "at", "role", "person", "department", "grid_cell", "on_time", "ok", "flipped_at",
-                 "still_open")
-_FACT_COLUMNS_SQL = ", ".join(_FACT_COLUMNS)
-_ROLLUP_COLUMNS = ("dim", "day", "key", "kind", "on_time", "ok", "still_open", "flip_day")
-_COMMUNITY_LEN = AREA_LEVELS["community"]
-assert _COMMUNITY_LEN == max(AREA_LEVELS.values()), "the area rollup keeps the finest level below grid"
-
-
-def _code(value: bool | None) -> int:
-    return -1 if value is None else 1 if value else 0
-
-
-def _uncode(value: int) -> bool | None:
-    return None if value is None or value < 0 else bool(value)
-
-
-def _add_rollup_delta(delta: dict[tuple, int], facts, sign: int) -> None:
-    """Count each fact row (a mapping of case_facts columns) into the rollup keys it belongs to."""
-    for f in facts:
-        flipped = f["flipped_at"]
-        tail = (f["kind"], _code(f["on_time"]), _code(f["ok"]), bool(f["still_open"]),
-                orm.ROLLUP_NO_FLIP if flipped is None else _day(flipped))
-        day = _day(f["at"])
-        for key in (("department", day, f["department"] or "", *tail),
-                    ("role", day, f["role"] or "", *tail),
-                    ("person", day, f["person"] or "", *tail),
-                    ("community", day, (f["grid_cell"] or "")[:_COMMUNITY_LEN], *tail)):
-            delta[key] = delta.get(key, 0) + sign
-
-
-def _rollup_params(removed, added) -> list[dict[str, Any]]:
-    delta: dict[tuple, int] = {}
-    _add_rollup_delta(delta, removed, -1)
-    _add_rollup_delta(delta, added, 1)
-    return _delta_params(delta)
-
-
-def _delta_params(delta: dict[tuple, int]) -> list[dict[str, Any]]:
-    # Sorted: concurrent writers lock shared rollup rows in one order (no deadlocks).
-    return [{**dict(zip(_ROLLUP_COLUMNS, k)), "n": n} for k, n in sorted(delta.items()) if n]
-
-
-def _make_rollup_upsert(ins):
-    return ins.on_conflict_do_update(index_elements=list(_ROLLUP_COLUMNS),
-                                     set_={"n": orm.case_fact_rollup.c.n + ins.excluded.n})
-
-
-_ROLLUP_UPSERT = {"postgresql": _make_rollup_upsert(postgresql.insert(orm.case_fact_rollup)),
-                  "sqlite": _make_rollup_upsert(sqlite.insert(orm.case_fact_rollup))}
-
-
-def _rollup_upsert(dialect: str):
-    return _ROLLUP_UPSERT[dialect]
-
-
-_ROLLUP_SQL_HEAD = ('INSERT INTO case_fact_rollup (dim, day, "key", kind, on_time, ok, still_open, flip_day, n) '
-                    "VALUES ")
-_ROLLUP_SQL_TAIL = (' ON CONFLICT (dim, day, "key", kind, on_time, ok, still_open, flip_day) '
-                    "DO UPDATE SET n = case_fact_rollup.n + excluded.n")
-
-
-def _apply_rollup(conn: Connection, delta: dict[tuple, int]) -> None:
-    """Add ``delta`` to the rollup in one multi-row upsert (on the hot path of every transition:
-    plain DBAPI parameters, no per-row SQLAlchemy parameter processing)."""
-    items = [(k, n) for k, n in sorted(delta.items()) if n]  # sorted: one lock order for all writers
-    if not items:
-        return
-    sqlite_style = conn.dialect.paramstyle == "qmark"
-    mark = "?" if sqlite_style else "%s"
-    row = "(" + ",".join([mark] * 9) + ")"
-    params: list[Any] = []
-    for (dim, day, key, kind, on_time, ok, still_open, flip_day), n in items:
-        if sqlite_style:  # as SQLAlchemy stores them on SQLite: ISO dates, 0/1 booleans
-            params += (dim, day.isoformat(), key, kind, on_time, ok, int(still_open), flip_day.isoformat(), n)
-        else:
-            params += (dim, day, key, kind, on_time, ok, still_open, flip_day, n)
-    conn.exec_driver_sql(_ROLLUP_SQL_HEAD + ",".join([row] * len(items)) + _ROLLUP_SQL_TAIL, tuple(params))
-
-
-def rebuild_rollup_sql(dialect: str) -> list[str]:
-    """Statements that recompute ``case_fact_rollup`` from ``case_facts`` (as migration 0008 does)."""
-    if dialect == "postgresql":
-        day, flip = "CAST(at AS DATE)", "coalesce(CAST(flipped_at AS DATE), DATE '1900-01-01')"
-    else:
-        day, flip = "date(at)", "coalesce(date(flipped_at), '1900-01-01')"
-    keys = {"department": "coalesce(department, '')", "role": "coalesce(role, '')",
-            "person": "coalesce(person, '')", "community": f"coalesce(substr(grid_cell, 1, {_COMMUNITY_LEN}), '')"}
-    code = "CASE WHEN {0} IS NULL THEN -1 WHEN {0} THEN 1 ELSE 0 END"
-    out = ["DELETE FROM case_fact_rollup"]
-    for dim, key in keys.items():
-        out.append(
-            "INSERT INTO case_fact_rollup (dim, day, key, kind, on_time, ok, still_open, flip_day, n) "
-            f"SELECT '{dim}', {day}, {key}, kind, {code.format('on_time')}, {code.format('ok')}, still_open, "
-            f"{flip}, count(*) FROM case_facts "
-            f"GROUP BY {day}, {key}, kind, {code.format('on_time')}, {code.format('ok')}, still_open, {flip}"
-        )
-    return out
-
-
-def rebuild_rollup(conn: Connection) -> None:
-    """Recompute the evaluation rollup from ``case_facts`` (after a bulk load of facts)."""
-    from sqlalchemy import text
-
-    for stmt in rebuild_rollup_sql(conn.dialect.name):
-        conn.execute(text(stmt))
-
-_REF_TABLES = {
-    "categories": orm.ref_categories,
-    "areas": orm.ref_areas,
-    "grid_cells": orm.ref_grid_cells,
-    "gazetteer": orm.ref_places,
-    "departments": orm.ref_departments,
-    "routing": orm.ref_routing_rules,
-    "holidays": orm.ref_holidays,
-}
 
 # Keys of state_json that are not workflow state (kept across transitions).
 EXTRA_KEYS = frozenset({"location", "media_url", "reporter_name", "reporter_email", "source"})
