@@ -138,6 +138,10 @@ def test_report_offline_and_online_once_each_then_verify_from_the_phone(city_hot
         # The app shell is in the service worker's cache (it opens with no signal); the queued
         # report sits in IndexedDB with its photo, position and capture time.
         assert page.evaluate("navigator.serviceWorker.ready.then(() => caches.match('/m/')).then(r => !!r)")
+        # Installable as a PWA by Chromium's own checks (manifest, icons, start_url, a service
+        # worker with a fetch handler); Playwright's contexts are incognito, which alone it names.
+        installable = context.new_cdp_session(page).send("Page.getInstallabilityErrors")["installabilityErrors"]
+        assert {e["errorId"] for e in installable} <= {"in-incognito"}, installable
         queued = page.evaluate("fieldApp.outbox().then(items => items.map(i => [i.fields.lat, i.fields.captured_at, i.photos.length, i.fields.category]))")
         assert len(queued) == 1 and abs(float(queued[0][0]) - lat) < 1e-6 and queued[0][1].endswith("+08:00")
         assert queued[0][2:] == [1, "matter:03005"]
