@@ -243,6 +243,60 @@ def test_agent_uses_pickers_holds_and_hangs_up_from_the_browser_then_transfers_t
         assert desk.js_errors == []
 
 
+def _seconds(mmss: str) -> int:
+    minutes, seconds = mmss.strip().split(":")[-2:]
+    return int(minutes) * 60 + int(seconds)
+
+
+def test_agent_consults_a_colleague_from_the_browser_then_hands_the_caller_over(desk_hotline, browser, tmp_path):
+    """咨询转接 with the desk's buttons: agent1 picks agent2 in the transfer panel, 咨询转接 puts the
+    caller on hold and rings agent2's phone, 完成转接 hands the caller over (agent1 goes to wrap-up);
+    when agent2 hangs up on the phone the caller gets BYE."""
+    server = desk_hotline
+    token2 = server.token_for("agent2")
+    with Baresip(user="1001", registrar=server.sip_target, password="hotline12319", answer_auto=True) as phone, \
+            Baresip(user="1002", registrar=server.sip_target, password="hotline12319", answer_auto=True) as phone2:
+        phone.wait_log(r"200 OK|registered", timeout=10)
+        phone2.wait_log(r"200 OK|registered", timeout=10)
+        desk = new_page(browser)
+        with desk.expect_websocket(timeout=10 * MS):
+            login(desk, server.web_url, "agent1", next="/desk")
+        desk.click("#btn-ready")
+        expect(desk.locator("#agent-status")).to_have_attribute("data-status", "ready", timeout=10 * MS)
+        # agent2 is paused while the call arrives (so the queue gives it to agent1), then ready.
+        assert server.post("/api/desk/state", {"state": "paused"}, token=token2)[0] == 200
+        caller = StayingCaller(server, tmp_path, "consulted")
+        expect(desk.locator("#pop-caller")).to_have_text(CALLER, timeout=40 * MS)
+        phone.wait_event("CALL_ESTABLISHED", timeout=20)
+        expect(desk.locator("#call-state")).to_have_text("通话中", timeout=10 * MS)
+        assert server.post("/api/desk/state", {"state": "ready"}, token=token2)[0] == 200
+
+        timer = desk.locator("#call-timer")
+        expect(timer).to_have_text(re.compile(r"^00:(0[3-9]|[1-5]\d)$"), timeout=15 * MS)
+        before = _seconds(timer.inner_text())
+        desk.click("#btn-transfer-open")
+        expect(desk.locator("#transfer-target option[value='agent:agent2']")).to_contain_text("示闲", timeout=5 * MS)
+        desk.select_option("#transfer-target", "agent:agent2")
+        desk.click("#consult-start")
+        expect(desk.locator("#call-state")).to_have_text("保持中", timeout=10 * MS)
+        phone2.wait_event("CALL_ESTABLISHED", timeout=20)
+        said = desk.locator("#transfer-form .field-error")
+        assert said.inner_text().strip()  # what happened, in words ...
+        expect(said).to_have_class(re.compile(r"\binfo\b"))  # ... and not in an error's red
+        assert _seconds(timer.inner_text()) >= before  # the call timer runs on through the consultation
+        expect(desk.locator("#call-state")).to_have_text("保持中")  # the caller is still on hold
+        screenshot(desk, "desk-calls-08-consulting")
+        desk.click("#consult-complete")
+        expect(desk.locator("#call-state")).to_have_text("已结束", timeout=10 * MS)
+        expect(desk.locator("#agent-status")).to_have_attribute("data-status", "wrap_up", timeout=10 * MS)
+        assert desk.locator("#call-message").inner_text().strip()
+        screenshot(desk, "desk-calls-09-consult-completed")
+        # agent2 now has the caller: hanging up on agent2's phone ends the caller's call.
+        phone2.hangup()
+        assert caller.got_bye(), (caller.result and caller.result.log_text[-2000:]) or server.log()
+        assert desk.js_errors == []
+
+
 CODE_FIELDS = ["department", "inspector", "grid_cell", "category", "merged_into", "merged_case"]
 
 

@@ -23,7 +23,8 @@
     if (!s) return;
     var el = $("agent-status"); el.dataset.status = s.status; el.textContent = LABELS[s.status] || s.status;
     if (s.status === "on_call") {
-      if (call.state !== "on_call") { call.since = localTime(s.since) || Date.now(); }
+      // A live call keeps its start: a state event during hold or a consultation must not restart the timer.
+      if (call.state !== "on_call" && call.state !== "held") { call.since = localTime(s.since) || Date.now(); }
       setCallState(call.held ? "held" : "on_call");
     } else if (s.status === "wrap_up") {
       setCallState("ended");
@@ -121,7 +122,10 @@
     var v = $("transfer-target").value, i = v.indexOf(":");
     return i < 0 ? {kind: "", target: ""} : {kind: v.slice(0, i), target: v.slice(i + 1)};
   }
-  function transferSay(text) { tf.querySelector('[data-for="transfer"]').textContent = text || ""; }
+  function transferSay(text, ok) {  // ok: what happened, not an error (not in red)
+    var say = tf.querySelector('[data-for="transfer"]');
+    say.textContent = text || ""; say.classList.toggle("info", !!ok);
+  }
   tf.onsubmit = function (e) {
     e.preventDefault(); transferSay("");
     var t = target();
@@ -129,7 +133,7 @@
     hotlineApi("POST", "/api/desk/transfer", {call_id: call.id, kind: t.kind, target: t.target}).then(function (r) {
       if (r.status === 202) {
         if (t.kind === "number") rememberNumber(t.target);
-        transferSay("已转接"); setCallState("ended");
+        transferSay("已转接", true); setCallState("ended");
         callMessage("已转接给 " + ($("transfer-target").selectedOptions[0] && !$("transfer-number").value.trim()
           ? $("transfer-target").selectedOptions[0].textContent.split(" · ")[0] : t.target));
       }
@@ -146,9 +150,9 @@
       if (t.kind === "number") rememberNumber(t.target);
     }
     hotlineApi("POST", "/api/desk/consult", body).then(function (r) {
-      transferSay(r.body.message || "操作失败");
-      if (r.status === 202 && action === "start") setCallState("held");
-      if (r.status === 202 && action === "cancel") setCallState("on_call");
+      transferSay(r.body.message || "操作失败", r.status === 202);
+      if (r.status === 202 && action === "start") { call.held = true; setCallState("held"); }
+      if (r.status === 202 && action === "cancel") { call.held = false; setCallState("on_call"); }
       if (r.status === 202 && action === "complete") { setCallState("ended"); callMessage(r.body.message); }
     });
   }
