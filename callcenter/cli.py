@@ -63,9 +63,34 @@ def _repo(settings):
 
 
 def cmd_serve(settings, args) -> int:
-    from callcenter.bootstrap import serve
+    from callcenter.bootstrap import install_reactor, serve
 
+    install_reactor()
+    from twisted.internet import reactor
+
+    stop_once_on_signals(reactor)
     return serve(settings)
+
+
+def stop_once_on_signals(reactor) -> None:
+    """Ctrl-C or SIGTERM stops the hotline (calls hung up, recordings closed, writes flushed); another
+    one while it stops is logged and ignored, not Twisted's `ReactorNotRunning` traceback. Twisted
+    installs `reactor.sigInt`/`sigTerm`/`sigBreak` when the reactor starts, so these replace its own."""
+    from twisted.internet.error import ReactorNotRunning
+
+    log = logging.getLogger("hotline")
+
+    def stop() -> None:
+        try:
+            reactor.stop()
+        except ReactorNotRunning:
+            log.info("already stopping")
+
+    def on_signal(number: int, frame=None) -> None:
+        log.info("signal %d: stopping (calls are hung up, recordings closed)", number)
+        reactor.callFromThread(stop)
+
+    reactor.sigInt = reactor.sigTerm = reactor.sigBreak = on_signal
 
 
 def cmd_db_upgrade(settings, args) -> int:
