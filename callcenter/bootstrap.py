@@ -456,9 +456,9 @@ class Hotline:
     async def _start_transcription(self, service, on_event) -> None:
         """Every finished recording is transcribed in worker processes; live transcripts when
         a vosk model is configured."""
-        from callcenter.live_stt import start_live_transcriber
+        from callcenter.stt.live import start_live_transcriber
         from callcenter.stt.port import SttError
-        from callcenter.transcription import start_transcription
+        from callcenter.stt.transcription import start_transcription
 
         workers = self._place_cpus()
         try:
@@ -489,7 +489,7 @@ class Hotline:
         if threshold <= 0 or self.transcription is None:
             return
         from callcenter.stt.yielding import YieldPolicy
-        from callcenter.transcription import MediaYield
+        from callcenter.stt.transcription import MediaYield
 
         rtp = self.rtp
         self._media_yield = MediaYield(self.transcription.pool, lambda: rtp.busy_s, self.reactor,

@@ -239,7 +239,7 @@ class DeskService:
         recordings, and one more only when some left a voice message (its transcript)."""
         from sqlalchemy import select
 
-        from callcenter.stt_store import transcripts
+        from callcenter.stt.store import transcripts
         from case_core.adapters.orm import calls, cases, recordings
 
         last = (select(calls).where(calls.c.caller == caller)

@@ -443,7 +443,7 @@ async def db_figures(engine, now: datetime) -> dict[str, Any]:
 
     from callcenter.followup import callbacks_table as cb
     from callcenter.notify.outbox import sms_outbox as sms
-    from callcenter.stt_store import transcript_jobs as jobs
+    from callcenter.stt.store import transcript_jobs as jobs
     from case_core.adapters.orm import cases
 
     recent = (select(jobs.c.rtf).where(jobs.c.status == "done", jobs.c.rtf.is_not(None))

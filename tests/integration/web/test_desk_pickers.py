@@ -173,7 +173,7 @@ async def test_suggestions_offer_only_categories_a_case_can_be_saved_under(clien
 async def test_screen_pop_history_has_a_voice_message_with_its_transcript(env):
     """An earlier call that left a voice message shows 语音留言, the message's URL and its transcript."""
     from callcenter.stt.port import Segment, Transcript
-    from callcenter.stt_store import TranscriptStore
+    from callcenter.stt.store import TranscriptStore
 
     repo = env.repo
     start = NOW - timedelta(hours=3)

@@ -14,7 +14,7 @@ from sqlalchemy import insert, update
 from callcenter.followup import callbacks_table
 from callcenter.metrics import HotlineMetrics
 from callcenter.notify.outbox import enqueue_sms
-from callcenter.stt_store import transcript_jobs
+from callcenter.stt.store import transcript_jobs
 from case_core.adapters.orm import cases
 from case_core.service import CaseService
 from web import metrics as metrics_route

@@ -183,7 +183,7 @@ async def test_case_detail_has_category_name_photos_and_recording_transcripts(en
 async def test_case_detail_recordings_carry_their_time_aligned_transcript(env):
     """Each recording of GET /api/cases/{id} has `transcript` with segments (times, channel)."""
     from callcenter.stt.port import Segment, Transcript
-    from callcenter.stt_store import TranscriptStore
+    from callcenter.stt.store import TranscriptStore
 
     ctx_service = env.client_.app[CTX].service
     rec = await ctx_service.recording_started(call_id="call-9", kind="call", path="/nowhere/call-9.wav",

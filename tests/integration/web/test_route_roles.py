@@ -30,7 +30,7 @@ from callcenter.desk_service import DeskService
 from callcenter.followup import FollowUpDialer
 from callcenter.notify.callbacks import CallbackPolicy, CallbackScheduler
 from callcenter.stt.port import Segment, Transcript
-from callcenter.stt_store import TranscriptStore
+from callcenter.stt.store import TranscriptStore
 from case_core.adapters import migrate, orm
 from case_core.adapters.sqlalchemy_repo import SqlRepository, make_engine, sync_url
 from case_core.domain.calendar import WorkCalendar

@@ -7,7 +7,7 @@ from datetime import datetime
 import pytest
 
 from callcenter.stt.port import Segment, Transcript
-from callcenter.stt_store import TranscriptStore
+from callcenter.stt.store import TranscriptStore
 from case_core.adapters import migrate
 from case_core.adapters.sqlalchemy_repo import SqlRepository, make_engine, sync_url
 from case_core.service import CaseService

@@ -5,7 +5,7 @@ from twisted.internet.task import Clock
 
 from callcenter.config import ConfigError, from_mapping
 from callcenter.stt.yielding import YieldPolicy, busy_share
-from callcenter.transcription import MediaYield
+from callcenter.stt.transcription import MediaYield
 
 
 def test_policy_pauses_above_and_resumes_only_well_below():

@@ -1,5 +1,5 @@
 """Post-call transcription: finished recordings go through the whisper worker pool and
-their transcripts are stored with the call and case (`stt_store`).
+their transcripts are stored with the call and case (`callcenter.stt.store`).
 
 `TranscriptionService.submit(recording_id)` loads the recording row, marks it queued,
 queues the WAV in the pool (a caller's voice message before call recordings), and stores
@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcenter.stt.pool import Priority, TranscriptionPool
 from callcenter.stt.port import SttError
-from callcenter.stt_store import RecordingTranscript, SearchHit, TranscriptStore
+from callcenter.stt.store import RecordingTranscript, SearchHit, TranscriptStore
 
 log = logging.getLogger(__name__)
 
