@@ -14,7 +14,11 @@ Under callgrind the server runs ~50x slower, so N must stay small (default 4: th
 depend on how fast it ran, as long as the server keeps up (check `frames_skipped`/drift is
 not what this measures: keep N small).
 
-    .venv/bin/python bench/media_server_instr.py --tree NEW --tree OLD [--n 4 --hold 20 --repeat 2]
+    .venv/bin/python bench/media_server_instr.py --tree NEW --tree OLD [--n 8 --hold 40 --repeat 3 --settle 60]
+
+On the loaded machine of issue 18's third session (N = 4, no settling) the idle server's own
+rate varied 4–31 M instructions/s between rounds, more than the calls' ~1.5 M per
+call-second: the result was noise. Settle first, and use a quiet machine.
 """
 
 from __future__ import annotations
@@ -52,7 +56,8 @@ def _ctl(*args: str) -> None:
     subprocess.run(["callgrind_control", *args], check=True, capture_output=True, timeout=120)
 
 
-def one(tree: str, n: int, hold: float, rate: float, work: Path, pcap: Path, extra_env: dict) -> dict:
+def one(tree: str, n: int, hold: float, rate: float, work: Path, pcap: Path, extra_env: dict,
+        settle: float = 60.0) -> dict:
     rnd = Path(tempfile.mkdtemp(prefix="round-", dir=work))
     sip_port = sl.free_udp_port()
     cfg = sl.write_hotline_config(work, sip_port, sl.free_tcp_port(), sl.RTP_RANGES["hotline"], code_root=tree)
@@ -62,6 +67,9 @@ def one(tree: str, n: int, hold: float, rate: float, work: Path, pcap: Path, ext
     server = sl.start([*vg, *cmd, "serve", "--config", str(cfg)], cwd=rnd, log=rnd / "server.log", env=env)
     try:
         startup = sl.wait_sip(sip_port, 900)
+        # Work the start-up leaves running (models loading, first heartbeats) must be over
+        # before the idle window, or it is counted as idle and the difference means nothing.
+        time.sleep(settle)
         pid = server.pid
         ramp = n / rate
         call_s = ramp + hold
@@ -112,6 +120,7 @@ def main() -> int:
     ap.add_argument("--hold", type=float, default=20.0)
     ap.add_argument("--rate", type=float, default=2.0)
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--settle", type=float, default=60.0, help="seconds after start-up before measuring")
     ap.add_argument("--prompts", default=None, help="copy built prompts from DIR instead of building them")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
@@ -145,7 +154,7 @@ def main() -> int:
         sl.build_speech_pcap(pcap, args.n / args.rate + args.hold + 2)
         for _ in range(args.repeat):
             for i, tree in enumerate(args.tree):
-                r = one(tree, args.n, args.hold, args.rate, work, pcap, envs.get(i, {}))
+                r = one(tree, args.n, args.hold, args.rate, work, pcap, envs.get(i, {}), args.settle)
                 r["index"] = i
                 doc["rounds"].append(r)
                 print(f"[instr] {i} {tree}: {r.get('instructions_per_call_s')} instr/call-s "
