@@ -113,7 +113,7 @@ def busy_sources(calls: int):
 async def fill_database(url: str, n_cases: int) -> None:
     from sqlalchemy import insert
 
-    from callcenter.followup import callbacks_table
+    from callcenter.callbacks.dialer import callbacks_table
     from callcenter.notify.outbox import sms_outbox
     from case_core.adapters import migrate
     from case_core.adapters.orm import cases

@@ -534,7 +534,7 @@ class Hotline:
 
     async def _start_followups(self, service) -> None:
         """Follow-up calls after a case closes, requested in the case's own transaction."""
-        from callcenter.followup import FollowUpDialer, make_scheduler, request_follow_up
+        from callcenter.callbacks.dialer import FollowUpDialer, make_scheduler, request_follow_up
 
         if not self.settings.followup.enabled:
             return

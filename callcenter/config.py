@@ -500,8 +500,8 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError(f"acd.callback_retry_s: must be between 1 and 3600 seconds, got {settings.acd.callback_retry_s}")
     f = settings.followup
     try:
-        from callcenter.notify.callbacks import CallbackError, CallbackPolicy
-        from callcenter.followup import parse_hours
+        from callcenter.callbacks.scheduler import CallbackError, CallbackPolicy
+        from callcenter.callbacks.dialer import parse_hours
 
         CallbackPolicy(calling_hours=parse_hours(f.calling_hours), max_concurrent=f.max_concurrent,
                        max_attempts=f.max_attempts, follow_up_days=f.within_workdays)

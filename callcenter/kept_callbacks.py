@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcenter import acd
-from callcenter.followup import callbacks_table
+from callcenter.callbacks.dialer import callbacks_table
 from case_core.adapters.orm import metadata
 
 __all__ = ["kept_callbacks", "KeptCallbackStore", "STATES"]

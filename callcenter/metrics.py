@@ -65,7 +65,7 @@ SCREEN_POP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 LOOP_PROBE_S = 0.5
 # A scrape waits this long for the database figures, then answers without them.
 DB_TIMEOUT_S = 5.0
-# callcenter.followup's callbacks.status values.
+# callcenter.callbacks.dialer's callbacks.status values.
 CALLBACK_STATES = ("new", "pending", "dialing", "answered", "failed", "cancelled")
 
 # Every family this module exposes (README "Monitoring"; the dashboard test checks against
@@ -441,7 +441,7 @@ async def db_figures(engine, now: datetime) -> dict[str, Any]:
     one UNION ALL statement, so one round trip and one snapshot."""
     from sqlalchemy import Float, cast, func, literal, null, select, union_all
 
-    from callcenter.followup import callbacks_table as cb
+    from callcenter.callbacks.dialer import callbacks_table as cb
     from callcenter.notify.outbox import sms_outbox as sms
     from callcenter.stt.store import transcript_jobs as jobs
     from case_core.adapters.orm import cases

@@ -111,7 +111,7 @@ class WebContext:
     hub: EventHub = field(default_factory=EventHub)
     sip_address: str = ""
     desk: Desk | None = None  # callcenter.desk_service.DeskService when the ACD runs
-    followups: CallbackDialer | None = None  # callcenter.followup.FollowUpDialer: callbacks and follow-up calls
+    followups: CallbackDialer | None = None  # callcenter.callbacks.dialer.FollowUpDialer: callbacks and follow-up calls
     trunks: dict = field(default_factory=dict)  # trunk name → TrunkRegistration (register = true)
     center_name: str = "12319城建服务热线"  # [center] name: page titles and header
     map_settings: Any = None  # callcenter.config.MapSettings ([map]): base map tiles; None = none

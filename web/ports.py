@@ -53,7 +53,7 @@ class Desk(Protocol):
 
 
 class CallbackDialer(Protocol):
-    """Scheduled callbacks and follow-up calls (`callcenter.followup.FollowUpDialer`).
+    """Scheduled callbacks and follow-up calls (`callcenter.callbacks.dialer.FollowUpDialer`).
 
     `scheduler` (`policy.calling_hours`, `next_calling_time(kind, due)`) and `state.callbacks`
     (the live schedule) are read as they are.

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import insert, select
 
-from callcenter.followup import FollowUpDialer, callbacks_table, make_scheduler
+from callcenter.callbacks.dialer import FollowUpDialer, callbacks_table, make_scheduler
 from callcenter.config import from_mapping
 from case_core.adapters import migrate
 from case_core.adapters.sqlalchemy_repo import SqlRepository, make_engine, sync_url

@@ -16,7 +16,7 @@ from callcenter import acd
 from callcenter.acd_driver import AcdDriver, default_config
 from callcenter.acd_store import AgentProfile
 from callcenter.desk_service import DeskService
-from callcenter.followup import callbacks_table
+from callcenter.callbacks.dialer import callbacks_table
 from callcenter.kept_callbacks import KeptCallbackStore, kept_callbacks
 
 TZ = ZoneInfo("Asia/Shanghai")

@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from twisted.internet.task import Clock
 
-from callcenter.followup import FollowUpDialer
-from callcenter.notify.callbacks import CallbackPolicy, CallbackScheduler
+from callcenter.callbacks.dialer import FollowUpDialer
+from callcenter.callbacks.scheduler import CallbackPolicy, CallbackScheduler
 from case_core.adapters import migrate
 from case_core.adapters.sqlalchemy_repo import SqlRepository, make_engine, sync_url
 from case_core.domain.calendar import WorkCalendar

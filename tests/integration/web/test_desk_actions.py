@@ -16,8 +16,8 @@ from callcenter import acd
 from callcenter.acd_driver import AcdDriver, default_config
 from callcenter.desk_service import DeskService
 from callcenter.dialplan import DialPlan
-from callcenter.followup import FollowUpDialer
-from callcenter.notify.callbacks import CallbackPolicy, CallbackScheduler
+from callcenter.callbacks.dialer import FollowUpDialer
+from callcenter.callbacks.scheduler import CallbackPolicy, CallbackScheduler
 from case_core.adapters import migrate, orm
 from case_core.adapters.sqlalchemy_repo import SqlRepository, make_engine, sync_url
 from case_core.domain.calendar import WorkCalendar

@@ -11,7 +11,7 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import insert, update
 
-from callcenter.followup import callbacks_table
+from callcenter.callbacks.dialer import callbacks_table
 from callcenter.metrics import HotlineMetrics
 from callcenter.notify.outbox import enqueue_sms
 from callcenter.stt.store import transcript_jobs

@@ -27,8 +27,8 @@ from twisted.internet.task import Clock
 
 from callcenter.acd_driver import AcdDriver, default_config
 from callcenter.desk_service import DeskService
-from callcenter.followup import FollowUpDialer
-from callcenter.notify.callbacks import CallbackPolicy, CallbackScheduler
+from callcenter.callbacks.dialer import FollowUpDialer
+from callcenter.callbacks.scheduler import CallbackPolicy, CallbackScheduler
 from callcenter.stt.port import Segment, Transcript
 from callcenter.stt.store import TranscriptStore
 from case_core.adapters import migrate, orm

@@ -7,7 +7,7 @@ import inspect
 import pytest
 
 from callcenter.desk_service import DeskService
-from callcenter.followup import FollowUpDialer
+from callcenter.callbacks.dialer import FollowUpDialer
 from callcenter.metrics import HotlineMetrics
 from case_core import ports as case_ports
 from case_core.adapters.sqlalchemy_repo import SqlRepository

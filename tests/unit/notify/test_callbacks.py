@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from callcenter.notify.callbacks import (
+from callcenter.callbacks.scheduler import (
     CallbackCancelled,
     CallbackError,
     CallbackPolicy,
@@ -205,7 +205,7 @@ def test_next_attempt_shown_is_always_inside_calling_hours():
 
 def test_a_stale_due_time_is_moved_into_calling_hours_on_the_next_step():
     """A pending callback loaded with a due time outside calling hours (an older row) is shown at its real next attempt."""
-    from callcenter.notify.callbacks import Callback
+    from callcenter.callbacks.scheduler import Callback
 
     stale = Callback("r", "follow_up", "13800138003", datetime(2025, 3, 17, 2, 32), datetime(2025, 3, 17, 2, 32))
     s, actions = SCHEDULER.step(SchedulerState().with_callback(stale), Tick(), datetime(2025, 3, 17, 3, 0))

@@ -1,5 +1,5 @@
 """Follow-up calls (回访) and scheduled callbacks: their table, and the dialer that drives the
-pure scheduler (`callcenter.notify.callbacks`).
+pure scheduler (`callcenter.callbacks.scheduler`).
 
 A follow-up is requested inside the transaction that closes a case (the repository's change
 hook), so none is lost or doubled. The dialer loads open callbacks at start (an attempt that
@@ -19,7 +19,7 @@ from typing import Any, Awaitable, Callable
 from sqlalchemy import Column, DateTime, Index, String, Table, Text, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from callcenter.notify import callbacks as cbs
+from callcenter.callbacks import scheduler as cbs
 from case_core.adapters.orm import metadata
 
 log = logging.getLogger(__name__)
