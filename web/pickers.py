@@ -21,12 +21,16 @@ something to pick.
 from __future__ import annotations
 
 import functools
+import json
 from typing import Any
 
 from aiohttp import web
 
 from case_core.domain.category_search import CategoryIndex
 from web.app import CTX, USER, api_auth, json_error
+
+# Names as UTF-8, not \\u escapes: what a person reading the answer (curl, the browser's network tab) sees.
+_json = functools.partial(web.json_response, dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
 LIMIT = 30
 QUEUE_LABELS = {"report": "反映问题", "consult": "咨询", "general": "人工服务"}
@@ -110,7 +114,7 @@ async def api_places(request: web.Request) -> web.Response:
     ranked.sort(key=lambda r: r[0])
     out = [{"name": p.name, "kind": p.kind, "aliases": list(p.aliases), **_cell_json(cells.get(p.grid_id), p.grid_id)}
            for _, p in ranked[:_limit(request)]]
-    return web.json_response(out)
+    return _json(out)
 
 
 @api_auth
@@ -119,7 +123,7 @@ async def api_grid_cells(request: web.Request) -> web.Response:
     _, cells = await places_and_cells(request)
     out = [_cell_json(c, grid_id) for grid_id, c in sorted(cells.items())
            if not q or q in c.name or grid_id.startswith(q)]
-    return web.json_response(out[:_limit(request)])
+    return _json(out[:_limit(request)])
 
 
 @api_auth
@@ -138,7 +142,7 @@ async def api_departments(request: web.Request) -> web.Response:
     rank = {c: i for i, c in enumerate(suggested)}
     known = ref.departments or _demo_departments()  # none imported: the demo district's
     depts = sorted(known.values(), key=lambda d: (rank.get(d.code, len(rank)), d.code))
-    return web.json_response({
+    return _json({
         "suggested": suggested[0] if suggested else None,
         "departments": [{"code": d.code, "name": d.name, "suggested": d.code in rank, "phone": d.phone}
                         for d in depts],
@@ -154,7 +158,7 @@ async def api_inspectors(request: web.Request) -> web.Response:
     # With `case_id`: inspectors on duty (a recent position from 城管通) nearest to the case first.
     near = await _inspector_distances(request, request.query.get("case_id", ""))
     users.sort(key=lambda u: (u.username not in near, near.get(u.username, 0), u.username != own, u.username))
-    return web.json_response([{"username": u.username, "name": u.display_name or u.username,
+    return _json([{"username": u.username, "name": u.display_name or u.username,
                                "suggested": u.username == own, "on_duty": u.username in near,
                                "distance_m": near.get(u.username)} for u in users])
 
@@ -192,7 +196,7 @@ async def api_transfer_targets(request: web.Request) -> web.Response:
         return json_error(403, "forbidden", "只有受理员、值班长或班长可以查看转接目标")
     desk = request.app[CTX].desk
     if desk is None or desk.acd is None:
-        return web.json_response({"queues": [], "agents": [], "numbers": []})
+        return _json({"queues": [], "agents": [], "numbers": []})
     state = desk.acd.state
     names = {u.username: (u.display_name or u.username) for u in await request.app[CTX].repo.list_users()}
     queues = [{"name": q, "label": QUEUE_LABELS.get(q, q), "waiting": len(state.queue_entries(q))}
@@ -209,7 +213,7 @@ async def api_transfer_targets(request: web.Request) -> web.Response:
                 numbers.append(number)
         if len(numbers) >= 8:
             break
-    return web.json_response({"queues": queues, "agents": agents, "numbers": numbers})
+    return _json({"queues": queues, "agents": agents, "numbers": numbers})
 
 
 def setup(app: web.Application) -> None:

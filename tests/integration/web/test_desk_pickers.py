@@ -39,6 +39,8 @@ async def test_departments_suggested_by_the_routing_rules_for_category_and_grid_
     first = body["departments"][0]
     assert first["code"] == "municipal" and first["suggested"] and first["name"] == "市政设施养护中心"
     assert len(body["departments"]) >= 4 and not body["departments"][-1]["suggested"]
+    raw = await (await client.get("/api/reference/departments")).text()
+    assert "市政设施养护中心" in raw and "\\u" not in raw  # UTF-8, not \\u-escaped
     _, none = await get(client, "/api/reference/departments")
     assert none["suggested"] is None or none["suggested"] != "municipal" or len(none["departments"]) >= 4
 
