@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,6 +11,26 @@ from contextlib import contextmanager
 import pytest
 
 PG_ADMIN_URL = os.environ.get("HOTLINE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+# Skip reasons that name a missing program ("sipp not installed", "espeak-ng and sox are needed …").
+_MISSING_TOOL = re.compile(r"\b(installed|needed)\b")
+
+
+def missing_tool_skip_fails(reason: str, env) -> bool:
+    """Under CI (`CI` set) a test skipped for a missing tool fails instead: .ci/install-system.sh installs
+    every tool, so such a skip would only hide a broken set-up. Elsewhere it stays a skip."""
+    return bool(env.get("CI")) and bool(_MISSING_TOOL.search(reason))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and not hasattr(report, "wasxfail") and isinstance(report.longrepr, tuple):
+        reason = str(report.longrepr[2])
+        if missing_tool_skip_fails(reason, os.environ):
+            report.outcome = "failed"
+            report.longrepr = f"under CI a missing tool fails instead of skipping: {reason}"
 
 
 def _pg_base() -> str:
