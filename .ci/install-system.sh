@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Install the system programs the end-to-end tests drive: sipp (sip-tester; socat puts TLS
+# Install the system programs the end-to-end tests drive (and gcc, which builds the RTP
+# engine's C batch I/O helper in .ci/setup-venv.sh): sipp (sip-tester; socat puts TLS
 # in front of it, as Debian builds sipp without OpenSSL), baresip,
 # espeak-ng + sox (prompts), chromium + a CJK font (UI screenshots), kannel (SMS),
 # kamailio + its PostgreSQL modules (the cluster's SIP entry point, `make cluster`).
 # Idempotent: a no-op (no apt-get update) when every package is already installed.
 set -euo pipefail
 
-PACKAGES=(sip-tester socat sipvicious baresip espeak-ng sox chromium chromium-l10n fonts-wqy-microhei kannel kannel-extras nodejs postgresql-client kamailio kamailio-postgres-modules)
+PACKAGES=(gcc sip-tester socat sipvicious baresip espeak-ng sox chromium chromium-l10n fonts-wqy-microhei kannel kannel-extras nodejs postgresql-client kamailio kamailio-postgres-modules)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
