@@ -52,6 +52,9 @@ def build(force: bool = False) -> tuple[bool, str]:
 
 def main() -> int:
     ok, what = build(force="--force" in sys.argv)
+    if not ok:
+        # A helper left from an older source must not run against this one.
+        target().unlink(missing_ok=True)
     print(f"rtpio: {what}")
     return 0
 
