@@ -1,19 +1,25 @@
 """Cross-validation of the category model on the TRAINING wording only, grouped by phrase.
 Prints JSON.
 
-    nice -n 10 .venv/bin/python bench/classifier_cv.py [--folds 4] [--variants product,words,...]
+    nice -n 10 .venv/bin/python bench/classifier_cv.py [--folds 4] [--variants product,lr,...]
+        [--added matters_colloquial.yaml,components_more.yaml]
 
 The held-out split is written from phrases the training split never uses, so a random
 k-fold over ``train.csv`` (where every phrase appears in every fold) scores ~99 % and says
 nothing about unseen wording. Here each fold withholds a share of the *training* pools
 instead — every K-th matter phrasing of each code (matters*.yaml before ``||``), every K-th
 problem phrase of each component kind and of the generic pool, every K-th object name of
-each component (the test texts may use any training name, as held-out texts may) — builds 36 training and 6
-validation texts per code from the rest (same builder, frames, places and noise as
+each component (the test texts may use any training name, as held-out texts may) — builds
+36 training and 6 validation texts per code from the rest (same builder, frames, places and noise as
 `corpus/build.py`) and 8 test texts per code from the withheld phrases (no keyword tags,
 as on the held-out split). The name-match lexicon is rebuilt from the fold's own training
-wording, so a withheld phrase's keyword does not leak through it. The held-out split and
-the held-out pools of phrasing.yaml are never read. Scores only; no timing is asserted.
+wording, so a withheld phrase's keyword does not leak through it. The held-out split is
+never read and the held-out pools of phrasing.yaml are never used. Scores only; no timing is asserted.
+
+Folds are cut from the corpus without the round-4 files (`build.ROUND4`); ``--added`` puts
+those files on every fold's training side, so runs with and without them are scored on the
+same test texts and their difference is what the added wording brings. ``--variants`` names
+entries of `case_core.classifier_training.VARIANTS` (each trained on the same folds).
 """
 from __future__ import annotations
 

@@ -142,6 +142,7 @@ def train_model(items: Sequence[tuple[str, str]], *, validation: Sequence[tuple[
     labels = tuple(str(c) for c in clf.classes_)
     weights = clf.coef_.T.astype(np.float32) if len(labels) > 2 else np.hstack(
         [-clf.coef_.T, clf.coef_.T]).astype(np.float32)
+    bias = clf.intercept_ if len(labels) > 2 else np.array([-clf.intercept_[0], clf.intercept_[0]])
     temperature, threshold = 1.0, 0.0
     aliases: dict[str, tuple[int, ...]] = {}
     for code, words in (category_lexicon() if lexicon is None else lexicon).items():
