@@ -58,6 +58,9 @@ ROUTES: dict[tuple[str, str], str] = {
     ('GET', '/cases/{case_id}'):                            '302 200 200 200 403 200 200 200 200 200',
     ('GET', '/recordings/{rec_id}.wav'):                    '401 200 200 200 403 200 200 200 200 200',
     ('GET', '/api/trunks'):                                 '401 403 403 403 403 403 403 200 200 403',
+    ('GET', '/api/cluster'):                                '401 403 403 403 403 403 403 200 200 403',
+    ('POST', '/api/cluster/{node_id}/drain'):               '401 403 403 403 403 403 403 403 403 403',
+    ('POST', '/api/cluster/{node_id}/resume'):              '401 403 403 403 403 403 403 403 403 403',
     ('GET', '/api/audit'):                                  '401 403 403 403 403 403 403 403 403 403',
     ('GET', '/ws'):                                         '401 400 400 400 400 400 400 400 400 400',
     ('GET', '/static/{filename}'):                          '200 200 200 200 200 200 200 200 200 200',
@@ -214,7 +217,8 @@ async def env(aiohttp_client, sqlite_url, tmp_path):
     tokens = {c: await repo.create_token(_user_of(c), NOW) for c in COLUMNS[1:]}
     params = {"case_id": case_id, "rec_id": rec, "photo_id": photo.id, "callback_id": 1, "action": "note",
               "name": "case_accepted", "number": "13800000009", "code": "component-01002", "fmt": "json",
-              "request_id": number, "key": "handling", "filename": "desk.css", "addr": "192.0.2.66"}
+              "request_id": number, "key": "handling", "filename": "desk.css", "addr": "192.0.2.66",
+              "node_id": "node-1"}
     yield app, client, tokens, params
     dialer.stop()
     driver.stop()
