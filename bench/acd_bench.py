@@ -259,7 +259,7 @@ def server_config(n_agents: int) -> acd.AcdConfig:
     """What the server runs: callcenter.acd_driver.default_config (3 queues, everyone in each)."""
     from types import SimpleNamespace
 
-    from callcenter.acd_driver import default_config
+    from callcenter.calls.acd_driver import default_config
 
     profiles = [SimpleNamespace(username=a.id, extension=a.extension, skills=a.skills, role="agent")
                 for a in agent_configs(n_agents)]

@@ -97,7 +97,7 @@ class DeskService:
                 raise DeskError("target agent not ready", "目标坐席不存在或不在示闲状态。")
             # Keep the queue from giving them a call while they talk to us.
             self.acd.handle(acd.AgentPaused(target, "consult"))
-            ok = call.start_consult(other.extension, number=False)
+            ok = call.start_consult(other.extension, number=False, acd_agent=target)
             if not ok:
                 self.acd.handle(acd.AgentReady(target))
         elif kind == "number":
@@ -109,19 +109,18 @@ class DeskService:
             raise DeskError(f"bad consult kind {kind!r}", "咨询转接只能转给坐席或外线号码。")
         if not ok:
             raise DeskError("consult failed", "无法呼叫转接目标（未注册或没有外线中继）。")
-        call.consult_agent = target if kind == "agent" else None
 
     def consult_complete(self, username: str, call_id: str) -> None:
         """Hand the caller over to the consulted party; the agent's leg ends (wrap-up)."""
         call = self._own_call(username, call_id)
         if not call.complete_consult():
             raise DeskError("consult not answered", "对方尚未接听，不能完成转接。")
+        # The call forgot its queue agent (outside the queue's accounting from here).
         self.acd.handle(acd.CallEnded(username, call_id, hung_up_by="agent"))
-        call.bridged_agent = None  # from here the call is outside the queue's accounting
 
     def consult_cancel(self, username: str, call_id: str) -> None:
         call = self._own_call(username, call_id)
-        target, call.consult_agent = call.consult_agent, None
+        target = call.consult_agent
         call.cancel_consult()
         if target is not None and self.acd.state.agents[target].status == "paused":
             self.acd.handle(acd.AgentReady(target))

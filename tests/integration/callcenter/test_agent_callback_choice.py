@@ -7,6 +7,8 @@ import datetime as dt
 from types import SimpleNamespace
 
 from callcenter import calls
+from callcenter.calls import router as calls_router
+from callcenter.calls.acd_driver import AcdDriver
 from callcenter.acd.model import Agent
 from callcenter.dialplan import DialPlan
 
@@ -27,7 +29,10 @@ class FakeCallback:
 
 
 def _router(agents: list[Agent], registered: set[str]):
-    router = SimpleNamespace(acd=SimpleNamespace(state=SimpleNamespace(agents={a.id: a for a in agents})),
+    acd = SimpleNamespace(state=SimpleNamespace(agents={a.id: a for a in agents}))
+    acd.agent_extension = lambda agent_id: AcdDriver.agent_extension(acd, agent_id)
+    acd.longest_ready = lambda has_phone: AcdDriver.longest_ready(acd, has_phone)
+    router = SimpleNamespace(acd=acd,
                              bindings_for=lambda ext: ["binding"] if ext in registered else [],
                              dialplan=DialPlan())
     router._may_dial = lambda number: calls.CallRouter._may_dial(router, number)
@@ -36,7 +41,7 @@ def _router(agents: list[Agent], registered: set[str]):
 
 def test_a_callback_abroad_rings_nobody(monkeypatch):
     """The [dialplan] refuses an international number before any agent's phone rings."""
-    monkeypatch.setattr(calls, "CallbackCall", FakeCallback)
+    monkeypatch.setattr(calls_router, "CallbackCall", FakeCallback)
     FakeCallback.started = []
     router = _router([Agent(id="agent1", extension="1001", skills={}, status="ready", since=T0)], {"1001"})
     assert not calls.CallRouter.place_agent_callback(router, "cb-9", "0044207946000", "agent1", on_outcome=print)
@@ -45,7 +50,7 @@ def test_a_callback_abroad_rings_nobody(monkeypatch):
 
 def test_a_callback_without_agent_rings_the_agent_ready_longest(monkeypatch):
     """Ready agents with a registered phone are candidates; the one ready longest rings."""
-    monkeypatch.setattr(calls, "CallbackCall", FakeCallback)
+    monkeypatch.setattr(calls_router, "CallbackCall", FakeCallback)
     FakeCallback.started = []
     agents = [
         Agent(id="agent1", extension="1001", skills={}, status="ready", since=T0 + dt.timedelta(minutes=5)),
@@ -60,7 +65,7 @@ def test_a_callback_without_agent_rings_the_agent_ready_longest(monkeypatch):
 
 def test_own_agent_first_and_nobody_ready_fails(monkeypatch):
     """A callback with its agent rings that agent; without one and nobody ready, it is not placed."""
-    monkeypatch.setattr(calls, "CallbackCall", FakeCallback)
+    monkeypatch.setattr(calls_router, "CallbackCall", FakeCallback)
     FakeCallback.started = []
     agents = [Agent(id="agent1", extension="1001", skills={}, status="paused", since=T0)]
     router = _router(agents, registered={"1001"})

@@ -13,8 +13,9 @@ from sqlalchemy import select
 from twisted.internet.task import Clock
 
 from callcenter import acd
-from callcenter.acd_driver import AcdDriver, default_config
+from callcenter.calls.acd_driver import AcdDriver, default_config
 from callcenter.acd_store import AgentProfile
+from callcenter.calls.ports import CallInfo
 from callcenter.desk_service import DeskService
 from callcenter.callbacks.dialer import callbacks_table
 from callcenter.kept_callbacks import KeptCallbackStore, kept_callbacks
@@ -24,27 +25,23 @@ T0 = datetime(2026, 12, 7, 10, 0, tzinfo=TZ)
 PROFILES = [AgentProfile("agent1", "1001", {}), AgentProfile("agent2", "1002", {})]
 
 
-class FakeCall:
-    def __init__(self, call_id):
-        self.call_id = call_id
-
-    def connect_agent(self, *a, **k):
-        return True
-
-    def __getattr__(self, name):  # announce_position, queue_answered, offer_callback...
-        return lambda *a, **k: None
-
-
 class FakeRouter:
-    """Records callbacks the ACD places; live callers are fakes that accept everything."""
+    """The CallControl port: records callbacks the ACD places; live callers accept every event."""
 
     def __init__(self, clock):
         self.clock = clock
         self.placed: list[tuple[str, str, str]] = []
-        self.calls: dict[str, FakeCall] = {}
+        self.delivered: list[tuple[str, object]] = []
 
-    def find(self, call_id):
-        return self.calls.setdefault(call_id, FakeCall(call_id))
+    def deliver(self, call_id, event) -> bool:
+        self.delivered.append((call_id, event))
+        return True
+
+    def describe(self, call_id):
+        return CallInfo(call_id, None, "12319")
+
+    def find(self, call_id):  # the desk's call control: no live call here
+        return None
 
     def place_callback(self, call_id, number, agent_id, extension, queue, ring_timeout_s) -> bool:
         self.placed.append((call_id, number, agent_id))
@@ -93,7 +90,7 @@ def _hotline(engine, clock, **kw) -> Hotline:
     h.router = FakeRouter(clock)
     h.store = KeptCallbackStore(engine, TZ)
     h.driver = AcdDriver(default_config(PROFILES, callback_offer_after_s=30), clock=clock, tz=TZ,
-                         router=h.router, publish=lambda *a, **k: None, record=_noop, spawn=h.tasks.append_task)
+                         calls=h.router, publish=lambda *a, **k: None, record=_noop, spawn=h.tasks.append_task)
     h.driver.keep_places(h.store, max_tries=kw.get("max_tries", 2), retry_s=60)
     return h
 

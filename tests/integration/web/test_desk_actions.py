@@ -13,7 +13,8 @@ from sqlalchemy import select
 from twisted.internet.task import Clock
 
 from callcenter import acd
-from callcenter.acd_driver import AcdDriver, default_config
+from callcenter.calls.acd_driver import AcdDriver, default_config
+from callcenter.calls.ports import CallInfo
 from callcenter.desk_service import DeskService
 from callcenter.dialplan import DialPlan
 from callcenter.callbacks.dialer import FollowUpDialer
@@ -64,6 +65,14 @@ class FakeRouter:
     def find(self, call_id):
         return self.calls.setdefault(call_id, FakeCall(call_id))
 
+    def deliver(self, call_id, event) -> bool:
+        """The CallControl port: every call takes every event from the ACD."""
+        self.find(call_id)
+        return True
+
+    def describe(self, call_id):
+        return CallInfo(call_id, CALLER, "12319")
+
     def place_agent_callback(self, callback_id, number, agent, on_outcome) -> bool:
         self.placed.append((callback_id, number, agent))
         return True
@@ -85,7 +94,7 @@ async def env(sqlite_url):
         tasks.append(asyncio.ensure_future(coro))
 
     now_dt = lambda: datetime.fromtimestamp(clock.seconds(), TZ).replace(tzinfo=None)  # noqa: E731
-    driver = AcdDriver(default_config([Profile("agent1", "1001", {})]), clock=clock, tz=TZ, router=router,
+    driver = AcdDriver(default_config([Profile("agent1", "1001", {})]), clock=clock, tz=TZ, calls=router,
                        publish=lambda *a, **k: None, record=_noop, spawn=spawn)
     desk = DeskService(acd_driver=driver, repo=repo, router=router, now_dt=now_dt)
     dialer = FollowUpDialer(engine=repo.engine, scheduler=CallbackScheduler(CallbackPolicy(), WorkCalendar()),

@@ -1,8 +1,11 @@
 """Drives the pure ACD core: feeds it events, performs its actions, and arms one timer.
 
-It connects queue decisions to calls (ring an agent's phone, bridge, announce position,
-overflow to a voice message), tells each agent's desk about its own calls (screen pop over
-WebSocket to that agent only), keeps the queue log, and answers the wallboard's questions.
+It turns queue decisions into events for the calls (ring an agent's phone, bridge, announce
+position, overflow to a voice message), delivered through the `CallControl` port — it never
+holds a call object; tells each agent's desk about its own calls (screen pop over WebSocket to
+that agent only), keeps the queue log, and answers the wallboard's questions. Towards the
+calls it is their `AcdPort` (`handle`, `agents_staffed`, `agent_extension`, `longest_ready`,
+`release_consulted`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Any, Awaitable, Callable
 
 from callcenter import acd
+from callcenter.calls import model as calls
+from callcenter.calls.ports import CallControl, CallInfo
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +64,7 @@ class AcdDriver:
         *,
         clock,
         tz: tzinfo,
-        router,
+        calls: CallControl,
         publish: Callable[..., None],
         record: Callable[[Any], Awaitable[None]],
         spawn: Callable[[Awaitable[Any]], Any],
@@ -67,7 +72,7 @@ class AcdDriver:
     ):
         self.clock = clock
         self.tz = tz
-        self.router = router
+        self.calls = calls
         self.publish = publish
         self.record = record
         self.spawn = spawn
@@ -96,6 +101,25 @@ class AcdDriver:
     def agents_staffed(self) -> int:
         """Agents at work (logged in, not paused): a caller who queues will be answered."""
         return sum(1 for a in self.state.agents.values() if a.status not in ("logged_out", "paused"))
+
+    def agent_extension(self, agent_id: str) -> str | None:
+        agent = self.state.agents.get(agent_id)
+        return agent.extension if agent is not None else None
+
+    def longest_ready(self, has_phone: Callable[[str], bool]) -> tuple[str, str] | None:
+        """(agent, extension) of the agent ready longest whose phone is registered, or None."""
+        ready = [a for a in self.state.agents.values() if a.status == "ready" and has_phone(a.extension)]
+        if not ready:
+            return None
+        chosen = min(ready, key=lambda a: (a.since is None, a.since or 0, a.id))
+        return chosen.id, chosen.extension
+
+    def release_consulted(self, agent_id: str) -> None:
+        """A colleague paused for a consultation ("consult") is ready again once the call is
+        over, unless they changed their state themselves meanwhile."""
+        agent = self.state.agents.get(agent_id)
+        if agent is not None and agent.status == "paused" and agent.pause_reason == "consult":
+            self.handle(acd.AgentReady(agent_id))
 
     def agent_status(self, agent_id: str) -> dict | None:
         agent = self.state.agents.get(agent_id)
@@ -243,74 +267,71 @@ class AcdDriver:
 
     # -- actions out -----------------------------------------------------------------------------
     def _perform(self, a) -> None:
-        router = self.router
-        if isinstance(a, acd.RingAgent):
-            call = router.find(a.call)
-            # The ACD's own ring timeout decides; the SIP leg's is a safety net behind it.
-            if call is None or not call.connect_agent(a.extension, a.timeout_s + 10, acd_agent=a.agent):
-                self.router.clock.callLater(0, self.handle, acd.AgentNoAnswer(a.agent, a.call))
-                return
-            if self.screen_pop is not None:
-                self.spawn(self._pop(a, call))
-        elif isinstance(a, acd.StopRinging):
-            call = router.find(a.call)
-            if call is not None and call.agent is not None and call.agent.acd_agent == a.agent:
-                call.agent.hangup("stop ringing")
-                call.agent = None
-            self.publish("screen_pop_cancelled", {"call_id": a.call}, to_user=a.agent)
-        elif isinstance(a, acd.Bridge):
-            call = router.find(a.call)
-            if call is not None:
-                call.queue_answered(a.agent)
-        elif isinstance(a, acd.AnnouncePosition):
-            call = router.find(a.call)
-            if call is not None:
-                call.announce_position(a.position, a.eta_s)
-        elif isinstance(a, acd.Overflow):
-            call = router.find(a.call)
-            if call is not None:
-                call.queue_overflow(a.target, a.reason)
-        elif isinstance(a, acd.Unbridge):
-            call = router.find(a.call)
-            if call is not None and hasattr(call, "unbridge"):
-                call.unbridge(a.agent)
-        elif isinstance(a, acd.TransferToNumber):
-            call = router.find(a.call)
-            if call is None or not hasattr(call, "connect_number") or not call.connect_number(a.number):
-                log.warning("transfer of %s to %s failed: no route", a.call, a.number)
-                if call is not None:
-                    call.hangup("transfer failed")
-        elif isinstance(a, acd.OfferCallback):
-            call = router.find(a.call)
-            if call is not None and hasattr(call, "offer_callback"):
-                call.offer_callback()
-        elif isinstance(a, acd.PlaceCallback):
-            if self.stopping:  # the place stays pending in the database for the next start
-                return
-            agent = self.state.agents[a.agent]
-            queue = self.state.config.queues[a.queue]
-            if not router.place_callback(a.call, a.number, a.agent, agent.extension, a.queue, queue.ring_timeout_s):
-                self.router.clock.callLater(0, self.handle, acd.CallbackFailed(a.call, "agent phone not registered"))
-                return
-            if self.screen_pop is not None:
-                self.spawn(self._pop_callback(a))
-        elif isinstance(a, (acd.StartWrapUp, acd.EndWrapUp)):
-            kind = "wrap_up_started" if isinstance(a, acd.StartWrapUp) else "wrap_up_ended"
-            data = {"call_id": a.call}
-            if isinstance(a, acd.StartWrapUp):
-                data["until"] = a.until.isoformat()
-            self.publish(kind, data, to_user=a.agent)
-        elif isinstance(a, acd.QueueEventLogged):
-            log.info("queue %s: %s call=%s agent=%s %s", a.queue, a.kind, a.call, a.agent or "-", a.detail or "")
-            self.log.append(a)
-            self.spawn(self.record(a))
-            if self.kept is not None:
-                self._kept_event(a)
-            self._wallboard_changed()
-        else:
+        perform = self._actions.get(type(a))
+        if perform is None:
             log.info("ACD action %s is not supported by the call side yet", type(a).__name__)
+        else:
+            perform(self, a)
 
-    async def _pop(self, a: acd.RingAgent, call) -> None:
+    def _ring(self, a: acd.RingAgent) -> None:
+        if not self.calls.deliver(a.call, calls.AgentRingRequested(a.agent, a.extension, a.timeout_s)):
+            self.clock.callLater(0, self.handle, acd.AgentNoAnswer(a.agent, a.call))
+            return
+        if self.screen_pop is not None:
+            info = self.calls.describe(a.call)
+            if info is not None:
+                self.spawn(self._pop(a, info))
+
+    def _stop_ringing(self, a: acd.StopRinging) -> None:
+        self.calls.deliver(a.call, calls.RingStopped(a.agent))
+        self.publish("screen_pop_cancelled", {"call_id": a.call}, to_user=a.agent)
+
+    def _transfer_to_number(self, a: acd.TransferToNumber) -> None:
+        if not self.calls.deliver(a.call, calls.TransferToNumberRequested(a.number)):
+            log.warning("transfer of %s to %s failed", a.call, a.number)
+
+    def _place_callback(self, a: acd.PlaceCallback) -> None:
+        if self.stopping:  # the place stays pending in the database for the next start
+            return
+        agent = self.state.agents[a.agent]
+        queue = self.state.config.queues[a.queue]
+        if not self.calls.place_callback(a.call, a.number, a.agent, agent.extension, a.queue, queue.ring_timeout_s):
+            self.clock.callLater(0, self.handle, acd.CallbackFailed(a.call, "agent phone not registered"))
+            return
+        if self.screen_pop is not None:
+            self.spawn(self._pop_callback(a))
+
+    def _wrap_up(self, a) -> None:
+        kind = "wrap_up_started" if isinstance(a, acd.StartWrapUp) else "wrap_up_ended"
+        data = {"call_id": a.call}
+        if isinstance(a, acd.StartWrapUp):
+            data["until"] = a.until.isoformat()
+        self.publish(kind, data, to_user=a.agent)
+
+    def _logged(self, a: acd.QueueEventLogged) -> None:
+        log.info("queue %s: %s call=%s agent=%s %s", a.queue, a.kind, a.call, a.agent or "-", a.detail or "")
+        self.log.append(a)
+        self.spawn(self.record(a))
+        if self.kept is not None:
+            self._kept_event(a)
+        self._wallboard_changed()
+
+    _actions: dict[type, Callable[["AcdDriver", Any], None]] = {
+        acd.RingAgent: _ring,
+        acd.StopRinging: _stop_ringing,
+        acd.Bridge: lambda self, a: self.calls.deliver(a.call, calls.QueueBridged(a.agent)),
+        acd.AnnouncePosition: lambda self, a: self.calls.deliver(a.call, calls.PositionAnnounced(a.position, a.eta_s)),
+        acd.Overflow: lambda self, a: self.calls.deliver(a.call, calls.QueueOverflowed(a.target, a.reason)),
+        acd.Unbridge: lambda self, a: self.calls.deliver(a.call, calls.Unbridged(a.agent)),
+        acd.TransferToNumber: _transfer_to_number,
+        acd.OfferCallback: lambda self, a: self.calls.deliver(a.call, calls.CallbackOffered()),
+        acd.PlaceCallback: _place_callback,
+        acd.StartWrapUp: _wrap_up,
+        acd.EndWrapUp: _wrap_up,
+        acd.QueueEventLogged: _logged,
+    }
+
+    async def _pop(self, a: acd.RingAgent, call: CallInfo) -> None:
         # What is in memory goes out at once, as the phone starts ringing; the caller's
         # history (database reads) follows as `screen_pop_history`.
         self.publish("screen_pop", {
@@ -326,7 +347,7 @@ class AcdDriver:
         }, to_user=a.agent)
 
     async def _pop_callback(self, a: acd.PlaceCallback) -> None:
-        call = self.router.find(a.call)
+        call = self.calls.describe(a.call)
         if call is None:
             return
         data = await self.screen_pop(a.agent, call)

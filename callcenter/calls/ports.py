@@ -1,0 +1,111 @@
+"""The call side's ports: what call control needs from the rest, and what it offers the ACD.
+
+- `SipPort`: typed SIP commands on one dialog (answer, reject, hangup …), not command strings;
+  `EndpointSip` adapts the Twisted endpoint (`twisted_sip.SipEndpoint.command`) to it.
+- `AcdPort`: what a call tells the ACD and asks it (the local `AcdDriver`, or a cross-node one).
+- `CallControl`: what the ACD driver may do to calls — deliver an event, describe a call for
+  the screen pop, place a kept-place callback. Nothing reaches into the router's calls.
+- `CallServices`: the case service's call records (implemented by case_core.service).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+
+class CallServices(Protocol):
+    """What call control needs from the rest of the system (implemented by case_core.service)."""
+
+    async def call_started(self, *, call_id: str, direction: str, did: str | None, caller: str | None, now: datetime) -> None: ...
+    async def call_answered(self, call_id: str, now: datetime) -> None: ...
+    async def call_ended(self, call_id: str, now: datetime, reason: str, ivr_path: str) -> None: ...
+    async def recording_started(self, *, call_id: str, kind: str, path: str, channels: int, now: datetime) -> int: ...
+    async def recording_finished(self, recording_id: int, duration_s: float) -> None: ...
+    async def file_report(self, *, channel: str, reporter_phone: str | None, call_id: str, recording_ids: tuple[int, ...], variables: dict, now: datetime) -> str: ...
+    async def lookup_case(self, number: str) -> tuple[bool, str | None]: ...
+
+
+class SipPort(Protocol):
+    """SIP commands for one dialog at a time, as call control uses them."""
+
+    registrar: Any
+
+    def ringing(self, call_id: str) -> None: ...
+    def answer(self, call_id: str, sdp: bytes) -> bool | None: ...
+    def reject(self, call_id: str, status: int, headers: tuple = ()) -> None: ...
+    def hangup(self, call_id: str) -> None: ...
+    def answer_reoffer(self, call_id: str, sdp: bytes) -> None: ...
+    def invite(self, *, target_uri: str, remote: tuple[str, int], from_user: str, sdp: bytes,
+               credentials: Any = None) -> str | None: ...
+
+
+class EndpointSip:
+    """`SipPort` over the endpoint's generic `command(name, …)` (which also applies SRTP)."""
+
+    def __init__(self, endpoint):
+        self.endpoint = endpoint
+
+    @property
+    def registrar(self):
+        return getattr(getattr(self.endpoint, "ua", None), "registrar", None)
+
+    def ringing(self, call_id: str) -> None:
+        self.endpoint.command("ringing", call_id)
+
+    def answer(self, call_id: str, sdp: bytes) -> bool | None:
+        return self.endpoint.command("answer", call_id, sdp)
+
+    def reject(self, call_id: str, status: int, headers: tuple = ()) -> None:
+        if headers:
+            self.endpoint.command("reject", call_id, status, headers=headers)
+        else:
+            self.endpoint.command("reject", call_id, status)
+
+    def hangup(self, call_id: str) -> None:
+        self.endpoint.command("hangup", call_id)
+
+    def answer_reoffer(self, call_id: str, sdp: bytes) -> None:
+        self.endpoint.command("answer_reoffer", call_id, sdp)
+
+    def invite(self, *, target_uri: str, remote: tuple[str, int], from_user: str, sdp: bytes,
+               credentials: Any = None) -> str | None:
+        return self.endpoint.command("invite", target_uri=target_uri, remote=remote, from_user=from_user, sdp=sdp,
+                                     credentials=credentials)
+
+
+def as_sip_port(sip) -> SipPort:
+    if sip is None or isinstance(sip, EndpointSip) or not hasattr(sip, "command"):
+        return sip
+    return EndpointSip(sip)
+
+
+class AcdPort(Protocol):
+    """The ACD as a call sees it. `handle` is False when the ACD refuses the event."""
+
+    def handle(self, event) -> bool: ...
+    def agents_staffed(self) -> int: ...
+    def agent_extension(self, agent_id: str) -> str | None: ...
+    def longest_ready(self, has_phone) -> tuple[str, str] | None: ...
+    def release_consulted(self, agent_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class CallInfo:
+    """What the ACD's screen pop shows of a call (a snapshot, not the live call)."""
+
+    call_id: str
+    caller: str | None
+    did: str
+    ivr_path: tuple[str, ...] = ()
+    transcript_lines: tuple[str, ...] = ()
+
+
+class CallControl(Protocol):
+    """What the ACD driver may do to calls."""
+
+    def deliver(self, call_id: str, event) -> bool: ...
+    def describe(self, call_id: str) -> CallInfo | None: ...
+    def place_callback(self, call_id: str, number: str, agent_id: str, extension: str, queue: str,
+                       ring_timeout_s: float) -> bool: ...
