@@ -591,7 +591,7 @@ class Hotline:
 
     async def _start_acd(self, hub_holder: dict):
         """Queues and agents, when any agent has a profile (extension); else the IVR takes messages."""
-        from callcenter.acd_driver import AcdDriver, default_config
+        from callcenter.calls.acd_driver import AcdDriver, default_config
         from callcenter.acd_store import AcdStore
         from callcenter.desk_service import DeskService
 
@@ -615,7 +615,7 @@ class Hotline:
             ),
             clock=self.reactor,
             tz=self.tz,
-            router=self.router,
+            calls=self.router,
             publish=publish,
             record=store.log_event,
             spawn=self._spawn,

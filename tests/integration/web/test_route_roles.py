@@ -25,7 +25,7 @@ from sqlalchemy import update
 
 from twisted.internet.task import Clock
 
-from callcenter.acd_driver import AcdDriver, default_config
+from callcenter.calls.acd_driver import AcdDriver, default_config
 from callcenter.desk_service import DeskService
 from callcenter.callbacks.dialer import FollowUpDialer
 from callcenter.callbacks.scheduler import CallbackPolicy, CallbackScheduler
@@ -201,7 +201,7 @@ async def env(aiohttp_client, sqlite_url, tmp_path):
         tasks.append(asyncio.ensure_future(coro))
 
     now_dt = lambda: datetime.fromtimestamp(clock.seconds(), TZ).replace(tzinfo=None)  # noqa: E731
-    driver = AcdDriver(default_config([Profile("u_agent", "1001", {})]), clock=clock, tz=TZ, router=router,
+    driver = AcdDriver(default_config([Profile("u_agent", "1001", {})]), clock=clock, tz=TZ, calls=router,
                        publish=lambda *a, **k: None, record=_noop, spawn=spawn)
     desk = DeskService(acd_driver=driver, repo=repo, router=router, now_dt=now_dt)
     dialer = FollowUpDialer(engine=repo.engine, scheduler=CallbackScheduler(CallbackPolicy(), WorkCalendar()),
