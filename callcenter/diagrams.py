@@ -101,6 +101,12 @@ def sip_uac_call() -> str:
     return _sip_call("uac")
 
 
+def _layer_node(layer: str) -> str:
+    """A layer line as a flowchart node; siblings (`a : b`, `a | b`) share one box."""
+    parts = [p.strip() for p in re.split(r"[:|]", layer) if p.strip()]
+    return f"{'_'.join(_state_id(p) for p in parts)}[{' + '.join(parts)}]"
+
+
 def layers() -> str:
     """The `layers` contracts of `.importlinter` as a Mermaid flowchart (top imports bottom)."""
     import configparser
@@ -114,7 +120,7 @@ def layers() -> str:
         names = [n.strip() for n in parser.get(section, "layers").splitlines() if n.strip()]
         lines.append(f"    %% {parser.get(section, 'name')}")
         for upper, lower in zip(names, names[1:]):
-            lines.append(f"    {_state_id(upper)}[{upper}] --> {_state_id(lower)}[{lower}]")
+            lines.append(f"    {_layer_node(upper)} --> {_layer_node(lower)}")
     return "\n".join(lines) + "\n"
 
 
