@@ -22,7 +22,6 @@ import json
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select
 
 from web import timefmt
 from web.app import CTX, USER, api_auth, json_error, page_auth, render
@@ -95,14 +94,7 @@ def _item(raw: dict, user, dialer, case_ids: dict[str, int]) -> dict[str, Any]:
 
 
 async def _case_ids(repo, numbers) -> dict[str, int]:
-    from case_core.adapters.orm import cases
-
-    numbers = sorted({n for n in numbers if n})
-    if not numbers:
-        return {}
-    async with repo.engine.connect() as conn:
-        rows = (await conn.execute(select(cases.c.number, cases.c.id).where(cases.c.number.in_(numbers)))).all()
-    return {number: case_id for number, case_id in rows}
+    return await repo.case_ids_for_numbers(numbers)
 
 
 async def _row(dialer, callback_id: str) -> dict | None:

@@ -674,30 +674,20 @@ def _csv_response(name: str, header: list[str], rows) -> web.Response:
 @api_auth
 async def api_cdr_csv(request: web.Request) -> web.Response:
     """话单: one row per call leg in the period."""
-    from sqlalchemy import select
-
-    from case_core.adapters.orm import calls, cases
-
     if request[USER].role not in SUPERVISOR_ROLES:
         return json_error(403, "forbidden", "只有班长、值班长或管理员可以导出话单。")
     start, end = _period(request)
-    query = (
-        select(calls, cases.c.number)
-        .join(cases, cases.c.id == calls.c.case_id, isouter=True)
-        .where(calls.c.started_at >= start, calls.c.started_at < end)
-        .order_by(calls.c.started_at)
-    )
-    async with request.app[CTX].repo.engine.connect() as conn:
-        rows = (await conn.execute(query)).all()
+    rows = await request.app[CTX].repo.call_records(start, end)
     header = ["call_id", "direction", "did", "caller", "started_at", "answered_at", "ended_at", "duration_s",
               "end_reason", "ivr_path", "case_number"]
     body = []
     for r in rows:
-        duration = (r.ended_at - (r.answered_at or r.started_at)).total_seconds() if r.ended_at else ""
-        body.append([r.call_id, r.direction, r.did or "", r.caller or "", timefmt.iso(r.started_at),
-                     timefmt.iso(r.answered_at) if r.answered_at else "",
-                     timefmt.iso(r.ended_at) if r.ended_at else "",
-                     f"{duration:.1f}" if duration != "" else "", r.end_reason or "", r.ivr_path or "", r.number or ""])
+        duration = (r["ended_at"] - (r["answered_at"] or r["started_at"])).total_seconds() if r["ended_at"] else ""
+        body.append([r["call_id"], r["direction"], r["did"] or "", r["caller"] or "", timefmt.iso(r["started_at"]),
+                     timefmt.iso(r["answered_at"]) if r["answered_at"] else "",
+                     timefmt.iso(r["ended_at"]) if r["ended_at"] else "",
+                     f"{duration:.1f}" if duration != "" else "", r["end_reason"] or "", r["ivr_path"] or "",
+                     r["case_number"] or ""])
     return _csv_response(f"cdr-{start:%Y%m%d}.csv", header, body)
 
 

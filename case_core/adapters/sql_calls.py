@@ -130,6 +130,17 @@ class CallRecordsSql:
                 .values(case_id=case_id)
             )
 
+    async def call_records(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        """话单: every call row started in [start, end), oldest first, with `case_number` of its case."""
+        query = (
+            select(orm.calls, orm.cases.c.number.label("case_number"))
+            .join(orm.cases, orm.cases.c.id == orm.calls.c.case_id, isouter=True)
+            .where(orm.calls.c.started_at >= start, orm.calls.c.started_at < end)
+            .order_by(orm.calls.c.started_at)
+        )
+        async with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in (await conn.execute(query)).all()]
+
     async def get_recording(self, recording_id: int) -> RecordingView:
         async with self.engine.connect() as conn:
             row = (

@@ -326,6 +326,16 @@ class SqlRepository(CallRecordsSql, UsersSql, EvaluationSql, ReferenceSql):
                 await conn.execute(select(orm.cases.c.id).where(orm.cases.c.number == number))
             ).scalar_one_or_none()
 
+    async def case_ids_for_numbers(self, numbers) -> dict[str, int]:
+        """Case number → id for those of `numbers` that exist (blank ones ignored)."""
+        wanted = sorted({n for n in numbers if n})
+        if not wanted:
+            return {}
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(orm.cases.c.number, orm.cases.c.id)
+                                       .where(orm.cases.c.number.in_(wanted)))).all()
+        return {number: case_id for number, case_id in rows}
+
     async def insert_case_state(
         self,
         state: CaseState,
