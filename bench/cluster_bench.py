@@ -12,7 +12,11 @@ Everything on 127.0.0.1, on a fresh PostgreSQL database at 127.0.0.1:5432 (dropp
 2. `cluster`: the same load at Kamailio's port, in front of two nodes (callcenter.cluster.runner).
    Per rate and target: calls offered, answered, failed, setup time (INVITE → 200) median
    and p95, and answered calls/s over the offer window.
-3. `kill`: with the cluster idle, node-1 is killed with SIGKILL at t0; then one call at a
+3. `fanout`: `--fanout-events` cases created one at a time through node-2's API; when
+   `case_created` reaches an admin's websocket on node-2 (local) and on node-1 (through
+   PostgreSQL NOTIFY/LISTEN), from the POST's start — the path a screen pop takes to a
+   browser on another node.
+4. `kill`: with the cluster idle, node-1 is killed with SIGKILL at t0; then one call at a
    time (each a separate sipp, hold 0.3 s) until `kill_calls` calls: when each was sent
    and answered after t0, and its setup time. Kamailio's round robin sends some of the
    first calls to the dead node: they wait for its fr_timer (FR_MS, 2 s) and go on to the
@@ -111,6 +115,54 @@ def one_call(target: tuple[str, int], pcap: Path, caller: str) -> tuple[bool, fl
     return proc.returncode == 0, (times[0] if times else None)
 
 
+def fanout_latency(cluster, token: str, events: int) -> dict:
+    """Cases created through node-2's API, one at a time: when `case_created` reaches an admin's
+    websocket on node-2 (local hub) and on node-1 (NOTIFY → LISTEN → hub), from the POST's start.
+    The screen pop takes the same path (hub.publish on the node that rings the agent)."""
+    import asyncio
+
+    import aiohttp
+
+    async def run() -> dict:
+        headers = {"Authorization": f"Bearer {token}"}
+        arrivals: dict[str, dict[int, float]] = {"local": {}, "remote": {}}
+        async with aiohttp.ClientSession(headers=headers) as session:
+            async def listen(url: str, sink: dict[int, float]) -> None:
+                async with session.ws_connect(url) as ws:
+                    async for msg in ws:
+                        if msg.type == aiohttp.WSMsgType.TEXT:
+                            data = json.loads(msg.data)
+                            if data.get("type") == "case_created":
+                                sink[data["id"]] = time.monotonic()
+
+            ws_of = lambda node: node.web_url.replace("http", "ws") + "ws"  # noqa: E731
+            tasks = [asyncio.ensure_future(listen(ws_of(cluster.nodes[1]), arrivals["local"])),
+                     asyncio.ensure_future(listen(ws_of(cluster.nodes[0]), arrivals["remote"]))]
+            await asyncio.sleep(1.0)
+            sent: dict[int, float] = {}
+            for i in range(events):
+                t = time.monotonic()
+                async with session.post(cluster.nodes[1].web_url + "api/cases",
+                                        json={"description": f"示范路井盖缺失 压测 {i}", "channel": "12319",
+                                              "reporter_phone": "13800000000"}) as resp:
+                    body = await resp.json()
+                sent[body["id"]] = t
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(2.0)
+            for task in tasks:
+                task.cancel()
+        local = [1000 * (arrivals["local"][k] - t) for k, t in sent.items() if k in arrivals["local"]]
+        remote = [1000 * (arrivals["remote"][k] - t) for k, t in sent.items() if k in arrivals["remote"]]
+        hop = [1000 * (arrivals["remote"][k] - arrivals["local"][k]) for k in sent
+               if k in arrivals["remote"] and k in arrivals["local"]]
+        return {"events": len(sent), "local_received": len(local), "remote_received": len(remote),
+                "local_ms_median": pct(local, 50), "local_ms_p95": pct(local, 95),
+                "remote_ms_median": pct(remote, 50), "remote_ms_p95": pct(remote, 95),
+                "extra_hop_ms_median": pct(hop, 50), "extra_hop_ms_p95": pct(hop, 95)}
+
+    return asyncio.run(run())
+
+
 def start_direct(tmp: Path, db_url: str, prompts: Path) -> tuple[subprocess.Popen, int]:
     sip, web, rtp = free_udp_port(), free_tcp_port(), free_udp_port_block(8)
     cfg = tmp / "direct.toml"
@@ -143,6 +195,7 @@ def main() -> int:
     p.add_argument("--seconds", type=int, default=10)
     p.add_argument("--hold", type=float, default=4.0)
     p.add_argument("--kill-calls", type=int, default=20)
+    p.add_argument("--fanout-events", type=int, default=50, help="cases created on node-2, seen on both nodes")
     p.add_argument("--prompts", default=str(ROOT / "var" / "prompts"))
     args = p.parse_args()
     prompts = Path(args.prompts)
@@ -170,6 +223,11 @@ def main() -> int:
                 time.sleep(args.hold + 2)
                 print(json.dumps({"rate": rate, "direct": out["direct"][-1], "cluster": out["cluster"][-1]}),
                       file=sys.stderr, flush=True)
+            if args.fanout_events:
+                token = subprocess.run([*HOTLINE, "token", "create", "admin", "--config", str(cluster.nodes[0].config)],
+                                       cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+                out["fanout"] = fanout_latency(cluster, token, args.fanout_events)
+                print(json.dumps({"fanout": out["fanout"]}), file=sys.stderr, flush=True)
             # -- kill -9 one node, then call one at a time
             mark = len(cluster.kamailio_output)
             t0 = time.monotonic()
