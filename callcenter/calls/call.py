@@ -357,8 +357,13 @@ class Call:
                                 channels=1, ivr_id=a.recording_id, stop_digits=a.stop_digits or "",
                                 silence_s=a.silence_s, last_voice_at=r.clock.seconds())
         self.msg_rec = rec
+        rec.on_registered.append(self._message_registered)
         rec.max_timer = r.clock.callLater(a.max_s, self._max_reached, rec)
         self.handle(m.MessageStarted(rec.stop_digits))
+
+    def _message_registered(self, rec: _Recording) -> None:
+        if rec.ivr_id is not None and rec.recording_id is not None:
+            self.ivr_recording_ids[rec.ivr_id] = rec.recording_id
 
     def _max_reached(self, rec: _Recording) -> None:
         rec.max_timer = None
@@ -382,8 +387,6 @@ class Call:
 
     def _message_stored(self, rec: _Recording, reason: str) -> None:
         """Closed and registered: the IVR hears the message is stored (and then the hang-up)."""
-        if rec.ivr_id is not None and rec.recording_id is not None:
-            self.ivr_recording_ids[rec.ivr_id] = rec.recording_id
         self.ivr_event(ivr.RecordingStopped(recording_id=rec.ivr_id or "", reason=reason,
                                             duration_s=rec.duration or 0.0))
         if self.ended:

@@ -43,11 +43,14 @@ class _Recording:
     registered: bool = False  # the row insert has answered (recording_id None if it failed)
     duration: float | None = None  # set once the file is closed
     on_complete: list[Callable[["_Recording"], None]] = field(default_factory=list)
+    on_registered: list[Callable[["_Recording"], None]] = field(default_factory=list)
 
     def recording_registered(self, recording_id: int | None) -> None:
         """The row exists (or could not be made): complete the recording if its file is closed."""
         self.recording_id = recording_id
         self.registered = True
+        for hook in self.on_registered:
+            hook(self)
         self._complete_if_done()
 
     def closed(self, duration: float) -> None:
