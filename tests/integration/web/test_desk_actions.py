@@ -40,21 +40,15 @@ class Profile:
 
 
 class FakeCall:
-    """The SIP side of one queued call as the ACD driver sees it."""
+    """One live call as the desk's call control finds it (no agent leg here)."""
 
     def __init__(self, call_id: str):
         self.call_id = call_id
         self.agent = None
 
-    def connect_agent(self, extension, timeout_s, acd_agent=None) -> bool:
-        return True
-
-    def queue_answered(self, agent) -> None:
-        pass
-
 
 class FakeRouter:
-    """Finds calls for the ACD and records callbacks the dialer places."""
+    """The ACD's CallControl port and the desk's call finder; records callbacks the dialer places."""
 
     def __init__(self, clock):
         self.clock = clock
