@@ -15,6 +15,7 @@ from sqlalchemy import Column, DateTime, Float, Index, Integer, String, Table, T
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcenter.acd.actions import QueueEventLogged
+from callcenter.acd.series import day_series as _day_series
 from case_core.adapters.orm import metadata, users
 
 agent_profiles = Table(
@@ -116,3 +117,13 @@ class AcdStore:
                 await conn.execute(select(queue_events).where(queue_events.c.at >= since).order_by(queue_events.c.id))
             ).all()
         return [dict(r._mapping) for r in rows]
+
+
+class QueueLog(AcdStore):
+    """What the web reads of the queue log (`web.ports.QueueLog`): the stored rows and
+    today's series drawn from them."""
+
+    @staticmethod
+    def day_series(records, day_start: datetime, now: datetime, interval_s: int = 900,
+                   queue: str | None = None) -> list:
+        return _day_series(records, day_start, now, interval_s, queue)

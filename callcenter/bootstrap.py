@@ -28,6 +28,19 @@ SWITCH_INTERVAL_S = 0.0005
 ACCOUNTS_REFRESH_S = 3.0
 
 
+
+def install_web_stores(app, engine) -> None:
+    """Hand the web app the call center's stores behind its ports (`web.ports`): the queue
+    log (wallboard charts, queue-log CSV) and the transcripts. Tests that build the web app
+    call this too."""
+    from callcenter.acd_store import QueueLog
+    from callcenter.stt.store import TranscriptStore
+    from web.ports import QUEUE_LOG, TRANSCRIPTS
+
+    app[QUEUE_LOG] = QueueLog(engine)
+    app[TRANSCRIPTS] = TranscriptStore(engine)
+
+
 class StartupError(RuntimeError):
     """The hotline cannot start; the message says why and what to do."""
 
@@ -341,6 +354,7 @@ class Hotline:
 
         web_field.POSITION_INTERVAL_S = s.inspectors.position_interval_s
         app = create_app(ctx)
+        install_web_stores(app, self.repo.engine)
         from web.notify_api import NOTIFY
         from web.transcripts import STT_STATUS, TRANSCRIPTION
 

@@ -694,12 +694,12 @@ async def api_cdr_csv(request: web.Request) -> web.Response:
 @api_auth
 async def api_queue_log_csv(request: web.Request) -> web.Response:
     """The queue event log (join, ring, connect, abandon, transfer, complete, callback…)."""
-    from callcenter.acd_store import AcdStore
+    from web.ports import QUEUE_LOG
 
     if request[USER].role not in SUPERVISOR_ROLES:
         return json_error(403, "forbidden", "只有班长、值班长或管理员可以导出排队记录。")
     start, end = _period(request)
-    events = [e for e in await AcdStore(request.app[CTX].repo.engine).events_since(start) if e["at"] < end]
+    events = [e for e in await request.app[QUEUE_LOG].events_since(start) if e["at"] < end]
     header = ["at", "kind", "queue", "call_id", "agent", "caller", "position", "wait_s", "talk_s", "wrap_s", "detail"]
     rows = [[timefmt.iso(e["at"]), *(("" if e[k] is None else e[k]) for k in header[1:])] for e in events]
     return _csv_response(f"queue-log-{start:%Y%m%d}.csv", header, rows)

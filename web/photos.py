@@ -22,6 +22,7 @@ from case_core.views import CaseView, NotFound, UserView
 from case_core.photos import STAGES, PhotoError, PhotoService
 from web import timefmt
 from web.app import CTX, USER, api_auth, current_user, json_error
+from web.ports import TRANSCRIPTS
 
 __all__ = ["PHOTOS", "NO_DEPARTMENT", "setup", "may_see", "visible_where", "may_see_recording", "audit_access",
            "detail_extras"]
@@ -195,8 +196,6 @@ async def photo_thumb(request: web.Request) -> web.StreamResponse:
 async def detail_extras(request: web.Request, case: CaseView) -> dict[str, Any]:
     """What `GET /api/cases/{id}` adds: `category_name`, `photos`, and each recording's
     `transcript` (status and time-aligned segments; channel 0 = caller, 1 = agent)."""
-    from callcenter.stt.store import TranscriptStore
-
     ctx = request.app[CTX]
     ref = await ctx.service.reference()
     cat = ref.categories.get(case.category_kind, case.category_code) if case.category_code else None
@@ -206,7 +205,8 @@ async def detail_extras(request: web.Request, case: CaseView) -> dict[str, Any]:
     }
     service = _service(request)
     out["photos"] = timefmt.with_offsets([p.to_dict() for p in await service.for_case(case.id)]) if service is not None else []
-    transcripts = {t.recording_id: t for t in (await TranscriptStore(ctx.repo.engine).for_case(case.id) or [])}
+    store = request.app.get(TRANSCRIPTS)  # None: this app serves no transcripts
+    transcripts = {t.recording_id: t for t in ((await store.for_case(case.id)) if store is not None else None) or []}
     recordings = []
     for r in case.recordings:
         t = transcripts.get(r.id)

@@ -9,10 +9,12 @@ callcenter → web → case_core.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["CallbackDialer", "Desk", "MetricsExposition"]
+from aiohttp import web
+
+__all__ = ["CallbackDialer", "Desk", "MetricsExposition", "QUEUE_LOG", "QueueLog", "TRANSCRIPTS", "Transcripts"]
 
 
 @runtime_checkable
@@ -71,3 +73,45 @@ class CallbackDialer(Protocol):
     async def call_now(self, callback_id: str) -> None: ...
     async def list(self, *, limit: int = 100, status: str | None = None) -> list[dict]: ...
     async def get(self, callback_id: str) -> dict | None: ...
+
+
+class QueueLog(Protocol):
+    """The stored queue log and today's series drawn from it (`callcenter.acd_store.QueueLog`)."""
+
+    async def events_since(self, since: datetime) -> list[dict]:
+        """Queue-log rows from `since` (naive local time), oldest first, as mappings."""
+        ...
+
+    async def logged_since(self, since: datetime, tz: tzinfo) -> list:
+        """The same rows as the ACD's `QueueEventLogged` lines with `tz` (restored at start)."""
+        ...
+
+    def day_series(self, records: Any, day_start: datetime, now: datetime,
+                   interval_s: int = 900, queue: str | None = None) -> list:
+        """Per-interval offered/answered/abandoned/service level (`callcenter.acd.series`)."""
+        ...
+
+
+class Transcripts(Protocol):
+    """Transcripts of stored recordings (`callcenter.stt.store.TranscriptStore`)."""
+
+    async def recording(self, recording_id: int) -> Any:
+        """The recording's `case_id`/`call_id`, or None when there is no such recording."""
+        ...
+
+    async def for_recording(self, recording_id: int) -> Any:
+        """The recording's transcript (`to_dict()`, `segments`, `case_id`, `call_id`) or None."""
+        ...
+
+    async def for_case(self, case_id: int) -> list | None:
+        """Every recording of the case with its transcript; None when the case does not exist."""
+        ...
+
+    async def search(self, text: str, *, limit: int = 50, offset: int = 0) -> list:
+        """Recordings whose transcript says `text`, newest first (`to_dict()`, `case_id`, `call_id`)."""
+        ...
+
+
+# Set by the composition root (`callcenter.bootstrap.install_web_stores`); tests set them too.
+QUEUE_LOG = web.AppKey("queue_log", QueueLog)
+TRANSCRIPTS = web.AppKey("transcripts", Transcripts)

@@ -21,10 +21,10 @@ from typing import Any
 
 from aiohttp import web
 
-from callcenter.stt.store import TranscriptStore
 from web import timefmt
 from web.app import CTX, USER, _int_param, api_auth, json_error
 from web.photos import may_see_recording
+from web.ports import TRANSCRIPTS, Transcripts
 
 __all__ = ["setup", "TRANSCRIPTION", "STT_STATUS"]
 
@@ -39,8 +39,8 @@ def _json(body: Any, status: int = 200) -> web.Response:
                              dumps=timefmt.dumps)
 
 
-def _store(request: web.Request) -> TranscriptStore:
-    return TranscriptStore(request.app[CTX].repo.engine)
+def _store(request: web.Request) -> Transcripts:
+    return request.app[TRANSCRIPTS]
 
 
 def _id(request: web.Request, name: str) -> int | None:

@@ -21,8 +21,7 @@ from collections import Counter
 
 from aiohttp import web
 
-from callcenter.acd.series import day_series
-from callcenter.acd_store import AcdStore
+from web.ports import QUEUE_LOG
 from web.settings import WallboardSettings
 from web.app import CTX, USER, api_auth, json_error
 
@@ -43,7 +42,8 @@ async def today(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     now = local_now(request)
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    records = await AcdStore(ctx.repo.engine).events_since(midnight)
+    queue_log = request.app[QUEUE_LOG]
+    records = await queue_log.events_since(midnight)
     def floor(t: dt.datetime) -> dt.datetime:
         return midnight + dt.timedelta(seconds=((t - midnight).total_seconds() // INTERVAL_S) * INTERVAL_S)
 
@@ -51,7 +51,7 @@ async def today(request: web.Request) -> web.Response:
     # At least the last two hours, so that a few intervals give the day its shape.
     start = floor(max(midnight, min(midnight.replace(hour=DAY_VIEW_START.hour, minute=DAY_VIEW_START.minute),
                                     now - dt.timedelta(hours=2), first)))
-    series = day_series(records, start, now, INTERVAL_S)
+    series = queue_log.day_series(records, start, now, INTERVAL_S)
     settings = request.app.get(WALLBOARD_SETTINGS) or WallboardSettings()
     names = {u.username: u.display_name or u.username for u in await ctx.repo.list_users()}
     # The agents' 接听 column counts today, whatever the process's uptime (the ACD's own
@@ -69,11 +69,12 @@ async def restore_todays_queue_log(app: web.Application) -> None:
     ctx = app[CTX]
     desk = getattr(ctx, "desk", None)
     driver = getattr(desk, "acd", None)
-    if driver is None:
+    queue_log = app.get(QUEUE_LOG)
+    if driver is None or queue_log is None:
         return
     now = driver.now()
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    stored = await AcdStore(ctx.repo.engine).logged_since(midnight.replace(tzinfo=None), driver.tz)
+    stored = await queue_log.logged_since(midnight.replace(tzinfo=None), driver.tz)
     # Lines logged since the start may be in memory and, through the write queue, stored too.
     held = {(r.kind, r.call, r.at) for r in driver.log}
     earlier = [r for r in stored if (r.kind, r.call, r.at) not in held]

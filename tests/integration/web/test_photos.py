@@ -19,6 +19,7 @@ from case_core.adapters.sqlalchemy_repo import SqlRepository, make_engine, sync_
 from case_core.photos import PhotoFiles, PhotoService
 from case_core.service import CaseService
 from tests.integration.case_core.test_workflow_orm import demo_reference
+from callcenter.bootstrap import install_web_stores
 from web.app import CTX, WebContext, create_app
 from web.photos import PHOTOS
 
@@ -52,6 +53,7 @@ async def env(db_url, tmp_path, aiohttp_client):
     app = create_app(ctx)
     photos_dir = tmp_path / "photos"
     app[PHOTOS] = PhotoService(PhotoFiles(photos_dir, MAX_MB * 1024 * 1024), repo.engine)
+    install_web_stores(app, repo.engine)
     client = await aiohttp_client(app)
     tokens = {name: await repo.create_token(name, NOW) for name in USERS}
 

@@ -39,6 +39,7 @@ from case_core.photos import PhotoFiles, PhotoService
 from case_core.service import CaseService
 from tests.integration.case_core.test_workflow_orm import demo_reference
 from tests.integration.web.test_desk_actions import TZ, FakeRouter, Profile, _noop
+from callcenter.bootstrap import install_web_stores
 from web.app import WebContext, create_app
 from web.photos import PHOTOS
 
@@ -210,6 +211,7 @@ async def env(aiohttp_client, sqlite_url, tmp_path):
                                 followups=dialer))
     photos = PhotoService(PhotoFiles(tmp_path / "photos", 1024 * 1024), repo.engine)
     app[PHOTOS] = photos
+    install_web_stores(app, repo.engine)
     buf = io.BytesIO()
     Image.new("RGB", (8, 8), (200, 30, 30)).save(buf, "JPEG")
     photo = await photos.add(case_id, buf.getvalue(), stage="report", actor="u_agent", now=NOW)

@@ -11,6 +11,7 @@ from callcenter.stt.store import TranscriptStore
 from case_core.adapters import migrate
 from case_core.adapters.sqlalchemy_repo import SqlRepository, make_engine, sync_url
 from case_core.service import CaseService
+from callcenter.bootstrap import install_web_stores
 from web.app import WebContext, create_app
 from web.transcripts import TRANSCRIPTION
 
@@ -53,6 +54,7 @@ async def env(aiohttp_client, db_url):
     submissions = RecordingSubmissions()
     app = create_app(WebContext(repo=repo, service=service, secret=b"k" * 32, now=lambda: 0.0))
     app[TRANSCRIPTION] = submissions
+    install_web_stores(app, repo.engine)
     client = await aiohttp_client(app)
     token = await repo.create_token("agent1", NOW)
 

@@ -14,6 +14,7 @@ from callcenter.config import WallboardSettings
 from case_core.adapters import migrate
 from case_core.adapters.sqlalchemy_repo import SqlRepository, make_engine, sync_url
 from case_core.service import CaseService
+from callcenter.bootstrap import install_web_stores
 from web.app import WebContext, create_app
 from web.wallboard import WALLBOARD_SETTINGS
 
@@ -40,6 +41,7 @@ async def api(db_url, aiohttp_client):
                      now=lambda: NOW.replace(tzinfo=ZoneInfo("Asia/Shanghai")).timestamp())
     app = create_app(ctx)
     app[WALLBOARD_SETTINGS] = WallboardSettings(longest_wait_red_s=45.0)
+    install_web_stores(app, repo.engine)
     client = await aiohttp_client(app)
     tokens = {u: await repo.create_token(u, NOW) for u in ("boss", "agent1")}
 
@@ -120,7 +122,9 @@ async def test_a_restarted_hotline_counts_the_whole_day_in_its_queue_figures(db_
     ctx = WebContext(repo=repo, service=CaseService(repo), secret=b"k" * 32,
                      now=lambda: NOW.replace(tzinfo=tz).timestamp())
     ctx.desk = _Desk(driver)
-    await aiohttp_client(create_app(ctx))  # starting the app restores the log
+    app = create_app(ctx)
+    install_web_stores(app, repo.engine)
+    await aiohttp_client(app)  # starting the app restores the log
     try:
         assert [(r.call, r.kind) for r in driver.log] == [("a", "connect"), ("b", "connect"), ("c", "abandon"),
                                                           ("d", "connect")]

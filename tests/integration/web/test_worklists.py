@@ -14,6 +14,7 @@ from case_core.adapters.sqlalchemy_repo import SqlRepository, make_engine, sync_
 from case_core.service import CaseService
 from tests.integration.case_core.test_workflow_orm import demo_reference
 from web import worklists
+from callcenter.bootstrap import install_web_stores
 from web.app import WebContext, create_app
 
 NOW = datetime(2026, 11, 23, 10, 0)  # a Monday, local time
@@ -42,7 +43,9 @@ async def ctx(sqlite_url, clock):
 
 @pytest.fixture
 async def client(aiohttp_client, ctx):
-    return await aiohttp_client(create_app(ctx))
+    app = create_app(ctx)
+    install_web_stores(app, ctx.repo.engine)
+    return await aiohttp_client(app)
 
 
 async def login(client, user):

@@ -6,9 +6,11 @@ import inspect
 
 import pytest
 
+from callcenter.acd_store import QueueLog
 from callcenter.desk_service import DeskService
 from callcenter.callbacks.dialer import FollowUpDialer
 from callcenter.metrics import HotlineMetrics
+from callcenter.stt.store import TranscriptStore
 from case_core import ports as case_ports
 from case_core.adapters.sqlalchemy_repo import SqlRepository
 from web import ports as web_ports
@@ -34,6 +36,8 @@ CASES = [
     (web_ports.Desk, DeskService, ("acd", "router")),  # instance attributes set in __init__
     (web_ports.CallbackDialer, FollowUpDialer, ("scheduler", "state")),
     (web_ports.MetricsExposition, HotlineMetrics, ()),
+    (web_ports.QueueLog, QueueLog, ()),
+    (web_ports.Transcripts, TranscriptStore, ()),
     (case_ports.CaseRepository, SqlRepository, ()),
 ]
 
