@@ -29,16 +29,19 @@ ACCOUNTS_REFRESH_S = 3.0
 
 
 
-def install_web_stores(app, engine) -> None:
+def install_web_stores(app, engine, sms=None) -> None:
     """Hand the web app the call center's stores behind its ports (`web.ports`): the queue
-    log (wallboard charts, queue-log CSV) and the transcripts. Tests that build the web app
-    call this too."""
+    log (wallboard charts, queue-log CSV), the transcripts and the SMS side (`sms`: the
+    `[sms]` settings, defaults when None). Tests that build the web app call this too."""
     from callcenter.acd_store import QueueLog
+    from callcenter.notify.settings import NotifySettings
+    from callcenter.notify.web_service import SmsWebService
     from callcenter.stt.store import TranscriptStore
-    from web.ports import QUEUE_LOG, TRANSCRIPTS
+    from web.ports import QUEUE_LOG, SMS, TRANSCRIPTS
 
     app[QUEUE_LOG] = QueueLog(engine)
     app[TRANSCRIPTS] = TranscriptStore(engine)
+    app[SMS] = SmsWebService(engine, sms if sms is not None else NotifySettings())
 
 
 class StartupError(RuntimeError):
@@ -354,11 +357,9 @@ class Hotline:
 
         web_field.POSITION_INTERVAL_S = s.inspectors.position_interval_s
         app = create_app(ctx)
-        install_web_stores(app, self.repo.engine)
-        from web.notify_api import NOTIFY
+        install_web_stores(app, self.repo.engine, sms=s.sms)
         from web.transcripts import STT_STATUS, TRANSCRIPTION
 
-        app[NOTIFY] = s.sms
         from web.open311 import OPEN311
 
         app[OPEN311] = s.open311

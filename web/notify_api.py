@@ -9,7 +9,8 @@
   template text) — a broken template is refused with 422 and the error.
 - `POST /api/sms/opt-outs` `{"number": …}` and `DELETE /api/sms/opt-outs/{number}`.
 
-The notify settings come from `app[NOTIFY]` when the process sets it (defaults otherwise).
+The routes reach the outbox, templates and opt-outs through `app[SMS]` (`web.ports.Sms`,
+set by the composition root from `[sms]`).
 """
 
 from __future__ import annotations
@@ -20,27 +21,18 @@ import secrets
 
 from aiohttp import web
 
-from callcenter.notify import outbox
-from callcenter.notify.settings import NotifySettings
-from callcenter.notify.templates import TEMPLATE_NAMES, SmsTemplates, TemplateError, check_source
 from web import timefmt
-from web.app import CTX, USER, _api_auth, _int_param
+from web.app import USER, _api_auth, _int_param
 from web.case_api import local_now
-
-NOTIFY = web.AppKey("notify", NotifySettings)
+from web.ports import SMS, Sms
 
 # A reply that is only one of these words (any case, any spacing) means "no more SMS".
 _OPT_OUT = re.compile(r"^\s*(退订|取消|TD|T|N|STOP)\s*[。.!！]?\s*$", re.IGNORECASE)
 _STAFF_ROLES = ("admin", "agent", "shift_lead", "supervisor")
 
 
-def _settings(request: web.Request) -> NotifySettings:
-    return request.app.get(NOTIFY) or NotifySettings()
-
-
-def _templates(request: web.Request) -> SmsTemplates:
-    s = _settings(request)
-    return SmsTemplates(s.templates_path(), max_parts=s.max_parts)
+def _sms(request: web.Request) -> Sms:
+    return request.app[SMS]
 
 
 def _json(body, status: int = 200) -> web.Response:
@@ -63,27 +55,23 @@ async def dlr(request: web.Request) -> web.Response:
     except ValueError:
         return _text(400, "id 和 status 必须是整数")
     token = q.get("t", "")
-    engine = request.app[CTX].repo.engine
-    async with engine.begin() as conn:
-        status = await outbox.apply_dlr(conn, msg_id, token, code, now=local_now(request),
-                                        smsc_id=q.get("smsc_id") or None)
+    status = await _sms(request).apply_dlr(msg_id, token, code, now=local_now(request),
+                                           smsc_id=q.get("smsc_id") or None)
     if status is None:
         return _text(404, "短信不存在")
     return _text(200, status)
 
 
 async def mo(request: web.Request) -> web.Response:
-    expected = _settings(request).inbound_token
+    expected = _sms(request).inbound_token
     if not expected or not secrets.compare_digest(request.query.get("token", ""), expected):
         return _text(403, "未启用上行短信，或令牌错误")
     sender = request.query.get("from", "")
     text = request.query.get("text", "")
     if not _OPT_OUT.match(text):
         return _text(200, "")
-    engine = request.app[CTX].repo.engine
     try:
-        async with engine.begin() as conn:
-            await outbox.opt_out(conn, sender, now=local_now(request), source="reply")
+        await _sms(request).opt_out(sender, now=local_now(request), source="reply")
     except ValueError:
         return _text(400, "from 不是手机号码")
     # Empty body: with `omit-empty = true` Kannel sends no reply SMS.
@@ -104,30 +92,17 @@ def _staff(handler):
 async def messages(request: web.Request) -> web.Response:
     q = request.query
     status = q.get("status") or None
-    if status and status not in outbox.STATUSES:
-        return _error(400, "bad_parameter", f"status 只能是 {'、'.join(outbox.STATUSES)} 之一")
-    engine = request.app[CTX].repo.engine
-    async with engine.connect() as conn:
-        rows = await outbox.list_messages(
-            conn, status=status, case_number=q.get("case_number") or None, to=q.get("to") or None,
-            limit=_int_param(request, "limit", 50, 1, 500),
-        )
-    return _json([timefmt.with_offsets(m.as_json()) for m in rows])
+    sms = _sms(request)
+    if status and status not in sms.statuses:
+        return _error(400, "bad_parameter", f"status 只能是 {'、'.join(sms.statuses)} 之一")
+    rows = await sms.list_messages(status=status, case_number=q.get("case_number") or None,
+                                   to=q.get("to") or None, limit=_int_param(request, "limit", 50, 1, 500))
+    return _json([timefmt.with_offsets(m) for m in rows])
 
 
 @_staff
 async def templates(request: web.Request) -> web.Response:
-    t = _templates(request)
-    out = []
-    for name in TEMPLATE_NAMES:
-        source = t.source(name)
-        out.append({
-            "name": name,
-            "source": source,
-            "overridden": t.path_of(name).parent == t.override_dir,
-            "problem": check_source(name, source, max_parts=t.max_parts),
-        })
-    return _json(out)
+    return _json(_sms(request).templates())
 
 
 @_api_auth
@@ -135,15 +110,15 @@ async def save_template(request: web.Request) -> web.Response:
     if request[USER].role != "admin":
         return _error(403, "forbidden", "需要管理员权限")
     name = request.match_info["name"]
-    if name not in TEMPLATE_NAMES:
-        return _error(404, "not_found", f"没有名为 {name} 的短信模板（可用：{'、'.join(TEMPLATE_NAMES)}）")
-    t = _templates(request)
-    if t.override_dir is None:
+    sms = _sms(request)
+    if name not in sms.template_names:
+        return _error(404, "not_found", f"没有名为 {name} 的短信模板（可用：{'、'.join(sms.template_names)}）")
+    if not sms.templates_editable:
         return _error(409, "no_templates_dir", "要在线修改模板，请先在配置中设置 [sms] templates_dir")
     source = await request.text()
     try:
-        t.save(name, source)
-    except TemplateError as exc:
+        sms.save_template(name, source)
+    except sms.TemplateError as exc:
         return _error(422, "bad_template", str(exc))
     return _json({"name": name, "source": source, "overridden": True, "problem": None})
 
@@ -156,8 +131,7 @@ async def add_opt_out(request: web.Request) -> web.Response:
     except (ValueError, KeyError, TypeError):
         return _error(400, "bad_request", '请求体应为 JSON，如 {"number": "138…"}')
     try:
-        async with request.app[CTX].repo.engine.begin() as conn:
-            n = await outbox.opt_out(conn, number, now=local_now(request), source="web")
+        n = await _sms(request).opt_out(number, now=local_now(request), source="web")
     except ValueError:
         return _error(422, "bad_number", f"{number} 不是手机号码（11 位，可带 +86）")
     return _json({"number": n, "opted_out": True}, 201)
@@ -166,8 +140,7 @@ async def add_opt_out(request: web.Request) -> web.Response:
 @_staff
 async def remove_opt_out(request: web.Request) -> web.Response:
     try:
-        async with request.app[CTX].repo.engine.begin() as conn:
-            removed = await outbox.opt_in(conn, request.match_info["number"])
+        removed = await _sms(request).opt_in(request.match_info["number"])
     except ValueError:
         return _error(422, "bad_number", f"{request.match_info['number']} 不是手机号码（11 位，可带 +86）")
     if not removed:

@@ -14,7 +14,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from aiohttp import web
 
-__all__ = ["CallbackDialer", "Desk", "MetricsExposition", "QUEUE_LOG", "QueueLog", "TRANSCRIPTS", "Transcripts"]
+__all__ = ["CallbackDialer", "Desk", "MetricsExposition", "QUEUE_LOG", "QueueLog", "SMS", "Sms", "TRANSCRIPTS",
+           "Transcripts"]
 
 
 @runtime_checkable
@@ -112,6 +113,31 @@ class Transcripts(Protocol):
         ...
 
 
+class Sms(Protocol):
+    """The SMS outbox, templates and opt-outs (`callcenter.notify.web_service.SmsWebService`).
+
+    `opt_out`/`opt_in` raise ValueError for a string that is not a mobile number."""
+
+    statuses: tuple[str, ...]  # an outbox message's statuses
+    template_names: tuple[str, ...]
+    TemplateError: type[Exception]  # a template refused on save; str() says why
+    inbound_token: str  # the replies' sms-service is disabled while empty
+    templates_editable: bool  # whether templates can be saved (a templates folder is set)
+
+    async def apply_dlr(self, msg_id: int, token: str, code: int, *, now: datetime,
+                        smsc_id: str | None = None) -> str | None:
+        """A delivery report: the message's new status, None for an unknown id or token."""
+        ...
+
+    async def opt_out(self, number: str, *, now: datetime, source: str) -> str: ...
+    async def opt_in(self, number: str) -> bool: ...
+    async def list_messages(self, *, status: str | None = None, case_number: str | None = None,
+                            to: str | None = None, limit: int = 50) -> list[dict[str, Any]]: ...
+    def templates(self) -> list[dict[str, Any]]: ...
+    def save_template(self, name: str, source: str) -> None: ...
+
+
 # Set by the composition root (`callcenter.bootstrap.install_web_stores`); tests set them too.
 QUEUE_LOG = web.AppKey("queue_log", QueueLog)
 TRANSCRIPTS = web.AppKey("transcripts", Transcripts)
+SMS = web.AppKey("sms", Sms)

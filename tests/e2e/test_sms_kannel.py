@@ -25,8 +25,8 @@ from case_core.service import CaseService
 from tests.e2e.conftest import query, restart_server, start_server, stop_server
 from tests.e2e.kannel import PASSWORD, USERNAME, kannel_available, start_kannel
 from tests.e2e.peers.ports import free_tcp_port
+from callcenter.bootstrap import install_web_stores
 from web.app import WebContext, create_app
-from web.notify_api import NOTIFY
 
 pytestmark = [
     pytest.mark.e2e,
@@ -62,7 +62,7 @@ async def test_case_sms_reaches_the_phone_once_and_its_dlr_marks_it_delivered(sq
             NotifySettings(), driver="kannel", kannel_url=kannel.sendsms_url, kannel_username=USERNAME,
             kannel_password=PASSWORD, dlr_base_url=f"http://127.0.0.1:{web_port}", inbound_token="mo-secret",
         )
-        app[NOTIFY] = settings
+        install_web_stores(app, repo.engine, sms=settings)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", web_port).start()
 

@@ -12,8 +12,8 @@ from callcenter.notify.settings import NotifySettings
 from case_core.adapters import migrate
 from case_core.adapters.sqlalchemy_repo import SqlRepository, make_engine, sync_url
 from case_core.service import CaseService
+from callcenter.bootstrap import install_web_stores
 from web.app import WebContext, create_app
-from web.notify_api import NOTIFY
 
 NOW = datetime(2026, 3, 16, 10, 0)
 
@@ -30,7 +30,8 @@ async def ctx(sqlite_url):
 @pytest.fixture
 async def client(aiohttp_client, ctx, tmp_path):
     app = create_app(ctx)
-    app[NOTIFY] = replace(NotifySettings(), templates_dir=str(tmp_path / "sms"), inbound_token="mo-secret")
+    install_web_stores(app, ctx.repo.engine,
+                       sms=replace(NotifySettings(), templates_dir=str(tmp_path / "sms"), inbound_token="mo-secret"))
     return await aiohttp_client(app)
 
 

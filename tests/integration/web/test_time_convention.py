@@ -16,6 +16,7 @@ from case_core.adapters.sqlalchemy_repo import SqlRepository, make_engine, sync_
 from case_core.service import CaseService
 from tests.integration.case_core.test_workflow_orm import demo_reference
 from web import timefmt
+from callcenter.bootstrap import install_web_stores
 from web.app import WebContext, create_app
 
 NOW = datetime(2026, 11, 23, 10, 0)  # local (Asia/Shanghai)
@@ -55,7 +56,9 @@ def test_timefmt_gives_naive_and_foreign_times_the_local_offset():
 async def test_json_apis_and_csv_carry_the_offset_and_pages_show_minutes(aiohttp_client, ctx):
     """Cases (list, detail with history and deadlines), SMS, CDR CSV: every time ISO 8601 with +08:00;
     /cases and the case page show YYYY-MM-DD HH:MM, never mm-dd, mm/dd/yyyy or seconds."""
-    client = await aiohttp_client(create_app(ctx))
+    app = create_app(ctx)
+    install_web_stores(app, ctx.repo.engine)
+    client = await aiohttp_client(app)
     token = await ctx.repo.create_token("admin", NOW)
     auth = {"Authorization": f"Bearer {token}"}
     await ctx.repo.call_started(call_id="c1", direction="inbound", did="12319", caller="13800000001", now=NOW)

@@ -10,6 +10,7 @@ from callcenter.acd_store import QueueLog
 from callcenter.desk_service import DeskService
 from callcenter.callbacks.dialer import FollowUpDialer
 from callcenter.metrics import HotlineMetrics
+from callcenter.notify.web_service import SmsWebService
 from callcenter.stt.store import TranscriptStore
 from case_core import ports as case_ports
 from case_core.adapters.sqlalchemy_repo import SqlRepository
@@ -38,6 +39,7 @@ CASES = [
     (web_ports.MetricsExposition, HotlineMetrics, ()),
     (web_ports.QueueLog, QueueLog, ()),
     (web_ports.Transcripts, TranscriptStore, ()),
+    (web_ports.Sms, SmsWebService, ()),
     (case_ports.CaseRepository, SqlRepository, ()),
 ]
 
