@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from case_core.adapters import migrate, orm  # noqa: E402
 from case_core.adapters.sqlalchemy_repo import SqlRepository, make_engine, sync_url  # noqa: E402
 from case_core.domain.calendar import WorkCalendar  # noqa: E402
-from web.case_list import page_of_ids, parse_query, where_clause  # noqa: E402
+from web.case_list import parse_query  # noqa: E402
 
 STATUSES = ["accepted", "verifying", "registered", "dispatched", "handling", "checking", "closed", "followed_up"]
 OPEN = {"accepted", "verifying", "registered", "dispatched", "handling", "checking"}
@@ -104,8 +104,7 @@ async def measure(url: str, now: datetime, repeat: int) -> dict:
     out["baseline_newest_30_ms"] = ms
     for name, params in queries.items():
         lq = parse_query(params)
-        where = where_clause(lq, now)
-        ms, (ids, total, page) = await timed(lambda: page_of_ids(repo.engine, where, lq, now, calendar))
+        ms, (ids, total, page) = await timed(lambda: repo.case_page(lq, now, calendar))
         out[f"{name}_ms"] = ms
         out[f"{name}_total"] = total
     await repo.close()

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Mapping, Protocol, TypeVar
 
 from case_core.domain.evaluation import Fact
 from case_core.domain.workflow import CaseState
-from case_core.views import CaseView
+from case_core.views import CaseFilter, CaseSelection, CaseView
 
-__all__ = ["CallRecords", "CaseNumbers", "CaseRepository", "Cases", "EvaluationCounts", "ReferenceRows"]
+__all__ = ["CallRecords", "CaseNumbers", "CaseQueries", "CaseRepository", "Cases", "EvaluationCounts",
+           "ReferenceRows"]
 
 R = TypeVar("R")
 
@@ -86,6 +87,22 @@ class ReferenceRows(Protocol):
     """Imported reference data (categories, areas, grid cells, gazetteer, departments, routing, holidays)."""
 
     async def reference_rows(self, table: str) -> list[dict[str, Any]]: ...
+
+
+class CaseQueries(Protocol):
+    """Pages and counts of the case list (`/cases`) and the worklists, from plain values
+    (`case_core.views.CaseFilter`, `CaseSelection`; `scope` is column → value, least privilege)."""
+
+    async def case_page(self, f: CaseFilter, now: datetime, calendar, *, selection: CaseSelection | None = None,
+                        scope: Mapping[str, str] | None = None, urgent_first: bool = False,
+                        page_size: int = 30) -> tuple[list[int], int, int]:
+        """(ids of the page, total matching, the page number actually shown)."""
+        ...
+
+    async def case_counts(self, now: datetime, *, selection: CaseSelection | None = None,
+                          scope: Mapping[str, str] | None = None, f: CaseFilter | None = None) -> dict[str, int]:
+        """`total`, `urgent`, `overdue` of the cases `case_page` would list."""
+        ...
 
 
 class CaseRepository(CaseNumbers, Cases, CallRecords, EvaluationCounts, ReferenceRows, Protocol):

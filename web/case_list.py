@@ -16,49 +16,26 @@ URL query so that a link reproduces the view:
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
+from datetime import date
 from typing import Any, Mapping
 from urllib.parse import urlencode
 
-from sqlalchemy import and_, func, or_, select, true
-from sqlalchemy.sql.elements import ColumnElement
-
-from case_core.adapters import orm
 from case_core.domain import workflow
+from case_core.views import CASE_SORTS, CaseFilter, deadline_of_state
 
-__all__ = ["PAGE_SIZE", "SORTS", "DEADLINES", "ListQuery", "parse_query", "where_clause", "order_by",
-           "page_of_ids", "deadline_of_state"]
+__all__ = ["PAGE_SIZE", "SORTS", "DEADLINES", "ListQuery", "parse_query", "deadline_of_state"]
 
 PAGE_SIZE = 30
-_c = orm.cases.c
-SORTS = {
-    "created": (_c.created_at,),
-    "number": (_c.number,),
-    "status": (_c.status,),
-    "channel": (_c.channel,),
-    "category": (_c.category_kind, _c.category_code),
-    "department": (_c.department,),
-    "due": (_c.due_at,),
-}
+SORTS = CASE_SORTS  # the repository sorts (case_core.ports.CaseQueries)
 DEADLINES = {"overdue": "超期", "yellow": "黄灯"}
 
 
 @dataclass(frozen=True)
-class ListQuery:
-    status: tuple[str, ...] = ()
-    category: str = ""
-    department: str = ""
-    deadline: str = ""
-    channel: str = ""
-    date_from: date | None = None
-    date_to: date | None = None
-    q: str = ""
-    sort: str = "created"
-    dir: str = "desc"
-    page: int = 1
+class ListQuery(CaseFilter):
+    """A `CaseFilter` read from the URL, with what was wrong in it (`errors`)."""
+
     errors: tuple[str, ...] = field(default=(), compare=False)
 
     def params(self, **changes: Any) -> dict[str, str]:
@@ -134,81 +111,6 @@ def parse_query(query: Mapping[str, str]) -> ListQuery:
         q=(query.get("q") or "").strip(), sort=sort, dir=direction, page=page, errors=tuple(errors))
 
 
-def where_clause(lq: ListQuery, now: datetime) -> ColumnElement:
-    """Every filter but 黄灯 (which needs the working calendar: see `page_of_ids`)."""
-    parts: list[ColumnElement] = []
-    if lq.status:
-        parts.append(_c.status.in_(lq.status))
-    if lq.category:
-        kind, _, code = lq.category.rpartition(":")
-        if kind:
-            parts.append(_c.category_kind == kind)
-        parts.append(_c.category_code == code if len(code) == 5 else _c.category_code.like(f"{code}%"))
-    if lq.department:
-        parts.append(_c.department == lq.department)
-    if lq.channel:
-        parts.append(_c.channel == lq.channel)
-    if lq.date_from:
-        parts.append(_c.created_at >= datetime.combine(lq.date_from, datetime.min.time()))
-    if lq.date_to:
-        parts.append(_c.created_at < datetime.combine(lq.date_to + timedelta(days=1), datetime.min.time()))
-    if lq.q:
-        like = f"%{lq.q}%"
-        parts.append(or_(_c.number.like(like), _c.description.like(like), _c.address.like(like),
-                         _c.reporter_phone.like(like)))
-    if lq.deadline == "overdue":
-        parts.append(_c.due_at < now)
-    elif lq.deadline == "yellow":
-        parts.append(_c.due_at >= now)
-    return and_(true(), *parts)
-
-
-def order_by(lq: ListQuery, *, first: tuple = ()) -> list:
-    columns = SORTS[lq.sort]
-    ordered = [col.desc() if lq.dir == "desc" else col.asc() for col in columns]
-    if lq.sort == "due":  # cases without a deadline last, whichever the direction
-        ordered = [_c.due_at.is_(None).asc(), *ordered]
-    tie = _c.id.desc() if lq.dir == "desc" else _c.id.asc()
-    return [*first, *ordered, tie]
-
-
-def _parse_dt(value: Any) -> datetime | None:
-    return datetime.fromisoformat(value) if isinstance(value, str) and value else None
-
-
-def deadline_of_state(state: Mapping[str, Any], calendar, now: datetime) -> str | None:
-    """The colour (on_time / yellow / overdue) of the earliest open step deadline, or None."""
-    best = None
-    for clock in (state.get("deadlines") or {}).values():
-        due = _parse_dt(clock.get("due_at"))
-        if due is None or clock.get("done_at"):
-            continue
-        if best is None or due < best[0]:
-            best = (due, _parse_dt(clock.get("started_at")) or due)
-    if best is None:
-        return None
-    return calendar.deadline_status(best[0], now, started_at=best[1])
-
-
-async def page_of_ids(engine, where: ColumnElement, lq: ListQuery, now: datetime, calendar, *,
-                      first: tuple = (), page_size: int = PAGE_SIZE) -> tuple[list[int], int, int]:
-    """(ids of the page, total matching, the page number actually shown)."""
-    order = order_by(lq, first=first)
-    async with engine.connect() as conn:
-        if lq.deadline == "yellow":
-            rows = (await conn.execute(select(_c.id, _c.state_json).where(where).order_by(*order))).all()
-            ids = [r.id for r in rows
-                   if deadline_of_state(json.loads(r.state_json or "{}"), calendar, now) == "yellow"]
-            total = len(ids)
-            page = min(lq.page, max(1, math.ceil(total / page_size)))
-            return ids[(page - 1) * page_size: page * page_size], total, page
-        total = (await conn.execute(select(func.count()).select_from(orm.cases).where(where))).scalar_one()
-        page = min(lq.page, max(1, math.ceil(total / page_size)))
-        query = select(_c.id).where(where).order_by(*order).limit(page_size).offset((page - 1) * page_size)
-        ids = [r[0] for r in (await conn.execute(query)).all()]
-    return ids, int(total), page
-
-
 async def list_context(request) -> dict[str, Any]:
     """What cases.html shows: the filters, one page of rows, the choices of each filter."""
     from web.app import CTX, USER
@@ -220,13 +122,10 @@ async def list_context(request) -> dict[str, Any]:
     lq = parse_query(request.query)
     now = local_now(request)
     ref = await ctx.service.reference()
-    where = where_clause(lq, now)
     # Least privilege (web.photos.visible_where): department staff see only their department's cases.
     from web.photos import visible_where
 
-    for name, value in visible_where(user).items():
-        where = and_(where, getattr(_c, name) == value)
-    ids, total, page = await page_of_ids(ctx.repo.engine, where, lq, now, ref.calendar)
+    ids, total, page = await ctx.repo.case_page(lq, now, ref.calendar, scope=visible_where(user), page_size=PAGE_SIZE)
     found = {v.id: v for v in await ctx.service.search(case_ids=tuple(ids), limit=len(ids))} if ids else {}
     rows = []
     for case_id in ids:

@@ -23,11 +23,8 @@ from datetime import datetime
 from typing import Any, Callable
 
 from aiohttp import web
-from sqlalchemy import and_, case, func, or_, select
-from sqlalchemy.sql.elements import ColumnElement
 
-from case_core.adapters import orm
-from case_core.views import CaseView, NotFound
+from case_core.views import CaseSelection, CaseView, NotFound
 from case_core.domain import workflow
 from case_core.domain.workflow import (
     ACTION_LABELS,
@@ -49,19 +46,14 @@ from web.photos import may_see
 PAGE_SIZE = 30
 
 # ------------------------------------------------------------------------ the lists
-_c = orm.cases.c
+def _status_in(*statuses: str) -> Callable[[str], CaseSelection]:
+    return lambda role: CaseSelection(statuses=statuses)
 
 
-def _status_in(*statuses: str) -> Callable[[str], ColumnElement]:
-    return lambda role: _c.status.in_(statuses)
-
-
-def _awaiting_register(role: str) -> ColumnElement:
+def _awaiting_register(role: str) -> CaseSelection:
     # Verified citizen reports, plus the reports the workflow lets skip 核实 (see the
     # `verify_exempt` guard): urgent ones and the inspectors' own.
-    exempt = and_(_c.status == "accepted", _c.kind == "report",
-                  or_(_c.case_type == "urgent", _c.channel.in_(sorted(workflow.VERIFY_EXEMPT_CHANNELS))))
-    return or_(_c.status == "verified", exempt)
+    return CaseSelection(statuses=("verified",), verify_exempt_reports=True)
 
 
 def _approval_kinds(spec: workflow.WorkflowSpec, role: str) -> list[str]:
@@ -75,12 +67,10 @@ def _approval_kinds(spec: workflow.WorkflowSpec, role: str) -> list[str]:
     return kinds
 
 
-def _awaiting_approval(spec: workflow.WorkflowSpec) -> Callable[[str], ColumnElement]:
-    def where(role: str) -> ColumnElement:
-        # Pending applications live only in `state_json` (written by sqlalchemy_repo as
-        # `"pending": [{"kind": "…", …}]`, with nothing after it that has a "kind").
-        likes = [_c.state_json.like(f'%"pending": [%"kind": "{k}"%') for k in _approval_kinds(spec, role)]
-        return and_(_c.status.in_(workflow.STATUS_LABELS), or_(*likes)) if likes else _c.id < 0
+def _awaiting_approval(spec: workflow.WorkflowSpec) -> Callable[[str], CaseSelection]:
+    def where(role: str) -> CaseSelection:
+        # Any status, with a pending application the spec lets `role` decide.
+        return CaseSelection(statuses=tuple(workflow.STATUS_LABELS), pending_kinds=tuple(_approval_kinds(spec, role)))
 
     return where
 
@@ -94,7 +84,7 @@ class Worklist:
     roles: tuple[str, ...]
     statuses: tuple[str, ...]
     actions: tuple[str, ...]
-    where: Callable[[str], ColumnElement]
+    where: Callable[[str], CaseSelection]  # role → the cases in the list
     hint: str = ""
 
 
@@ -133,27 +123,6 @@ def find_worklist(worklists: tuple[Worklist, ...], key: str) -> Worklist | None:
     """A list by its key, or the list that holds a status (`/worklists/dispatched`)."""
     return next((w for w in worklists if w.key == key), None) or next(
         (w for w in worklists if key in w.statuses), None)
-
-
-_URGENT_FIRST = case((_c.case_type == "urgent", 0), else_=1)
-
-
-async def _counts(engine, where: ColumnElement, now: datetime) -> dict[str, int]:
-    query = select(
-        func.count(),
-        func.coalesce(func.sum(case((_c.case_type == "urgent", 1), else_=0)), 0),
-        func.coalesce(func.sum(case((_c.due_at < now, 1), else_=0)), 0),
-    ).where(where)
-    async with engine.connect() as conn:
-        total, urgent, overdue = (await conn.execute(query)).one()
-    return {"total": int(total), "urgent": int(urgent), "overdue": int(overdue)}
-
-
-async def _page_ids(engine, where: ColumnElement, limit: int, offset: int) -> list[int]:
-    query = (select(_c.id).where(where).order_by(_URGENT_FIRST, _c.created_at, _c.id)
-             .limit(limit).offset(offset))
-    async with engine.connect() as conn:
-        return [row[0] for row in (await conn.execute(query)).all()]
 
 
 # ---------------------------------------------------------------------- deadlines
@@ -334,9 +303,9 @@ async def overview(request: web.Request) -> web.Response:
     rows = []
     from web.photos import visible_where  # counts of the cases the user may see
 
-    scope = [getattr(_c, name) == value for name, value in visible_where(user).items()]
+    scope = visible_where(user)
     for w in lists_for(request.app[WORKLISTS], user.role):
-        rows.append({"list": w, **await _counts(ctx.repo.engine, and_(w.where(user.role), *scope), now)})
+        rows.append({"list": w, **await ctx.repo.case_counts(now, selection=w.where(user.role), scope=scope)})
     return render(request, "worklist.html", user=user, overview=rows, role_label=ROLE_LABELS.get(user.role, user.role))
 
 
@@ -358,26 +327,20 @@ async def worklist(request: web.Request) -> web.Response:
         page = 1
     now = local_now(request)
     ref = await ctx.service.reference()
-    where = w.where(user.role)
+    selection = w.where(user.role)
     # Department staff see their own department's cases; others may narrow the list by hand.
     from web.photos import visible_where  # least privilege, as on /cases and the API
 
     scope = visible_where(user)
     department = scope.get("department") or request.query.get("department", "")
-    if department:
-        where = and_(where, _c.department == department)
-    for name, value in scope.items():
-        where = and_(where, getattr(_c, name) == value)
     # Filters, sorting and paging from the URL as on /cases (web/case_list.py); unless a
     # column is chosen, urgent first, then oldest first.
     lq = dataclasses.replace(case_list.parse_query(request.query), department=department)
     chosen = "sort" in request.query
-    where = and_(where, case_list.where_clause(lq, now))
-    counts = await _counts(ctx.repo.engine, where, now)
+    counts = await ctx.repo.case_counts(now, selection=selection, scope=scope, f=lq)
     order = lq if chosen else dataclasses.replace(lq, sort="created", dir="asc")
-    ids, counts["total"], page = await case_list.page_of_ids(
-        ctx.repo.engine, where, order, now, ref.calendar, first=() if chosen else (_URGENT_FIRST,),
-        page_size=PAGE_SIZE)
+    ids, counts["total"], page = await ctx.repo.case_page(
+        order, now, ref.calendar, selection=selection, scope=scope, urgent_first=not chosen, page_size=PAGE_SIZE)
     pages = max(1, math.ceil(counts["total"] / PAGE_SIZE))
     found = {v.id: v for v in await ctx.service.search(case_ids=tuple(ids), limit=len(ids) or 1,
                                                        with_recordings=False)} if ids else {}

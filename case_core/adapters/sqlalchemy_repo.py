@@ -34,6 +34,7 @@ from case_core.domain.workflow import (
 )
 from case_core.views import CaseView, HistoryView, NotFound, RecordingView, UserView  # noqa: F401  (re-exported)
 from case_core.adapters.sql_calls import CallRecordsSql, _recording_view
+from case_core.adapters.sql_case_lists import CaseListsSql
 from case_core.adapters.sql_evaluation import (  # noqa: F401  (rebuild_rollup re-exported for bench/case_bench.py)
     _FACT_COLUMNS,
     _FACT_COLUMNS_SQL,
@@ -150,7 +151,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
     cur.close()
 
 
-class SqlRepository(CallRecordsSql, UsersSql, EvaluationSql, ReferenceSql):
+class SqlRepository(CallRecordsSql, UsersSql, EvaluationSql, ReferenceSql, CaseListsSql):
     """All persistence the hotline needs, one short transaction per method (`case_core.ports.CaseRepository`).
 
     The case aggregate (numbers, cases, the workflow's unit of work `update_states`, search)

@@ -41,6 +41,7 @@ CASES = [
     (web_ports.Transcripts, TranscriptStore, ()),
     (web_ports.Sms, SmsWebService, ()),
     (case_ports.CaseRepository, SqlRepository, ()),
+    (case_ports.CaseQueries, SqlRepository, ()),
 ]
 
 
