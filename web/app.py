@@ -20,7 +20,7 @@ from urllib.parse import quote
 import jinja2
 from aiohttp import WSMsgType, web
 
-from case_core.adapters.sqlalchemy_repo import SqlRepository
+from case_core.ports import CaseRepository
 from case_core.views import CaseView, NotFound, UserView
 from case_core.domain.workflow import CHANNEL_LABELS, ROLE_LABELS, STATUS_LABELS
 from case_core.service import CaseService
@@ -104,7 +104,9 @@ async def _send(ws, message: str) -> None:
 
 @dataclass
 class WebContext:
-    repo: SqlRepository
+    # The case repository the composition root (or a test) built: `CaseRepository` and
+    # `CaseQueries` of case_core.ports, plus users and tokens (`SqlRepository`).
+    repo: CaseRepository
     service: CaseService
     secret: bytes
     now: Callable[[], float]
@@ -117,7 +119,7 @@ class WebContext:
     map_settings: Any = None  # callcenter.config.MapSettings ([map]): base map tiles; None = none
     audit: Any = None  # case_core.audit.AuditLog; None: one on the repository's engine
     auth_settings: auth.AuthSettings = field(default_factory=auth.AuthSettings)  # [web] login/session keys
-    auth_store: Any = None  # case_core.adapters.auth_store.AuthStore: sessions, tokens, password checks
+    auth_store: Any = None  # sessions, tokens, password checks (AuthStore); None: the repository's `auth_store()`
     throttle: Any = None  # web.login_throttle.LoginThrottle
 
     def __post_init__(self) -> None:
@@ -126,9 +128,7 @@ class WebContext:
 
             self.audit = AuditLog(self.repo.engine)
         if self.auth_store is None:
-            from case_core.adapters.auth_store import AuthStore
-
-            self.auth_store = AuthStore(self.repo.engine)
+            self.auth_store = self.repo.auth_store()
         if self.throttle is None:
             from web.login_throttle import LoginThrottle
 

@@ -27,6 +27,13 @@ async def _hash_in_thread(password: str) -> str:
 class UsersSql:
     engine: AsyncEngine
 
+    def auth_store(self, thread_initializer=None):
+        """Logins, sessions and tokens on this repository's engine (`auth_store.AuthStore`):
+        what the web uses unless the composition root hands in its own."""
+        from case_core.adapters.auth_store import AuthStore  # it imports this package's views
+
+        return AuthStore(self.engine, thread_initializer=thread_initializer)
+
     # -- users and tokens ---------------------------------------------------------------
     async def create_user(
         self, *, username: str, password: str, role: str, display_name: str = "", now: datetime,
