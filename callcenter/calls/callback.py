@@ -4,6 +4,10 @@ rings (preview), then dial the citizen through the trunk, then bridge.
 A kept-place callback stands in the router under the original caller's call id, which is the
 ACD's key; an agent's scheduled callback reports each attempt's outcome to the dialer.
 Recorded like an inbound call: the citizen left, what the citizen heard right.
+
+Its phases (callback_preview → callback_dialing → callback_bridged → ended) are rows of the
+call table (table.py); this driver turns leg reports into events, steps the controller and
+performs the actions, as call.py does for the other calls.
 """
 
 from __future__ import annotations
@@ -11,9 +15,8 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from callcenter import acd
 from callcenter.calls import model as m
-from callcenter.calls.controller import attempt_outcome
+from callcenter.calls.controller import new_call, step
 from callcenter.calls.legs import AgentLeg
 from callcenter.calls.ports import CallInfo
 from callcenter.calls.recording import FLUSH_EVERY_FRAMES, _Recording
@@ -38,16 +41,34 @@ class CallbackCall:
         self.agent_id = agent_id
         self.queue = queue
         self.ivr_path = ["callback"]
+        self.state = new_call(call_id, "callback", caller=number, has_flow=False,
+                              acd_present=on_outcome is None, agent=agent_id)
         self.agent_leg: AgentLeg | None = None
         self.citizen: AgentLeg | None = None
-        self.bridged = False
-        self.ended = False
         self.mixer = StereoMixer()
         self.rec: _Recording | None = None
+        self._perform: dict[type, Callable] = {
+            m.DialCitizen: self._dial_citizen,
+            m.StartCallbackRecording: self._start_recording,
+            m.TellAcd: lambda a: self.router.acd.handle(a.event),
+            m.ReportOutcome: lambda a: self.on_outcome(a.outcome),
+            m.HangupAgentLeg: lambda a: self._hangup_leg(self.agent_leg, a.reason),
+            m.HangupCitizenLeg: lambda a: self._hangup_leg(self.citizen, a.reason),
+            m.Forget: self._forget,
+            m.FinishCallRecording: self._finish_recording,
+        }
 
     @property
     def leg(self):
         return self.citizen.leg if self.citizen is not None else None
+
+    @property
+    def bridged(self) -> bool:
+        return self.state.phase == "callback_bridged"
+
+    @property
+    def ended(self) -> bool:
+        return self.state.ended
 
     def describe(self) -> CallInfo:
         return CallInfo(self.call_id, self.caller, self.did, tuple(self.ivr_path))
@@ -64,43 +85,38 @@ class CallbackCall:
         r.callbacks[self.call_id] = self
         return True
 
+    def handle(self, event: m.CallEvent) -> bool:
+        """Step the controller and perform the actions; False if the phase has no row for it."""
+        try:
+            self.state, actions = step(self.state, event)
+        except m.IllegalCallEvent as exc:
+            log.debug("callback %s: %s ignored", self.call_id, exc)
+            return False
+        for action in actions:
+            self._perform[type(action)](action)
+        return True
+
     def deliver(self, event) -> bool:
         """Events from the ACD: its Bridge needs nothing (audio flows since the citizen answered)."""
-        return isinstance(event, m.QueueBridged)
+        return self.handle(event)
 
     # legs report here
     def leg_answered(self, leg: AgentLeg) -> None:
-        r = self.router
         if leg is self.agent_leg:
-            route = r.outbound_route(self.caller)
-            self.citizen = AgentLeg(r, self, self.caller, peer=self.agent_leg)
-            self.agent_leg.peer = self.citizen
-            ok = route is not None and self.citizen.dial(
-                route[0], route[1], 40.0, from_user=r.callback_from, credentials=route[2], record_sent=True
-            )
-            if not ok:
-                self._failed("no route to the citizen" if route is None else "dial failed")
+            self.handle(m.AgentLegAnswered(self.agent_id))
         elif leg is self.citizen:
-            self.bridged = True
-            self.rec = r.start_recording(call_id=self.call_id, kind="call", name="callback", channels=2)
-            if self.on_outcome is not None:
-                self.on_outcome("answered")
-            else:
-                r.acd.handle(acd.CallbackAnswered(self.call_id))
+            self.handle(m.CitizenAnswered())
 
     def leg_gone(self, leg: AgentLeg, reason: str, status: int | None, was_bridged: bool) -> None:
-        if self.ended:
-            return
-        if self.bridged:
-            if self.on_outcome is None:
-                by = "caller" if leg is self.citizen else "agent"
-                self.router.acd.handle(acd.CallEnded(self.agent_id, self.call_id, hung_up_by=by))
-            self._end(reason)
+        if leg is self.citizen:
+            event: m.CallEvent = m.CitizenGone(reason, status)
         else:
-            self._failed(reason, status if leg is self.citizen else None)
+            event = m.AgentLegGone(self.agent_id, reason, status, was_bridged)
+        if self.handle(event) and self.ended and not self.state.answered:
+            log.info("callback %s to %s failed: %s", self.call_id, self.caller, reason)
 
     def hangup(self, reason: str) -> None:
-        self._end(reason)
+        self.handle(m.HangupRequested(reason))
 
     def leg_media(self, leg: AgentLeg, events) -> None:
         rec = self.rec
@@ -116,23 +132,35 @@ class CallbackCall:
                 if rec.frames % FLUSH_EVERY_FRAMES == 0:
                     self.router.flush(rec)
 
-    def _failed(self, reason: str, status: int | None = None) -> None:
-        log.info("callback %s to %s failed: %s", self.call_id, self.caller, reason)
-        if self.on_outcome is not None:
-            self.on_outcome(attempt_outcome(status))
+    # actions
+    def _dial_citizen(self, _action) -> None:
+        r = self.router
+        route = r.outbound_route(self.caller)
+        self.citizen = AgentLeg(r, self, self.caller, peer=self.agent_leg)
+        self.agent_leg.peer = self.citizen
+        ok = route is not None and self.citizen.dial(
+            route[0], route[1], 40.0, from_user=r.callback_from, credentials=route[2], record_sent=True
+        )
+        if ok:
+            self.handle(m.CitizenDialled(True))
         else:
-            self.router.acd.handle(acd.CallbackFailed(self.call_id, reason))
-        self._end(reason)
+            reason = "no route to the citizen" if route is None else "dial failed"
+            log.info("callback %s to %s failed: %s", self.call_id, self.caller, reason)
+            self.handle(m.CitizenDialled(False, reason))
 
-    def _end(self, reason: str) -> None:
-        if self.ended:
-            return
-        self.ended = True
-        for leg in (self.agent_leg, self.citizen):
-            if leg is not None:
-                leg.hangup(reason)
+    def _start_recording(self, _action) -> None:
+        self.rec = self.router.start_recording(call_id=self.call_id, kind="call", name="callback", channels=2)
+
+    @staticmethod
+    def _hangup_leg(leg: AgentLeg | None, reason: str) -> None:
+        if leg is not None:
+            leg.hangup(reason)
+
+    def _forget(self, _action) -> None:
         if self.router.callbacks.get(self.call_id) is self:
             self.router.callbacks.pop(self.call_id)
+
+    def _finish_recording(self, _action) -> None:
         rec = self.rec
         if rec is not None:
             rec.pending += self.mixer.drain()

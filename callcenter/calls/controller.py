@@ -19,10 +19,16 @@ from ivr_flows import engine as ivr
 __all__ = ["step", "new_call", "attempt_outcome", "GUARDS", "EFFECTS"]
 
 
+_FIRST_PHASE = {"outbound": "dialing", "callback": "callback_preview"}
+
+
 def new_call(call_id: str, kind: str, *, caller: str | None, has_flow: bool, acd_present: bool,
-             urgent: bool = False) -> m.CallState:
-    return m.CallState(call_id=call_id, kind=kind, phase="dialing" if kind == "outbound" else "offered",
-                       caller=caller, has_flow=has_flow, acd=acd_present, urgent=urgent)
+             urgent: bool = False, agent: str | None = None) -> m.CallState:
+    """A new call's state. A callback (kind "callback") starts with the agent's phone ringing;
+    `acd_present` then means a kept-place callback reported to the ACD (else the dialer hears
+    the attempt's outcome), `agent` is the agent it is for."""
+    return m.CallState(call_id=call_id, kind=kind, phase=_FIRST_PHASE.get(kind, "offered"),
+                       caller=caller, has_flow=has_flow, acd=acd_present, urgent=urgent, bridged_agent=agent)
 
 
 def attempt_outcome(status: int | None) -> str:
@@ -452,6 +458,49 @@ def consult_cancel(s, e):
 @_effect
 def listen_in(s, e):
     return {}, [m.DialMonitor(e.extension)]
+
+
+# -- callbacks: agent preview -> citizen -> bridge ---------------------------------------------------
+
+def _callback_over(reason: str) -> list[m.CallAction]:
+    return [m.HangupAgentLeg(reason), m.HangupCitizenLeg(reason), m.Forget(), m.FinishCallRecording()]
+
+
+@_effect
+def callback_dial_citizen(s, e):
+    return {"agent_leg": "up"}, [m.DialCitizen()]
+
+
+@_effect
+def callback_failed(s, e):
+    """The attempt failed before the citizen answered: only the citizen's final status counts."""
+    reason = e.reason
+    status = e.status if isinstance(e, m.CitizenGone) else None
+    if s.acd:
+        out: list[m.CallAction] = [m.TellAcd(acd.CallbackFailed(s.call_id, reason))]
+    else:
+        out = [m.ReportOutcome(attempt_outcome(status))]
+    return {}, out + _callback_over(reason)
+
+
+@_effect
+def callback_answered(s, e):
+    told = m.TellAcd(acd.CallbackAnswered(s.call_id)) if s.acd else m.ReportOutcome("answered")
+    return {"answered": True}, [m.StartCallbackRecording(), told]
+
+
+@_effect
+def callback_hung_up(s, e):
+    out: list[m.CallAction] = []
+    if s.acd:
+        by = "caller" if isinstance(e, m.CitizenGone) else "agent"
+        out.append(m.TellAcd(acd.CallEnded(s.bridged_agent, s.call_id, hung_up_by=by)))
+    return {}, out + _callback_over(e.reason)
+
+
+@_effect
+def callback_end(s, e):
+    return {}, _callback_over(e.reason)
 
 
 @_effect

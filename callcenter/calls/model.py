@@ -24,6 +24,9 @@ PHASES = (
     "transferring",       # blind transfer to a number: the outside leg rings
     "bridged",            # talking to an agent (or to the outside number / extension)
     "consulting",         # the agent consults a third party; the caller hears the hold tone
+    "callback_preview",   # a callback: the agent's phone rings first (they see the case)
+    "callback_dialing",   # a callback: the agent answered, the citizen's phone rings
+    "callback_bridged",   # a callback: agent and citizen talk
     "ended",
 )
 
@@ -31,7 +34,7 @@ PHASES = (
 @dataclass(frozen=True)
 class CallState:
     call_id: str
-    kind: str  # "inbound" (a DID), "extension" (a direct call to an agent), "outbound"
+    kind: str  # "inbound" (a DID), "extension" (a direct call to an agent), "outbound", "callback"
     phase: str = "offered"
     caller: str | None = None
     has_flow: bool = False  # the call runs an IVR flow once answered
@@ -203,6 +206,25 @@ class AgentLegGone(CallEvent):
     reason: str = ""
     status: int | None = None
     was_bridged: bool = False
+
+
+@_event
+class CitizenDialled(CallEvent):
+    """A callback's leg to the citizen was sent (ok) or could not be (no route, dial failed)."""
+    ok: bool = True
+    reason: str = ""
+
+
+@_event
+class CitizenAnswered(CallEvent):
+    """A callback's citizen answered: agent and citizen are bridged by their legs."""
+
+
+@_event
+class CitizenGone(CallEvent):
+    """A callback's leg to the citizen ended (`status`: the final answer if it never answered)."""
+    reason: str = ""
+    status: int | None = None
 
 
 @_event
@@ -425,6 +447,22 @@ class HoldAgent(CallAction):
 @_action
 class MuteAgent(CallAction):
     muted: bool = True
+
+
+# callbacks
+@_action
+class DialCitizen(CallAction):
+    """A callback: dial the citizen through the trunk; CitizenDialled says whether it went out."""
+
+
+@_action
+class HangupCitizenLeg(CallAction):
+    reason: str = ""
+
+
+@_action
+class StartCallbackRecording(CallAction):
+    """Stereo recording of a callback once the citizen answered."""
 
 
 # the ACD port

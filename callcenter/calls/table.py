@@ -36,6 +36,8 @@ _FINISH = ("CancelTimers", "CloseMedia", "Forget", "CloseLiveTranscript", "TellA
            "HangupAgentLeg", "HangupConsultLeg", "HangupMonitors", "FinishCallRecording", "StopMessage",
            "ToIvr", "NotifyEnded")
 _ANSWERED = ("MarkAnswered", "StartIvr")
+_CB_OVER = ("HangupAgentLeg", "HangupCitizenLeg", "Forget", "FinishCallRecording")
+_CB_FAILED = ("TellAcd", "ReportOutcome") + _CB_OVER
 
 TRANSITIONS: tuple[Transition, ...] = (
     # -- setting up ------------------------------------------------------------------------------
@@ -122,6 +124,26 @@ TRANSITIONS: tuple[Transition, ...] = (
        "ring_all: another agent's phone stopped ringing"),
     _T("consulting", "AgentLegGone", "ended", "ACD agent", ("TellAcd",) + _FINISH + ("Hangup",), "agent_hung_up_acd"),
     _T("consulting", "AgentLegGone", "ended", None, _FINISH + ("Hangup",), "agent_hung_up"),
+    # -- callbacks (预约回拨): the agent's phone first (preview), then the citizen's, then bridged --------
+    _T("callback_preview", "AgentLegAnswered", "callback_dialing", None, ("DialCitizen",), "callback_dial_citizen"),
+    _T("callback_preview", "AgentLegGone", "ended", None, _CB_FAILED, "callback_failed"),
+    _T("callback_dialing", "CitizenDialled", SAME, "ok", (), "noop"),
+    _T("callback_dialing", "CitizenDialled", "ended", "not ok", _CB_FAILED, "callback_failed"),
+    _T("callback_dialing", "CitizenAnswered", "callback_bridged", None,
+       ("StartCallbackRecording", "TellAcd", "ReportOutcome"), "callback_answered"),
+    _T("callback_dialing", "CitizenGone", "ended", None, _CB_FAILED, "callback_failed"),
+    _T("callback_dialing", "AgentLegGone", "ended", None, _CB_FAILED, "callback_failed"),
+    _T("callback_bridged", "CitizenGone", "ended", None, ("TellAcd",) + _CB_OVER, "callback_hung_up"),
+    _T("callback_bridged", "AgentLegGone", "ended", None, ("TellAcd",) + _CB_OVER, "callback_hung_up"),
+    _T("callback_preview", "QueueBridged", SAME, None, (), "noop"),
+    _T("callback_dialing", "QueueBridged", SAME, None, (), "noop"),
+    _T("callback_bridged", "QueueBridged", SAME, None, (), "noop", "audio flows since the citizen answered"),
+    _T("callback_preview", "HangupRequested", "ended", None, _CB_OVER, "callback_end"),
+    _T("callback_dialing", "HangupRequested", "ended", None, _CB_OVER, "callback_end"),
+    _T("callback_bridged", "HangupRequested", "ended", None, _CB_OVER, "callback_end"),
+    _T("callback_preview", "RemoteEnded", "ended", None, _CB_OVER, "callback_end"),
+    _T("callback_dialing", "RemoteEnded", "ended", None, _CB_OVER, "callback_end"),
+    _T("callback_bridged", "RemoteEnded", "ended", None, _CB_OVER, "callback_end"),
     # -- listen-in (监听) and the end ---------------------------------------------------------------
     _T(ANY, "ListenInRequested", SAME, "answered", ("DialMonitor",), "listen_in"),
     _T(ANY, "HangupRequested", "ended", None, _FINISH + ("Hangup",), "hangup"),

@@ -1,6 +1,7 @@
 """Golden-trace runner for the call controller: replay events, compare the actions.
 
-A trace (traces/*.yaml) starts a call (`call: {kind, caller, has_flow, acd}`), then lists
+A trace (traces/*.yaml) starts a call (`call: {kind, caller, has_flow, acd}`; a callback
+also names its `agent`), then lists
 steps: `event: {ClassName: {field: value}}` and the actions expected, written
 `{ClassName: {field: value}}` without fields that are None; nested events (an ACD event the
 call tells the ACD, an IVR event it feeds its flow) are written the same way. `end` gives the
@@ -47,7 +48,7 @@ def start(trace: dict) -> m.CallState:
     c = dict(trace["call"])
     return controller.new_call(c.pop("id", "c1"), c.pop("kind", "inbound"), caller=c.pop("caller", None),
                                has_flow=c.pop("has_flow", True), acd_present=c.pop("acd", True),
-                               urgent=c.pop("urgent", False))
+                               urgent=c.pop("urgent", False), agent=c.pop("agent", None))
 
 
 def describe_end(state: m.CallState) -> dict:
