@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from web import timefmt
-from web.app import CTX, USER, _int_param, api_auth, json_error
+from web.app import USER, _int_param, api_auth, json_error
 from web.photos import may_see_recording
 from web.ports import TRANSCRIPTS, Transcripts
 
