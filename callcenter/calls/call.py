@@ -373,7 +373,7 @@ class Call:
     def check_silence(self, now: float) -> None:
         rec = self.msg_rec
         if rec is not None and rec.silence_s and now - rec.last_voice_at >= rec.silence_s:
-            self.stop_message("silence")
+            self.handle(m.MessageSilenceElapsed())
 
     def stop_message(self, reason: str) -> None:
         rec = self.msg_rec

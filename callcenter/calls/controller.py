@@ -460,6 +460,28 @@ def listen_in(s, e):
     return {}, [m.DialMonitor(e.extension)]
 
 
+# -- the watchdog ------------------------------------------------------------------------------------
+
+@_effect
+def ack_timed_out(s, e):
+    return _hangup(s, "no ack")
+
+
+@_effect
+def first_rtp_timed_out(s, e):
+    return _hangup(s, "no rtp")
+
+
+@_effect
+def rtp_timed_out(s, e):
+    return _hangup(s, "rtp timeout")
+
+
+@_effect
+def message_silent(s, e):
+    return {}, [m.StopMessage("silence")]
+
+
 # -- callbacks: agent preview -> citizen -> bridge ---------------------------------------------------
 
 def _callback_over(reason: str) -> list[m.CallAction]:

@@ -134,6 +134,30 @@ class HangupRequested(CallEvent):
     reason: str = ""
 
 
+# the router's watchdog measures, the table decides
+@_event
+class AckTimedOut(CallEvent):
+    """Our 200 OK was never ACKed (a caller holding a port for nothing: the slow-INVITE attack)."""
+    waited_s: float = 0.0
+
+
+@_event
+class FirstRtpTimedOut(CallEvent):
+    """Answered, but not one packet of audio came from the caller."""
+    waited_s: float = 0.0
+
+
+@_event
+class RtpTimedOut(CallEvent):
+    """The caller's audio stopped (no RTP for the configured timeout)."""
+    silent_s: float = 0.0
+
+
+@_event
+class MessageSilenceElapsed(CallEvent):
+    """A voice message heard no voice for its flow's silence limit (end-on-silence)."""
+
+
 @_event
 class DigitReceived(CallEvent):
     digit: str = ""

@@ -21,6 +21,7 @@ from callcenter.admission import AdmissionPolicy, CallBook
 from callcenter.calls.call import Call
 from callcenter.calls.callback import CallbackCall
 from callcenter.calls.legs import AgentLeg
+from callcenter.calls.model import AckTimedOut, FirstRtpTimedOut, RtpTimedOut
 from callcenter.calls.ports import CallInfo, CallServices, as_sip_port
 from callcenter.calls.recording import RecordingIO, _Recording
 from callcenter.dialplan import DialPlan
@@ -410,6 +411,8 @@ class CallRouter(RecordingIO):
         self.sip.answer_reoffer(call.call_id, n.answer)
 
     # -- watchdog: RTP timeout and end-on-silence -----------------------------------------
+    # It only measures and reports events (AckTimedOut, FirstRtpTimedOut, RtpTimedOut,
+    # MessageSilenceElapsed); what follows is the call table's rows.
     def _ensure_watchdog(self) -> None:
         if self._watchdog is None:
             self._watch_due = self.clock.seconds() + 0.25
@@ -431,16 +434,16 @@ class CallRouter(RecordingIO):
                 since = now - call.answered_at
                 if call.inbound and not call.acked and since > policy.ack_timeout_s:
                     log.info("call %s: no ACK after %.0f s, hanging up", call.call_id, since)
-                    call.hangup("no ack")
+                    call.handle(AckTimedOut(since))
                     continue
                 if last is None and since > policy.first_rtp_timeout_s:
                     log.info("call %s: no RTP from the caller after %.0f s, hanging up", call.call_id, since)
-                    call.hangup("no rtp")
+                    call.handle(FirstRtpTimedOut(since))
                     continue
             started = call.answered_at or now
             if now - (last if last is not None else started) > self.rtp_timeout_s:
                 log.warning("call %s: no RTP for %.0f s, hanging up", call.call_id, self.rtp_timeout_s)
-                call.hangup("rtp timeout")
+                call.handle(RtpTimedOut(self.rtp_timeout_s))
         if self.calls:
             self._ensure_watchdog()
 

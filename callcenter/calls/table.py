@@ -147,6 +147,11 @@ TRANSITIONS: tuple[Transition, ...] = (
     # -- listen-in (监听) and the end ---------------------------------------------------------------
     _T(ANY, "ListenInRequested", SAME, "answered", ("DialMonitor",), "listen_in"),
     _T(ANY, "HangupRequested", "ended", None, _FINISH + ("Hangup",), "hangup"),
+    # -- the watchdog (the router measures, these rows decide) -------------------------------------
+    _T(ANY, "AckTimedOut", "ended", None, _FINISH + ("Hangup",), "ack_timed_out"),
+    _T(ANY, "FirstRtpTimedOut", "ended", None, _FINISH + ("Hangup",), "first_rtp_timed_out"),
+    _T(ANY, "RtpTimedOut", "ended", None, _FINISH + ("Hangup",), "rtp_timed_out"),
+    _T(ANY, "MessageSilenceElapsed", SAME, "a message is recording", ("StopMessage",), "message_silent"),
     _T(ANY, "RemoteEnded", "ended", None, ("ReportOutcome",) + _FINISH, "remote_ended"),
     _T("ended", "HangupRequested", SAME, None, (), "noop", "already over"),
     _T("ended", "RemoteEnded", SAME, None, (), "noop", "our own BYE reported back"),
