@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import OrderedDict
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import DatagramProtocol, Factory
@@ -182,7 +182,8 @@ class SipEndpoint(DatagramProtocol):
 
     # -- commands -------------------------------------------------------------------------
     def command(self, name: str, *args, **kwargs):
-        """Run a UserAgent command (ringing, answer, reject, hangup…) at the current time."""
+        """Run a UserAgent command (ringing, answer, reject, hangup…) at the current time; SRTP
+        keys are added to and taken from the SDP here. Call control uses the typed methods below."""
         method: Callable = getattr(self.ua, name)
         try:
             if self.sdes is not None and name in ("answer", "answer_reoffer", "invite"):
@@ -202,6 +203,34 @@ class SipEndpoint(DatagramProtocol):
     def flush(self) -> None:
         """Send what the UA has queued outside a datagram or a command (e.g. started clients)."""
         self._after()
+
+    # -- typed commands (calls.ports.SipPort): what call control sends on one dialog ----------
+    @property
+    def registrar(self):
+        return self.ua.registrar
+
+    def ringing(self, call_id: str) -> None:
+        self.command("ringing", call_id)
+
+    def answer(self, call_id: str, sdp: bytes) -> bool | None:
+        return self.command("answer", call_id, sdp)
+
+    def reject(self, call_id: str, status: int, headers: tuple = ()) -> None:
+        if headers:
+            self.command("reject", call_id, status, headers=headers)
+        else:
+            self.command("reject", call_id, status)
+
+    def hangup(self, call_id: str) -> None:
+        self.command("hangup", call_id)
+
+    def answer_reoffer(self, call_id: str, sdp: bytes) -> None:
+        self.command("answer_reoffer", call_id, sdp)
+
+    def invite(self, *, target_uri: str, remote: tuple[str, int], from_user: str, sdp: bytes,
+               credentials: Any = None) -> str | None:
+        return self.command("invite", target_uri=target_uri, remote=remote, from_user=from_user, sdp=sdp,
+                            credentials=credentials)
 
     # -- I/O out ---------------------------------------------------------------------------
     def _after(self) -> None:

@@ -1,7 +1,7 @@
 """The call side's ports: what call control needs from the rest, and what it offers the ACD.
 
 - `SipPort`: typed SIP commands on one dialog (answer, reject, hangup …), not command strings;
-  `EndpointSip` adapts the Twisted endpoint (`twisted_sip.SipEndpoint.command`) to it.
+  `twisted_sip.SipEndpoint` implements it.
 - `AcdPort`: what a call tells the ACD and asks it (the local `AcdDriver`, or a cross-node one).
 - `CallControl`: what the ACD driver may do to calls — deliver an event, describe a call for
   the screen pop, place a kept-place callback. Nothing reaches into the router's calls.
@@ -39,46 +39,6 @@ class SipPort(Protocol):
     def answer_reoffer(self, call_id: str, sdp: bytes) -> None: ...
     def invite(self, *, target_uri: str, remote: tuple[str, int], from_user: str, sdp: bytes,
                credentials: Any = None) -> str | None: ...
-
-
-class EndpointSip:
-    """`SipPort` over the endpoint's generic `command(name, …)` (which also applies SRTP)."""
-
-    def __init__(self, endpoint):
-        self.endpoint = endpoint
-
-    @property
-    def registrar(self):
-        return getattr(getattr(self.endpoint, "ua", None), "registrar", None)
-
-    def ringing(self, call_id: str) -> None:
-        self.endpoint.command("ringing", call_id)
-
-    def answer(self, call_id: str, sdp: bytes) -> bool | None:
-        return self.endpoint.command("answer", call_id, sdp)
-
-    def reject(self, call_id: str, status: int, headers: tuple = ()) -> None:
-        if headers:
-            self.endpoint.command("reject", call_id, status, headers=headers)
-        else:
-            self.endpoint.command("reject", call_id, status)
-
-    def hangup(self, call_id: str) -> None:
-        self.endpoint.command("hangup", call_id)
-
-    def answer_reoffer(self, call_id: str, sdp: bytes) -> None:
-        self.endpoint.command("answer_reoffer", call_id, sdp)
-
-    def invite(self, *, target_uri: str, remote: tuple[str, int], from_user: str, sdp: bytes,
-               credentials: Any = None) -> str | None:
-        return self.endpoint.command("invite", target_uri=target_uri, remote=remote, from_user=from_user, sdp=sdp,
-                                     credentials=credentials)
-
-
-def as_sip_port(sip) -> SipPort:
-    if sip is None or isinstance(sip, EndpointSip) or not hasattr(sip, "command"):
-        return sip
-    return EndpointSip(sip)
 
 
 class AcdPort(Protocol):

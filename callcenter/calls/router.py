@@ -22,7 +22,7 @@ from callcenter.calls.call import Call
 from callcenter.calls.callback import CallbackCall
 from callcenter.calls.legs import AgentLeg
 from callcenter.calls.model import AckTimedOut, FirstRtpTimedOut, RtpTimedOut
-from callcenter.calls.ports import CallInfo, CallServices, as_sip_port
+from callcenter.calls.ports import CallInfo, CallServices, SipPort
 from callcenter.calls.recording import RecordingIO, _Recording
 from callcenter.dialplan import DialPlan
 from callcenter.media.session import MediaSession
@@ -65,7 +65,7 @@ class CallRouter(RecordingIO):
         admission: AdmissionPolicy | None = None,
         dialplan: DialPlan | None = None,
     ):
-        self.sip = as_sip_port(sip)
+        self.sip: SipPort = sip
         self.rtp = rtp
         self.flows_by_did = flows_by_did
         self.prompts = prompts
