@@ -88,10 +88,16 @@ class CallbackCall:
     def handle(self, event: m.CallEvent) -> bool:
         """Step the controller and perform the actions; False if the phase has no row for it."""
         try:
-            self.state, actions = step(self.state, event)
+            state, actions = step(self.state, event)
         except m.IllegalCallEvent as exc:
             log.debug("callback %s: %s ignored", self.call_id, exc)
             return False
+        unknown = [a for a in actions if type(a) not in self._perform]
+        if unknown:
+            # A row for any live phase (listen-in, IVR digits) that a callback cannot perform.
+            log.warning("callback %s: %s refused (%s)", self.call_id, type(event).__name__, unknown)
+            return False
+        self.state = state
         for action in actions:
             self._perform[type(action)](action)
         return True
