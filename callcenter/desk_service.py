@@ -9,6 +9,8 @@ from datetime import datetime
 from typing import Any, Callable
 
 from callcenter import acd
+from callcenter.calls import model as calls_model
+from callcenter.calls.ports import CallInfo
 from case_core.domain.workflow import STATUS_LABELS
 
 STATES = ("ready", "paused", "logged_out")
@@ -82,29 +84,30 @@ class DeskService:
             raise DeskError(f"dial plan: {checked.reason}", checked.message_zh)
 
     # -- attended transfer (咨询转接) -------------------------------------------------------------
-    def _own_call(self, username: str, call_id: str):
-        call = self.router.calls.get(call_id)
-        if call is None or call.bridged_agent != username:
+    def _own_call(self, username: str, call_id: str) -> CallInfo:
+        """The agent's own live call (not a callback), as a snapshot; events go by its id."""
+        info = self.router.describe(call_id)
+        if info is None or info.callback or info.agent != username:
             raise DeskError("not your live call", "该通话已结束，或不是您正在处理的通话。")
-        return call
+        return info
 
     def consult(self, username: str, call_id: str, kind: str, target: str) -> None:
         """Put the caller on hold and call a colleague (an agent) or an outside number first."""
-        call = self._own_call(username, call_id)
+        self._own_call(username, call_id)
         if kind == "agent":
             other = self.acd.state.agents.get(target)
             if other is None or target == username or other.status != "ready":
                 raise DeskError("target agent not ready", "目标坐席不存在或不在示闲状态。")
             # Keep the queue from giving them a call while they talk to us.
             self.acd.handle(acd.AgentPaused(target, "consult"))
-            ok = call.start_consult(other.extension, number=False, acd_agent=target)
+            ok = self.router.deliver(call_id, calls_model.ConsultRequested(other.extension, False, target))
             if not ok:
                 self.acd.handle(acd.AgentReady(target))
         elif kind == "number":
             if not (target.isdigit() and 3 <= len(target) <= 20):
                 raise DeskError("bad number", "外线号码只能是3到20位数字。")
             self._check_dial_plan(target)
-            ok = call.start_consult(target, number=True)
+            ok = self.router.deliver(call_id, calls_model.ConsultRequested(target, True))
         else:
             raise DeskError(f"bad consult kind {kind!r}", "咨询转接只能转给坐席或外线号码。")
         if not ok:
@@ -112,16 +115,15 @@ class DeskService:
 
     def consult_complete(self, username: str, call_id: str) -> None:
         """Hand the caller over to the consulted party; the agent's leg ends (wrap-up)."""
-        call = self._own_call(username, call_id)
-        if not call.complete_consult():
+        self._own_call(username, call_id)
+        if not self.router.deliver(call_id, calls_model.ConsultCompleted()):
             raise DeskError("consult not answered", "对方尚未接听，不能完成转接。")
         # The call forgot its queue agent (outside the queue's accounting from here).
         self.acd.handle(acd.CallEnded(username, call_id, hung_up_by="agent"))
 
     def consult_cancel(self, username: str, call_id: str) -> None:
-        call = self._own_call(username, call_id)
-        target = call.consult_agent
-        call.cancel_consult()
+        target = self._own_call(username, call_id).consult_agent
+        self.router.deliver(call_id, calls_model.ConsultCancelled())
         if target is not None and self.acd.state.agents[target].status == "paused":
             self.acd.handle(acd.AgentReady(target))
 
@@ -135,22 +137,22 @@ class DeskService:
         if not call_id:
             status = self.status(username) or {}
             call_id = status.get("call") or ""
-        call = self.router.find(call_id) if call_id else None
-        if call is not None and not hasattr(call, "desk_hold") and getattr(call, "agent_id", None) == username:
+        info = self.router.describe(call_id) if call_id else None
+        if info is not None and info.callback and info.agent == username:
             raise DeskError("callback call", "预约回拨的通话请在话机上挂断、保持或静音。")
-        if call is None or getattr(call, "bridged_agent", None) != username or not hasattr(call, "desk_hold"):
+        if info is None or info.callback or info.agent != username:
             raise DeskError("no live call", "您当前没有接通的通话。")
         if action == "hangup":
-            ok = call.desk_hangup()
+            event = calls_model.DeskHangupRequested()
         elif action in ("hold", "resume"):
-            ok = call.desk_hold(action == "hold")
+            event = calls_model.DeskHoldRequested(action == "hold")
         else:
-            ok = call.desk_mute(action == "mute")
-        if not ok:
+            event = calls_model.DeskMuteRequested(action == "mute")
+        if not self.router.deliver(call_id, event):
             raise DeskError(f"{action} refused", "通话尚未接通、已结束，或正在咨询转接，不能执行此操作。")
-        agent = call.agent
+        now = self.router.describe(call_id)
         return {"call_id": call_id, "action": action, "ended": action == "hangup",
-                "held": bool(agent is not None and agent.desk_held), "muted": bool(agent is not None and agent.muted)}
+                "held": bool(now is not None and now.desk_held), "muted": bool(now is not None and now.muted)}
 
     def is_agent(self, username: str) -> bool:
         return self.acd is not None and username in self.acd.state.agents

@@ -97,7 +97,9 @@ class Call:
         return list(self.state.path)
 
     def describe(self) -> CallInfo:
-        return CallInfo(self.call_id, self.caller, self.did, self.state.path, tuple(self.transcript_lines))
+        s = self.state
+        return CallInfo(self.call_id, self.caller, self.did, s.path, tuple(self.transcript_lines),
+                        agent=s.bridged_agent, consult_agent=s.consult_agent, desk_held=s.desk_held, muted=s.muted)
 
     # -- the controller ------------------------------------------------------------------------
     def handle(self, event: m.CallEvent) -> bool:
@@ -230,31 +232,8 @@ class Call:
         if leg is self.agent:
             self.handle(m.AgentPhoneHeld(held))
 
-    # -- from the agent's desk (the hotline is the B2BUA) ----------------------------------------------
-    def desk_hold(self, held: bool) -> bool:
-        """保持: the caller hears the hold tone, agent and caller stop hearing each other."""
-        return self.handle(m.DeskHoldRequested(held))
-
-    def desk_mute(self, muted: bool) -> bool:
-        """静音: the caller stops hearing the agent; the agent still hears the caller."""
-        return self.handle(m.DeskMuteRequested(muted))
-
-    def desk_hangup(self) -> bool:
-        """挂断: both phones get a BYE; the agent goes to wrap-up as if they had hung up."""
-        return self.handle(m.DeskHangupRequested())
-
-    def start_consult(self, target: str, *, number: bool, acd_agent: str | None = None) -> bool:
-        """咨询转接: hold the caller (hold tone) and call the target; the agent talks to it."""
-        return self.handle(m.ConsultRequested(target, number, acd_agent))
-
-    def complete_consult(self) -> bool:
-        """The agent hands the caller to the consulted party and leaves the call."""
-        return self.handle(m.ConsultCompleted())
-
-    def cancel_consult(self) -> bool:
-        """Back to the caller: the consulted party is hung up."""
-        return self.handle(m.ConsultCancelled())
-
+    # -- from the agent's desk: its events (DeskHoldRequested, ConsultRequested …) arrive through
+    # CallControl.deliver; listen-in through the router.
     def listen_in(self, extension: str) -> bool:
         """Ring a supervisor's phone; once answered it hears the call and is not heard."""
         return self.handle(m.ListenInRequested(extension))

@@ -71,7 +71,7 @@ class CallbackCall:
         return self.state.ended
 
     def describe(self) -> CallInfo:
-        return CallInfo(self.call_id, self.caller, self.did, tuple(self.ivr_path))
+        return CallInfo(self.call_id, self.caller, self.did, tuple(self.ivr_path), agent=self.agent_id, callback=True)
 
     def start(self, extension: str, ring_timeout_s: float) -> bool:
         r = self.router

@@ -53,17 +53,23 @@ class AcdPort(Protocol):
 
 @dataclass(frozen=True)
 class CallInfo:
-    """What the ACD's screen pop shows of a call (a snapshot, not the live call)."""
+    """A snapshot of a call (not the live call): what the ACD's screen pop shows, and what the
+    desk checks before it delivers an event (whose call it is, held, muted)."""
 
     call_id: str
     caller: str | None
     did: str
     ivr_path: tuple[str, ...] = ()
     transcript_lines: tuple[str, ...] = ()
+    agent: str | None = None  # the ACD agent talking to the caller (a callback: the agent it is for)
+    consult_agent: str | None = None  # the agent consulted (paused while consulted)
+    callback: bool = False
+    desk_held: bool = False
+    muted: bool = False
 
 
 class CallControl(Protocol):
-    """What the ACD driver may do to calls."""
+    """What the ACD driver and the desk may do to calls."""
 
     def deliver(self, call_id: str, event) -> bool: ...
     def describe(self, call_id: str) -> CallInfo | None: ...

@@ -125,7 +125,7 @@ class CallRouter(RecordingIO):
 
     # -- the CallControl port (what the ACD driver may do) ----------------------------------------
     def find(self, call_id: str):
-        """The live call or callback by id (the desk's call control)."""
+        """The live call or callback by id (behind deliver and describe)."""
         return self.calls.get(call_id) or self.callbacks.get(call_id)
 
     def deliver(self, call_id: str, event) -> bool:

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import pytest
 
+from callcenter.calls.ports import CallInfo
 from callcenter.desk_service import DeskError, DeskService
 from callcenter.dialplan import DialPlan
 
 
 class _Router:
+    """The desk's CallControl: calls described by id; delivering an event must not be reached here."""
+
     def __init__(self):
         self.dialplan = DialPlan()
-        self.calls = {}
+        self.calls: dict[str, CallInfo] = {}
+
+    def describe(self, call_id):
+        return self.calls.get(call_id)
+
+    def deliver(self, call_id, event) -> bool:  # pragma: no cover - must not be reached
+        raise AssertionError(f"delivered {event!r}")
 
 
 class _Acd:
@@ -50,13 +59,7 @@ def test_consultation_to_an_international_number_is_refused():
     """咨询转接 to an outside number is checked the same way before anything is dialled."""
     desk, _ = _desk()
 
-    class _Call:
-        bridged_agent = "agent1"
-
-        def start_consult(self, *a, **kw):  # pragma: no cover - must not be reached
-            raise AssertionError("dialled")
-
-    desk.router.calls["call-1"] = _Call()
+    desk.router.calls["call-1"] = CallInfo("call-1", "13800000001", "12319", agent="agent1")
     with pytest.raises(DeskError) as exc:
         desk.consult("agent1", "call-1", "number", "0012125550100")
     assert "国际" in exc.value.message_zh

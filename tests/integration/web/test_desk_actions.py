@@ -60,12 +60,13 @@ class FakeRouter:
         return self.calls.setdefault(call_id, FakeCall(call_id))
 
     def deliver(self, call_id, event) -> bool:
-        """The CallControl port: every call takes every event from the ACD."""
-        self.find(call_id)
-        return True
+        """The CallControl port: a call that has its own `deliver` (a test's) decides; others take every event."""
+        call = self.find(call_id)
+        return call.deliver(event) if hasattr(call, "deliver") else True
 
     def describe(self, call_id):
-        return CallInfo(call_id, CALLER, "12319")
+        call = self.calls.get(call_id)
+        return call.describe() if hasattr(call, "describe") else CallInfo(call_id, CALLER, "12319")
 
     def place_agent_callback(self, callback_id, number, agent, on_outcome) -> bool:
         self.placed.append((callback_id, number, agent))

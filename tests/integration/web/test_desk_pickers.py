@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from callcenter import acd
+from callcenter.calls import model as calls_model
+from callcenter.calls.ports import CallInfo
 from case_core.adapters import orm
 from tests.integration.web.test_desk_actions import CALLER, FETCH, NOW, client, env, in_wrap_up  # noqa: F401
 
@@ -77,24 +79,27 @@ async def test_transfer_targets_list_queues_agents_with_state_and_numbers_transf
 
 
 class DeskCall:
-    """A bridged call as the desk sees it: records hold, mute and hang-up requests."""
+    """A bridged call as the desk sees it through CallControl: records hold, mute and hang-up requests."""
 
     def __init__(self, call_id, agent):
         self.call_id, self.bridged_agent, self.done = call_id, agent, []
-        self.agent = type("Leg", (), {"desk_held": False, "muted": False})()
+        self.desk_held = self.muted = False
 
-    def desk_hold(self, held):
-        self.agent.desk_held = held
-        self.done.append("hold" if held else "resume")
-        return True
+    def describe(self):
+        return CallInfo(self.call_id, CALLER, "12319", agent=self.bridged_agent, desk_held=self.desk_held,
+                        muted=self.muted)
 
-    def desk_mute(self, muted):
-        self.agent.muted = muted
-        self.done.append("mute" if muted else "unmute")
-        return True
-
-    def desk_hangup(self):
-        self.done.append("hangup")
+    def deliver(self, event):
+        if isinstance(event, calls_model.DeskHoldRequested):
+            self.desk_held = event.held
+            self.done.append("hold" if event.held else "resume")
+        elif isinstance(event, calls_model.DeskMuteRequested):
+            self.muted = event.muted
+            self.done.append("mute" if event.muted else "unmute")
+        elif isinstance(event, calls_model.DeskHangupRequested):
+            self.done.append("hangup")
+        else:
+            return False
         return True
 
 
