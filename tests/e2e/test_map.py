@@ -77,6 +77,8 @@ def test_map_draws_grid_and_cases_without_any_tile_server(city_hotline):
         page.select_option("select[name=status]", "closed")
         page.click("#map-filters button[type=submit]")
         page.wait_for_function("() => document.location.search.indexOf('status=closed') >= 0")
+        # The URL changes at once, the markers when the filtered cases arrive: wait for those.
+        page.wait_for_selector("#map[data-query*='status=closed']")
         page.wait_for_selector(".marker-cluster")
         assert page.locator(".marker-cluster").count() == page.locator(".marker-cluster.cl-done").count()
         page.select_option("select[name=status]", "")
@@ -84,6 +86,7 @@ def test_map_draws_grid_and_cases_without_any_tile_server(city_hotline):
         # Filter 超期: only overdue cases remain, all red; the URL keeps the filter.
         page.select_option("select[name=deadline]", "overdue")
         page.click("#map-filters button[type=submit]")
+        page.wait_for_selector("#map[data-query*='deadline=overdue']:not([data-query*='status='])")
         page.wait_for_function(f"() => document.getElementById('map').dataset.markers === '{len(overdue)}'")
         assert "deadline=overdue" in page.url
         assert page.locator(".leaflet-marker-icon.mk.st-open, .leaflet-marker-icon.mk.st-new").count() == 0

@@ -70,7 +70,8 @@
     var form = document.getElementById("map-filters");
     var params = new URLSearchParams();
     new FormData(form).forEach(function (v, k) { if (v) params.set(k, v); });
-    history.replaceState(null, "", "/map" + (params.toString() ? "?" + params : ""));
+    var query = params.toString();
+    history.replaceState(null, "", "/map" + (query ? "?" + query : ""));
     params.set("limit", "5000");
     return fetch("/api/geo/cases?" + params, {credentials: "same-origin"}).then(function (r) { return r.json(); }).then(function (fc) {
       clusters.clearLayers();
@@ -89,6 +90,7 @@
       clusters.addLayers(markers);
       document.getElementById("map-count").textContent = "共 " + markers.length + " 件" + (fc.unlocated ? "（" + fc.unlocated + " 件无位置）" : "");
       el.dataset.markers = String(markers.length);
+      el.dataset.query = query;  // the filters these markers answer (the URL changes before they arrive)
     });
   }
   // Inspectors on duty (城管通 positions), refreshed every minute.

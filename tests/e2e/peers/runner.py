@@ -350,15 +350,25 @@ module_app\t\tctrl_tcp.so
     def start(self) -> None:
         if shutil.which("baresip") is None:
             raise RuntimeError("baresip is not installed (.ci/install-system.sh)")
-        self.sip_port, self.ctrl_port = free_udp_port(), free_tcp_port()
-        self._write_config()
-        cmd = ["baresip", "-f", str(self.config_dir)] + (["-s"] if self.sip_trace else [])
-        with open(self.log_path, "wb") as log:
-            self._proc = subprocess.Popen(cmd, cwd=self.config_dir, stdin=subprocess.DEVNULL,
-                                          stdout=log, stderr=subprocess.STDOUT,
-                                          start_new_session=True)
+        # baresip also binds TCP/TLS next to its UDP port; a port picked free can be taken by
+        # another test by the time it binds ("Address already in use"): pick again, a few times.
+        for attempt in range(4):
+            self.sip_port, self.ctrl_port = free_udp_port(), free_tcp_port()
+            self._write_config()
+            cmd = ["baresip", "-f", str(self.config_dir)] + (["-s"] if self.sip_trace else [])
+            with open(self.log_path, "wb") as log:
+                self._proc = subprocess.Popen(cmd, cwd=self.config_dir, stdin=subprocess.DEVNULL,
+                                              stdout=log, stderr=subprocess.STDOUT,
+                                              start_new_session=True)
+            try:
+                self._connect(self.start_timeout)
+            except BaresipError:
+                if attempt < 3 and "Address already in use" in self.log_text():
+                    continue
+                self.stop()
+                raise
+            break
         try:
-            self._connect(self.start_timeout)
             self._reader = threading.Thread(target=self._read_loop, daemon=True,
                                             name="baresip-ctrl")
             self._reader.start()
