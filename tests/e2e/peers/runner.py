@@ -301,7 +301,7 @@ class Baresip:
         return f"<{aor}>;" + ";".join(params) + "\n"
 
     def _write_config(self) -> None:
-        self.record_dir.mkdir()
+        self.record_dir.mkdir(exist_ok=True)  # a retried start writes the config again
         mic = self.config_dir / "mic.wav"
         if self._audio_wav is None:
             _write_silence(mic)
