@@ -105,7 +105,7 @@ def seed_agents(cfg: Path, agents: list[tuple[str, str]]) -> dict[str, str]:
     from callcenter import cli
     from callcenter import config as config_mod
     from callcenter.acd_store import AcdStore
-    from callcenter.sip.store import SipAccountStore
+    from callcenter.sip_store import SipAccountStore
 
     settings = config_mod.load(cfg)
 

@@ -199,7 +199,7 @@ class Hotline:
         from callcenter.prompts import PromptLibrary
         from callcenter.sip.registrar import Registrar
         from callcenter.sip.ua import UserAgent
-        from callcenter.sip.store import CredentialCache, SipAccountStore
+        from callcenter.sip_store import CredentialCache, SipAccountStore
         from callcenter.twisted_rtp import RtpEngine
         from callcenter.twisted_sip import SipEndpoint
         from case_core.adapters import migrate

@@ -166,7 +166,7 @@ async def _seed_demo_city(repo, now) -> None:
 async def _seed_demo_agents(settings, repo, now) -> None:
     """Agents with extensions and SIP accounts, so a softphone can register and take queue calls."""
     from callcenter.acd_store import AcdStore
-    from callcenter.sip.store import AccountError, SipAccountStore
+    from callcenter.sip_store import AccountError, SipAccountStore
 
     store = AcdStore(repo.engine)
     accounts = SipAccountStore(repo.engine)

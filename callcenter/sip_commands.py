@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 def _store(settings):
     import logging
 
-    from callcenter.sip.store import SipAccountStore
+    from callcenter.sip_store import SipAccountStore
     from case_core.adapters import migrate
     from case_core.adapters.sqlalchemy_repo import make_engine, sync_url
 
@@ -36,7 +36,7 @@ def _run(settings, work):
 
 def cmd_account_add(settings, args) -> int:
     from case_core.errors import UserError
-    from callcenter.sip.store import AccountError, generate_password
+    from callcenter.sip_store import AccountError, generate_password
 
     if args.extension in settings.sip.dids:
         raise UserError(f"extension {args.extension} is a hotline number (sip.dids); pick another")

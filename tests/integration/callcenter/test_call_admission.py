@@ -16,7 +16,7 @@ from callcenter.sip.events import CallOffered
 from callcenter.sip.message import SipResponse, parse_message
 from callcenter.sip.registrar import Registrar
 from callcenter.sip.ua import UserAgent
-from callcenter.sip.store import CredentialCache
+from callcenter.sip_store import CredentialCache
 from callcenter.twisted_sip import SipEndpoint
 from tests.fakes import FakeReactor
 from tests.unit.sip.helpers import invite, request

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from callcenter import cli
 from callcenter.sip.digest import ha1
-from callcenter.sip.store import AccountError, CredentialCache, SipAccountStore, sip_accounts
+from callcenter.sip_store import AccountError, CredentialCache, SipAccountStore, sip_accounts
 from case_core.adapters import migrate
 from case_core.adapters.sqlalchemy_repo import make_engine, sync_url
 
